@@ -1,0 +1,348 @@
+"""Decode any audio container PyAV (FFmpeg) reads into 16 kHz float32, with typed errors.
+
+Every entry point takes bytes, a path or a binary file object. Limits (bytes, seconds) are checked as
+early as possible: the byte size before decoding, the duration from the container header before the
+full decode when the header has one, and again while decoding for streams that do not say.
+"""
+
+from __future__ import annotations
+
+import io
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO
+
+import av
+import numpy as np
+
+from tingyin.errors import InvalidRequest
+
+TARGET_RATE = 16000
+
+AudioSource = bytes | bytearray | memoryview | str | Path | BinaryIO
+
+# Containers/codecs we accept by name. The decoder reads more, but callers ask by these names.
+KNOWN_FORMATS = frozenset(
+    {"pcm", "raw", "wav", "amr", "mp3", "m4a", "aac", "mp4", "ogg", "opus", "flac", "webm", "mkv", "wma"}
+)
+
+
+class AudioError(InvalidRequest):
+    """The audio cannot be used."""
+
+    code = "audio_error"
+
+
+class EmptyAudio(AudioError):
+    """The audio data is empty."""
+
+    code = "audio_empty"
+
+
+class CorruptAudio(AudioError):
+    """The audio data cannot be decoded."""
+
+    code = "audio_corrupt"
+
+
+class UnsupportedFormat(AudioError):
+    """The audio format is not supported."""
+
+    code = "audio_unsupported_format"
+
+
+class AudioTooLong(AudioError):
+    """The audio is longer than allowed."""
+
+    code = "audio_too_long"
+
+
+class AudioTooShort(AudioError):
+    """The audio is shorter than allowed."""
+
+    code = "audio_too_short"
+
+
+class AudioTooLarge(AudioError):
+    """The audio data is larger than allowed."""
+
+    code = "audio_too_large"
+
+
+class SampleRateMismatch(AudioError):
+    """The audio's sample rate is not the one declared or required."""
+
+    code = "audio_wrong_sample_rate"
+
+
+@dataclass(frozen=True)
+class AudioInfo:
+    """What the container says about the audio, read without decoding it all."""
+
+    format: str
+    codec: str
+    sample_rate: int
+    channels: int
+    duration_s: float | None
+
+
+@dataclass(frozen=True)
+class DecodedAudio:
+    """Decoded audio. ``samples`` is float32 in [-1, 1]: shape (n,) when mono, (channels, n) otherwise."""
+
+    samples: np.ndarray
+    sample_rate: int
+    source_rate: int
+    source_channels: int
+    format: str
+
+    @property
+    def duration_s(self) -> float:
+        return float(self.samples.shape[-1]) / self.sample_rate
+
+    @property
+    def channels(self) -> int:
+        return 1 if self.samples.ndim == 1 else int(self.samples.shape[0])
+
+    def channel(self, index: int) -> np.ndarray:
+        return self.samples if self.samples.ndim == 1 else self.samples[index]
+
+    def mono(self) -> np.ndarray:
+        return self.samples if self.samples.ndim == 1 else self.samples.mean(axis=0).astype(np.float32)
+
+
+def _as_stream(source: AudioSource) -> tuple[BinaryIO, int]:
+    """A seekable binary stream and its size in bytes."""
+    if isinstance(source, bytes | bytearray | memoryview):
+        data = bytes(source)
+        return io.BytesIO(data), len(data)
+    if isinstance(source, str | Path):
+        path = Path(source)
+        try:
+            size = path.stat().st_size
+            return path.open("rb"), size
+        except FileNotFoundError as exc:
+            raise AudioError(f"audio file not found: {path}") from exc
+    stream = source
+    position = stream.tell()
+    stream.seek(0, io.SEEK_END)
+    size = stream.tell() - position
+    stream.seek(position)
+    return stream, size
+
+
+def _normalise_format(fmt: str | None) -> str | None:
+    if fmt is None:
+        return None
+    fmt = fmt.strip().lower().lstrip(".")
+    if fmt in ("s16le", "raw"):
+        return "pcm"
+    if fmt not in KNOWN_FORMATS:
+        raise UnsupportedFormat(f"unsupported audio format: {fmt!r}")
+    return fmt
+
+
+def _check_size(size: int, max_bytes: int | None) -> None:
+    if size == 0:
+        raise EmptyAudio("audio data is empty")
+    if max_bytes is not None and size > max_bytes:
+        raise AudioTooLarge(f"audio is {size} bytes, more than the limit of {max_bytes}")
+
+
+def _check_duration(duration_s: float | None, max_seconds: float | None) -> None:
+    if duration_s is not None and max_seconds is not None and duration_s > max_seconds + 0.05:
+        raise AudioTooLong(f"audio lasts {duration_s:.1f} s, more than the limit of {max_seconds:g} s")
+
+
+def _pcm_to_float(data: bytes, channels: int) -> np.ndarray:
+    usable = len(data) - len(data) % (2 * channels)
+    if usable <= 0:
+        raise EmptyAudio("pcm data holds no complete sample")
+    ints = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+    if channels > 1:
+        return ints.reshape(-1, channels).T.copy()
+    return ints
+
+
+def resample(samples: np.ndarray, source_rate: int, target_rate: int = TARGET_RATE) -> np.ndarray:
+    """Band-limited resampling (soxr, high quality). Works on (n,) or (channels, n) arrays."""
+    if source_rate == target_rate:
+        return samples.astype(np.float32, copy=False)
+    import soxr
+
+    if samples.ndim == 1:
+        return soxr.resample(samples, source_rate, target_rate).astype(np.float32)
+    return np.stack([soxr.resample(ch, source_rate, target_rate) for ch in samples]).astype(np.float32)
+
+
+def probe(
+    source: AudioSource, *, format: str | None = None, pcm_rate: int = TARGET_RATE, pcm_channels: int = 1
+) -> AudioInfo:
+    """Read format, rate, channels and (when the header says) duration without a full decode."""
+    fmt = _normalise_format(format)
+    stream, size = _as_stream(source)
+    _check_size(size, None)
+    if fmt == "pcm":
+        return AudioInfo("pcm", "pcm_s16le", pcm_rate, pcm_channels, size / (2 * pcm_rate * pcm_channels))
+    try:
+        with av.open(stream, mode="r", format=_container_hint(fmt)) as container:
+            if not container.streams.audio:
+                raise CorruptAudio("no audio stream in the data")
+            audio_stream = container.streams.audio[0]
+            return AudioInfo(
+                format=container.format.name,
+                codec=audio_stream.codec_context.name,
+                sample_rate=int(audio_stream.codec_context.sample_rate or 0),
+                channels=int(audio_stream.codec_context.channels or 0),
+                duration_s=_header_duration(container, audio_stream),
+            )
+    except AudioError:
+        raise
+    except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
+        raise CorruptAudio(f"cannot read the audio: {exc}") from exc
+
+
+def _container_hint(fmt: str | None) -> str | None:
+    # FFmpeg guesses most containers from the first bytes; only headerless ones need a name.
+    return {"amr": "amr", "aac": "aac", "mp3": "mp3"}.get(fmt or "")
+
+
+def _header_duration(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None and container.duration > 0:
+        return container.duration / 1_000_000
+    return None
+
+
+def decode(
+    source: AudioSource,
+    *,
+    format: str | None = None,
+    pcm_rate: int = TARGET_RATE,
+    pcm_channels: int = 1,
+    target_rate: int = TARGET_RATE,
+    mono: bool = True,
+    max_bytes: int | None = None,
+    max_seconds: float | None = None,
+    min_seconds: float | None = None,
+    required_rate: int | None = None,
+) -> DecodedAudio:
+    """Decode ``source`` to float32 at ``target_rate``.
+
+    ``format`` names the container when known ("pcm" means headerless s16le at ``pcm_rate``);
+    ``required_rate`` rejects audio whose own sample rate differs (vendors that only take 16 kHz);
+    ``mono=False`` keeps channels apart (call-centre stereo puts each party on its own channel).
+    """
+    fmt = _normalise_format(format)
+    stream, size = _as_stream(source)
+    try:
+        _check_size(size, max_bytes)
+        if fmt == "pcm":
+            if pcm_rate <= 0 or pcm_channels <= 0:
+                raise InvalidRequest("pcm needs a positive rate and channel count")
+            _check_duration(size / (2 * pcm_rate * pcm_channels), max_seconds)
+            if required_rate is not None and pcm_rate != required_rate:
+                raise SampleRateMismatch(f"sample rate {pcm_rate} Hz, only {required_rate} Hz is accepted")
+            samples = _pcm_to_float(stream.read(), pcm_channels)
+            source_rate, source_channels, fmt_name = pcm_rate, pcm_channels, "pcm"
+        else:
+            samples, source_rate, source_channels, fmt_name = _decode_container(
+                stream, fmt, max_seconds, required_rate
+            )
+    finally:
+        if isinstance(source, str | Path):
+            stream.close()
+    if samples.ndim == 2 and (mono or samples.shape[0] == 1):
+        samples = samples.mean(axis=0)
+    samples = resample(np.ascontiguousarray(samples, dtype=np.float32), source_rate, target_rate)
+    if samples.shape[-1] == 0:
+        raise EmptyAudio("the audio holds no samples")
+    if not np.all(np.isfinite(samples)):
+        raise CorruptAudio("the audio holds non-finite samples")
+    decoded = DecodedAudio(samples, target_rate, source_rate, source_channels, fmt_name)
+    _check_duration(decoded.duration_s, max_seconds)
+    if min_seconds is not None and decoded.duration_s < min_seconds:
+        raise AudioTooShort(f"audio lasts {decoded.duration_s:.2f} s, less than {min_seconds:g} s")
+    return decoded
+
+
+def _decode_container(
+    stream: BinaryIO, fmt: str | None, max_seconds: float | None, required_rate: int | None
+) -> tuple[np.ndarray, int, int, str]:
+    try:
+        container = av.open(stream, mode="r", format=_container_hint(fmt))
+    except av.error.FFmpegError as exc:
+        raise CorruptAudio(f"not a readable audio file: {exc}") from exc
+    with container:
+        if not container.streams.audio:
+            raise CorruptAudio("no audio stream in the data")
+        audio_stream = container.streams.audio[0]
+        rate = int(audio_stream.codec_context.sample_rate or 0)
+        if rate <= 0:
+            raise CorruptAudio("the audio stream has no sample rate")
+        _check_duration(_header_duration(container, audio_stream), max_seconds)
+        if required_rate is not None and rate != required_rate:
+            raise SampleRateMismatch(f"sample rate {rate} Hz, only {required_rate} Hz is accepted")
+        # Keep the source rate and channel layout; resampling happens once, afterwards, with soxr.
+        chunks: list[np.ndarray] = []
+        decoded_samples = 0
+        channels = int(audio_stream.codec_context.channels or 1)
+        limit = None if max_seconds is None else int(math.ceil((max_seconds + 0.05) * rate))
+        try:
+            for frame in container.decode(audio_stream):
+                array = _frame_to_float(frame)
+                channels = array.shape[0]
+                chunks.append(array)
+                decoded_samples += array.shape[1]
+                if limit is not None and decoded_samples > limit:
+                    raise AudioTooLong(f"audio is longer than the limit of {max_seconds:g} s")
+        except av.error.FFmpegError as exc:
+            if not chunks:
+                raise CorruptAudio(f"cannot decode the audio: {exc}") from exc
+            # A truncated tail still yields what came before it; keep that like FFmpeg's CLI does.
+        if not chunks:
+            raise CorruptAudio("the audio stream decoded to nothing")
+        samples = np.concatenate(chunks, axis=1) if len(chunks) > 1 else chunks[0]
+        return samples, rate, channels, container.format.name
+
+
+def _frame_to_float(frame: av.AudioFrame) -> np.ndarray:
+    """A frame as float32 (channels, n), whatever its sample format."""
+    array = frame.to_ndarray()
+    fmt = frame.format
+    channels = len(frame.layout.channels)
+    if not fmt.is_planar:
+        array = array.reshape(-1, channels).T
+    if array.dtype == np.int16:
+        return array.astype(np.float32) / 32768.0
+    if array.dtype == np.int32:
+        return array.astype(np.float32) / 2147483648.0
+    if array.dtype == np.uint8:
+        return (array.astype(np.float32) - 128.0) / 128.0
+    return array.astype(np.float32)
+
+
+def iter_chunks(samples: np.ndarray, chunk_s: float, rate: int = TARGET_RATE) -> Iterator[np.ndarray]:
+    """Consecutive windows of ``chunk_s`` seconds (the last may be shorter)."""
+    step = max(1, int(chunk_s * rate))
+    for start in range(0, samples.shape[-1], step):
+        yield samples[..., start : start + step]
+
+
+def encode_wav(samples: np.ndarray, rate: int = TARGET_RATE) -> bytes:
+    """16-bit PCM WAV bytes of mono or (channels, n) float samples."""
+    import wave
+
+    data = np.clip(samples, -1.0, 1.0)
+    channels = 1 if data.ndim == 1 else data.shape[0]
+    interleaved = data if data.ndim == 1 else data.T.reshape(-1)
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as wav:
+        wav.setnchannels(channels)
+        wav.setsampwidth(2)
+        wav.setframerate(rate)
+        wav.writeframes((interleaved * 32767.0).astype("<i2").tobytes())
+    return buffer.getvalue()

@@ -1,0 +1,100 @@
+"""All configuration in one place: environment variables ``TINGYIN_*`` (or a ``.env`` file)."""
+
+from __future__ import annotations
+
+import os
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+def _default_home() -> Path:
+    return Path(os.environ.get("TINGYIN_HOME", Path.home() / ".tingyin")).expanduser()
+
+
+class Settings(BaseSettings):
+    """Server-wide settings. Every field can be set as ``TINGYIN_<FIELD>`` in the environment."""
+
+    model_config = SettingsConfigDict(env_prefix="TINGYIN_", env_file=".env", extra="ignore")
+
+    home: Path = Field(default_factory=_default_home, description="Data directory: database, blobs, models.")
+    database_url: str | None = Field(
+        default=None, description="SQLAlchemy URL; default SQLite file under home (WAL mode)."
+    )
+    broker_url: str | None = Field(
+        default=None, description="Celery broker; default an SQLite database under home (embedded)."
+    )
+    result_backend: str | None = None
+    redis_url: str | None = Field(
+        default=None, description="Redis for cross-process quota counters; defaults to broker_url if redis."
+    )
+    host: str = "127.0.0.1"
+    port: int = 8000
+    embedded_worker: bool = Field(default=True, description="`tingyin serve` starts and supervises a worker.")
+    worker_concurrency: int = 1
+    # A job whose worker stops heart-beating for this long is handed to another worker.
+    job_lease_seconds: float = 60.0
+    # Redis transport: how long an unacknowledged message waits before redelivery.
+    broker_visibility_timeout: float = 120.0
+    max_body_bytes: int = 150 * 1024 * 1024
+    model_idle_ttl_seconds: float = 900.0
+    asr_model: str = "whisper-base"
+    compute_type: str = "int8"
+    cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    token_ttl_seconds: int = 30 * 24 * 3600
+    log_json: bool = True
+    log_level: str = "INFO"
+
+    @property
+    def db_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{self.home / 'tingyin.db'}"
+
+    @property
+    def celery_broker_url(self) -> str:
+        if self.broker_url:
+            return self.broker_url
+        return f"sqla+sqlite:///{self.home / 'broker.db'}"
+
+    @property
+    def celery_result_backend(self) -> str:
+        if self.result_backend:
+            return self.result_backend
+        if self.broker_url and self.broker_url.startswith("redis"):
+            return self.broker_url
+        return f"db+sqlite:///{self.home / 'results.db'}"
+
+    @property
+    def counter_redis_url(self) -> str | None:
+        if self.redis_url:
+            return self.redis_url
+        if self.broker_url and self.broker_url.startswith("redis"):
+            return self.broker_url
+        return None
+
+    @property
+    def blob_dir(self) -> Path:
+        return self.home / "blobs"
+
+    @property
+    def model_dir(self) -> Path:
+        return self.home / "models"
+
+    def ensure_dirs(self) -> None:
+        for path in (self.home, self.blob_dir, self.model_dir):
+            path.mkdir(parents=True, exist_ok=True)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    settings = Settings()
+    settings.ensure_dirs()
+    return settings
+
+
+def reset_settings() -> None:
+    """Forget cached settings (tests change the environment between cases)."""
+    get_settings.cache_clear()

@@ -1,0 +1,63 @@
+"""Typed errors of the core. API adapters map each to their vendor's own code; nothing leaks as a 500."""
+
+from __future__ import annotations
+
+
+class TingyinError(Exception):
+    """Base of every error the core raises on purpose. ``code`` is a stable machine-readable name."""
+
+    code = "internal_error"
+    http_status = 500
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or self.__class__.__doc__ or self.code)
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0])
+
+
+class InvalidRequest(TingyinError):
+    """The request is malformed or a parameter is invalid."""
+
+    code = "invalid_request"
+    http_status = 400
+
+
+class NotFound(TingyinError):
+    """The requested object does not exist."""
+
+    code = "not_found"
+    http_status = 404
+
+
+class Unauthorized(TingyinError):
+    """Missing or invalid credentials."""
+
+    code = "unauthorized"
+    http_status = 401
+
+
+class QuotaExceeded(TingyinError):
+    """Too many requests for this app."""
+
+    code = "quota_exceeded"
+    http_status = 429
+
+    def __init__(self, message: str | None = None, *, kind: str = "qps") -> None:
+        super().__init__(message)
+        self.kind = kind  # "qps" or "daily"
+
+
+class ServiceUnavailable(TingyinError):
+    """A backing service (database, broker, model) is not available right now."""
+
+    code = "service_unavailable"
+    http_status = 503
+
+
+class EngineError(TingyinError):
+    """The recognition engine failed on this input."""
+
+    code = "engine_error"
+    http_status = 500
