@@ -1,0 +1,1 @@
+"""Evaluation scripts behind `tingyin eval ...`: they print figures; tests never time anything."""
