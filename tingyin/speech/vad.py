@@ -1,0 +1,166 @@
+"""Voice activity detection with Silero VAD (ONNX), shared by diarization and the speech core.
+
+``speech_regions`` returns ``(start, end)`` pairs in **sample indices** of the input (end exclusive).
+The model is loaded once through the model manager (``silero-vad``) with pinned thread counts.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from tingyin.errors import InvalidRequest
+
+VAD_SAMPLE_RATE = 16000
+FRAME_SAMPLES = 512  # Silero v5/v6 at 16 kHz scores 32 ms frames
+_CONTEXT_SAMPLES = 64
+_BATCH_FRAMES = 10000
+
+
+class SileroVad:
+    """The Silero VAD ONNX session; ``probabilities`` scores every 32 ms frame of 16 kHz audio."""
+
+    def __init__(self, model_file: str, threads: int = 1) -> None:
+        import onnxruntime
+
+        options = onnxruntime.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        options.log_severity_level = 4
+        self.session = onnxruntime.InferenceSession(
+            model_file, sess_options=options, providers=["CPUExecutionProvider"]
+        )
+
+    def probabilities(self, audio: np.ndarray) -> np.ndarray:
+        """Speech probability of each ``FRAME_SAMPLES`` frame (the last frame zero-padded)."""
+        if audio.size == 0:
+            return np.zeros(0, dtype=np.float32)
+        padding = (-audio.shape[0]) % FRAME_SAMPLES
+        frames = np.pad(audio.astype(np.float32, copy=False), (0, padding)).reshape(-1, FRAME_SAMPLES)
+        # Each frame is fed with the last 64 samples of the previous frame as context (as Silero expects).
+        context = np.roll(frames[:, -_CONTEXT_SAMPLES:], 1, axis=0)
+        context[0] = 0.0
+        batch = np.concatenate([context, frames], axis=1)
+        state_h = np.zeros((1, 1, 128), dtype=np.float32)
+        state_c = np.zeros((1, 1, 128), dtype=np.float32)
+        outputs = []
+        for begin in range(0, batch.shape[0], _BATCH_FRAMES):
+            output, state_h, state_c = self.session.run(
+                None, {"input": batch[begin : begin + _BATCH_FRAMES], "h": state_h, "c": state_c}
+            )
+            outputs.append(np.asarray(output).reshape(-1))
+        return np.concatenate(outputs).astype(np.float32)
+
+
+def _load_vad() -> SileroVad:
+    from tingyin.config import get_settings
+    from tingyin.models import model_path
+
+    return SileroVad(str(model_path("silero-vad") / "model.onnx"), threads=max(1, get_settings().cpu_threads))
+
+
+def get_vad() -> SileroVad:
+    """The shared VAD session (loaded on first use, unloaded when idle)."""
+    from tingyin.models import get_manager
+
+    return get_manager().get("vad:silero", _load_vad)
+
+
+def _to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
+    if audio.ndim != 1:
+        raise InvalidRequest("VAD expects mono audio (a 1-D array)")
+    if sample_rate == VAD_SAMPLE_RATE:
+        return audio.astype(np.float32, copy=False)
+    if sample_rate <= 0:
+        raise InvalidRequest(f"invalid sample rate {sample_rate}")
+    from tingyin.audio import resample
+
+    resampled: Any = resample(audio.astype(np.float32, copy=False), sample_rate, VAD_SAMPLE_RATE)
+    return np.asarray(resampled, dtype=np.float32)
+
+
+def speech_probabilities(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
+    """Speech probability per 32 ms frame (512 samples at 16 kHz) of ``audio``."""
+    return get_vad().probabilities(_to_16k(audio, sample_rate))
+
+
+def regions_from_probabilities(
+    probabilities: np.ndarray,
+    *,
+    threshold: float = 0.5,
+    min_silence_ms: int = 300,
+    min_speech_ms: int = 100,
+    pad_ms: int = 30,
+    frame_ms: float = FRAME_SAMPLES * 1000 / VAD_SAMPLE_RATE,
+) -> list[tuple[float, float]]:
+    """Hysteresis segmentation of frame probabilities into ``(start_ms, end_ms)`` speech regions.
+
+    Speech starts when a frame reaches ``threshold`` and ends after ``min_silence_ms`` of frames below
+    ``threshold - 0.15`` (so brief dips inside a word do not cut it). Regions shorter than
+    ``min_speech_ms`` are dropped; each is padded by ``pad_ms`` without overlapping its neighbours.
+    """
+    negative = max(threshold - 0.15, 0.01)
+    regions: list[list[float]] = []
+    start: int | None = None
+    silence_from: int | None = None
+    min_silence_frames = max(1, round(min_silence_ms / frame_ms))
+    for index, probability in enumerate(probabilities):
+        if start is None:
+            if probability >= threshold:
+                start, silence_from = index, None
+            continue
+        if probability >= threshold:
+            silence_from = None
+        elif probability < negative:
+            if silence_from is None:
+                silence_from = index
+            if index - silence_from + 1 >= min_silence_frames:
+                regions.append([start * frame_ms, silence_from * frame_ms])
+                start, silence_from = None, None
+    if start is not None:
+        end = silence_from if silence_from is not None else len(probabilities)
+        regions.append([start * frame_ms, end * frame_ms])
+    regions = [r for r in regions if r[1] - r[0] >= min_speech_ms]
+    total_ms = len(probabilities) * frame_ms
+    for index, region in enumerate(regions):
+        previous_end = regions[index - 1][1] if index else 0.0
+        next_start = regions[index + 1][0] if index + 1 < len(regions) else total_ms
+        region[0] = max(previous_end, region[0] - pad_ms, 0.0)
+        region[1] = min(next_start - pad_ms if index + 1 < len(regions) else total_ms, region[1] + pad_ms)
+        region[1] = max(region[1], region[0])
+    return [(r[0], r[1]) for r in regions]
+
+
+def speech_regions(
+    audio: np.ndarray,
+    sample_rate: int = 16000,
+    *,
+    min_silence_ms: int = 300,
+    threshold: float = 0.5,
+    min_speech_ms: int = 100,
+    pad_ms: int = 30,
+) -> list[tuple[int, int]]:
+    """Speech regions of mono ``audio`` as ``(start_sample, end_sample)`` in the input's sample rate.
+
+    ``threshold`` is Silero's speech probability (0.5 suits most audio; lower finds quieter speech);
+    pauses shorter than ``min_silence_ms`` stay inside a region.
+    """
+    if not 0.0 < threshold < 1.0:
+        raise InvalidRequest("VAD threshold must lie between 0 and 1")
+    probabilities = speech_probabilities(audio, sample_rate)
+    regions_ms = regions_from_probabilities(
+        probabilities,
+        threshold=threshold,
+        min_silence_ms=min_silence_ms,
+        min_speech_ms=min_speech_ms,
+        pad_ms=pad_ms,
+    )
+    length = audio.shape[0]
+    result = []
+    for start_ms, end_ms in regions_ms:
+        start = min(length, round(start_ms * sample_rate / 1000))
+        end = min(length, round(end_ms * sample_rate / 1000))
+        if end > start:
+            result.append((start, end))
+    return result
