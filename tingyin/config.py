@@ -30,6 +30,9 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for cross-process quota counters; defaults to broker_url if redis."
     )
+    models_dir: Path | None = Field(
+        default=None, description="Model cache; default home/models (share one between several homes)."
+    )
     host: str = "127.0.0.1"
     port: int = 8000
     embedded_worker: bool = Field(default=True, description="`tingyin serve` starts and supervises a worker.")
@@ -81,7 +84,7 @@ class Settings(BaseSettings):
 
     @property
     def model_dir(self) -> Path:
-        return self.home / "models"
+        return self.models_dir or self.home / "models"
 
     def ensure_dirs(self) -> None:
         for path in (self.home, self.blob_dir, self.model_dir):

@@ -209,7 +209,9 @@ def _container_hint(fmt: str | None) -> str | None:
     return {"amr": "amr", "aac": "aac", "mp3": "mp3"}.get(fmt or "")
 
 
-def _header_duration(container: av.container.InputContainer, stream: av.audio.stream.AudioStream) -> float | None:
+def _header_duration(
+    container: av.container.InputContainer, stream: av.audio.stream.AudioStream
+) -> float | None:
     if stream.duration is not None and stream.time_base is not None:
         return float(stream.duration * stream.time_base)
     if container.duration is not None and container.duration > 0:

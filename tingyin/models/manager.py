@@ -63,7 +63,9 @@ class ModelManager:
     def unload_idle(self, now: float | None = None) -> list[str]:
         now = time.monotonic() if now is None else now
         with self._lock:
-            idle = [k for k, e in self._entries.items() if e.users == 0 and now - e.last_used > self.idle_ttl_s]
+            idle = [
+                k for k, e in self._entries.items() if e.users == 0 and now - e.last_used > self.idle_ttl_s
+            ]
             for key in idle:
                 del self._entries[key]
         return idle

