@@ -19,6 +19,21 @@ log = logging.getLogger(__name__)
 QUEUE = "tingyin"
 
 
+def _transport_options(broker_url: str, visibility_timeout: float) -> dict[str, Any]:
+    if broker_url.startswith(("redis", "rediss")):
+        # An unacknowledged message (its worker died) is redelivered after visibility_timeout.
+        return {
+            "visibility_timeout": visibility_timeout,
+            "max_retries": 2,
+            "interval_start": 0,
+            "interval_step": 0.5,
+            "interval_max": 1,
+            "socket_connect_timeout": 3,
+        }
+    # The SQLAlchemy transport hands its options to create_engine: only engine arguments go here.
+    return {}
+
+
 def make_celery() -> Celery:
     settings = get_settings()
     app = Celery("tingyin", broker=settings.celery_broker_url, backend=None)
@@ -33,14 +48,9 @@ def make_celery() -> Celery:
         broker_connection_retry_on_startup=True,
         broker_connection_max_retries=3,
         worker_hijack_root_logger=False,
-        broker_transport_options={
-            "visibility_timeout": settings.broker_visibility_timeout,
-            "polling_interval": 0.5,
-            "max_retries": 2,
-            "interval_start": 0,
-            "interval_step": 0.5,
-            "interval_max": 1,
-        },
+        broker_transport_options=_transport_options(
+            settings.celery_broker_url, settings.broker_visibility_timeout
+        ),
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
     return app

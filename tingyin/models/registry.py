@@ -207,7 +207,7 @@ class HubClient:
                     mode = "ab" if response.status_code == 206 else "wb"
                     done = offset if response.status_code == 206 else 0
                     with partial.open(mode) as handle:
-                        for block in response.iter_bytes(1024 * 1024):
+                        for block in response.iter_bytes():  # as received, so an interruption keeps them
                             handle.write(block)
                             done += len(block)
                             if progress:
@@ -253,7 +253,7 @@ class ModelStore:
 
     def path(self, name: str, progress: ProgressCallback | None = None) -> Path:
         """A local directory holding model ``name``: a builtin name, a local directory, or ``hf:owner/repo``."""
-        if os.sep in name or name.startswith("."):
+        if not name.startswith("hf:") and (os.sep in name or name.startswith((".", "~"))):
             local = Path(name).expanduser()
             if not local.is_dir():
                 raise NotFound(f"model directory {local} does not exist")
