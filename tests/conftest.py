@@ -96,7 +96,8 @@ def fresh_redis_url() -> str:
         if os.environ.get("CI"):
             raise RuntimeError("CI must provide TINGYIN_TEST_REDIS_URL (.ci/run starts Redis)")
         pytest.skip("TINGYIN_TEST_REDIS_URL not set")
-    url = f"{base.rstrip('/').rsplit('/', 1)[0] if base.count('/') > 2 else base.rstrip('/')}/{random.randint(1, 15)}"
+    server = base.rstrip("/").rsplit("/", 1)[0] if base.count("/") > 2 else base.rstrip("/")
+    url = f"{server}/{random.randint(1, 15)}"
     redis.Redis.from_url(url).flushdb()
     return url
 

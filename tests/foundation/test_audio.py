@@ -1,4 +1,4 @@
-"""Audio intake: every accepted container decodes to 16 kHz mono; every kind of bad file gets its typed error."""
+"""Audio intake: every accepted container decodes to 16 kHz mono; each kind of bad file gets a typed error."""
 
 from __future__ import annotations
 

@@ -83,7 +83,7 @@ class FakeHub:
             def log_message(self, *args: object) -> None:
                 pass
 
-            def do_GET(self) -> None:  # noqa: N802
+            def do_GET(self) -> None:
                 hub.requests.append(f"{self.path} {self.headers.get('Range', '')}")
                 tree = f"/api/models/{hub.repo}/tree/main"
                 if self.path == tree:
@@ -142,7 +142,7 @@ def fake_hub() -> Iterator[FakeHub]:
 def test_hub_download_resumes_after_interruption(tmp_path: Path, fake_hub: FakeHub) -> None:
     store = ModelStore(private_settings(tmp_path), hub=HubClient(endpoint=fake_hub.url, timeout=5))
     fake_hub.cut_after = 100_000
-    with pytest.raises(ModelError, match="interrupted|expected"):
+    with pytest.raises(ModelError, match=r"interrupted|expected"):
         store.path("hf:acme/tiny-model")
     assert not store.is_materialised("hf:acme/tiny-model")
     path = store.path("hf:acme/tiny-model")

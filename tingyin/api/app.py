@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import Response

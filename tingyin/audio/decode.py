@@ -292,7 +292,7 @@ def _decode_container(
         chunks: list[np.ndarray] = []
         decoded_samples = 0
         channels = int(audio_stream.codec_context.channels or 1)
-        limit = None if max_seconds is None else int(math.ceil((max_seconds + 0.05) * rate))
+        limit = None if max_seconds is None else math.ceil((max_seconds + 0.05) * rate)
         try:
             for frame in container.decode(audio_stream):
                 array = _frame_to_float(frame)

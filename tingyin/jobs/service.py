@@ -20,9 +20,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import CursorResult, Update, or_, select, update
+from sqlalchemy.orm import Session
 
 from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest, NotFound, TingyinError
@@ -242,6 +243,11 @@ def cancel_job(job_id: str, *, app_pk: int | None = None) -> JobView:
         return JobView.of(row)
 
 
+def _rows_changed(session: Session, statement: Update) -> int:
+    result = session.execute(statement)
+    return int(cast(CursorResult[Any], result).rowcount)
+
+
 def worker_identity() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{threading.get_ident()}:{uuid.uuid4().hex[:8]}"
 
@@ -275,7 +281,8 @@ def claim_job(job_id: str, owner: str) -> Claim:
             row.error_message = f"the job was started {row.attempts} times without finishing"
             return Claim("done")
         # Compare-and-set on the lease so two workers racing for the same job cannot both win.
-        taken = session.execute(
+        taken = _rows_changed(
+            session,
             update(Job)
             .where(Job.id == job_id, Job.attempts == row.attempts, Job.status == row.status)
             .values(
@@ -284,8 +291,8 @@ def claim_job(job_id: str, owner: str) -> Claim:
                 lease_until=now + timedelta(seconds=lease),
                 attempts=row.attempts + 1,
                 started_at=row.started_at or now,
-            )
-        ).rowcount
+            ),
+        )
         if taken != 1:
             return Claim("busy", retry_in=1.0)
         context = JobContext(job_id, row.kind, dict(row.params or {}), row.app_pk, owner, row.attempts + 1)
@@ -304,11 +311,12 @@ def _aware(moment: datetime | None) -> datetime | None:
 def renew_lease(job_id: str, owner: str) -> bool:
     lease = get_settings().job_lease_seconds
     with session_scope() as session:
-        changed = session.execute(
+        changed = _rows_changed(
+            session,
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-            .values(lease_until=utcnow() + timedelta(seconds=lease))
-        ).rowcount
+            .values(lease_until=utcnow() + timedelta(seconds=lease)),
+        )
         return changed == 1
 
 
@@ -328,11 +336,12 @@ def finish_job(
     else:
         values.update(status="succeeded", result=result, progress=1.0)
     with session_scope() as session:
-        changed = session.execute(
+        changed = _rows_changed(
+            session,
             update(Job)
             .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
-            .values(**values)
-        ).rowcount
+            .values(**values),
+        )
         return changed == 1
 
 
@@ -426,11 +435,12 @@ def sweep(*, stale_dispatch_s: float | None = None) -> list[str]:
         ).all()
         for row in rows:
             # Compare-and-set on dispatched_at: one sweeper re-dispatches a given job per period.
-            changed = session.execute(
+            changed = _rows_changed(
+                session,
                 update(Job)
                 .where(Job.id == row.id, Job.attempts == row.attempts, Job.status == row.status)
-                .values(dispatched_at=now)
-            ).rowcount
+                .values(dispatched_at=now),
+            )
             if changed == 1:
                 redispatch.append(row.id)
     if redispatch:

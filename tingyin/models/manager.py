@@ -6,7 +6,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 T = TypeVar("T")
 
@@ -38,14 +38,14 @@ class ModelManager:
             entry = self._entries.get(key)
             if entry is not None:
                 entry.last_used = time.monotonic()
-                return entry.value  # type: ignore[no-any-return]
+                return cast(T, entry.value)
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
                 entry = self._entries.get(key)
                 if entry is not None:
                     entry.last_used = time.monotonic()
-                    return entry.value  # type: ignore[no-any-return]
+                    return cast(T, entry.value)
             value = loader()
             with self._lock:
                 self._entries[key] = _Entry(value, time.monotonic())

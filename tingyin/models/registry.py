@@ -252,7 +252,7 @@ class ModelStore:
         return (self._dir(self.spec(name)) / ".complete").exists()
 
     def path(self, name: str, progress: ProgressCallback | None = None) -> Path:
-        """A local directory holding model ``name``: a builtin name, a local directory, or ``hf:owner/repo``."""
+        """A local directory holding model ``name``: builtin name, local directory, or ``hf:owner/repo``."""
         if not name.startswith("hf:") and (os.sep in name or name.startswith((".", "~"))):
             local = Path(name).expanduser()
             if not local.is_dir():

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 LANGUAGES = ("auto", "zh", "en", "yue", "zh-en")
 
@@ -79,13 +79,20 @@ def transcript_to_dict(transcript: Transcript) -> dict[str, object]:
     }
 
 
-def transcript_from_dict(data: dict[str, object]) -> Transcript:
+def transcript_from_dict(data: dict[str, Any]) -> Transcript:
     utterances = []
-    for raw in data.get("utterances", []):  # type: ignore[union-attr]
+    for raw in data.get("utterances", []):
         u = dict(raw)
         words = [Word(w["text"], int(w["start_ms"]), int(w["end_ms"])) for w in u.get("words", [])]
         utterances.append(
-            Utterance(u["text"], int(u["start_ms"]), int(u["end_ms"]), words, u.get("language", ""),
-                      u.get("speaker"), int(u.get("channel", 0)))
+            Utterance(
+                u["text"],
+                int(u["start_ms"]),
+                int(u["end_ms"]),
+                words,
+                u.get("language", ""),
+                u.get("speaker"),
+                int(u.get("channel", 0)),
+            )
         )
-    return Transcript(str(data["text"]), utterances, str(data.get("language", "")), int(data["duration_ms"]))  # type: ignore[call-overload]
+    return Transcript(str(data["text"]), utterances, str(data.get("language", "")), int(data["duration_ms"]))
