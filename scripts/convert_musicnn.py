@@ -41,7 +41,7 @@ OPSET = 13
 
 
 def fetch_musicnn(work: Path) -> Path:
-    """Download the musicnn 0.1.0 wheel (no dependencies) and unpack it; returns the folder holding ``musicnn``."""
+    """Download the musicnn 0.1.0 wheel (no dependencies), unpack it, return the folder holding it."""
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "musicnn==0.1.0", "--no-deps", "-d", str(work)], check=True
     )
@@ -53,7 +53,7 @@ def fetch_musicnn(work: Path) -> Path:
 
 
 def reference_inputs(clip: Path) -> np.ndarray:
-    """Two patches: seeded noise in the log-mel range, and the first patch of the fixture clip (librosa front end)."""
+    """Two patches: seeded noise in the log-mel range, and the fixture clip's first patch (librosa)."""
     import librosa
 
     rng = np.random.default_rng(20190712)
@@ -108,7 +108,7 @@ def convert(musicnn_root: Path, model: str, inputs: np.ndarray) -> dict[str, np.
 
 
 def _rename_io(onnx_path: Path) -> None:
-    """Give the graph plain input/output names (``x``, ``tags``, ``penultimate``) instead of TF tensor names."""
+    """Name the graph's input and outputs ``x``, ``tags``, ``penultimate`` instead of TF tensor names."""
     import onnx
 
     graph_proto = onnx.load(str(onnx_path))
@@ -124,7 +124,7 @@ def _rename_io(onnx_path: Path) -> None:
 
 
 def end_to_end_reference(musicnn_root: Path, clip: Path, model: str) -> np.ndarray:
-    """musicnn's own extractor (librosa front end + TF network) on ``clip``: the taggram, one row per 3 s patch."""
+    """musicnn's own extractor (librosa + TF) on ``clip``: the taggram, one row per 3 s patch."""
     sys.path.insert(0, str(musicnn_root))
     from musicnn.extractor import extractor
 
@@ -133,7 +133,9 @@ def end_to_end_reference(musicnn_root: Path, clip: Path, model: str) -> np.ndarr
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--musicnn-root", type=Path, help="folder holding the unpacked musicnn package")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--clip", type=Path, default=FIXTURE_DIR / "loop_garzul_16k.flac")
