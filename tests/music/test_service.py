@@ -25,7 +25,8 @@ SEED_TASKS = [
 ]
 
 
-def test_payload_has_the_seed_shape(electronic_loop: np.ndarray) -> None:
+def test_payload_has_the_seed_shape(home: Path, electronic_loop: np.ndarray) -> None:
+    """The seed example's six tasks (Lang24 reads the language list of the shared Whisper model)."""
     payload = build_payload(electronic_loop, task_types=SEED_TASKS)
     assert set(payload) == {"pred", "task_flow"}  # no "embed" unless asked
     results = payload["task_flow"]["result"]
@@ -57,6 +58,8 @@ def test_payload_has_the_seed_shape(electronic_loop: np.ndarray) -> None:
     # An instrumental loop has no language: every language tag scores 0.
     assert set(by_type["MusicTaggingLang24"]["task_output"]["tags"]) <= set(SAMI_LANG30)
     assert max(preds["MusicTaggingLang24"]) == 0.0
+    lang_tags = by_type["MusicTaggingLang24"]["task_output"]["tags"]
+    assert {"en", "cmn", "ja", "other"} <= set(lang_tags) and "minnan" not in lang_tags
 
 
 def test_embed_and_top_num(instrumental_track: np.ndarray) -> None:

@@ -136,6 +136,17 @@ def _language(samples: np.ndarray, mtt: TaggerOutput) -> tuple[str, dict[str, fl
     return language, taxonomy.sami_language_probs(all_probs)
 
 
+def whisper_languages() -> list[str]:
+    """The language codes the configured Whisper model can answer (whisper-base: 99, no Cantonese)."""
+    from tingyin.speech.whisper import load_whisper
+
+    model = load_whisper()
+    codes = list(model.supported_languages)
+    # supported_languages lists every code faster-whisper knows; the model only has the first
+    # num_languages of them (large-v3 added "yue" as the 100th).
+    return codes[: int(getattr(model.model, "num_languages", len(codes)))]
+
+
 def _select(
     tags: Sequence[str], probs: Sequence[float], top_num: int | None
 ) -> tuple[tuple[str, ...], np.ndarray]:
@@ -187,9 +198,7 @@ def analyse_music(
         elif spec.kind == "language":
             if vocal >= 0.5 and language_probs is None:
                 language, language_probs = _language(samples, outputs["MTT_musicnn"])
-            from tingyin.speech.whisper import load_whisper
-
-            tags = spec.produced(load_whisper().supported_languages)
+            tags = spec.produced(whisper_languages())
             # An instrumental track has no language: every language (and "other") gets 0.
             probs = [language_probs.get(tag, 0.0) if language_probs else 0.0 for tag in tags]
         else:

@@ -112,7 +112,7 @@ class TaskSpec:
 
             return MSD_LABELS
         if self.kind == "language":
-            known = set(language_codes)
+            known = {WHISPER_TO_SAMI_LANG.get(code, code) for code in language_codes}
             return tuple(tag for tag in self.vocabulary if tag in known or tag == "other")
         return tuple(tag for tag in self.vocabulary if tag in TAG_SOURCES)
 
