@@ -1,0 +1,84 @@
+"""Text post-processing, hot-word correction and scoring (no model needed)."""
+
+from __future__ import annotations
+
+from tingyin.eval.text import edit_counts, error_rate, normalize_en, scoring_units
+from tingyin.speech import hotwords
+from tingyin.speech.engine import cut_repetitions
+from tingyin.speech.lexicon import correct_homophones
+from tingyin.speech.textnorm import (
+    numbers_to_digits,
+    numbers_to_words,
+    strip_punctuation,
+    to_chinese_punctuation,
+    to_simplified,
+)
+from tingyin.speech.types import HotWord
+
+
+def test_traditional_becomes_simplified() -> None:
+    assert to_simplified("而且這類可穿戴設備也不會執行太過複雜的運算") == "而且这类可穿戴设备也不会执行太过复杂的运算"
+    assert to_simplified("plain English") == "plain English"
+
+
+def test_numbers_to_chinese_words() -> None:
+    assert numbers_to_words("马龙以117比116收获", "zh") == "马龙以一百一十七比一百一十六收获"
+    assert numbers_to_words("观察30年来的曲线", "zh") == "观察三十年来的曲线"
+    # Years and long digit strings (phone numbers, codes) are read digit by digit.
+    assert numbers_to_words("会发现1990年后出生", "zh") == "会发现一九九零年后出生"
+    assert numbers_to_words("电话13702662097", "zh") == "电话一三七零二六六二零九七"
+    assert numbers_to_words("涨了7.5%", "zh") == "涨了百分之七点五"
+
+
+def test_numbers_to_english_words_and_back() -> None:
+    assert numbers_to_words("15,000 of these", "en") == "fifteen thousand of these"
+    assert numbers_to_digits("by eighteen eleven had risen to six hundred and twenty nine", "en") == (
+        "by 1811 had risen to 629"
+    )
+    assert numbers_to_digits("百分之二十五", "zh") == "25%"
+
+
+def test_punctuation_helpers() -> None:
+    assert strip_punctuation("你好，世界！我用 iPhone 手机。") == "你好世界我用iPhone手机"
+    assert strip_punctuation("Don't stop, it's 3.5 well-known.") == "Don't stop it's 3.5 well known"
+    assert to_chinese_punctuation("你好,世界.") == "你好，世界。"
+
+
+def test_repetition_loops_are_cut() -> None:
+    assert cut_repetitions("好的好的好的好的好的好的") == "好的"
+    assert cut_repetitions("谢谢谢谢") == "谢谢谢谢"  # twice is speech, not a loop
+
+
+def test_hot_word_correction_by_sound_and_spelling() -> None:
+    bias = hotwords.plan((HotWord("盛源", 8),), ())
+    assert hotwords.correct("盛员生活广场", bias) == "盛源生活广场"
+    assert hotwords.correct("今天天气很好", bias) == "今天天气很好"  # nothing sounds like it
+    english = hotwords.plan((), ("Jenson",))
+    assert hotwords.correct("Most of Jensen's letters", english) == "Most of Jenson's letters"
+    weak = hotwords.plan((HotWord("张三丰", 1),), ())
+    assert hotwords.correct("他叫李四", weak) == "他叫李四"
+
+
+def test_bias_plan_orders_and_splits_by_weight() -> None:
+    bias = hotwords.plan((HotWord("甲乙", 2), HotWord("丙丁", 9), HotWord("坏词", -5)), ("戊己",))
+    assert [w.text for w in bias.favoured] == ["丙丁", "戊己", "甲乙"]
+    assert [w.text for w in bias.suppressed] == ["坏词"]
+    assert hotwords.prompt_text(bias) == "丙丁、戊己、甲乙"
+    assert hotwords.remove_suppressed("这是坏词吗", bias) == "这是吗"
+
+
+def test_homophone_correction_fixes_non_words_and_keeps_good_text() -> None:
+    assert correct_homophones("中国正监会召开新闻发布会") == "中国证监会召开新闻发布会"
+    good = "金融系统似乎也在加大对房地产的投资力度"
+    assert correct_homophones(good) == good
+
+
+def test_scoring_conventions() -> None:
+    # Chinese: punctuation, spaces, script and number form do not count.
+    assert scoring_units("观察30年來的曲線。", "CER") == list("观察三十年来的曲线")
+    assert scoring_units("S A M S U N G", "CER") == scoring_units("Samsung", "CER")
+    assert error_rate(["马龙以一百一十七比一百一十六"], ["马龙以117比116。"], "CER") == 0.0
+    # English: case, punctuation, number form and "and" inside numbers do not count.
+    assert normalize_en("Six hundred twenty-nine; Mr. Neild") == normalize_en("six hundred and twenty nine Mr Neild")
+    counts = edit_counts(["a", "b", "c"], ["a", "x", "c", "d"])
+    assert (counts.substitutions, counts.deletions, counts.insertions) == (1, 0, 1)

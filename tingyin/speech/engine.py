@@ -1,0 +1,885 @@
+"""The speech recognition engine every ASR API calls: VAD → batched Whisper decoding → text post-processing.
+
+How it works, and why:
+
+* Silero VAD finds the speech; pauses longer than ``CHUNK_GAP_S`` or a span longer than ``MAX_CHUNK_S``
+  start a new chunk. Only speech is decoded, so silence and non-speech stretches yield no text.
+* Each chunk is encoded at its own length (rounded up to whole seconds plus a second of silence) rather than
+  Whisper's fixed 30 s window: CTranslate2 accepts shorter inputs, and a 5 s clip then costs a fifth of the
+  encoder time. Chunks are decoded in batches (beam search over several chunks at once).
+* Language is detected per chunk from the same encoder output (``auto`` among all languages, ``zh-en``
+  between Mandarin and English), so a mixed recording gets per-utterance languages.
+* Guards: a chunk whose text compresses too well (a repetition loop) is decoded again with sampling, and
+  what still repeats is cut; a chunk the model itself thinks is no speech, with a low score, is dropped;
+  well-known subtitle hallucinations are dropped. Output length is capped by the chunk's duration.
+* Text: Traditional → Simplified, numbers as digits (ITN on) or words (ITN off), hot-word correction,
+  pause-based punctuation for Chinese, or none. Character/word timestamps come from Whisper's cross-attention
+  alignment and are carried through the text rewrites, then clamped monotonic and inside the audio.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import threading
+import zlib
+from collections.abc import Callable, Iterator, Sequence
+from difflib import SequenceMatcher
+from typing import TYPE_CHECKING, Any, NamedTuple
+
+import numpy as np
+
+from tingyin.errors import EngineError, InvalidRequest
+from tingyin.speech import hotwords, textnorm
+from tingyin.speech.types import LANGUAGES, HotWord, TranscribeOptions, Transcript, Utterance, Word
+from tingyin.speech.whisper import load_whisper
+
+if TYPE_CHECKING:
+    from faster_whisper import WhisperModel
+    from faster_whisper.tokenizer import Tokenizer
+
+SAMPLE_RATE = 16000
+FRAMES_PER_SECOND = 100
+MAX_CHUNK_S = 25.0
+CHUNK_GAP_S = 1.5
+PAUSE_COMMA_S = 0.35  # a pause this long inside a Chinese sentence without punctuation gets a comma
+PAUSE_SPLIT_S = 0.8  # a pause this long ends an utterance
+MIN_AUDIO_S = 0.1
+COMPRESSION_RATIO_LIMIT = 2.4
+NO_SPEECH_LIMIT = 0.6
+LOW_SCORE_LIMIT = -1.0
+MAX_WEIGHT = 10.0
+LM_WEIGHT = 0.2  # language-model weight in the n-best rescoring of Chinese (tuned on 40 zh_dev clips)
+LATIN_WORD_LOGPROB = -12.0
+HOT_WORD_BONUS = 0.5  # nats per unit of hot-word weight for an n-best hypothesis containing the phrase
+
+# Style prompts: they set the script and punctuation Whisper writes in.
+STYLE_PROMPTS = {
+    "zh": "以下是普通话的句子，使用简体中文。",
+    "yue": "以下係廣東話嘅句子。",
+    "en": "Hello, welcome. This is a sentence with punctuation.",
+}
+
+# Whisper's well-known hallucinations on non-speech (subtitle credits learned from its training data).
+HALLUCINATIONS = (
+    "字幕由amara.org社区提供",
+    "请不吝点赞订阅转发打赏支持明镜与点点栏目",
+    "优优独播剧场",
+    "thank you for watching",
+    "thanks for watching",
+    "subtitles by the amara.org community",
+    "字幕志愿者",
+    "中文字幕",
+    "本字幕由",
+)
+
+ProgressCallback = Callable[[float], None]
+
+
+class DecoderSettings(NamedTuple):
+    """Decoding knobs; callers may override some through ``TranscribeOptions.extra`` (strings)."""
+
+    beam_size: int = 5
+    batch_size: int = 8
+    pad_s: float = 3.0  # silence after the speech in the encoder window (less makes Whisper loop)
+    min_window_s: float = 0.0
+    full_window: bool = False  # encode the full 30 s window, as plain Whisper does
+
+    @classmethod
+    def from_extra(cls, extra: dict[str, str]) -> DecoderSettings:
+        settings = cls()
+        try:
+            if "beam_size" in extra:
+                settings = settings._replace(beam_size=int(extra["beam_size"]))
+            if "batch_size" in extra:
+                settings = settings._replace(batch_size=int(extra["batch_size"]))
+            if "pad_s" in extra:
+                settings = settings._replace(pad_s=float(extra["pad_s"]))
+            if "min_window_s" in extra:
+                settings = settings._replace(min_window_s=float(extra["min_window_s"]))
+            if "full_window" in extra:
+                settings = settings._replace(full_window=extra["full_window"].lower() in ("1", "true", "yes"))
+        except ValueError as exc:
+            raise InvalidRequest(f"invalid decoder option: {exc}") from exc
+        if not 1 <= settings.beam_size <= 10:
+            raise InvalidRequest("beam_size must be between 1 and 10")
+        if not 1 <= settings.batch_size <= 64:
+            raise InvalidRequest("batch_size must be between 1 and 64")
+        return settings
+
+
+class Chunk(NamedTuple):
+    """A stretch of audio decoded as one unit; ``speech`` lists the VAD regions inside it (samples)."""
+
+    start: int
+    end: int
+    speech: list[tuple[int, int]]
+
+
+class _TimedChar(NamedTuple):
+    char: str
+    start: float  # seconds, absolute
+    end: float
+
+
+class _Decoded(NamedTuple):
+    chunk: Chunk
+    language: str
+    text: str
+    chars: list[_TimedChar]
+
+
+_model_lock = threading.Lock()
+
+
+# ----------------------------------------------------------------------------------------------- options
+
+
+def validate_options(options: TranscribeOptions) -> None:
+    """Fail early on combinations the engine cannot honour."""
+    if options.language not in LANGUAGES:
+        raise InvalidRequest(f"unknown language {options.language!r}; use one of {', '.join(LANGUAGES)}")
+    for word in options.hot_words:
+        if not isinstance(word, HotWord | tuple) or not isinstance(word[0], str):
+            raise InvalidRequest("hot words must be (text, weight) pairs")
+        text, weight = word[0], word[1]
+        if not text.strip():
+            raise InvalidRequest("a hot word is empty")
+        if len(text) > 50:
+            raise InvalidRequest(f"hot word {text[:20]!r}... is longer than 50 characters")
+        if (
+            not isinstance(weight, int | float)
+            or math.isnan(weight)
+            or not -MAX_WEIGHT <= weight <= MAX_WEIGHT
+        ):
+            raise InvalidRequest(f"hot word {text!r}: weight {weight!r} is outside -10..10")
+    for phrase in options.vocabulary:
+        if not isinstance(phrase, str) or not phrase.strip():
+            raise InvalidRequest("a vocabulary phrase is empty")
+        if len(phrase) > 50:
+            raise InvalidRequest(f"vocabulary phrase {phrase[:20]!r}... is longer than 50 characters")
+    DecoderSettings.from_extra(options.extra)
+
+
+def _as_mono(audio: np.ndarray) -> np.ndarray:
+    samples = np.asarray(audio)
+    if samples.ndim == 2:
+        samples = samples.mean(axis=0) if samples.shape[0] <= 8 else samples.mean(axis=1)
+    if samples.ndim != 1:
+        raise InvalidRequest(f"audio must be mono samples, got shape {samples.shape}")
+    if not np.issubdtype(samples.dtype, np.floating):
+        raise InvalidRequest(f"audio must be float samples, got {samples.dtype}")
+    samples = samples.astype(np.float32, copy=False)
+    if not np.all(np.isfinite(samples)):
+        samples = np.nan_to_num(samples, nan=0.0, posinf=0.0, neginf=0.0)
+    return samples
+
+
+# ------------------------------------------------------------------------------------------------- VAD
+
+
+def speech_regions(audio: np.ndarray) -> list[tuple[int, int]]:
+    """Speech stretches (sample offsets) found by Silero VAD."""
+    from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+    if len(audio) < SAMPLE_RATE * MIN_AUDIO_S:
+        return []
+    vad = VadOptions(
+        threshold=0.5, min_speech_duration_ms=200, min_silence_duration_ms=400, speech_pad_ms=250
+    )
+    regions = get_speech_timestamps(audio, vad)
+    return [(int(r["start"]), min(len(audio), int(r["end"]))) for r in regions if r["end"] > r["start"]]
+
+
+def make_chunks(regions: Sequence[tuple[int, int]]) -> list[Chunk]:
+    """Group speech regions into chunks of at most MAX_CHUNK_S, split at long pauses."""
+    chunks: list[Chunk] = []
+    limit = int(MAX_CHUNK_S * SAMPLE_RATE)
+    gap = int(CHUNK_GAP_S * SAMPLE_RATE)
+    for start, end in regions:
+        while end - start > limit:  # VAD found no pause: cut hard (rare; the VAD splits long speech)
+            chunks.append(Chunk(start, start + limit, [(start, start + limit)]))
+            start += limit
+        if chunks and start - chunks[-1].end <= gap and end - chunks[-1].start <= limit:
+            last = chunks[-1]
+            chunks[-1] = Chunk(last.start, end, [*last.speech, (start, end)])
+        else:
+            chunks.append(Chunk(start, end, [(start, end)]))
+    return chunks
+
+
+# --------------------------------------------------------------------------------------------- decoding
+
+
+def _tokenizer(model: WhisperModel, language: str) -> Tokenizer:
+    from faster_whisper.tokenizer import Tokenizer
+
+    return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, task="transcribe", language=language)
+
+
+def _whisper_language(model: WhisperModel, language: str) -> str:
+    """Whisper's language token for our language code (``yue`` falls back to ``zh`` on older models)."""
+    if language == "yue" and model.hf_tokenizer.token_to_id("<|yue|>") is None:
+        return "zh"
+    return language
+
+
+def _features(
+    model: WhisperModel, audio: np.ndarray, chunks: Sequence[Chunk], settings: DecoderSettings
+) -> np.ndarray:
+    """Log-mel features of a batch of chunks, padded with silence to one common length."""
+    longest = max(c.end - c.start for c in chunks)
+    if settings.full_window:
+        frames = 3000
+    else:
+        seconds = math.ceil(max(settings.min_window_s, longest / SAMPLE_RATE + settings.pad_s))
+        frames = min(3000, max(2, seconds) * FRAMES_PER_SECOND)
+    samples = frames * 160
+    batch = np.zeros((len(chunks), 80, frames), dtype=np.float32)
+    for i, chunk in enumerate(chunks):
+        piece = np.zeros(samples, dtype=np.float32)
+        clip = audio[chunk.start : chunk.end][:samples]
+        piece[: len(clip)] = clip
+        mel = model.feature_extractor(piece, padding=0)
+        batch[i, :, : min(frames, mel.shape[-1])] = mel[:, :frames]
+    return batch
+
+
+def _prompt(tokenizer: Tokenizer, language: str, bias_text: str) -> list[int]:
+    style = STYLE_PROMPTS.get(language, "")
+    previous = f"{bias_text}。{style}" if bias_text and language in ("zh", "yue") else f"{bias_text} {style}"
+    previous = previous.strip()
+    tokens: list[int] = []
+    if previous:
+        tokens = [tokenizer.sot_prev, *tokenizer.encode(" " + previous)[-200:]]
+    return [*tokens, *tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+
+def compression_ratio(text: str) -> float:
+    data = text.encode("utf-8")
+    return len(data) / max(1, len(zlib.compress(data)))
+
+
+def _is_loop(text: str) -> bool:
+    return len(text) > 20 and compression_ratio(text) > COMPRESSION_RATIO_LIMIT
+
+
+_REPEAT_CJK = re.compile(r"([\u3400-\u9fff]{4,}?)\1")
+_REPEAT_OTHER = re.compile(r"(\S.{11,}?)\1")
+
+
+def _repeats_itself(text: str) -> bool:
+    """A phrase said twice in a row: with a short encoder window this is nearly always Whisper re-reading
+    the audio, so the chunk is decoded again with the full window."""
+    flat = textnorm.strip_punctuation(text)
+    return bool(_REPEAT_CJK.search(flat.replace(" ", "")) or _REPEAT_OTHER.search(flat + " "))
+
+
+def cut_repetitions(text: str, max_repeats: int = 2) -> str:
+    """Cut a stretch repeated more than ``max_repeats`` times in a row (a decoding loop) to one copy."""
+    for size in range(1, min(30, len(text) // 3) + 1):
+        i = 0
+        while i + size * (max_repeats + 1) <= len(text):
+            unit = text[i : i + size]
+            j = i + size
+            while text[j : j + size] == unit:
+                j += size
+            # Short units repeat in real speech (谢谢谢谢, 哈哈哈): they need more copies to count as a loop.
+            if (j - i) // size > max(max_repeats, 8 // size) and unit.strip():
+                text = text[: i + size] + text[j:]
+            i += 1
+    return text
+
+
+def _is_hallucination(text: str) -> bool:
+    flat = textnorm.strip_punctuation(textnorm.to_simplified(text)).replace(" ", "").lower()
+    return any(phrase.replace(" ", "") in flat for phrase in HALLUCINATIONS) and len(flat) < 40
+
+
+def _detect(model: WhisperModel, encoded: object, allowed: Sequence[str] | None) -> list[tuple[str, float]]:
+    """Per batch item: the most likely language (restricted to ``allowed``) and its probability."""
+    results = model.model.detect_language(encoded)
+    picked = []
+    for ranking in results:
+        options = [(token[2:-2], prob) for token, prob in ranking]
+        if allowed:
+            options = [(lang, p) for lang, p in options if lang in allowed] or [(allowed[0], 0.0)]
+        total = sum(p for _, p in options) if allowed else 1.0
+        lang, prob = options[0]
+        picked.append((lang, prob / total if total else 0.0))
+    return picked
+
+
+class _Candidate(NamedTuple):
+    tokens: list[int]
+    text: str
+    logprob: float  # total over the tokens
+
+
+_traditional_cache: dict[int, list[int]] = {}
+
+
+def _traditional_tokens(model: WhisperModel) -> list[int]:
+    """Tokens that are whole Traditional-only characters or words. Suppressing them for Mandarin keeps
+    the beam from spending hypotheses on the same words in the other script."""
+    key = id(model)
+    if key not in _traditional_cache:
+        tokenizer = model.hf_tokenizer
+        found = []
+        for token in range(tokenizer.get_vocab_size()):
+            piece = tokenizer.decode([token])
+            if (
+                piece
+                and "\ufffd" not in piece
+                and textnorm.has_cjk(piece)
+                and textnorm.to_simplified(piece) != piece
+            ):
+                found.append(token)
+        _traditional_cache[key] = found
+    return _traditional_cache[key]
+
+
+def _language_model_score(text: str) -> float:
+    """Log-probability of the Chinese in ``text`` under the word-frequency model; a Latin word costs a
+    fixed amount so that hypotheses cannot win by avoiding Chinese characters."""
+    from tingyin.speech.lexicon import get_lexicon
+
+    plain = textnorm.strip_punctuation(textnorm.numbers_to_words(textnorm.to_simplified(text), "zh"))
+    lexicon = get_lexicon()
+    total = 0.0
+    for run in re.findall(r"[\u4e00-\u9fff]+|[A-Za-z0-9']+", plain):
+        total += lexicon.score(run) if textnorm.has_cjk(run) else LATIN_WORD_LOGPROB
+    return total
+
+
+def choose_hypothesis(candidates: list[_Candidate], language: str, bias: hotwords.BiasPlan) -> _Candidate:
+    """The best of the beam's n-best list: without suppressed phrases; for Chinese, acoustic score plus a
+    word-frequency language model; a favoured phrase adds a bonus proportional to its weight."""
+    if not candidates:
+        return _Candidate([], "", 0.0)
+    if bias.suppressed:
+        candidates = [c for c in candidates if not hotwords.contains_suppressed(c.text, bias)] or candidates
+    chinese = language in ("zh", "yue") and any(textnorm.has_cjk(c.text) for c in candidates)
+    if not chinese and not bias.favoured:
+        return candidates[0]
+    best: tuple[float, _Candidate] | None = None
+    seen: set[str] = set()
+    for rank, candidate in enumerate(candidates):
+        flat = textnorm.strip_punctuation(textnorm.to_simplified(candidate.text)).replace(" ", "").lower()
+        if flat in seen:
+            continue
+        seen.add(flat)
+        # Chinese: total acoustic log-probability plus the language model; other languages keep beam order.
+        value = candidate.logprob + LM_WEIGHT * _language_model_score(candidate.text) if chinese else -rank
+        value += sum(HOT_WORD_BONUS * w.weight for w in bias.favoured if w.text.lower() in flat)
+        if best is None or value > best[0]:
+            best = (value, candidate)
+    return best[1] if best else candidates[0]
+
+
+class _Pass(NamedTuple):
+    """One encoder + decoder pass over a batch of chunks."""
+
+    encoded: Any  # ctranslate2.StorageView, [batch, frames // 2, d_model]
+    frames: int
+    languages: list[str]
+    tokenizers: list[Tokenizer]
+    prompts: list[list[int]]
+    tokens: list[list[int]]
+    texts: list[str]
+
+
+def _decode_pass(
+    model: WhisperModel,
+    audio: np.ndarray,
+    chunks: Sequence[Chunk],
+    language: str,
+    bias: hotwords.BiasPlan,
+    settings: DecoderSettings,
+    languages: list[str] | None = None,
+) -> _Pass:
+    import ctranslate2
+
+    features = _features(model, audio, chunks, settings)
+    with _model_lock:
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
+        if languages is None:
+            if language in ("auto", "zh-en"):
+                allowed = ("zh", "en") if language == "zh-en" else None
+                languages = [lang for lang, _ in _detect(model, encoded, allowed)]
+            else:
+                languages = [language] * len(chunks)
+    bias_text = hotwords.prompt_text(bias)
+    tokenizers = [_tokenizer(model, _whisper_language(model, lang)) for lang in languages]
+    prompts = [_prompt(tok, lang, bias_text) for tok, lang in zip(tokenizers, languages, strict=True)]
+    max_tokens = [int(10 + 12 * (c.end - c.start) / SAMPLE_RATE) for c in chunks]
+    # One generate call per prompt length (the model needs the start token at one position in a batch);
+    # in practice one per language.
+    groups: dict[int, list[int]] = {}
+    for i, prompt in enumerate(prompts):
+        groups.setdefault(len(prompt), []).append(i)
+    results: list[Any] = [None] * len(chunks)
+    host = np.asarray(encoded) if len(groups) > 1 else None
+    for indices in groups.values():
+        suppress = [-1]
+        if all(languages[i] == "zh" for i in indices):
+            suppress += _traditional_tokens(model)
+        view = encoded
+        if host is not None:
+            view = ctranslate2.StorageView.from_array(np.ascontiguousarray(host[indices]))
+        with _model_lock:
+            group_results = model.model.generate(
+                view,
+                [prompts[i] for i in indices],
+                beam_size=settings.beam_size,
+                num_hypotheses=settings.beam_size,
+                max_length=min(448, max(max_tokens[i] for i in indices) + len(prompts[indices[0]])),
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=suppress,
+            )
+        for i, result in zip(indices, group_results, strict=True):
+            results[i] = result
+    all_tokens: list[list[int]] = []
+    texts: list[str] = []
+    for i, result in enumerate(results):
+        tokenizer = tokenizers[i]
+        candidates = [
+            _Candidate(tokens, tokenizer.decode(tokens), score * max(1, len(seq)))
+            for seq, score in zip(result.sequences_ids, result.scores, strict=True)
+            for tokens in [[t for t in seq[: max_tokens[i]] if t < tokenizer.eot]]
+        ]
+        chosen = choose_hypothesis(candidates, languages[i], bias)
+        # Scores are log-probabilities averaged over tokens (length penalty 1).
+        average = result.scores[0] if result.scores else 0.0
+        if result.no_speech_prob > NO_SPEECH_LIMIT and average < LOW_SCORE_LIMIT:
+            chosen = _Candidate([], "", 0.0)
+        all_tokens.append(chosen.tokens)
+        texts.append(chosen.text)
+    return _Pass(encoded, features.shape[-1], languages, tokenizers, prompts, all_tokens, texts)
+
+
+def _decode_batch(
+    model: WhisperModel,
+    audio: np.ndarray,
+    chunks: Sequence[Chunk],
+    language: str,
+    bias: hotwords.BiasPlan,
+    settings: DecoderSettings,
+) -> list[_Decoded]:
+    first = _decode_pass(model, audio, chunks, language, bias, settings)
+    # (pass, index in pass) per chunk
+    where: list[tuple[_Pass, int]] = [(first, i) for i in range(len(chunks))]
+    if not settings.full_window:
+        redo = [i for i, text in enumerate(first.texts) if _repeats_itself(text) or _is_loop(text)]
+        if redo:
+            second = _decode_pass(
+                model,
+                audio,
+                [chunks[i] for i in redo],
+                language,
+                bias,
+                settings._replace(full_window=True),
+                [first.languages[i] for i in redo],
+            )
+            for k, i in enumerate(redo):
+                where[i] = (second, k)
+    decoded: list[_Decoded] = []
+    token_lists: list[list[int]] = []
+    for chunk, (run, k) in zip(chunks, where, strict=True):
+        tokens = run.tokens[k]
+        text = run.texts[k]
+        tokenizer = run.tokenizers[k]
+        if _is_loop(text):
+            max_tokens = int(10 + 12 * (chunk.end - chunk.start) / SAMPLE_RATE)
+            tokens = _resample_loop(model, run.encoded, k, run.prompts[k], max_tokens, tokenizer) or tokens
+            text = tokenizer.decode(tokens)
+        if _is_hallucination(text):
+            tokens, text = [], ""
+        token_lists.append(tokens)
+        decoded.append(_Decoded(chunk, run.languages[k], text, []))
+    return _align(model, decoded, token_lists, where)
+
+
+def _resample_loop(
+    model: WhisperModel, encoded: object, index: int, prompt: list[int], max_tokens: int, tokenizer: Tokenizer
+) -> list[int] | None:
+    """Decode one looping chunk again with rising temperature; the first loop-free result wins."""
+    import ctranslate2
+
+    single = ctranslate2.StorageView.from_array(np.asarray(encoded)[index : index + 1])
+    for temperature in (0.4, 0.8):
+        with _model_lock:
+            result = model.model.generate(
+                single,
+                [prompt],
+                beam_size=1,
+                num_hypotheses=3,
+                sampling_topk=0,
+                sampling_temperature=temperature,
+                max_length=min(448, max_tokens + len(prompt)),
+                return_scores=True,
+            )[0]
+        best = max(
+            zip(result.sequences_ids, result.scores, strict=True),
+            key=lambda pair: pair[1] / max(1, len(pair[0])),
+        )
+        tokens = [t for t in best[0][:max_tokens] if t < tokenizer.eot]
+        if not _is_loop(tokenizer.decode(tokens)):
+            return tokens
+    return None
+
+
+def _align(
+    model: WhisperModel,
+    decoded: list[_Decoded],
+    token_lists: list[list[int]],
+    where: list[tuple[_Pass, int]],
+) -> list[_Decoded]:
+    """Character times from cross-attention alignment, one call per (pass, language)."""
+    import ctranslate2
+
+    out = list(decoded)
+    groups: dict[tuple[int, str], list[int]] = {}
+    for i, item in enumerate(decoded):
+        if token_lists[i]:
+            groups.setdefault((id(where[i][0]), item.language), []).append(i)
+    for indices in groups.values():
+        run = where[indices[0]][0]
+        tokenizer = run.tokenizers[where[indices[0]][1]]
+        encoded_host = np.asarray(run.encoded)
+        rows = [where[i][1] for i in indices]
+        view = ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded_host[rows]))
+        num_frames = [
+            min(run.frames, math.ceil((decoded[i].chunk.end - decoded[i].chunk.start) / 160)) for i in indices
+        ]
+        with _model_lock:
+            results = model.model.align(
+                view,
+                tokenizer.sot_sequence,
+                [token_lists[i] for i in indices],
+                num_frames,
+                median_filter_width=7,
+            )
+        for i, result in zip(indices, results, strict=True):
+            out[i] = decoded[i]._replace(
+                chars=_timed_chars(tokenizer, token_lists[i], result, decoded[i].chunk)
+            )
+    return out
+
+
+def _timed_chars(
+    tokenizer: Tokenizer, tokens: list[int], alignment: object, chunk: Chunk
+) -> list[_TimedChar]:
+    """Spread each token's aligned time span over the characters it decodes to."""
+    pairs = alignment.alignments  # type: ignore[attr-defined]
+    text_indices = np.array([p[0] for p in pairs])
+    time_indices = np.array([p[1] for p in pairs])
+    offset = chunk.start / SAMPLE_RATE
+    if len(text_indices) == 0:
+        return []
+    jumps = np.pad(np.diff(text_indices), (1, 0), constant_values=1).astype(bool)
+    jump_times = time_indices[jumps] * 0.02  # token k spans jump_times[k] .. jump_times[k + 1]
+
+    def token_time(k: int) -> float:
+        return float(jump_times[min(k, len(jump_times) - 1)])
+
+    # Multi-byte characters span several tokens: decode cumulatively and emit once the bytes complete.
+    chars: list[_TimedChar] = []
+    emitted = ""
+    pending = 0
+    for k in range(len(tokens)):
+        text = tokenizer.decode(tokens[: k + 1])
+        if text.endswith("\ufffd") or not text.startswith(emitted):
+            continue
+        new = text[len(emitted) :]
+        emitted = text
+        if not new:
+            continue
+        start, end = token_time(pending), token_time(k + 1)
+        end = max(end, start)
+        pending = k + 1
+        step = (end - start) / len(new)
+        for n, ch in enumerate(new):
+            chars.append(_TimedChar(ch, offset + start + n * step, offset + start + (n + 1) * step))
+    return chars
+
+
+# ------------------------------------------------------------------------------------------ text rewrite
+
+
+def _retime(chars: list[_TimedChar], new_text: str) -> list[_TimedChar]:
+    """Times for ``new_text`` from the timed characters of the text it was rewritten from."""
+    old_text = "".join(c.char for c in chars)
+    if old_text == new_text:
+        return chars
+    if not chars:
+        return []
+    out: list[_TimedChar] = []
+    matcher = SequenceMatcher(None, old_text, new_text, autojunk=False)
+    for tag, i1, i2, j1, j2 in matcher.get_opcodes():
+        if tag == "equal":
+            for k in range(i2 - i1):
+                old = chars[i1 + k]
+                out.append(_TimedChar(new_text[j1 + k], old.start, old.end))
+            continue
+        if j2 == j1:
+            continue
+        if i2 > i1:
+            start, end = chars[i1].start, chars[i2 - 1].end
+        else:
+            anchor = chars[i1 - 1].end if i1 > 0 else chars[0].start
+            start = end = anchor
+        step = (end - start) / (j2 - j1)
+        for k in range(j2 - j1):
+            out.append(_TimedChar(new_text[j1 + k], start + k * step, start + (k + 1) * step))
+    return out
+
+
+def _rewrite(text: str, language: str, options: TranscribeOptions, bias: hotwords.BiasPlan) -> str:
+    """Script, numbers and hot words: the text the caller asked for (punctuation is handled later)."""
+    text = textnorm.to_simplified(text).strip()
+    if not text:
+        return ""
+    text = cut_repetitions(text)
+    zh_like = language in ("zh", "yue") or textnorm.has_cjk(text)
+    if zh_like:
+        text = textnorm.to_chinese_punctuation(text)
+    if language == "zh" and textnorm.has_cjk(text):
+        from tingyin.speech.lexicon import correct_homophones
+
+        text = correct_homophones(text, keep=tuple(w.text for w in bias.favoured))
+    text = (
+        textnorm.numbers_to_digits(text, language)
+        if options.itn
+        else textnorm.numbers_to_words(text, language)
+    )
+    text = hotwords.correct(text, bias)
+    if bias.suppressed and hotwords.contains_suppressed(text, bias):
+        text = hotwords.remove_suppressed(text, bias)
+    return text.strip()
+
+
+def _punctuate_and_split(chars: list[_TimedChar], zh_like: bool, punctuation: bool) -> list[list[_TimedChar]]:
+    """Insert pause-based punctuation (Chinese), then split into utterances at sentence ends and pauses."""
+    if not chars:
+        return []
+    out: list[_TimedChar] = []
+    for k, tc in enumerate(chars):
+        out.append(tc)
+        nxt = chars[k + 1] if k + 1 < len(chars) else None
+        if nxt is None or not zh_like or not punctuation:
+            continue
+        gap = nxt.start - tc.end
+        if textnorm.is_punctuation(tc.char) or textnorm.is_punctuation(nxt.char) or tc.char == " ":
+            continue
+        if gap >= PAUSE_SPLIT_S:
+            out.append(_TimedChar("。", tc.end, tc.end))
+        elif gap >= PAUSE_COMMA_S:
+            out.append(_TimedChar("，", tc.end, tc.end))
+    pieces: list[list[_TimedChar]] = [[]]
+    for k, tc in enumerate(out):
+        if tc.char == " " and not pieces[-1]:
+            continue
+        pieces[-1].append(tc)
+        nxt = out[k + 1] if k + 1 < len(out) else None
+        if nxt is None:
+            break
+        sentence_end = tc.char in textnorm.SENTENCE_END and not textnorm.is_punctuation(nxt.char)
+        if (
+            sentence_end and not (tc.char == "." and nxt.char.isdigit())
+        ) or nxt.start - tc.end >= PAUSE_SPLIT_S:
+            pieces.append([])
+    return [p for p in pieces if "".join(c.char for c in p).strip()]
+
+
+def _words(chars: list[_TimedChar], lo: float, hi: float) -> list[Word]:
+    """Characters (CJK) or words (other scripts) with monotonic times inside [lo, hi] seconds."""
+    words: list[Word] = []
+    current: list[_TimedChar] = []
+
+    def flush() -> None:
+        if current:
+            text = "".join(c.char for c in current)
+            words.append(Word(text, round(current[0].start * 1000), round(current[-1].end * 1000)))
+            current.clear()
+
+    for tc in chars:
+        if textnorm.has_cjk(tc.char):
+            flush()
+            words.append(Word(tc.char, round(tc.start * 1000), round(tc.end * 1000)))
+        elif tc.char.isspace() or (textnorm.is_punctuation(tc.char) and tc.char not in "'’.-%"):
+            flush()
+        elif textnorm.is_punctuation(tc.char) and not current:
+            continue
+        else:
+            current.append(tc)
+    flush()
+    # Trailing '.'/'-' picked up inside a word at a sentence end is punctuation, not part of the word.
+    words = [w._replace(text=w.text.rstrip(".-")) for w in words if w.text.rstrip(".-")]
+    clamped: list[Word] = []
+    floor = round(lo * 1000)
+    ceiling = round(hi * 1000)
+    for w in words:
+        start = min(max(w.start_ms, floor), ceiling)
+        end = min(max(w.end_ms, start), ceiling)
+        clamped.append(w._replace(start_ms=start, end_ms=end))
+        floor = start
+    return clamped
+
+
+def _utterances(
+    item: _Decoded, options: TranscribeOptions, bias: hotwords.BiasPlan, duration_s: float
+) -> list[Utterance]:
+    text = _rewrite(item.text, item.language, options, bias)
+    if not text:
+        return []
+    chunk_lo, chunk_hi = item.chunk.start / SAMPLE_RATE, min(duration_s, item.chunk.end / SAMPLE_RATE)
+    chars = _retime(item.chars, text) if item.chars else []
+    if not chars:  # no alignment: spread the text over the chunk
+        step = (chunk_hi - chunk_lo) / len(text)
+        chars = [_TimedChar(ch, chunk_lo + k * step, chunk_lo + (k + 1) * step) for k, ch in enumerate(text)]
+    zh_like = item.language in ("zh", "yue") or textnorm.has_cjk(text)
+    utterances: list[Utterance] = []
+    for piece in _punctuate_and_split(chars, zh_like, options.punctuation):
+        utterance_text = "".join(c.char for c in piece).strip()
+        if options.punctuation:
+            if zh_like:
+                utterance_text = textnorm.end_with(utterance_text, "。")
+        else:
+            utterance_text = textnorm.strip_punctuation(utterance_text)
+        if not utterance_text:
+            continue
+        words = _words(piece, chunk_lo, chunk_hi) if options.word_timestamps else []
+        timed = [c for c in piece if not c.char.isspace() and not textnorm.is_punctuation(c.char)] or piece
+        start = max(chunk_lo, timed[0].start)
+        end = min(chunk_hi, max(timed[-1].end, start))
+        if words:
+            start, end = min(start, words[0].start_ms / 1000), max(end, words[-1].end_ms / 1000)
+        utterances.append(
+            Utterance(utterance_text, round(start * 1000), round(end * 1000), words, _public_language(item))
+        )
+    return utterances
+
+
+def _public_language(item: _Decoded) -> str:
+    return item.language if item.language else "zh"
+
+
+def _monotonic(utterances: list[Utterance], previous_end: int) -> list[Utterance]:
+    """Utterances in time order, none starting before the previous one ended, words inside their utterance."""
+    fixed: list[Utterance] = []
+    for u in utterances:
+        start = max(u.start_ms, previous_end)
+        end = max(u.end_ms, start)
+        words = [
+            w._replace(start_ms=min(max(w.start_ms, start), end), end_ms=min(max(w.end_ms, start), end))
+            for w in u.words
+        ]
+        fixed.append(u._replace(start_ms=start, end_ms=end, words=words))
+        previous_end = end
+    return fixed
+
+
+# ------------------------------------------------------------------------------------------- public API
+
+
+def iter_utterances(
+    audio: np.ndarray,
+    options: TranscribeOptions = TranscribeOptions(),
+    progress: ProgressCallback | None = None,
+) -> Iterator[Utterance]:
+    """Utterances in time order as their batch finishes decoding (for long audio and streaming callers)."""
+    validate_options(options)
+    samples = _as_mono(audio)
+    duration_s = len(samples) / SAMPLE_RATE
+    settings = DecoderSettings.from_extra(options.extra)
+    bias = hotwords.plan(options.hot_words, options.vocabulary)
+    chunks = make_chunks(speech_regions(samples))
+    if not chunks:
+        if progress:
+            progress(1.0)
+        return
+    model = load_whisper(options.model)
+    language = options.language
+    if language in ("zh", "en", "yue") or not model.model.is_multilingual:
+        language = language if model.model.is_multilingual else "en"
+    total = sum(c.end - c.start for c in chunks)
+    done = 0
+    previous_end = 0
+    for first in range(0, len(chunks), settings.batch_size):
+        batch = chunks[first : first + settings.batch_size]
+        try:
+            decoded = _decode_batch(model, samples, batch, language, bias, settings)
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"speech decoding failed: {exc}") from exc
+        for item in decoded:
+            utterances = _monotonic(_utterances(item, options, bias, duration_s), previous_end)
+            if utterances:
+                previous_end = utterances[-1].end_ms
+            yield from utterances
+        done += sum(c.end - c.start for c in batch)
+        if progress:
+            progress(min(1.0, done / total))
+
+
+def transcribe(
+    audio: np.ndarray,
+    options: TranscribeOptions = TranscribeOptions(),
+    progress: ProgressCallback | None = None,
+) -> Transcript:
+    """Recognise speech in 16 kHz float32 mono ``audio``. Silence gives a transcript with empty text."""
+    validate_options(options)
+    samples = _as_mono(audio)
+    duration_ms = round(len(samples) * 1000 / SAMPLE_RATE)
+    utterances = list(iter_utterances(samples, options, progress))
+    return Transcript(
+        text=join_utterances(utterances),
+        utterances=utterances,
+        language=_dominant_language(utterances, options.language),
+        duration_ms=duration_ms,
+    )
+
+
+def join_utterances(utterances: Sequence[Utterance]) -> str:
+    return textnorm.join_tokens([u.text for u in utterances])
+
+
+def _dominant_language(utterances: Sequence[Utterance], requested: str) -> str:
+    if requested in ("zh", "en", "yue"):
+        return requested
+    spoken: dict[str, int] = {}
+    for u in utterances:
+        spoken[u.language] = spoken.get(u.language, 0) + (u.end_ms - u.start_ms) + 1
+    if not spoken:
+        return "zh" if requested == "zh-en" else ""
+    return max(spoken, key=lambda lang: spoken[lang])
+
+
+def detect_language(audio: np.ndarray, model: str | None = None) -> tuple[str, float]:
+    """The language spoken (or sung) in ``audio`` and its probability, from up to 30 s of it.
+
+    Speech found by VAD is preferred; without any (music, noise) the middle 30 s are used.
+    Returns ("", 0.0) for empty audio."""
+    import ctranslate2
+
+    samples = _as_mono(audio)
+    if len(samples) < SAMPLE_RATE * MIN_AUDIO_S:
+        return "", 0.0
+    regions = speech_regions(samples)
+    window = 30 * SAMPLE_RATE
+    if regions:
+        clip = np.concatenate([samples[s:e] for s, e in regions])[:window]
+    else:
+        middle = max(0, (len(samples) - window) // 2)
+        clip = samples[middle : middle + window]
+    whisper = load_whisper(model)
+    if not whisper.model.is_multilingual:
+        return "en", 1.0
+    chunk = Chunk(0, len(clip), [(0, len(clip))])
+    features = _features(whisper, clip, [chunk], DecoderSettings(full_window=True))
+    with _model_lock:
+        encoded = whisper.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
+        language, probability = _detect(whisper, encoded, None)[0]
+    return language, float(probability)

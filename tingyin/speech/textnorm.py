@@ -1,0 +1,160 @@
+"""Text post-processing of recognised speech: script (Traditional → Simplified), number form (ITN on/off),
+punctuation (keep, insert at pauses, or strip).
+
+Whisper writes Mandarin in either script and numbers mostly as digits, whatever the caller wants. These
+functions bring its text to one form: Simplified Chinese always; digits with ITN on (wetext ITN); numbers in
+words with ITN off (wetext TN: Chinese numerals for zh, English words for en).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+import unicodedata
+from functools import lru_cache
+from typing import Any
+
+_lock = threading.Lock()
+
+# Chinese digit names when a number is read digit by digit (phone numbers, IDs, codes).
+_ZH_DIGITS = dict(zip("0123456789", "零一二三四五六七八九", strict=True))
+# Digit runs this long are codes or phone numbers, read digit by digit; shorter ones are quantities.
+_DIGIT_BY_DIGIT_MIN = 7
+_LONG_DIGITS = re.compile(r"(?<![\d.])\d(?:[\d ]*\d)?(?![\d.])")
+_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+# A year: four digits before 年 (also "1990年代", "2015年后"), read digit by digit.
+_YEAR = re.compile(r"(?<![\d.])([12]\d{3})(?=年)")
+_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_ASCII_PUNCT_TO_ZH = {",": "，", "?": "？", "!": "！", ";": "；", ":": "："}
+SENTENCE_END = "。？！.?!"
+
+
+@lru_cache(maxsize=1)
+def _opencc() -> Any:
+    from opencc import OpenCC
+
+    return OpenCC("t2s")
+
+
+@lru_cache(maxsize=8)
+def _normalizer(lang: str, operator: str) -> Any:
+    from wetext import Normalizer
+
+    return Normalizer(lang=lang, operator=operator)
+
+
+def has_cjk(text: str) -> bool:
+    return bool(_CJK.search(text))
+
+
+def to_simplified(text: str) -> str:
+    """Traditional → Simplified Chinese (other scripts pass through unchanged)."""
+    if not has_cjk(text):
+        return text
+    with _lock:  # the converter keeps internal state
+        return str(_opencc().convert(text))
+
+
+def _read_digit_runs(text: str) -> str:
+    """Read long digit runs (phone numbers, codes; spaces between groups allowed) digit by digit."""
+
+    def replace(match: re.Match[str]) -> str:
+        digits = match.group(0).replace(" ", "")
+        if len(digits) < _DIGIT_BY_DIGIT_MIN and " " not in match.group(0).strip():
+            return match.group(0)
+        if len(digits) < 4:
+            return match.group(0)
+        return "".join(_ZH_DIGITS[d] for d in digits)
+
+    text = _YEAR.sub(lambda m: "".join(_ZH_DIGITS[d] for d in m.group(1)), text)
+    return _LONG_DIGITS.sub(replace, text)
+
+
+def numbers_to_words(text: str, language: str) -> str:
+    """ITN off: numbers written as words (Chinese numerals for zh/yue, English words for en)."""
+    if not any(ch.isdigit() for ch in text):
+        return text
+    lang = "zh" if language in ("zh", "yue", "zh-en") or has_cjk(text) else "en"
+    text = _THOUSANDS.sub("", text)
+    if lang == "zh":
+        text = _read_digit_runs(text)
+        if not any(ch.isdigit() for ch in text):
+            return text
+    with _lock:
+        result = str(_normalizer(lang, "tn").normalize(text))
+    return result.replace("幺", "一") if lang == "zh" else result
+
+
+def numbers_to_digits(text: str, language: str) -> str:
+    """ITN on: numbers, dates, money, percentages as digits and symbols."""
+    lang = "zh" if language in ("zh", "yue", "zh-en") or has_cjk(text) else "en"
+    with _lock:
+        return str(_normalizer(lang, "itn").normalize(text))
+
+
+def is_punctuation(ch: str) -> bool:
+    return unicodedata.category(ch).startswith("P")
+
+
+def strip_punctuation(text: str) -> str:
+    """Remove punctuation; in Chinese text the spaces it leaves are removed too, English keeps word spaces.
+
+    An apostrophe inside a word ("don't") and a decimal point or colon between digits stay."""
+    out = []
+    for i, ch in enumerate(text):
+        if is_punctuation(ch):
+            prev = text[i - 1] if i else ""
+            nxt = text[i + 1] if i + 1 < len(text) else ""
+            inside_word = ch in "'’" and prev.isalpha() and nxt.isalpha()
+            inside_number = ch in ".:" and prev.isdigit() and nxt.isdigit()
+            if inside_word or inside_number:
+                out.append(ch)
+            elif ch in "-" and prev.isalnum() and nxt.isalnum() and not has_cjk(prev + nxt):
+                out.append(" ")
+            else:
+                out.append(" ")
+        else:
+            out.append(ch)
+    return join_tokens("".join(out).split())
+
+
+def join_tokens(tokens: list[str]) -> str:
+    """Join pieces with a space only between two non-CJK pieces (Chinese is written without spaces)."""
+    result = ""
+    for token in tokens:
+        if not token:
+            continue
+        if result and not _CJK.match(result[-1]) and not _CJK.match(token[0]):
+            result += " "
+        result += token
+    return result
+
+
+def to_chinese_punctuation(text: str) -> str:
+    """ASCII punctuation after Chinese characters becomes its full-width form; '.' after CJK becomes '。'."""
+    out = []
+    for i, ch in enumerate(text):
+        prev = text[i - 1] if i else ""
+        if prev and _CJK.match(prev):
+            if ch == ".":
+                out.append("。")
+                continue
+            if ch in _ASCII_PUNCT_TO_ZH:
+                out.append(_ASCII_PUNCT_TO_ZH[ch])
+                continue
+        out.append(ch)
+    return "".join(out).replace("。 ", "。").replace("， ", "，").replace("？ ", "？").replace("！ ", "！")
+
+
+def ends_sentence(text: str) -> bool:
+    return bool(text) and text.rstrip()[-1:] in SENTENCE_END
+
+
+def end_with(text: str, mark: str) -> str:
+    """Append ``mark`` unless the text already ends with punctuation."""
+    stripped = text.rstrip()
+    if not stripped or is_punctuation(stripped[-1]):
+        return stripped
+    if not has_cjk(stripped[-1]):
+        mark = {"。": ".", "，": ","}.get(mark, mark)
+    return stripped + mark
