@@ -248,6 +248,30 @@ def apps_limits(
         _fail(exc)
 
 
+@apps_app.command("vocab")
+def apps_vocab(
+    name: str,
+    file: Annotated[
+        Path | None, typer.Option(exists=True, dir_okay=False, help="One phrase per line.")
+    ] = None,
+    clear: Annotated[bool, typer.Option("--clear", help="Remove every phrase.")] = False,
+) -> None:
+    """Show or replace an app's custom vocabulary (phrases that must come out exactly)."""
+    from tingyin.store.apps import get_app
+    from tingyin.store.vocabulary import get_vocabulary, parse_phrases, set_vocabulary
+
+    try:
+        info = get_app(name)
+        if clear:
+            set_vocabulary(info.pk, [])
+        elif file is not None:
+            set_vocabulary(info.pk, parse_phrases(file.read_text(encoding="utf-8")))
+        phrases = get_vocabulary(info.pk)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json({"name": info.name, "count": len(phrases), "phrases": phrases})
+
+
 @apps_app.command("delete")
 def apps_delete(name: str, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
     """Delete an app and everything it owns."""

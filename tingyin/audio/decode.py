@@ -77,6 +77,32 @@ class SampleRateMismatch(AudioError):
     code = "audio_wrong_sample_rate"
 
 
+class WrongEncoding(AudioError):
+    """The audio is not encoded as declared (e.g. "wav" that is not 16-bit PCM WAV)."""
+
+    code = "audio_wrong_encoding"
+
+
+# What each declared format must turn out to be: (FFmpeg container names, codec names); None = any.
+_DECLARED: dict[str, tuple[frozenset[str], frozenset[str] | None]] = {
+    "wav": (frozenset({"wav"}), frozenset({"pcm_s16le"})),
+    "amr": (frozenset({"amr"}), None),
+    "mp3": (frozenset({"mp3"}), None),
+    "m4a": (frozenset({"mov,mp4,m4a,3gp,3g2,mj2"}), None),
+    "flac": (frozenset({"flac"}), None),
+}
+
+
+def check_declared_format(info: AudioInfo, declared: str) -> None:
+    """Refuse audio whose container or codec differs from the format the caller declared."""
+    expected = _DECLARED.get(declared.lower())
+    if expected is None:
+        return
+    containers, codecs = expected
+    if info.format not in containers or (codecs is not None and info.codec not in codecs):
+        raise WrongEncoding(f"declared {declared}, but the data is {info.format}/{info.codec}")
+
+
 @dataclass(frozen=True)
 class AudioInfo:
     """What the container says about the audio, read without decoding it all."""

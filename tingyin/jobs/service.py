@@ -493,5 +493,8 @@ class JobSweeper:
             try:
                 sweep()
                 purge_expired()
+                from tingyin.store.quota import purge_counters
+
+                purge_counters()
             except Exception:
                 log.warning("job sweep failed", exc_info=True)

@@ -80,3 +80,26 @@ class Job(Base):
         Index("ix_jobs_status_lease", "status", "lease_until"),
         Index("ix_jobs_app_kind", "app_pk", "kind"),
     )
+
+
+class AccessToken(Base):
+    """OAuth 2.0 client-credentials tokens (Baidu and EasyDL APIs); only their hashes are stored."""
+
+    __tablename__ = "access_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # "access" or "refresh"
+    scope: Mapped[str] = mapped_column(String(256))
+    expires_at: Mapped[datetime] = mapped_column(index=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class Vocabulary(Base):
+    """An app's custom vocabulary (Baidu 自定义词库): phrases that must come out exactly when spoken."""
+
+    __tablename__ = "vocabularies"
+
+    app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
+    phrases: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"phrases": [...]}
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -2,10 +2,11 @@
 
 from fastapi import APIRouter
 
-from tingyin.api.native import system, transcriptions
+from tingyin.api.native import system, transcriptions, vocabulary
 
 router = APIRouter()
 router.include_router(system.router)
 router.include_router(transcriptions.router)
+router.include_router(vocabulary.router)
 
 __all__ = ["router"]
