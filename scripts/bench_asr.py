@@ -60,7 +60,9 @@ def build_recording(set_dir: Path, minutes: float, seed: int = 7) -> tuple[np.nd
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--testdata", help="folder with zh_dev/ (default ../shared/testdata)")
     parser.add_argument("--set", default="zh_dev")
     parser.add_argument("--language", default="zh")

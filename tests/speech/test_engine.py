@@ -128,7 +128,9 @@ def test_negative_weight_suppresses_a_word(finance_zh: Transcript) -> None:
 
 def test_generator_reports_progress_and_matches_transcribe(finance_zh: Transcript) -> None:
     seen: list[float] = []
-    utterances = list(iter_utterances(_clip("BAC009S0252W0131"), TranscribeOptions(language="zh"), seen.append))
+    utterances = list(
+        iter_utterances(_clip("BAC009S0252W0131"), TranscribeOptions(language="zh"), seen.append)
+    )
     assert "".join(u.text for u in utterances) == finance_zh.text
     assert seen and seen[-1] == pytest.approx(1.0)
     assert seen == sorted(seen)

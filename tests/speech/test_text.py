@@ -17,7 +17,10 @@ from tingyin.speech.types import HotWord
 
 
 def test_traditional_becomes_simplified() -> None:
-    assert to_simplified("而且這類可穿戴設備也不會執行太過複雜的運算") == "而且这类可穿戴设备也不会执行太过复杂的运算"
+    assert (
+        to_simplified("而且這類可穿戴設備也不會執行太過複雜的運算")
+        == "而且这类可穿戴设备也不会执行太过复杂的运算"
+    )
     assert to_simplified("plain English") == "plain English"
 
 
@@ -79,6 +82,8 @@ def test_scoring_conventions() -> None:
     assert scoring_units("S A M S U N G", "CER") == scoring_units("Samsung", "CER")
     assert error_rate(["马龙以一百一十七比一百一十六"], ["马龙以117比116。"], "CER") == 0.0
     # English: case, punctuation, number form and "and" inside numbers do not count.
-    assert normalize_en("Six hundred twenty-nine; Mr. Neild") == normalize_en("six hundred and twenty nine Mr Neild")
+    assert normalize_en("Six hundred twenty-nine; Mr. Neild") == normalize_en(
+        "six hundred and twenty nine Mr Neild"
+    )
     counts = edit_counts(["a", "b", "c"], ["a", "x", "c", "d"])
     assert (counts.substitutions, counts.deletions, counts.insertions) == (1, 0, 1)

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from tingyin.errors import InvalidRequest
+from tingyin.errors import InvalidRequest, TingyinError
 from tingyin.eval.text import edit_counts, scoring_units
 from tingyin.speech.textnorm import has_cjk
 
@@ -81,10 +81,15 @@ def evaluate_asr(
     audio_seconds = 0.0
     wall_seconds = 0.0
     lines: list[str] = []
+    failures: list[str] = []
     for index, row in enumerate(rows):
         audio = decode(row.path)
         started = time.perf_counter()
-        hypothesis = transcribe(audio.samples, options).text
+        try:
+            hypothesis = transcribe(audio.samples, options).text
+        except TingyinError as exc:  # one bad clip scores as all deletions; the run goes on
+            hypothesis = ""
+            failures.append(f"{row.id}\tfailed: {exc.message}")
         wall_seconds += time.perf_counter() - started
         audio_seconds += audio.duration_s
         counts = edit_counts(scoring_units(row.text, metric), scoring_units(hypothesis, metric))

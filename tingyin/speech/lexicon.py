@@ -24,6 +24,7 @@ MIN_CANDIDATE_FREQ = 10  # rare dictionary words are never proposed
 EXACT_COST = 5.5  # nats per changed character when the pinyin is identical (tones ignored)
 FUZZY_COST = 8.0  # nats per changed character when it only matches with fuzzy initials/finals
 MAX_PASSES = 3
+CONTEXT = 6  # characters either side of a stretch that take part in judging a replacement
 
 
 class Correction(NamedTuple):
@@ -111,7 +112,6 @@ class Lexicon:
         return list(found.items())
 
     def best_correction(self, run: str, protected: set[int]) -> Correction | None:
-        base = self.score(run)
         best: Correction | None = None
         for size in range(2, MAX_WORD + 1):
             for start in range(0, len(run) - size + 1):
@@ -120,9 +120,12 @@ class Lexicon:
                 stretch = run[start : start + size]
                 if stretch in self.logp and len(stretch) == size and self._is_common(stretch):
                     continue
+                # The unigram model's segmentation only changes near the stretch: score a local window.
+                left, right = max(0, start - CONTEXT), min(len(run), start + size + CONTEXT)
+                before = self.score(run[left:right])
                 for word, cost in self.candidates(stretch):
-                    changed = run[:start] + word + run[start + size :]
-                    gain = self.score(changed) - base - cost
+                    changed = run[left:start] + word + run[start + size : right]
+                    gain = self.score(changed) - before - cost
                     if gain > 0 and (best is None or gain > best.gain):
                         best = Correction(start, start + size, word, gain)
         return best
@@ -133,7 +136,7 @@ class Lexicon:
 
     def correct_run(self, run: str, protected: set[int] | None = None) -> str:
         protected = set(protected or ())
-        for _ in range(MAX_PASSES):
+        for _ in range(MAX_PASSES + len(run) // 10):
             found = self.best_correction(run, protected)
             if found is None:
                 break

@@ -20,10 +20,12 @@ _lock = threading.Lock()
 _ZH_DIGITS = dict(zip("0123456789", "零一二三四五六七八九", strict=True))
 # Digit runs this long are codes or phone numbers, read digit by digit; shorter ones are quantities.
 _DIGIT_BY_DIGIT_MIN = 7
-_LONG_DIGITS = re.compile(r"(?<![\d.])\d(?:[\d ]*\d)?(?![\d.])")
-_THOUSANDS = re.compile(r"(?<=\d),(?=\d{3}(?!\d))")
+_LONG_DIGITS = re.compile(r"(?<![0-9.])[0-9](?:[0-9 ]*[0-9])?(?![0-9.])")
+_THOUSANDS = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
 # A year: four digits before 年 (also "1990年代", "2015年后"), read digit by digit.
-_YEAR = re.compile(r"(?<![\d.])([12]\d{3})(?=年)")
+_YEAR = re.compile(r"(?<![0-9.])([12][0-9]{3})(?=年)")
+# Full-width digits and signs (０-９, ％, ．) as ASCII, so number rules and wetext see them.
+_FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF10, 0xFF1A)} | {0xFF05: ord("%"), 0xFF0E: ord(".")}
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _ASCII_PUNCT_TO_ZH = {",": "，", "?": "？", "!": "！", ";": "；", ":": "："}
 SENTENCE_END = "。？！.?!"
@@ -72,13 +74,14 @@ def _read_digit_runs(text: str) -> str:
 
 def numbers_to_words(text: str, language: str) -> str:
     """ITN off: numbers written as words (Chinese numerals for zh/yue, English words for en)."""
-    if not any(ch.isdigit() for ch in text):
+    text = text.translate(_FULL_WIDTH)
+    if not any("0" <= ch <= "9" for ch in text):
         return text
     lang = "zh" if language in ("zh", "yue", "zh-en") or has_cjk(text) else "en"
     text = _THOUSANDS.sub("", text)
     if lang == "zh":
         text = _read_digit_runs(text)
-        if not any(ch.isdigit() for ch in text):
+        if not any("0" <= ch <= "9" for ch in text):
             return text
     with _lock:
         result = str(_normalizer(lang, "tn").normalize(text))
