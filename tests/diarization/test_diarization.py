@@ -1,0 +1,157 @@
+"""Diarization on real speech: AISHELL clips of two speakers joined into a conversation (fixtures),
+plus the VAD, the speaker encoder and assigning ASR words to speakers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tingyin.audio import decode
+from tingyin.errors import InvalidRequest
+from tingyin.eval.diarization import diarization_error
+from tingyin.speech.diarization import SpeakerTurn, assign_speakers, diarize
+from tingyin.speech.speaker_embedding import cosine_similarity, speaker_embedding
+from tingyin.speech.types import Utterance, Word
+from tingyin.speech.vad import speech_regions
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "diarization"
+SPEAKER_A = ["BAC009S0150W0191", "BAC009S0150W0158", "BAC009S0150W0209"]
+SPEAKER_B = ["BAC009S0252W0279", "BAC009S0252W0111", "BAC009S0252W0358"]
+RATE = 16000
+
+
+@pytest.fixture(scope="module")
+def clips() -> dict[str, np.ndarray]:
+    return {name: decode(FIXTURES / f"{name}.flac").samples for name in SPEAKER_A + SPEAKER_B}
+
+
+@pytest.fixture(scope="module")
+def conversation(clips: dict[str, np.ndarray]) -> tuple[np.ndarray, list[tuple[float, float, str]]]:
+    """A, B, A, B, A, B: six turns, with the clip boundaries as reference turns (seconds)."""
+    order = [SPEAKER_A[0], SPEAKER_B[0], SPEAKER_A[1], SPEAKER_B[1], SPEAKER_A[2], SPEAKER_B[2]]
+    turns, position = [], 0
+    for name in order:
+        length = clips[name].shape[0]
+        turns.append((position / RATE, (position + length) / RATE, "A" if name in SPEAKER_A else "B"))
+        position += length
+    return np.concatenate([clips[name] for name in order]), turns
+
+
+def test_two_speaker_conversation_gets_two_speakers_with_the_right_turns(
+    home: Path, conversation: tuple[np.ndarray, list[tuple[float, float, str]]]
+) -> None:
+    audio, reference_turns = conversation
+    turns = diarize(audio, RATE)
+    assert {turn.speaker for turn in turns} == {1, 2}
+    assert turns[0].speaker == 1  # numbered by first appearance
+    assert all(turn.start_ms < turn.end_ms for turn in turns)
+    # Every reference turn is covered (≥ 90 %) by one hypothesis speaker, alternating 1, 2, 1, 2...
+    for index, (start, end, _) in enumerate(reference_turns):
+        covered = {
+            speaker: sum(
+                max(0, min(end * 1000, t.end_ms) - max(start * 1000, t.start_ms))
+                for t in turns
+                if t.speaker == speaker
+            )
+            for speaker in (1, 2)
+        }
+        expected = 1 if index % 2 == 0 else 2
+        assert covered[3 - expected] < 0.1 * (covered[expected] + 1), (index, covered, turns)
+    reference: dict[str, list[tuple[float, float]]] = {}
+    for start, end, name in reference_turns:
+        reference.setdefault(name, []).append((start, end))
+    hypothesis: dict[int, list[tuple[float, float]]] = {}
+    for turn in turns:
+        hypothesis.setdefault(turn.speaker, []).append((turn.start_ms / 1000, turn.end_ms / 1000))
+    errors = diarization_error(reference, hypothesis, collar=0.25)
+    # The reference counts the clips' leading/trailing silence as speech, so some "miss" is expected.
+    assert errors.confusion == 0.0
+    assert errors.der < 0.12
+
+
+def test_one_speaker_gets_one_speaker(home: Path, clips: dict[str, np.ndarray]) -> None:
+    audio = np.concatenate([clips[name] for name in SPEAKER_B])
+    turns = diarize(audio, RATE)
+    assert turns and {turn.speaker for turn in turns} == {1}
+    speech_ms = sum(turn.end_ms - turn.start_ms for turn in turns)
+    assert 0.7 * audio.shape[0] / RATE * 1000 < speech_ms <= audio.shape[0] / RATE * 1000
+
+
+def test_forced_speaker_count_and_bad_input(home: Path, clips: dict[str, np.ndarray]) -> None:
+    audio = np.concatenate([clips[SPEAKER_A[0]], clips[SPEAKER_B[0]]])
+    turns = diarize(audio, RATE, num_speakers=2)
+    assert [turn.speaker for turn in turns] == [1, 2]
+    boundary_ms = clips[SPEAKER_A[0]].shape[0] * 1000 / RATE
+    assert turns[0].end_ms <= boundary_ms + 300 and turns[1].start_ms >= boundary_ms - 300
+    assert diarize(np.zeros(RATE * 3, dtype=np.float32), RATE) == []
+    with pytest.raises(InvalidRequest):
+        diarize(np.zeros((2, RATE), dtype=np.float32), RATE)
+    with pytest.raises(InvalidRequest):
+        diarize(audio, RATE, num_speakers=0)
+
+
+def test_speaker_embeddings_separate_the_two_speakers(home: Path, clips: dict[str, np.ndarray]) -> None:
+    a1, a2 = (speaker_embedding(clips[name]) for name in SPEAKER_A[:2])
+    b1 = speaker_embedding(clips[SPEAKER_B[0]])
+    assert a1.shape == (256,) and np.linalg.norm(a1) == pytest.approx(1.0, abs=1e-4)
+    assert cosine_similarity(a1, a2) > cosine_similarity(a1, b1) + 0.1
+    # Input at another rate is resampled to 16 kHz first and gives nearly the same d-vector.
+    from tingyin.audio import resample
+
+    at_32k = resample(clips[SPEAKER_A[0]], RATE, 32000)
+    assert cosine_similarity(speaker_embedding(at_32k, 32000), a1) > 0.95
+
+
+def test_vad_finds_speech_between_silences(home: Path, clips: dict[str, np.ndarray]) -> None:
+    silence = np.zeros(RATE, dtype=np.float32)
+    speech = clips[SPEAKER_A[0]]
+    regions = speech_regions(np.concatenate([silence, speech, silence]), RATE)
+    assert regions
+    assert regions[0][0] >= RATE and regions[-1][1] <= 2 * RATE + speech.shape[0]
+    assert sum(end - start for start, end in regions) > 0.6 * speech.shape[0]
+    assert speech_regions(silence, RATE) == []
+    assert speech_regions(np.zeros(0, dtype=np.float32), RATE) == []
+
+
+def _word(text: str, start: int, end: int) -> Word:
+    return Word(text, start, end)
+
+
+def test_assign_speakers_by_overlap_and_splits_at_speaker_changes() -> None:
+    turns = [SpeakerTurn(0, 2000, 1), SpeakerTurn(2100, 4000, 2), SpeakerTurn(4200, 6000, 1)]
+    whole = Utterance("你好", 100, 900, [_word("你", 100, 400), _word("好", 400, 900)], "zh")
+    spanning = Utterance(
+        "请问 有什么 可以 帮您",
+        1200,
+        3800,
+        [
+            _word("请问", 1200, 1800),
+            _word(" 有什么", 2200, 2800),
+            _word(" 可以", 2800, 3300),
+            _word(" 帮您", 3300, 3800),
+        ],
+        "zh",
+    )
+    no_words = Utterance("嗯", 4500, 5000, [], "zh")
+    in_gap = Utterance("啊", 2000, 2080, [], "zh")
+    result = assign_speakers([whole, spanning, no_words, in_gap], turns)
+    assert [u.speaker for u in result] == [1, 1, 2, 1, 1]
+    assert result[0] == whole._replace(speaker=1)
+    assert (result[1].text, result[1].start_ms, result[1].end_ms) == ("请问", 1200, 1800)
+    assert (result[2].text, result[2].start_ms, result[2].end_ms) == ("有什么 可以 帮您", 2200, 3800)
+    assert [w.text for w in result[2].words] == [" 有什么", " 可以", " 帮您"]
+    assert assign_speakers([whole], []) == [whole]
+
+
+def test_english_words_keep_their_spaces_when_split() -> None:
+    turns = [SpeakerTurn(0, 1000, 1), SpeakerTurn(1000, 3000, 2)]
+    words = [
+        _word(" Hello", 0, 400),
+        _word(" there.", 400, 900),
+        _word(" Hi", 1200, 1500),
+        _word(" Bob.", 1500, 1900),
+    ]
+    result = assign_speakers([Utterance("Hello there. Hi Bob.", 0, 1900, words, "en")], turns)
+    assert [(u.text, u.speaker) for u in result] == [("Hello there.", 1), ("Hi Bob.", 2)]
