@@ -50,6 +50,15 @@ class Settings(BaseSettings):
     # Synchronous recognition gives up after these (Baidu answers 3313 / 3315).
     asr_decode_timeout_s: float = 30.0
     asr_recognize_timeout_s: float = 60.0
+    # Audio fetched from user URLs (Volcano AUC, SAMI): hosts/addresses/CIDRs exempt from the rule that
+    # refuses loopback, private and link-local targets, e.g. "10.0.0.0/8,files.internal".
+    fetch_allow: str = ""
+    fetch_max_bytes: int = 512 * 1024 * 1024
+    fetch_timeout_s: float = 300.0
+    # Finished transcription jobs (and their audio) are purged after this long.
+    job_retention_s: float = 7 * 24 * 3600.0
+    # Qiniu: a fetched result can be pulled again for this long, then the answer is 1013.
+    qiniu_repull_window_s: float = 600.0
     log_json: bool = True
     log_level: str = "INFO"
 

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # Modules that register job handlers; imported on first use so the worker knows every kind.
-HANDLER_MODULES: list[str] = ["tingyin.jobs.builtin"]
+HANDLER_MODULES: list[str] = ["tingyin.jobs.builtin", "tingyin.jobs.transcription"]
 MAX_ATTEMPTS = 5
 
 
@@ -330,7 +330,9 @@ def finish_job(
 ) -> bool:
     """Write the outcome if ``owner`` still holds the lease; False means another worker took over."""
     now = utcnow()
-    values: dict[str, Any] = {"finished_at": now, "lease_until": None}
+    # Every finished job, with its files, is purged after the retention period.
+    expires = now + timedelta(seconds=get_settings().job_retention_s)
+    values: dict[str, Any] = {"finished_at": now, "lease_until": None, "expires_at": expires}
     if error is not None:
         values.update(status=status or "failed", error_code=error.code, error_message=error.message[:2000])
     else:

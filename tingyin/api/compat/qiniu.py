@@ -1,0 +1,311 @@
+"""Qiniu recording-file recognition (seed 003): ``POST /?cmd=async`` and ``POST /?cmd=pull``.
+
+Requests are signed as the official ``qiniu`` SDK's ``QiniuMacAuth`` signs them:
+``Authorization: Qiniu <AccessKey>:<urlsafe_b64(hmac_sha1(SecretKey, signing string))>`` where the
+signing string is ``"<METHOD> <path?query>\\nHost: <host>[\\nContent-Type: <ct>][\\n<X-Qiniu-* headers>]\\n\\n<body>"``
+(the body only when a Content-Type other than application/octet-stream is sent).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from tingyin import audio
+from tingyin.api.deps import in_thread
+from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
+from tingyin.api.middleware import register_body_limit
+from tingyin.api.spool import BadBase64, split_base64_field, spool_body
+from tingyin.audio.decode import KNOWN_FORMATS
+from tingyin.config import get_settings
+from tingyin.errors import (
+    InvalidRequest,
+    NotFound,
+    QuotaExceeded,
+    ServiceUnavailable,
+    TingyinError,
+    Unauthorized,
+)
+from tingyin.jobs.service import JobView, get_job, mark_fetched, submit_job
+from tingyin.store.apps import AppInfo, secret_for_access_key
+from tingyin.store.quota import consume
+
+router = APIRouter(tags=["qiniu"])
+
+MAX_AUDIO_BYTES = 100 * 1024 * 1024
+MAX_BODY_BYTES = MAX_AUDIO_BYTES * 4 // 3 + 1024 * 1024
+DATE_WINDOW = timedelta(minutes=15)
+MODEL_TYPES = {"0": "zh", "en": "en", "cantonese": "yue", "cn_en_16k": "zh-en"}
+MAX_HOT_WORDS = 100
+MAX_HOT_WORD_BYTES = 40
+
+# ret codes of a failed job, by the core's error code
+JOB_ERRORS = {
+    "audio_corrupt": 119,
+    "audio_error": 119,
+    "audio_unsupported_format": 120,
+    "audio_wrong_encoding": 1004,
+    "audio_wrong_sample_rate": 1004,
+    "audio_empty": 107,
+    "audio_too_long": 100,
+    "audio_too_large": 100,
+    "audio_too_short": 105,
+    "no_speech": 105,
+    "recognition_timeout": 106,
+    "engine_error": 103,
+}
+
+
+class QiniuError(Exception):
+    def __init__(self, ret: int, msg: str, status: int = 200) -> None:
+        super().__init__(msg)
+        self.ret, self.msg, self.status = ret, msg, status
+
+
+def _answer(ret: int, msg: str, status: int = 200, **fields: Any) -> JSONResponse:
+    return JSONResponse({"ret": ret, "msg": msg, **fields}, status_code=status)
+
+
+def _is_qiniu(path: str, query: str) -> bool:
+    return path == "/" and "cmd=" in query
+
+
+def _dialect(request: Request, info: ErrorInfo) -> Response:
+    if info.status == 401:
+        return _answer(401, f"bad token: {info.message}", 401, error="bad token")
+    if info.status == 413:
+        return _answer(100, f"request too large: {info.message}")
+    if info.status == 429:
+        return _answer(429, info.message, 429)
+    if info.status == 503:
+        return _answer(101, f"service unavailable: {info.message}", 503)
+    if info.status < 500:
+        return _answer(100, info.message)
+    return _answer(101, "recognition service error")
+
+
+register_dialect(Dialect("qiniu", _is_qiniu, _dialect))
+register_body_limit(lambda path: path == "/", MAX_BODY_BYTES)
+
+
+def _canonical(key: str) -> str:
+    return "-".join(part[:1].upper() + part[1:].lower() for part in key.split("-"))
+
+
+def _signing_prefix(request: Request) -> tuple[str, bool]:
+    """The signing string up to the body, and whether the body is signed too."""
+    raw_path = request.scope.get("raw_path") or request.url.path.encode()
+    query = request.scope.get("query_string", b"")
+    path = raw_path.decode("latin-1") + (f"?{query.decode('latin-1')}" if query else "")
+    data = f"{request.method} {path}\nHost: {request.headers.get('host', '')}"
+    content_type = request.headers.get("content-type")
+    if content_type:
+        data += f"\nContent-Type: {content_type}"
+    qiniu_headers = sorted(
+        (_canonical(k), v)
+        for k, v in request.headers.items()
+        if k.lower().startswith("x-qiniu-") and len(k) > 8
+    )
+    if qiniu_headers:
+        data += "\n" + "\n".join(f"{k}: {v}" for k, v in qiniu_headers)
+    data += "\n\n"
+    return data, bool(content_type) and content_type != "application/octet-stream"
+
+
+def _check_date(request: Request) -> None:
+    stamp = request.headers.get("x-qiniu-date")
+    if stamp is None:
+        return
+    try:
+        moment = datetime.strptime(stamp, "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    except ValueError:
+        raise Unauthorized("X-Qiniu-Date is not of the form YYYYMMDDTHHMMSSZ") from None
+    if abs(datetime.now(UTC) - moment) > DATE_WINDOW:
+        raise Unauthorized("X-Qiniu-Date is more than 15 minutes away from the server's time")
+
+
+async def _authenticated_body(request: Request) -> tuple[AppInfo, Any]:
+    header = request.headers.get("authorization", "")
+    scheme, _, credential = header.partition(" ")
+    access_key, _, sign = credential.strip().partition(":")
+    if scheme != "Qiniu" or not access_key or not sign:
+        raise Unauthorized("send 'Authorization: Qiniu <AccessKey>:<Sign>'")
+    _check_date(request)
+    app, secret = await in_thread(secret_for_access_key, access_key)
+    prefix, body_signed = _signing_prefix(request)
+    mac = hmac.new(secret.encode(), prefix.encode("utf-8"), hashlib.sha1)
+    body = await spool_body(request, mac=mac if body_signed else None)
+    expected = base64.urlsafe_b64encode(mac.digest()).decode()
+    if not hmac.compare_digest(expected, sign):
+        body.discard()
+        raise Unauthorized("signature mismatch")
+    return app, body
+
+
+def _flag(data: dict[str, Any], name: str) -> bool:
+    value = data.get(name, 0)
+    if value in (0, 1, "0", "1", True, False):
+        return bool(int(value))
+    raise QiniuError(100, f"{name} must be 0 or 1")
+
+
+def _job_params(data: dict[str, Any], blob_key: str) -> dict[str, Any]:
+    voice_id = data.get("voice_id")
+    if not isinstance(voice_id, str) or not voice_id.strip():
+        raise QiniuError(100, "voice_id is required")
+    model_type = str(data.get("model_type", "0"))
+    if model_type not in MODEL_TYPES:
+        raise QiniuError(100, f"model_type must be one of {', '.join(MODEL_TYPES)}")
+    hot_words = data.get("hot_words") or []
+    if not isinstance(hot_words, list) or len(hot_words) > MAX_HOT_WORDS:
+        raise QiniuError(100, f"hot_words: a list of at most {MAX_HOT_WORDS} words")
+    parsed = []
+    for item in hot_words:
+        if not isinstance(item, dict) or not isinstance(item.get("hot_word"), str):
+            raise QiniuError(100, "each hot word is {hot_word, factor}")
+        word = item["hot_word"].strip()
+        if not word or len(word.encode()) > MAX_HOT_WORD_BYTES:
+            raise QiniuError(100, f"hot word {word!r}: 1 to {MAX_HOT_WORD_BYTES} bytes")
+        try:
+            factor = float(item.get("factor", 1.0))
+        except (TypeError, ValueError):
+            raise QiniuError(100, "factor must be a number") from None
+        if not -10 <= factor <= 10:
+            raise QiniuError(100, "factor runs from -10 to 10")
+        parsed.append({"text": word, "weight": factor})
+    fmt = data.get("format")
+    if fmt is not None and str(fmt).lower() not in KNOWN_FORMATS:
+        raise QiniuError(120, f"audio format {fmt!r} is not supported")
+    need_dia, need_role = _flag(data, "need_dia"), _flag(data, "need_role")
+    return {
+        "source": {"blob": blob_key},
+        "format": None if fmt in (None, "", "wav", "mp3") else str(fmt).lower(),
+        "options": {
+            "language": MODEL_TYPES[model_type],
+            "itn": True,
+            "punctuation": True,
+            "hot_words": parsed,
+        },
+        "diarize": need_dia,
+        "roles": need_role,
+        "split_channels": True,
+        "words": _flag(data, "need_words"),
+        "voice_id": voice_id,
+        "vendor": "qiniu",
+        "max_seconds": 5 * 3600,
+    }
+
+
+def _submit(app: AppInfo, body: Any) -> JSONResponse:
+    try:
+        consume(app, "qiniu")
+        try:
+            data, blob = split_base64_field(body, "audio", max_decoded=MAX_AUDIO_BYTES)
+        except BadBase64 as exc:
+            raise QiniuError(119, exc.message) from exc
+        if blob is None:
+            raise QiniuError(107, "audio is empty")
+        params = _job_params(data, blob.key)
+        try:
+            audio.probe(blob.path)
+        except audio.AudioError as exc:
+            raise QiniuError(JOB_ERRORS.get(exc.code, 119), exc.message) from exc
+        job_id = submit_job("transcription", params, app_pk=app.pk)
+        return _answer(0, "success", session_id=job_id)
+    finally:
+        body.discard()
+
+
+def _render(job: JobView) -> dict[str, Any]:
+    result = job.result or {}
+    need_words = bool(job.params.get("words"))
+    texts = []
+    for seg_no, u in enumerate(result.get("utterances", [])):
+        text = {
+            "chan_no": u["channel"],
+            "chan_id": u["channel"],
+            "seg_no": seg_no,
+            "mbtm": u["start_ms"],
+            "metm": u["end_ms"],
+            "text": u["text"],
+            "role": u.get("role") or "unk",
+        }
+        if need_words:
+            text["words"] = [
+                {
+                    "word": w["text"],
+                    "seg_start": float(w["start_ms"] - u["start_ms"]),
+                    "seg_end": float(w["end_ms"] - u["start_ms"]),
+                    "voice_start": float(w["start_ms"]),
+                    "voice_end": float(w["end_ms"]),
+                }
+                for w in u["words"]
+            ]
+        texts.append(text)
+    return {
+        "ret": 0,
+        "msg": "success",
+        "all_text": "\n".join(t["text"] for t in texts) + ("\n" if texts else ""),
+        "c_text": "\n".join(t["text"] for t in texts if t["role"] == "C"),
+        "s_text": "\n".join(t["text"] for t in texts if t["role"] == "S"),
+        "duration": result.get("duration_ms", 0) / 1000.0,
+        "texts": texts,
+    }
+
+
+def _pull(app: AppInfo, body: Any) -> JSONResponse:
+    try:
+        data, _ = split_base64_field(body, "audio", max_decoded=0)
+    finally:
+        body.discard()
+    session_id = data.get("session_id")
+    if not isinstance(session_id, str) or not session_id:
+        raise QiniuError(100, "session_id is required")
+    try:
+        job = get_job(session_id, app_pk=app.pk)
+    except NotFound:
+        return _answer(1014, "unknown task")
+    if job.status == "queued":
+        return _answer(1011, "queued")
+    if job.status == "running":
+        return _answer(1012, "processing")
+    if job.status != "succeeded":
+        return _answer(JOB_ERRORS.get(job.error_code or "", 101), job.error_message or "recognition failed")
+    if job.fetched_at is not None:
+        fetched = job.fetched_at if job.fetched_at.tzinfo else job.fetched_at.replace(tzinfo=UTC)
+        if datetime.now(UTC) - fetched > timedelta(seconds=get_settings().qiniu_repull_window_s):
+            return _answer(1013, "already fetched")
+    else:
+        mark_fetched(job.id)
+    return JSONResponse(_render(job))
+
+
+@router.post("/", include_in_schema=True)
+async def qiniu_command(request: Request) -> Response:
+    """Qiniu recognition: ``?cmd=async`` submits base64 audio, ``?cmd=pull`` fetches the result."""
+    command = request.query_params.get("cmd")
+    if command not in ("async", "pull"):
+        return _answer(100, "cmd must be async or pull")
+    try:
+        app, body = await _authenticated_body(request)
+        if command == "async":
+            return await in_thread(_submit, app, body)
+        return await in_thread(_pull, app, body)
+    except QiniuError as exc:
+        return _answer(exc.ret, exc.msg, exc.status)
+    except Unauthorized as exc:
+        return _answer(401, f"bad token: {exc.message}", 401, error="bad token")
+    except QuotaExceeded as exc:
+        return _answer(429, exc.message, 429)
+    except ServiceUnavailable as exc:
+        return _answer(101, exc.message, 503)
+    except InvalidRequest as exc:
+        return _answer(100, exc.message)
+    except TingyinError as exc:
+        return _answer(101, exc.message)
