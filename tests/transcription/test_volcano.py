@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -100,7 +101,7 @@ def test_speakers_and_word_timestamps(auc: Server, files: FileServer) -> None:
         assert utterance["start_time"] < utterance["end_time"]
         words = utterance["words"]
         assert words and all(w["start_time"] <= w["end_time"] for w in words)
-        assert all(a["start_time"] <= b["start_time"] for a, b in zip(words, words[1:], strict=False))
+        assert all(a["start_time"] <= b["start_time"] for a, b in itertools.pairwise(words))
         middle = (utterance["start_time"] + utterance["end_time"]) / 2000
         truth = next((s for start, end, s in turns if start - 0.3 <= middle <= end + 0.3), None)
         speakers.append((truth, utterance["additions"]["speaker"]))

@@ -106,7 +106,7 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
         roles = assign_roles(utterances)
     ctx.progress(0.98, "rendering")
     return {
-        "duration_ms": int(round(decoded.duration_s * 1000)),
+        "duration_ms": round(decoded.duration_s * 1000),
         "language": language,
         "channels": len(channels),
         "speakers": sorted({u.speaker for u in utterances if u.speaker is not None}),

@@ -1,9 +1,10 @@
 """Qiniu recording-file recognition (seed 003): ``POST /?cmd=async`` and ``POST /?cmd=pull``.
 
 Requests are signed as the official ``qiniu`` SDK's ``QiniuMacAuth`` signs them:
-``Authorization: Qiniu <AccessKey>:<urlsafe_b64(hmac_sha1(SecretKey, signing string))>`` where the
-signing string is ``"<METHOD> <path?query>\\nHost: <host>[\\nContent-Type: <ct>][\\n<X-Qiniu-* headers>]\\n\\n<body>"``
-(the body only when a Content-Type other than application/octet-stream is sent).
+``Authorization: Qiniu <AccessKey>:<urlsafe_b64(hmac_sha1(SecretKey, signing string))>``, the signing
+string being the method and path with query, the Host, the Content-Type, the X-Qiniu-* headers
+(sorted, one a line), a blank line, then the body (only when a Content-Type other than
+application/octet-stream is sent).
 """
 
 from __future__ import annotations
