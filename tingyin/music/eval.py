@@ -138,15 +138,18 @@ def _mix(music: np.ndarray, speech: np.ndarray, speech_to_music_db: float) -> np
 def voice_over_music(split: Split, limit: int | None = 30) -> list[Clip]:
     """Read speech mixed over MOH segments at -6, -3 and 0 dB speech-to-music: the stand-in for songs."""
     music = list(moh_segments(split))[1::2]  # the odd segments: not the ones used as instrumentals
-    speech = [c for c in manifest_clips("en_dev", split) if len(c.audio) >= 6 * RATE]
-    speech += [c for c in manifest_clips("zh_dev", split) if len(c.audio) >= 5 * RATE]
+    english = [c for c in manifest_clips("en_dev", split) if len(c.audio) >= 6 * RATE]
+    mandarin = [c for c in manifest_clips("zh_dev", split) if len(c.audio) >= 5 * RATE]
+    # English and Mandarin alternate, so the language check sees both.
+    speech = [voice for pair in zip(english, mandarin, strict=False) for voice in pair]
     clips = []
     for index, (clip, voice) in enumerate(zip(music, speech, strict=False)):
         if limit is not None and index >= limit:
             break
         snr = (-6.0, -3.0, 0.0)[index % 3]
         mixed = _mix(clip.audio, voice.audio, snr)
-        clips.append(Clip(f"{clip.name}+{voice.name}@{snr:g}dB", "voice_over_music", mixed, True))
+        language = "en" if voice.group == "en_dev" else "cmn"
+        clips.append(Clip(f"{clip.name}+{voice.name}@{snr:g}dB", f"voice_over_music:{language}", mixed, True))
     return clips
 
 
@@ -191,7 +194,7 @@ def _report(
         decision, score = predict(index)
         ok = decision == truth
         correct += ok
-        counts = per_group.setdefault(group.split(":")[0], [0, 0])
+        counts = per_group.setdefault(group if group.startswith("voice") else group.split(":")[0], [0, 0])
         counts[0] += ok
         counts[1] += 1
         if not ok:
@@ -234,6 +237,27 @@ def evaluate_vocal(limit: int | None = None) -> DetectorReport:
 
     report = _report([(c.name, c.group, truth) for c, truth in items], predict)
     _print("vocal / non-vocal", report)
+    return report
+
+
+def evaluate_language(limit: int | None = None) -> DetectorReport:
+    """MusicTaggingLang30's top tag on the voice-over-music test clips (English "en", Mandarin "cmn")."""
+    from tingyin.music.service import NotMusic, analyse_music
+
+    clips = voice_over_music("test", limit)
+
+    def predict(index: int) -> tuple[bool, float]:
+        try:
+            analysis = analyse_music(clips[index].audio, task_types=["MusicTaggingLang30"], top_num=1)
+        except NotMusic:
+            return False, 0.0  # refused by the music detector: no language answered
+        result = analysis.results[0]
+        expected = clips[index].group.split(":")[1]
+        return result.tags[0] == expected, float(result.pred[0])
+
+    # Every clip counts as "True" (the expected language was found).
+    report = _report([(c.name, c.group, True) for c in clips], predict)
+    _print("language of voice over music", report)
     return report
 
 
@@ -298,6 +322,7 @@ def main() -> None:
         fit_music_detector()
     evaluate_music_detector(per_set=args.per_set or None)
     evaluate_vocal(args.per_set or None)
+    evaluate_language(args.per_set or None)
 
 
 if __name__ == "__main__":
