@@ -59,6 +59,8 @@ class Settings(BaseSettings):
     job_retention_s: float = 7 * 24 * 3600.0
     # Qiniu: a fetched result can be pulled again for this long, then the answer is 1013.
     qiniu_repull_window_s: float = 600.0
+    # Sound classification platform (EasyDL): models per app and type.
+    max_models_per_type: int = 10
     log_json: bool = True
     log_level: str = "INFO"
 

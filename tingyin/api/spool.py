@@ -82,7 +82,7 @@ def split_base64_field(
     if body.size == 0:
         raise InvalidRequest("the request body is empty")
     with body.path.open("rb") as handle, mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ) as view:
-        match = re.search(rb'"' + re.escape(field.encode()) + rb'"\s*:\s*"', view)  # type: ignore[call-overload]
+        match = re.search(rb'"' + re.escape(field.encode()) + rb'"\s*:\s*"', view)
         if match is None:
             return _loads(view[:]), None
         start = match.end()

@@ -84,7 +84,7 @@ class UrlPolicy:
             infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
         except socket.gaierror as exc:
             raise FetchError(f"cannot resolve {host}: {exc}") from exc
-        addresses = [ipaddress.ip_address(info[4][0].split("%")[0]) for info in infos]
+        addresses = [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
         host_allowed = host.lower() in (a.lower() for a in self.allow)
         for address in addresses:
             if host_allowed or self._allowed_address(address):

@@ -81,9 +81,10 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
     for index, samples in enumerate(channels):
         base = 0.05 + index * share
         speech_share = share * (0.75 if diarize else 1.0)
-        transcript = transcribe(
-            samples, options, progress=lambda f, b=base, s=speech_share: ctx.progress(b + s * f)
-        )
+        def report(fraction: float, start: float = base, width: float = speech_share) -> None:
+            ctx.progress(start + width * fraction)
+
+        transcript = transcribe(samples, options, progress=report)
         language = language or transcript.language
         found = [u._replace(channel=index) for u in transcript.utterances]
         if diarize and found:

@@ -103,3 +103,87 @@ class Vocabulary(Base):
     app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), primary_key=True)
     phrases: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"phrases": [...]}
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class SoundModel(Base):
+    """A custom classifier (EasyDL 模型): its versions are trained from datasets."""
+
+    __tablename__ = "sound_models"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    type: Mapped[str] = mapped_column(String(32))  # sound_classification | music_tagging
+    description: Mapped[str] = mapped_column(Text, default="")
+    contact: Mapped[str] = mapped_column(String(128), default="")
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ux_sound_models_app_name", "app_pk", "name", unique=True),)
+
+
+class SoundDataset(Base):
+    """Labelled clips, filled from zip uploads (one folder per class)."""
+
+    __tablename__ = "sound_datasets"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ux_sound_datasets_app_name", "app_pk", "name", unique=True),)
+
+
+class DatasetClip(Base):
+    __tablename__ = "dataset_clips"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    dataset_id: Mapped[int] = mapped_column(ForeignKey("sound_datasets.id", ondelete="CASCADE"), index=True)
+    label: Mapped[str] = mapped_column(String(64))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    file_name: Mapped[str] = mapped_column(String(128))
+    source_name: Mapped[str] = mapped_column(Text, default="")
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ux_dataset_clips_hash", "dataset_id", "content_hash", unique=True),)
+
+
+class ModelVersion(Base):
+    """V1, V2, ... of a model: what it was trained on, its evaluation report and its files."""
+
+    __tablename__ = "model_versions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("sound_models.id", ondelete="CASCADE"), index=True)
+    version: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(
+        String(16), default="queued"
+    )  # queued/training/ready/failed/cancelled
+    dataset_id: Mapped[int | None] = mapped_column(
+        ForeignKey("sound_datasets.id", ondelete="SET NULL"), nullable=True
+    )
+    base_version: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    classes: Mapped[dict[str, Any]] = mapped_column(default=dict)  # {"classes": [...]}
+    report: Mapped[dict[str, Any] | None] = mapped_column(nullable=True)
+    job_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
+
+    __table_args__ = (Index("ux_model_versions", "model_id", "version", unique=True),)
+
+
+class SoundService(Base):
+    """A published version behind a custom URL suffix; re-pointing it swaps versions in place."""
+
+    __tablename__ = "sound_services"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    suffix: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(64))
+    model_id: Mapped[int] = mapped_column(ForeignKey("sound_models.id", ondelete="CASCADE"))
+    version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,125 @@
+"""Baidu EasyDL published sound classifier (seed 000):
+``POST /rpc/2.0/ai_custom/v1/sound_cls/{suffix}?access_token=...`` with ``{"sound": base64, "top_num": N}``
+→ ``{"log_id", "results": [{"name", "score"}]}``; errors ``{"error_code", "error_msg"}``.
+The access token comes from the Baidu OAuth endpoint (``/oauth/2.0/token``).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import secrets
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse, Response
+
+from tingyin import audio
+from tingyin.api.deps import in_thread
+from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
+from tingyin.api.middleware import register_body_limit
+from tingyin.errors import NotFound, QuotaExceeded, ServiceUnavailable, TingyinError, Unauthorized
+from tingyin.sound import platform
+from tingyin.store.quota import consume
+from tingyin.store.tokens import TokenExpired, authenticate_access_token
+
+router = APIRouter(tags=["easydl"])
+
+PREFIX = "/rpc/2.0/ai_custom/v1/sound_cls/"
+MAX_SOUND_BASE64 = 4 * 1024 * 1024  # the seed: base64 of the sound at most 4 MB
+MESSAGES = {
+    2: "Service temporarily unavailable",
+    6: "No permission to access data",
+    17: "Open api daily request limit reached",
+    18: "Open api qps request limit reached",
+    110: "Access token invalid or no longer valid",
+    111: "Access token expired",
+    216100: "invalid param",
+    216101: "not enough param",
+    216102: "service not support",
+    216103: "param too long",
+    282000: "internal error",
+    336001: "Invalid Argument",
+}
+
+
+class EasyDLError(Exception):
+    def __init__(self, code: int, detail: str = "") -> None:
+        super().__init__(detail or MESSAGES[code])
+        self.code, self.detail = code, detail
+
+
+def _error(code: int, detail: str = "") -> JSONResponse:
+    message = MESSAGES[code] + (f": {detail}" if detail else "")
+    return JSONResponse({"error_code": code, "error_msg": message, "log_id": secrets.randbelow(10**16)})
+
+
+def _dialect(request: Request, info: ErrorInfo) -> Response:
+    code = {401: 110, 404: 216102, 413: 216103, 429: 18, 503: 2}.get(info.status)
+    if code is None:
+        code = 336001 if info.status < 500 else 282000
+    return _error(code, info.message)
+
+
+register_dialect(Dialect("easydl", lambda path, _q: path.startswith(PREFIX), _dialect))
+register_body_limit(lambda path: path.startswith(PREFIX), MAX_SOUND_BASE64 + 64 * 1024)
+
+
+def _classify(suffix: str, token: str, raw: bytes) -> dict[str, Any]:
+    try:
+        app = authenticate_access_token(token)
+    except TokenExpired as exc:
+        raise EasyDLError(111) from exc
+    except Unauthorized as exc:
+        raise EasyDLError(110) from exc
+    try:
+        owner, version_id = platform.service_version(suffix)
+    except NotFound as exc:
+        raise EasyDLError(216102, f"no service at {suffix}") from exc
+    if owner != app.pk:
+        raise EasyDLError(6, "this service belongs to another app")
+    try:
+        consume(app, f"easydl:{suffix}")
+    except QuotaExceeded as exc:
+        raise EasyDLError(18 if exc.kind == "qps" else 17) from exc
+    try:
+        body = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise EasyDLError(336001, "the body must be JSON") from None
+    if not isinstance(body, dict):
+        raise EasyDLError(336001, "the body must be a JSON object")
+    sound = body.get("sound")
+    if sound in (None, ""):
+        raise EasyDLError(216101, "sound is required")
+    if not isinstance(sound, str):
+        raise EasyDLError(216100, "sound must be a base64 string")
+    if len(sound) > MAX_SOUND_BASE64:
+        raise EasyDLError(216103, "sound is larger than 4 MB in base64")
+    top_num = body.get("top_num", 6)
+    if isinstance(top_num, bool) or not isinstance(top_num, int) or top_num < 1:
+        raise EasyDLError(216100, "top_num must be a positive integer")
+    try:
+        data = base64.b64decode(sound, validate=True)
+    except (binascii.Error, ValueError):
+        raise EasyDLError(336001, "sound is not valid base64 (send it without a data: header)") from None
+    try:
+        decoded = audio.decode(data, max_seconds=600)
+    except audio.AudioError as exc:
+        raise EasyDLError(336001, exc.message) from exc
+    results = platform.predict_version(version_id, decoded.mono(), top_num)
+    return {"log_id": secrets.randbelow(10**16), "results": results}
+
+
+@router.post(PREFIX + "{suffix}")
+async def classify(suffix: str, request: Request) -> JSONResponse:
+    """A published sound classifier: the top ``top_num`` (default 6) classes with scores, best first."""
+    token = request.query_params.get("access_token", "")
+    try:
+        return JSONResponse(await in_thread(_classify, suffix, token, await request.body()))
+    except EasyDLError as exc:
+        return _error(exc.code, exc.detail)
+    except ServiceUnavailable as exc:
+        return _error(2, exc.message)
+    except TingyinError as exc:
+        return _error(282000, exc.message)
