@@ -25,9 +25,13 @@ app = typer.Typer(
 apps_app = typer.Typer(help="Client apps and their credentials.", no_args_is_help=True)
 models_app = typer.Typer(help="Model weights: list, pull, verify.", no_args_is_help=True)
 eval_app = typer.Typer(help="Evaluation scripts that print figures.", no_args_is_help=True)
+sound_app = typer.Typer(
+    help="Custom sound classifiers: models, datasets, training, publishing.", no_args_is_help=True
+)
 app.add_typer(apps_app, name="apps")
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
+app.add_typer(sound_app, name="sound")
 
 console = Console(stderr=True)
 log = logging.getLogger("tingyin.cli")
@@ -388,6 +392,186 @@ def transcribe(
         typer.echo(_format_srt(result))
     else:
         typer.echo(result["text"])
+
+
+@app.command()
+def tag(
+    path: Annotated[
+        Path, typer.Argument(exists=True, dir_okay=False, help="Music file (any common format).")
+    ],
+    task: Annotated[list[str] | None, typer.Option("--task", help="SAMI task type (repeatable).")] = None,
+    top_num: Annotated[int | None, typer.Option(help="Tags per task, most probable first.")] = 5,
+    embed: Annotated[bool, typer.Option("--embed", help="Include the embedding.")] = False,
+) -> None:
+    """Tag a music file (genre, mood, vocal, language) locally, as the SAMI API would."""
+    from tingyin import audio
+    from tingyin.music.service import analyse_music
+
+    tasks = task or ["MusicTaggingGenre34", "MusicTaggingMood10", "MusicTaggingVocal", "MusicTaggingLang30"]
+    try:
+        decoded = audio.decode(path, max_seconds=600)
+        analysis = analyse_music(decoded.mono(), task_types=tasks, enable_embed=embed, top_num=top_num)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json(analysis.to_payload())
+
+
+def _run_job_here(job_id: str, description: str) -> dict[str, Any]:
+    """Run a queued job in this process (same handler as a worker) with a progress bar."""
+    from tingyin.jobs.service import execute_job, get_job
+
+    done = threading.Event()
+    with _progress() as progress:
+        task = progress.add_task(description, total=1.0)
+
+        def watch() -> None:
+            while not done.wait(0.5):
+                job = get_job(job_id)
+                progress.update(
+                    task, completed=job.progress, description=f"{description}: {job.message or ''}"
+                )
+
+        watcher = threading.Thread(target=watch, daemon=True)
+        watcher.start()
+        try:
+            execute_job(job_id)
+        finally:
+            done.set()
+            watcher.join()
+        progress.update(task, completed=1.0)
+    job = get_job(job_id)
+    if job.status != "succeeded":
+        console.print(f"[red]{job.status}:[/red] {job.error_message}")
+        raise typer.Exit(code=2)
+    return job.result or {}
+
+
+def _app_pk(name: str) -> int:
+    from tingyin.store.apps import get_app
+
+    return get_app(name).pk
+
+
+@sound_app.command("create-model")
+def sound_create_model(app_name: str, name: str, description: str = "", contact: str = "") -> None:
+    """Create a sound classification model for app APP_NAME."""
+    from tingyin.sound import platform
+
+    try:
+        _print_json(
+            platform.create_model(_app_pk(app_name), name, "sound_classification", description, contact)
+        )
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@sound_app.command("create-dataset")
+def sound_create_dataset(app_name: str, name: str) -> None:
+    """Create an empty dataset for app APP_NAME."""
+    from tingyin.sound import platform
+
+    try:
+        _print_json(platform.create_dataset(_app_pk(app_name), name))
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@sound_app.command("import")
+def sound_import(
+    app_name: str,
+    dataset_id: int,
+    archive: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Zip: one folder per class.")],
+) -> None:
+    """Import a zip of class folders into a dataset; prints the import report."""
+    from tingyin.jobs.service import submit_job
+    from tingyin.sound import platform
+    from tingyin.store.blobs import put_blob
+
+    try:
+        pk = _app_pk(app_name)
+        platform.get_dataset(pk, dataset_id)
+        with archive.open("rb") as handle:
+            blob = put_blob(iter(lambda: handle.read(1024 * 1024), b""))
+        job_id = submit_job(
+            "dataset_import", {"dataset_id": dataset_id, "blob": blob.key}, app_pk=pk, dispatch=False
+        )
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json(_run_job_here(job_id, "import"))
+
+
+@sound_app.command("train")
+def sound_train(
+    app_name: str,
+    model_id: int,
+    dataset_id: int,
+    classes: Annotated[str | None, typer.Option(help="Comma-separated classes (default: all).")] = None,
+    from_version: Annotated[int | None, typer.Option(help="Iterate from this version.")] = None,
+) -> None:
+    """Train the next version of a model here (with a progress bar); prints its evaluation report."""
+    from tingyin.jobs.service import get_job
+    from tingyin.sound import platform
+
+    try:
+        pk = _app_pk(app_name)
+        version = platform.start_training(
+            pk, model_id, dataset_id, classes.split(",") if classes else None, from_version, dispatch=False
+        )
+        job = get_job(version["job_id"])
+    except TingyinError as exc:
+        _fail(exc)
+    _run_job_here(job.id, f"train V{version['version']}")
+    _print_json(platform.get_version(pk, model_id, int(version["version"])))
+
+
+@sound_app.command("publish")
+def sound_publish(app_name: str, suffix: str, model_id: int, version: int, name: str = "") -> None:
+    """Publish (or hot-swap) a version at /rpc/2.0/ai_custom/v1/sound_cls/SUFFIX."""
+    from tingyin.sound import platform
+
+    try:
+        _print_json(platform.publish(_app_pk(app_name), suffix, name or suffix, model_id, version))
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@sound_app.command("list")
+def sound_list(app_name: str) -> None:
+    """Models with their versions, datasets and services of app APP_NAME."""
+    from tingyin.sound import platform
+
+    try:
+        pk = _app_pk(app_name)
+        _print_json(
+            {
+                "models": platform.list_models(pk),
+                "datasets": platform.list_datasets(pk),
+                "services": platform.list_services(pk),
+            }
+        )
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@app.command()
+def classify(
+    path: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Audio clip.")],
+    app_name: Annotated[str, typer.Option("--app", help="The app owning the model.")],
+    model_id: Annotated[int, typer.Option("--model", help="Model id.")],
+    version: Annotated[int, typer.Option(help="Version number (V1 = 1).")],
+    top_num: Annotated[int, typer.Option(help="How many classes.")] = 6,
+) -> None:
+    """Classify a clip with a trained version, locally."""
+    from tingyin import audio
+    from tingyin.sound import platform
+
+    try:
+        decoded = audio.decode(path, max_seconds=600)
+        _print_json(
+            {"results": platform.validate(_app_pk(app_name), model_id, version, decoded.mono(), top_num)}
+        )
+    except TingyinError as exc:
+        _fail(exc)
 
 
 # ---------------------------------------------------------------- evaluation

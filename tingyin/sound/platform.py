@@ -290,6 +290,8 @@ def start_training(
     dataset_id: int,
     classes: list[str] | None = None,
     base_version: int | None = None,
+    *,
+    dispatch: bool = True,
 ) -> dict[str, Any]:
     with session_scope() as session:
         _model(session, app_pk, model_id)
@@ -321,7 +323,7 @@ def start_training(
         session.add(row)
         session.flush()
         version_id = row.id
-    job_id = submit_job("sound_training", {"version_id": version_id}, app_pk=app_pk)
+    job_id = submit_job("sound_training", {"version_id": version_id}, app_pk=app_pk, dispatch=dispatch)
     with session_scope() as session:
         stored = session.get(ModelVersion, version_id)
         assert stored is not None

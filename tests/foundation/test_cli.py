@@ -1,0 +1,55 @@
+"""The command line, as a newcomer runs it: offline transcription, models, music tagging."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from tests.conftest import FIXTURES, MODEL_CACHE
+
+
+def run(home: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "TINGYIN_HOME": str(home), "TINGYIN_MODELS_DIR": str(MODEL_CACHE)}
+    return subprocess.run(
+        [sys.executable, "-m", "tingyin.cli", *args], env=env, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_transcribe_without_a_server(tmp_path: Path) -> None:
+    clip = FIXTURES / "foundation" / "LJ001-0156.flac"
+    plain = run(tmp_path, "transcribe", str(clip), "--language", "en")
+    assert plain.returncode == 0, plain.stderr
+    assert "printing" in plain.stdout.lower()
+    assert "100%" in plain.stderr  # the progress bar ran to the end
+    srt = run(tmp_path, "transcribe", str(clip), "--language", "en", "--output", "srt")
+    assert srt.stdout.startswith("1\n00:00:0") and " --> " in srt.stdout
+    as_json = json.loads(
+        run(tmp_path, "transcribe", str(clip), "--language", "en", "--output", "json").stdout
+    )
+    assert as_json["language"] == "en" and as_json["utterances"][0]["words"]
+    missing = run(tmp_path, "transcribe", str(tmp_path / "nope.wav"))
+    assert missing.returncode != 0 and "Traceback" not in missing.stderr
+    bad = tmp_path / "bad.wav"
+    bad.write_text("not audio")
+    refused = run(tmp_path, "transcribe", str(bad))
+    assert refused.returncode == 2 and "error" in refused.stderr and "Traceback" not in refused.stderr
+
+
+def test_models_list_and_verify(tmp_path: Path) -> None:
+    listed = json.loads(run(tmp_path, "models", "list").stdout)
+    assert {"whisper-base", "silero-vad", "speaker-dvector"} <= {m["name"] for m in listed}
+    verified = json.loads(run(tmp_path, "models", "pull", "whisper-base").stdout)
+    assert Path(verified["path"], "model.bin").exists()
+    assert json.loads(run(tmp_path, "models", "verify", "whisper-base").stdout)["ok"] is True
+
+
+def test_tag_music_file(tmp_path: Path) -> None:
+    tagged = run(
+        tmp_path, "tag", str(FIXTURES / "music" / "loop_garzul_16k.flac"), "--task", "MusicTaggingVocal"
+    )
+    assert tagged.returncode == 0, tagged.stderr
+    payload = json.loads(tagged.stdout)
+    assert payload["task_flow"]["result"][0]["task_output"]["tags"][0] in ("vocal", "non_vocal")
