@@ -2,11 +2,12 @@
 
 How it works, and why:
 
-* Silero VAD finds the speech; pauses longer than ``CHUNK_GAP_S`` or a span longer than ``MAX_CHUNK_S``
-  start a new chunk. Only speech is decoded, so silence and non-speech stretches yield no text.
-* Each chunk is encoded at its own length (rounded up to whole seconds plus a second of silence) rather than
-  Whisper's fixed 30 s window: CTranslate2 accepts shorter inputs, and a 5 s clip then costs a fifth of the
-  encoder time. Chunks are decoded in batches (beam search over several chunks at once).
+* Silero VAD finds the speech; regions closer than ``CHUNK_GAP_S`` merge into chunks of up to
+  ``TARGET_CHUNK_S`` (a few seconds: CTranslate2's encoder costs more per second on longer inputs).
+  Only speech is decoded, so silence and non-speech stretches yield no text.
+* Each chunk is encoded at its own length (rounded up to whole seconds plus 3 s of silence) rather than
+  Whisper's fixed 30 s window: CTranslate2 accepts shorter inputs, and a 5 s clip then costs about a tenth
+  of the encoder time. Chunks of similar length are decoded in batches (beam search over several at once).
 * Language is detected per chunk from the same encoder output (``auto`` among all languages, ``zh-en``
   between Mandarin and English), so a mixed recording gets per-utterance languages.
 * Guards: a chunk whose text compresses too well (a repetition loop) is decoded again with sampling, and
@@ -40,8 +41,9 @@ if TYPE_CHECKING:
 
 SAMPLE_RATE = 16000
 FRAMES_PER_SECOND = 100
-MAX_CHUNK_S = 25.0
-CHUNK_GAP_S = 1.5
+MAX_CHUNK_S = 12.0  # the VAD splits longer speech at its quietest short pause
+TARGET_CHUNK_S = 8.0  # regions are merged up to this length (the encoder costs more per second beyond)
+CHUNK_GAP_S = 1.0  # ... when the pause between them is at most this long
 PAUSE_COMMA_S = 0.35  # a pause this long inside a Chinese sentence without punctuation gets a comma
 PAUSE_SPLIT_S = 0.8  # a pause this long ends an utterance
 MIN_AUDIO_S = 0.1
@@ -49,6 +51,7 @@ COMPRESSION_RATIO_LIMIT = 2.4
 NO_SPEECH_LIMIT = 0.6
 LOW_SCORE_LIMIT = -1.0
 MAX_WEIGHT = 10.0
+BATCHES_PER_STRETCH = 4
 LM_WEIGHT = 0.2  # language-model weight in the n-best rescoring of Chinese (tuned on 40 zh_dev clips)
 LATIN_WORD_LOGPROB = -12.0
 HOT_WORD_BONUS = 0.5  # nats per unit of hot-word weight for an n-best hypothesis containing the phrase
@@ -57,6 +60,8 @@ HOT_WORD_BONUS = 0.5  # nats per unit of hot-word weight for an n-best hypothesi
 STYLE_PROMPTS = {
     "zh": "以下是普通话的句子，使用简体中文。",
     "yue": "以下係廣東話嘅句子。",
+    # Mixed Mandarin-English (Qiniu cn_en): English words stay in Latin letters.
+    "zh-en": "以下是中英文混合的句子，English单词保持英文原文。",
     "en": "Hello, welcome. This is a sentence with punctuation.",
 }
 
@@ -185,22 +190,28 @@ def speech_regions(audio: np.ndarray) -> list[tuple[int, int]]:
     if len(audio) < SAMPLE_RATE * MIN_AUDIO_S:
         return []
     vad = VadOptions(
-        threshold=0.5, min_speech_duration_ms=200, min_silence_duration_ms=400, speech_pad_ms=250
+        threshold=0.5,
+        min_speech_duration_ms=200,
+        min_silence_duration_ms=400,
+        speech_pad_ms=250,
+        max_speech_duration_s=MAX_CHUNK_S,
     )
     regions = get_speech_timestamps(audio, vad)
     return [(int(r["start"]), min(len(audio), int(r["end"]))) for r in regions if r["end"] > r["start"]]
 
 
 def make_chunks(regions: Sequence[tuple[int, int]]) -> list[Chunk]:
-    """Group speech regions into chunks of at most MAX_CHUNK_S, split at long pauses."""
+    """Group speech regions into chunks: neighbours closer than CHUNK_GAP_S merge up to TARGET_CHUNK_S;
+    nothing exceeds MAX_CHUNK_S. Short chunks are cheap: the encoder's cost per second grows with length."""
     chunks: list[Chunk] = []
     limit = int(MAX_CHUNK_S * SAMPLE_RATE)
+    target = int(TARGET_CHUNK_S * SAMPLE_RATE)
     gap = int(CHUNK_GAP_S * SAMPLE_RATE)
     for start, end in regions:
-        while end - start > limit:  # VAD found no pause: cut hard (rare; the VAD splits long speech)
+        while end - start > limit:  # the VAD found no pause: cut hard
             chunks.append(Chunk(start, start + limit, [(start, start + limit)]))
             start += limit
-        if chunks and start - chunks[-1].end <= gap and end - chunks[-1].start <= limit:
+        if chunks and start - chunks[-1].end <= gap and end - chunks[-1].start <= target:
             last = chunks[-1]
             chunks[-1] = Chunk(last.start, end, [*last.speech, (start, end)])
         else:
@@ -247,7 +258,8 @@ def _features(
 
 def _prompt(tokenizer: Tokenizer, language: str, bias_text: str) -> list[int]:
     style = STYLE_PROMPTS.get(language, "")
-    previous = f"{bias_text}。{style}" if bias_text and language in ("zh", "yue") else f"{bias_text} {style}"
+    chinese = language in ("zh", "yue", "zh-en")
+    previous = f"{bias_text}。{style}" if bias_text and chinese else f"{bias_text} {style}"
     previous = previous.strip()
     tokens: list[int] = []
     if previous:
@@ -402,7 +414,14 @@ def _decode_pass(
 
     features = _features(model, audio, chunks, settings)
     with _model_lock:
-        encoded = model.model.encode(ctranslate2.StorageView.from_array(features), to_cpu=False)
+        # One chunk at a time: on CPU, CTranslate2's encoder costs more per item in a batch.
+        parts = [
+            np.asarray(
+                model.model.encode(ctranslate2.StorageView.from_array(features[i : i + 1]), to_cpu=True)
+            )
+            for i in range(len(chunks))
+        ]
+        encoded = ctranslate2.StorageView.from_array(np.ascontiguousarray(np.concatenate(parts)))
         if languages is None:
             if language in ("auto", "zh-en"):
                 allowed = ("zh", "en") if language == "zh-en" else None
@@ -411,7 +430,8 @@ def _decode_pass(
                 languages = [language] * len(chunks)
     bias_text = hotwords.prompt_text(bias)
     tokenizers = [_tokenizer(model, _whisper_language(model, lang)) for lang in languages]
-    prompts = [_prompt(tok, lang, bias_text) for tok, lang in zip(tokenizers, languages, strict=True)]
+    styles = ["zh-en" if language == "zh-en" and lang == "zh" else lang for lang in languages]
+    prompts = [_prompt(tok, style, bias_text) for tok, style in zip(tokenizers, styles, strict=True)]
     max_tokens = [int(10 + 12 * (c.end - c.start) / SAMPLE_RATE) for c in chunks]
     # One generate call per prompt length (the model needs the start token at one position in a batch);
     # in practice one per language.
@@ -521,10 +541,8 @@ def _resample_loop(
                 max_length=min(448, max_tokens + len(prompt)),
                 return_scores=True,
             )[0]
-        best = max(
-            zip(result.sequences_ids, result.scores, strict=True),
-            key=lambda pair: pair[1] / max(1, len(pair[0])),
-        )
+        # Scores are already averaged over tokens.
+        best = max(zip(result.sequences_ids, result.scores, strict=True), key=lambda pair: pair[1])
         tokens = [t for t in best[0][:max_tokens] if t < tokenizer.eot]
         if not _is_loop(tokenizer.decode(tokens)):
             return tokens
@@ -639,7 +657,7 @@ def _retime(chars: list[_TimedChar], new_text: str) -> list[_TimedChar]:
 
 def _rewrite(text: str, language: str, options: TranscribeOptions, bias: hotwords.BiasPlan) -> str:
     """Script, numbers and hot words: the text the caller asked for (punctuation is handled later)."""
-    text = textnorm.to_simplified(text).strip()
+    text = textnorm.to_simplified(textnorm.clean(text)).strip()
     if not text:
         return ""
     text = cut_repetitions(text)
@@ -808,20 +826,30 @@ def iter_utterances(
     total = sum(c.end - c.start for c in chunks)
     done = 0
     previous_end = 0
-    for first in range(0, len(chunks), settings.batch_size):
-        batch = chunks[first : first + settings.batch_size]
-        try:
-            decoded = _decode_batch(model, samples, batch, language, bias, settings)
-        except (RuntimeError, ValueError) as exc:
-            raise EngineError(f"speech decoding failed: {exc}") from exc
-        for item in decoded:
-            utterances = _monotonic(_utterances(item, options, bias, duration_s), previous_end)
+    # A stretch of chunks is decoded in batches of similar length (little padding), then yielded in order.
+    stretch = settings.batch_size * BATCHES_PER_STRETCH
+    for first in range(0, len(chunks), stretch):
+        window = chunks[first : first + stretch]
+        by_length = sorted(window, key=lambda c: c.end - c.start)
+        results: dict[int, _Decoded] = {}
+        for b in range(0, len(by_length), settings.batch_size):
+            batch = by_length[b : b + settings.batch_size]
+            try:
+                decoded = _decode_batch(model, samples, batch, language, bias, settings)
+            except (RuntimeError, ValueError) as exc:
+                raise EngineError(f"speech decoding failed: {exc}") from exc
+            for item in decoded:
+                results[item.chunk.start] = item
+            done += sum(c.end - c.start for c in batch)
+            if progress:
+                progress(min(1.0, done / total))
+        for chunk in window:
+            utterances = _monotonic(
+                _utterances(results[chunk.start], options, bias, duration_s), previous_end
+            )
             if utterances:
                 previous_end = utterances[-1].end_ms
             yield from utterances
-        done += sum(c.end - c.start for c in batch)
-        if progress:
-            progress(min(1.0, done / total))
 
 
 def transcribe(

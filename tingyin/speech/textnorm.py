@@ -49,6 +49,17 @@ def has_cjk(text: str) -> bool:
     return bool(_CJK.search(text))
 
 
+_FULL_WIDTH_ALNUM = {
+    code: code - 0xFEE0 for code in [*range(0xFF10, 0xFF1A), *range(0xFF21, 0xFF3B), *range(0xFF41, 0xFF5B)]
+}
+
+
+def clean(text: str) -> str:
+    """Drop broken characters (a multi-byte character cut by a length cap) and write full-width Latin
+    letters and digits as ASCII."""
+    return text.replace("\ufffd", "").translate(_FULL_WIDTH_ALNUM)
+
+
 def to_simplified(text: str) -> str:
     """Traditional → Simplified Chinese (other scripts pass through unchanged)."""
     if not has_cjk(text):
