@@ -39,3 +39,49 @@ def test_vocabulary_api_and_cli(server: Server, tmp_path: Path) -> None:
     assert httpx.get(url, headers=headers).json()["count"] == 10_000
     cleared = json.loads(server.cli("apps", "vocab", "vocab-owner", "--clear").stdout)
     assert cleared["count"] == 0
+
+
+def test_spoken_vocabulary_phrase_comes_out_exactly(server: Server) -> None:
+    """BAC009S0150W0016 says 盛源生活广场; the plain model writes the name with other characters."""
+    import base64
+
+    import numpy as np
+
+    from tests.conftest import FIXTURES
+    from tingyin import audio
+
+    samples = audio.decode(FIXTURES / "speech" / "BAC009S0150W0016.flac").samples
+    pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
+
+    def recognise(app: dict[str, str]) -> str:
+        token = httpx.get(
+            f"{server.url}/oauth/2.0/token",
+            params={
+                "grant_type": "client_credentials",
+                "client_id": app["api_key"],
+                "client_secret": app["secret_key"],
+            },
+        ).json()["access_token"]
+        answer = httpx.post(
+            f"{server.url}/server_api",
+            json={
+                "format": "pcm",
+                "rate": 16000,
+                "channel": 1,
+                "cuid": "vocab",
+                "token": token,
+                "dev_pid": 1537,
+                "speech": base64.b64encode(pcm).decode(),
+                "len": len(pcm),
+            },
+            timeout=300,
+        ).json()
+        assert answer["err_no"] == 0, answer
+        return str(answer["result"][0])
+
+    plain_app = server.create_app("vocab-plain")
+    assert "盛源" not in recognise(plain_app)
+    tuned_app = server.create_app("vocab-tuned")
+    headers = {"Authorization": f"Bearer {tuned_app['app_token']}"}
+    httpx.put(f"{server.url}/v1/vocabulary", headers=headers, json={"phrases": ["盛源生活广场", "科大讯飞"]})
+    assert "盛源生活广场" in recognise(tuned_app)

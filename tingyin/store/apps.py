@@ -94,14 +94,20 @@ class AppInfo:
 def _server_key() -> bytes:
     path: Path = get_settings().home / "server.key"
     if not path.exists():
-        key = Fernet.generate_key()
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        # Written whole to a private file, then linked into place: a concurrent reader never sees a
+        # half-written key, and when two processes race, the first link wins and both use that key.
+        temporary = path.with_name(f".server.key.{secrets.token_hex(8)}")
+        descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
-            os.write(descriptor, key)
-        except BaseException:
+            os.write(descriptor, Fernet.generate_key())
+        finally:
             os.close(descriptor)
-            raise
-        os.close(descriptor)
+        try:
+            os.link(temporary, path)
+        except FileExistsError:
+            pass
+        finally:
+            temporary.unlink()
     return path.read_bytes().strip()
 
 
