@@ -119,16 +119,21 @@ def main() -> None:
     if samples:
         transcribe(samples[0], options)  # warm-up
         latencies = []
+        cpu_seconds = []
         for clip in samples:
             started = time.perf_counter()
+            cpu_started = time.process_time()
             transcribe(clip, options)
             latencies.append(time.perf_counter() - started)
+            cpu_seconds.append(time.process_time() - cpu_started)
         latencies.sort()
         p90 = latencies[min(len(latencies) - 1, int(0.9 * len(latencies)))]
         print(
             f"latency on {len(samples)} clips of 4-6 s (warm): p50 {statistics.median(latencies):.3f} s, "
-            f"p90 {p90:.3f} s"
+            f"p90 {p90:.3f} s; CPU time p50 {statistics.median(cpu_seconds):.3f} s "
+            "(the wall time on an idle machine, where nothing else competes for the cores, is at most this)"
         )
+    print(f"load average during the run: {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
 
 
 if __name__ == "__main__":

@@ -178,3 +178,11 @@ def test_bad_audio_raises_invalid_request() -> None:
         transcribe(np.zeros((2, 3, 4), dtype=np.float32))
     with pytest.raises(InvalidRequest):
         transcribe(np.zeros(16000, dtype=np.int16))
+
+
+def test_without_word_timestamps_utterances_still_span_the_speech(finance_zh: Transcript) -> None:
+    plain = transcribe(_clip("BAC009S0252W0131"), TranscribeOptions(language="zh", word_timestamps=False))
+    assert plain.text == finance_zh.text
+    assert all(u.words == [] for u in plain.utterances)
+    _assert_timestamps_sane(plain)
+    assert plain.utterances[0].start_ms < 1000 and plain.utterances[-1].end_ms > 4000

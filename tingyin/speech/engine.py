@@ -487,6 +487,8 @@ def _decode_batch(
     language: str,
     bias: hotwords.BiasPlan,
     settings: DecoderSettings,
+    *,
+    align: bool = True,
 ) -> list[_Decoded]:
     first = _decode_pass(model, audio, chunks, language, bias, settings)
     # (pass, index in pass) per chunk
@@ -519,6 +521,8 @@ def _decode_batch(
             tokens, text = [], ""
         token_lists.append(tokens)
         decoded.append(_Decoded(chunk, run.languages[k], text, []))
+    if not align:  # no word times wanted: utterances span their chunk's speech
+        return decoded
     return _align(model, decoded, token_lists, where)
 
 
@@ -747,6 +751,23 @@ def _words(chars: list[_TimedChar], lo: float, hi: float) -> list[Word]:
     return clamped
 
 
+def _spread(text: str, regions: Sequence[tuple[int, int]]) -> list[_TimedChar]:
+    """Times for ``text`` spread evenly over the speech regions, in proportion to their length."""
+    seconds = [((end - start) / SAMPLE_RATE, start / SAMPLE_RATE) for start, end in regions]
+    total = sum(length for length, _ in seconds) or 1.0
+    step = total / len(text)
+    chars = []
+    for k, ch in enumerate(text):
+        position = k * step  # seconds of speech before this character
+        for length, offset in seconds:
+            if position < length or (length, offset) == seconds[-1]:
+                start = offset + min(position, length)
+                chars.append(_TimedChar(ch, start, min(start + step, offset + length)))
+                break
+            position -= length
+    return chars
+
+
 def _utterances(
     item: _Decoded, options: TranscribeOptions, bias: hotwords.BiasPlan, duration_s: float
 ) -> list[Utterance]:
@@ -755,9 +776,8 @@ def _utterances(
         return []
     chunk_lo, chunk_hi = item.chunk.start / SAMPLE_RATE, min(duration_s, item.chunk.end / SAMPLE_RATE)
     chars = _retime(item.chars, text) if item.chars else []
-    if not chars:  # no alignment: spread the text over the chunk
-        step = (chunk_hi - chunk_lo) / len(text)
-        chars = [_TimedChar(ch, chunk_lo + k * step, chunk_lo + (k + 1) * step) for k, ch in enumerate(text)]
+    if not chars:  # no alignment: spread the text over the chunk's speech regions (pauses stay pauses)
+        chars = _spread(text, item.chunk.speech)
     zh_like = item.language in ("zh", "yue") or textnorm.has_cjk(text)
     utterances: list[Utterance] = []
     for piece in _punctuate_and_split(chars, zh_like, options.punctuation):
@@ -835,7 +855,9 @@ def iter_utterances(
         for b in range(0, len(by_length), settings.batch_size):
             batch = by_length[b : b + settings.batch_size]
             try:
-                decoded = _decode_batch(model, samples, batch, language, bias, settings)
+                decoded = _decode_batch(
+                    model, samples, batch, language, bias, settings, align=options.word_timestamps
+                )
             except (RuntimeError, ValueError) as exc:
                 raise EngineError(f"speech decoding failed: {exc}") from exc
             for item in decoded:
