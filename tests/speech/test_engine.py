@@ -186,3 +186,8 @@ def test_without_word_timestamps_utterances_still_span_the_speech(finance_zh: Tr
     assert all(u.words == [] for u in plain.utterances)
     _assert_timestamps_sane(plain)
     assert plain.utterances[0].start_ms < 1000 and plain.utterances[-1].end_ms > 4000
+
+
+def test_generator_checks_options_at_the_call() -> None:
+    with pytest.raises(InvalidRequest):
+        iter_utterances(np.zeros(16000, dtype=np.float32), TranscribeOptions(language="klingon"))

@@ -246,7 +246,8 @@ def _features(
         seconds = math.ceil(max(settings.min_window_s, longest / SAMPLE_RATE + settings.pad_s))
         frames = min(3000, max(2, seconds) * FRAMES_PER_SECOND)
     samples = frames * 160
-    batch = np.zeros((len(chunks), 80, frames), dtype=np.float32)
+    # 80 mel bins for most Whisper models, 128 for large-v3: take the model's own feature size.
+    batch = np.zeros((len(chunks), model.feature_extractor.mel_filters.shape[0], frames), dtype=np.float32)
     for i, chunk in enumerate(chunks):
         piece = np.zeros(samples, dtype=np.float32)
         clip = audio[chunk.start : chunk.end][:samples]
@@ -828,9 +829,16 @@ def iter_utterances(
     options: TranscribeOptions = TranscribeOptions(),
     progress: ProgressCallback | None = None,
 ) -> Iterator[Utterance]:
-    """Utterances in time order as their batch finishes decoding (for long audio and streaming callers)."""
+    """Utterances in time order as their batch finishes decoding (for long audio and streaming callers).
+
+    Options and audio are checked at the call, before the first utterance is asked for."""
     validate_options(options)
-    samples = _as_mono(audio)
+    return _utterance_stream(_as_mono(audio), options, progress)
+
+
+def _utterance_stream(
+    samples: np.ndarray, options: TranscribeOptions, progress: ProgressCallback | None
+) -> Iterator[Utterance]:
     duration_s = len(samples) / SAMPLE_RATE
     settings = DecoderSettings.from_extra(options.extra)
     bias = hotwords.plan(options.hot_words, options.vocabulary)
