@@ -56,6 +56,8 @@ class DiarizationConfig:
     score_temperature: float = 0.05  # cosine similarities are divided by this before softmax scoring
     min_turn_ms: int = 200
     merge_gap_ms: int = 300  # same-speaker turns closer than this are joined
+    overlap_threshold: float | None = None  # runner-up frame score that marks overlapped speech
+    min_overlap_ms: int = 500
 
 
 DEFAULT_CONFIG = DiarizationConfig()
@@ -97,7 +99,10 @@ def _speech_windows(
             np.zeros(0, dtype=np.int64),
         )
     frames = np.stack(frame_lists)
-    embeddings = encoder.embed_windows(features[frames])
+    # In batches: gathering every window's features at once would copy the audio 8 times over.
+    embeddings = np.concatenate(
+        [encoder.embed_windows(features[frames[i : i + 512]]) for i in range(0, frames.shape[0], 512)]
+    )
     return _Windows(frames, embeddings, np.array(region_ids))
 
 
@@ -206,12 +211,9 @@ def _frames_to_turns(
             joined[-1][1] = run[1]
         else:
             joined.append(run)
-    order: dict[int, int] = {}
-    turns = []
-    for start, end, label in joined:
-        speaker = order.setdefault(label, len(order) + 1)
-        turns.append(SpeakerTurn(start * FRAME_MS, min(end * FRAME_MS, total_ms), speaker))
-    return turns
+    return [
+        SpeakerTurn(start * FRAME_MS, min(end * FRAME_MS, total_ms), label) for start, end, label in joined
+    ]
 
 
 def diarize(
@@ -273,10 +275,44 @@ def diarize(
     for start, end in regions:
         speech[start:end] = True
     if speakers.size == 1:
-        frame_labels = np.zeros(frame_count, dtype=np.int64)
-    else:
-        frame_labels = _resegment(windows, centroids, frame_count, config)
-    return _frames_to_turns(frame_labels, speech, config, total_ms)
+        return turns_from_labels(
+            _frames_to_turns(np.zeros(frame_count, dtype=np.int64), speech, config, total_ms)
+        )
+    frame_labels, frame_scores = _resegment(windows, centroids, frame_count, config)
+    turns = _frames_to_turns(frame_labels, speech, config, total_ms)
+    if config.overlap_threshold is not None:
+        turns += _overlap_turns(frame_labels, frame_scores, speech, config, total_ms)
+    return turns_from_labels(turns)
+
+
+def _overlap_turns(
+    labels: np.ndarray, scores: np.ndarray, speech: np.ndarray, config: DiarizationConfig, total_ms: int
+) -> list[SpeakerTurn]:
+    """Second speakers where the runner-up speaker scores nearly as well as the chosen one for a while."""
+    from scipy.ndimage import median_filter
+
+    threshold = config.overlap_threshold if config.overlap_threshold is not None else 1.0
+    masked = scores.copy()
+    masked[np.arange(labels.shape[0]), labels] = -np.inf
+    runner_up = np.argmax(masked, axis=1)
+    strong = masked[np.arange(labels.shape[0]), runner_up] >= threshold
+    smooth = median_filter(strong.astype(np.uint8), size=max(1, config.min_overlap_ms // FRAME_MS) | 1) > 0
+    mask = smooth & speech
+    turns = []
+    for start, end, label in _runs(np.where(mask, runner_up, -1)):
+        if label >= 0 and (end - start) * FRAME_MS >= config.min_overlap_ms:
+            turns.append(SpeakerTurn(start * FRAME_MS, min(end * FRAME_MS, total_ms), label))
+    return turns
+
+
+def _runs(values: np.ndarray) -> list[tuple[int, int, int]]:
+    """(start, end, value) of each run of equal values."""
+    if values.size == 0:
+        return []
+    changes = np.flatnonzero(np.diff(values)) + 1
+    starts = np.concatenate([[0], changes])
+    ends = np.concatenate([changes, [values.size]])
+    return [(int(a), int(b), int(values[a])) for a, b in zip(starts, ends, strict=True)]
 
 
 def _level_offset(audio: np.ndarray, regions_ms: list[tuple[float, float]], target_rms: float) -> float:
@@ -320,7 +356,7 @@ def _absorb_small_clusters(
 
 def _resegment(
     windows: _Windows, centroids: np.ndarray, frame_count: int, config: DiarizationConfig
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame speaker scores from every window covering the frame, then Viterbi smoothing."""
     similarity = windows.embeddings @ centroids.T  # (windows, speakers)
     log_scores = similarity / config.score_temperature
@@ -336,7 +372,7 @@ def _resegment(
     covered = counts > 0
     frame_scores = np.full_like(accumulated, 1.0 / centroids.shape[0])
     frame_scores[covered] = accumulated[covered] / counts[covered, None]
-    return _viterbi(np.log(frame_scores + 1e-6), config.switch_penalty)
+    return _viterbi(np.log(frame_scores + 1e-6), config.switch_penalty), frame_scores
 
 
 def turns_from_labels(labels: Sequence[tuple[int, int, int]]) -> list[SpeakerTurn]:

@@ -22,7 +22,7 @@ WINDOW_FRAMES = 80  # the embedder's input: 0.8 s of features
 STRIDE_FRAMES = 40
 EMBEDDING_DIM = 256
 FRAME_MS = HOP_LENGTH * 1000 // SAMPLE_RATE
-_BATCH_WINDOWS = 256
+_BATCH_WINDOWS = 64  # bigger batches barely run faster but hold far more memory
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

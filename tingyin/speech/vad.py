@@ -15,7 +15,7 @@ from tingyin.errors import InvalidRequest
 VAD_SAMPLE_RATE = 16000
 FRAME_SAMPLES = 512  # Silero v5/v6 at 16 kHz scores 32 ms frames
 _CONTEXT_SAMPLES = 64
-_BATCH_FRAMES = 10000
+_BATCH_FRAMES = 2000  # 64 s of audio per call; the LSTM state carries over
 
 
 class SileroVad:
