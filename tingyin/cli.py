@@ -633,6 +633,16 @@ def main() -> None:
     except TingyinError as exc:
         console.print(f"[red]error:[/red] {exc.message}")
         sys.exit(2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        # A bug, not the user's doing: one line here, the traceback only when asked for.
+        if os.environ.get("TINGYIN_DEBUG"):
+            raise
+        console.print(
+            f"[red]internal error:[/red] {type(exc).__name__}: {exc} (TINGYIN_DEBUG=1 shows the traceback)"
+        )
+        sys.exit(1)
 
 
 if __name__ == "__main__":
