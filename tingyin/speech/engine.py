@@ -44,6 +44,9 @@ FRAMES_PER_SECOND = 100
 MAX_CHUNK_S = 12.0  # the VAD splits longer speech at its quietest short pause
 TARGET_CHUNK_S = 8.0  # regions are merged up to this length (the encoder costs more per second beyond)
 CHUNK_GAP_S = 1.0  # ... when the pause between them is at most this long
+TINY_GAP_S = 0.3  # regions this close always merge (up to MAX_CHUNK_S)
+MIN_UNITS_PER_S = {"zh": 1.5, "yue": 1.5}  # less text than this for a chunk's speech: Whisper stopped early
+MIN_WORDS_PER_S = 0.8
 PAUSE_COMMA_S = 0.35  # a pause this long inside a Chinese sentence without punctuation gets a comma
 PAUSE_SPLIT_S = 0.8  # a pause this long ends an utterance
 MIN_AUDIO_S = 0.1
@@ -54,6 +57,7 @@ MAX_WEIGHT = 10.0
 BATCHES_PER_STRETCH = 4
 LM_WEIGHT = 0.2  # language-model weight in the n-best rescoring of Chinese (tuned on 40 zh_dev clips)
 LATIN_WORD_LOGPROB = -12.0
+LENGTH_REWARD = 0.5  # nats per character in the n-best rescoring (neutral on zh_dev, stops empty picks)
 HOT_WORD_BONUS = 0.5  # nats per unit of hot-word weight for an n-best hypothesis containing the phrase
 
 # Style prompts: they set the script and punctuation Whisper writes in.
@@ -207,11 +211,16 @@ def make_chunks(regions: Sequence[tuple[int, int]]) -> list[Chunk]:
     limit = int(MAX_CHUNK_S * SAMPLE_RATE)
     target = int(TARGET_CHUNK_S * SAMPLE_RATE)
     gap = int(CHUNK_GAP_S * SAMPLE_RATE)
+    tiny = int(TINY_GAP_S * SAMPLE_RATE)
     for start, end in regions:
         while end - start > limit:  # the VAD found no pause: cut hard
             chunks.append(Chunk(start, start + limit, [(start, start + limit)]))
             start += limit
-        if chunks and start - chunks[-1].end <= gap and end - chunks[-1].start <= target:
+        pause = start - chunks[-1].end if chunks else None
+        fits = chunks and end - chunks[-1].start <= target
+        # A tiny gap is no pause at all (the VAD's padding nearly touches): splitting there cuts a sentence.
+        joined = chunks and pause is not None and pause <= tiny and end - chunks[-1].start <= limit
+        if chunks and pause is not None and ((pause <= gap and fits) or joined):
             last = chunks[-1]
             chunks[-1] = Chunk(last.start, end, [*last.speech, (start, end)])
         else:
@@ -304,6 +313,19 @@ def cut_repetitions(text: str, max_repeats: int = 2) -> str:
     return text
 
 
+def _stopped_early(text: str, chunk: Chunk, language: str) -> bool:
+    """Much less text than the chunk's speech holds: with a short window Whisper sometimes ends after the
+    first sentence. Judged only on chunks with a few seconds of speech and some text."""
+    speech_s = sum(end - start for start, end in chunk.speech) / SAMPLE_RATE
+    flat = textnorm.strip_punctuation(text)
+    if speech_s < 3.0 or not flat:
+        return False
+    if textnorm.has_cjk(flat):
+        units = len(flat.replace(" ", ""))
+        return units / speech_s < MIN_UNITS_PER_S.get(language, MIN_UNITS_PER_S["zh"])
+    return len(flat.split()) / speech_s < MIN_WORDS_PER_S
+
+
 def _is_hallucination(text: str) -> bool:
     flat = textnorm.strip_punctuation(textnorm.to_simplified(text)).replace(" ", "").lower()
     return any(phrase.replace(" ", "") in flat for phrase in HALLUCINATIONS) and len(flat) < 40
@@ -382,8 +404,18 @@ def choose_hypothesis(candidates: list[_Candidate], language: str, bias: hotword
         if flat in seen:
             continue
         seen.add(flat)
-        # Chinese: total acoustic log-probability plus the language model; other languages keep beam order.
-        value = candidate.logprob + LM_WEIGHT * _language_model_score(candidate.text) if chinese else -rank
+        if not flat and rank > 0:  # an empty hypothesis is taken only when the beam itself prefers it
+            continue
+        # Chinese: total acoustic log-probability plus the language model, and a per-character reward that
+        # offsets the model's preference for short text; other languages keep beam order.
+        if chinese:
+            value = (
+                candidate.logprob
+                + LM_WEIGHT * _language_model_score(candidate.text)
+                + LENGTH_REWARD * len(flat)
+            )
+        else:
+            value = -rank
         value += sum(HOT_WORD_BONUS * w.weight for w in bias.favoured if w.text.lower() in flat)
         if best is None or value > best[0]:
             best = (value, candidate)
@@ -495,7 +527,11 @@ def _decode_batch(
     # (pass, index in pass) per chunk
     where: list[tuple[_Pass, int]] = [(first, i) for i in range(len(chunks))]
     if not settings.full_window:
-        redo = [i for i, text in enumerate(first.texts) if _repeats_itself(text) or _is_loop(text)]
+        redo = [
+            i
+            for i, text in enumerate(first.texts)
+            if _repeats_itself(text) or _is_loop(text) or _stopped_early(text, chunks[i], first.languages[i])
+        ]
         if redo:
             second = _decode_pass(
                 model,
