@@ -155,3 +155,14 @@ def test_english_words_keep_their_spaces_when_split() -> None:
     ]
     result = assign_speakers([Utterance("Hello there. Hi Bob.", 0, 1900, words, "en")], turns)
     assert [(u.text, u.speaker) for u in result] == [("Hello there.", 1), ("Hi Bob.", 2)]
+
+
+def test_evaluation_on_the_shared_meeting_clips(home: Path, shared_testdata: Path) -> None:
+    from tingyin.eval.diarization import evaluate_diarization, format_diarization_report
+
+    result = evaluate_diarization(shared_testdata / "diarization" / "manifest.csv", limit=2)
+    assert [clip.id for clip in result.clips] == ["pyannote_debug_trn00", "pyannote_debug_trn01"]
+    assert all(0.0 <= clip.der <= 1.0 and clip.errors.reference > 0 for clip in result.clips)
+    assert result.rtf > 0
+    report = format_diarization_report(result)
+    assert "pyannote_debug_trn00" in report and "overall DER" in report

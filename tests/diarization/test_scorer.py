@@ -52,6 +52,8 @@ def test_overlapping_reference_speech_counts_once_per_speaker() -> None:
     assert result.reference == pytest.approx(8.0)
     assert result.missed == pytest.approx(2.0)  # b's 2-4 is under a's speech
     assert result.confusion == 0.0
+    without_overlap = diarization_error(reference, single, collar=0.0, skip_overlap=True)
+    assert without_overlap.der == 0.0 and without_overlap.reference == pytest.approx(4.0)
 
 
 def test_rttm_and_uem_round_trip(tmp_path: Path) -> None:

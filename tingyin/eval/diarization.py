@@ -79,11 +79,13 @@ def diarization_error(
     *,
     uem: Sequence[Segment] | None = None,
     collar: float = 0.25,
+    skip_overlap: bool = False,
 ) -> DerComponents:
     """DER components of ``hypothesis`` against ``reference`` (speaker → segments in seconds).
 
     ``uem`` limits scoring to those regions (default: from the earliest to the latest segment of
-    either side); ``collar`` seconds either side of every reference boundary are not scored."""
+    either side); ``collar`` seconds either side of every reference boundary are not scored;
+    ``skip_overlap`` also leaves out time where the reference has more than one speaker (a diagnostic)."""
     reference_merged = {k: _merge(v) for k, v in reference.items()}
     hypothesis_merged = {k: _merge(v) for k, v in hypothesis.items()}
     reference_merged = {k: v for k, v in reference_merged.items() if v}
@@ -118,6 +120,8 @@ def diarization_error(
     reference_activity = _activity_matrix([reference_merged[k] for k in reference_names], middles)
     hypothesis_activity = _activity_matrix([hypothesis_merged[k] for k in hypothesis_names], middles)
     reference_count = reference_activity.sum(axis=0)
+    if skip_overlap:
+        durations = np.where(reference_count > 1, 0.0, durations)
     hypothesis_count = hypothesis_activity.sum(axis=0)
 
     correct = np.zeros_like(durations)
