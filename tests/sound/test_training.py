@@ -152,3 +152,17 @@ def test_onnx_export_runs_in_onnxruntime_and_matches(trained: TrainingResult, tm
         expected = dict(trained.classifier.predict(audio, top_num=3))
         assert scores.shape == (1, 3)
         assert scores[0] == pytest.approx([expected[name] for name in labels], abs=1e-4)
+
+
+def test_fold_evaluation_script_on_fixture_manifest(cache_dir: Path) -> None:
+    from tingyin.eval.sound import evaluate_esc10, format_sound_report
+
+    result = evaluate_esc10(
+        FIXTURES / "manifest.csv", folds=[1], cache_dir=cache_dir, timing_clips=0, latency_runs=3, log=None
+    )
+    assert [fold.fold for fold in result.folds] == [1]
+    assert result.folds[0].test_clips == sum(1 for _ in (FIXTURES).glob("*/1-*.flac"))
+    assert result.mean_accuracy >= 0.6
+    assert result.inference_p50_ms > 0
+    text = format_sound_report(result)
+    assert "fold 1" in text and "mean accuracy" in text

@@ -11,7 +11,7 @@ from __future__ import annotations
 import numpy as np
 
 # Datasets up to this many clips get audio-level variants as well (one per clip).
-AUDIO_AUGMENT_MAX_CLIPS = 300
+AUDIO_AUGMENT_MAX_CLIPS = 500
 
 
 def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
