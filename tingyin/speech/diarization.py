@@ -11,7 +11,7 @@ straddle a speaker change.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import numpy as np
@@ -61,6 +61,7 @@ class DiarizationConfig:
 
 
 DEFAULT_CONFIG = DiarizationConfig()
+_MAX_SEGMENTS = 3000  # about 40 minutes of speech at the default 0.75 s step
 
 
 class _Windows(NamedTuple):
@@ -259,7 +260,14 @@ def diarize(
     if not regions:
         return []
     windows = _speech_windows(encoder, features, regions, config.window_stride_frames)
-    groups = _segments(windows, regions, config)
+    # Long recordings get longer segments so that clustering (quadratic in segments) stays bounded.
+    speech_frames = sum(end - start for start, end in regions)
+    step = max(config.segment_step_frames, -(-speech_frames // _MAX_SEGMENTS))
+    groups = _segments(
+        windows,
+        regions,
+        replace(config, segment_step_frames=step, segment_frames=max(config.segment_frames, 2 * step)),
+    )
     segment_embeddings = l2_normalise(np.stack([windows.embeddings[g].mean(axis=0) for g in groups]))
     segment_speech = np.array(
         [len(np.unique(windows.frames[g])) for g in groups], dtype=np.float64
