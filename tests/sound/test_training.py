@@ -166,3 +166,9 @@ def test_fold_evaluation_script_on_fixture_manifest(cache_dir: Path) -> None:
     assert result.inference_p50_ms > 0
     text = format_sound_report(result)
     assert "fold 1" in text and "mean accuracy" in text
+
+
+def test_stereo_input_is_mixed_down(trained: TrainingResult) -> None:
+    rain = decode(sorted((FIXTURES / "rain").glob("*.flac"))[1]).samples
+    stereo = np.stack([rain, rain])
+    assert trained.classifier.predict(stereo, 3) == pytest.approx(trained.classifier.predict(rain, 3))

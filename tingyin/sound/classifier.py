@@ -66,7 +66,10 @@ class TrainedClassifier:
         """The ``top_num`` best classes for 16 kHz mono float32 ``audio``, best first."""
         if top_num < 1:
             raise InvalidRequest("top_num must be at least 1")
-        samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+        samples = np.asarray(audio, dtype=np.float32)
+        if samples.ndim == 2:  # (channels, n): classify the mix, as training does
+            samples = samples.mean(axis=0)
+        samples = samples.reshape(-1)
         if samples.size == 0:
             raise InvalidRequest("the audio is empty")
         scores = self.scores_from_embeddings(self.embedder().embed(samples)[None])[0]

@@ -160,8 +160,12 @@ def _common_root(infos: list[zipfile.ZipInfo]) -> str | None:
         tops.add(parts[0])
         if len(parts) >= 3:
             deep = True
-        elif len(parts) == 2 and not info.is_dir():
-            return None  # a file directly inside a top folder: the top folders are the classes
+        elif (
+            len(parts) == 2
+            and not info.is_dir()
+            and os.path.splitext(parts[1])[1].lower() in AUDIO_EXTENSIONS
+        ):
+            return None  # audio directly inside a top folder: the top folders are the classes
     return next(iter(tops)) if len(tops) == 1 and deep else None
 
 
