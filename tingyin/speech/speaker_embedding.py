@@ -22,6 +22,7 @@ WINDOW_FRAMES = 80  # the embedder's input: 0.8 s of features
 STRIDE_FRAMES = 40
 EMBEDDING_DIM = 256
 FRAME_MS = HOP_LENGTH * 1000 // SAMPLE_RATE
+_FEATURE_CHUNK = 3000  # frames (30 s) per FFT batch
 _BATCH_WINDOWS = 64  # bigger batches barely run faster but hold far more memory
 
 
@@ -67,9 +68,12 @@ class SpeakerEncoder:
             strides=(samples.strides[0] * HOP_LENGTH, samples.strides[0]),
             writeable=False,
         )
-        power = np.abs(np.fft.rfft(frames * self.window, axis=1)) ** 2  # (frames, 257)
-        mel = power.astype(np.float32) @ self.mel_basis.T
-        return np.log10(mel + 1e-10).astype(np.float32)
+        output = np.empty((frame_count, N_MELS), dtype=np.float32)
+        for begin in range(0, frame_count, _FEATURE_CHUNK):  # chunked: the spectra of an hour take GBs
+            chunk = frames[begin : begin + _FEATURE_CHUNK] * self.window
+            power = np.abs(np.fft.rfft(chunk, axis=1)).astype(np.float32) ** 2  # (frames, 257)
+            output[begin : begin + chunk.shape[0]] = np.log10(power @ self.mel_basis.T + 1e-10)
+        return output
 
     def embed_windows(self, windows: np.ndarray) -> np.ndarray:
         """(n, 80, 40) feature windows → (n, 256) L2-normalised embeddings."""
