@@ -83,6 +83,15 @@ def _read_digit_runs(text: str) -> str:
     return _LONG_DIGITS.sub(replace, text)
 
 
+def _normalize(text: str, lang: str, operator: str) -> str:
+    """wetext TN/ITN; on text its grammar cannot parse (it asserts on some inputs) the text stays as is."""
+    try:
+        with _lock:
+            return str(_normalizer(lang, operator).normalize(text))
+    except Exception:  # a normalisation failure must not lose the transcript
+        return text
+
+
 def numbers_to_words(text: str, language: str) -> str:
     """ITN off: numbers written as words (Chinese numerals for zh/yue, English words for en)."""
     text = text.translate(_FULL_WIDTH)
@@ -94,16 +103,14 @@ def numbers_to_words(text: str, language: str) -> str:
         text = _read_digit_runs(text)
         if not any("0" <= ch <= "9" for ch in text):
             return text
-    with _lock:
-        result = str(_normalizer(lang, "tn").normalize(text))
+    result = _normalize(text, lang, "tn")
     return result.replace("幺", "一") if lang == "zh" else result
 
 
 def numbers_to_digits(text: str, language: str) -> str:
     """ITN on: numbers, dates, money, percentages as digits and symbols."""
     lang = "zh" if language in ("zh", "yue", "zh-en") or has_cjk(text) else "en"
-    with _lock:
-        return str(_normalizer(lang, "itn").normalize(text))
+    return _normalize(text, lang, "itn")
 
 
 def is_punctuation(ch: str) -> bool:
