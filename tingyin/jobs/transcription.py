@@ -81,6 +81,7 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
     for index, samples in enumerate(channels):
         base = 0.05 + index * share
         speech_share = share * (0.75 if diarize else 1.0)
+
         def report(fraction: float, start: float = base, width: float = speech_share) -> None:
             ctx.progress(start + width * fraction)
 
