@@ -107,6 +107,19 @@ class WorkerSupervisor:
                 self.process.kill()
 
 
+def _preload() -> None:
+    """Load the default ASR model, and build the sound embedder once (about 10 s the first time), so
+    the first requests do not pay for either."""
+    from tingyin.sound.embeddings import embedder_file
+    from tingyin.speech.whisper import load_whisper
+
+    try:
+        load_whisper()
+        embedder_file()
+    except Exception:  # readiness reports the model; a broken model must not kill the server
+        log.exception("preloading models failed")
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -135,9 +148,7 @@ def serve(
         supervisor = WorkerSupervisor(settings.worker_concurrency).start()
     sweeper = JobSweeper().start()
     if preload:
-        from tingyin.speech.whisper import load_whisper
-
-        threading.Thread(target=load_whisper, name="preload", daemon=True).start()
+        threading.Thread(target=_preload, name="preload", daemon=True).start()
     try:
         uvicorn.run(
             create_app(),
