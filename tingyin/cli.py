@@ -108,13 +108,15 @@ class WorkerSupervisor:
 
 
 def _preload() -> None:
-    """Load the default ASR model, and build the sound embedder once (about 10 s the first time), so
-    the first requests do not pay for either."""
+    """Load the default ASR model and the Mandarin lexicon, and build the sound embedder once (about
+    10 s the first time), so the first requests do not pay for them."""
     from tingyin.sound.embeddings import embedder_file
+    from tingyin.speech.lexicon import get_lexicon
     from tingyin.speech.whisper import load_whisper
 
     try:
         load_whisper()
+        get_lexicon()
         embedder_file()
     except Exception:  # readiness reports the model; a broken model must not kill the server
         log.exception("preloading models failed")
