@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from tingyin.errors import InvalidRequest, NotFound
-from tingyin.sound.embeddings import SoundEmbedder, embedder_file, get_embedder
+from tingyin.sound.embeddings import DEFAULT_SPEC, Embedder, SoundEmbedder, embedder_file, get_embedder
 from tingyin.sound.whisper_onnx import EmbedderSpec
 
 FORMAT_VERSION = 1
@@ -18,6 +18,26 @@ HEAD_FILE = "head.npz"
 META_FILE = "classifier.json"
 ONNX_FILE = "sound_classifier.onnx"
 LABELS_FILE = "labels.txt"
+WHISPER_EMBEDDER = "whisper-base"  # what classifiers saved before music_tagging models were trained on
+MUSIC_EMBEDDER_PREFIX = "musicnn-"  # tingyin.music.embedder names: musicnn-mtt, musicnn-mtt-msd, ...
+DEFAULT_LAYERS = tuple(DEFAULT_SPEC.layers)
+
+
+class EmbedderIdentity(NamedTuple):
+    """What a classifier records of its embedder: the model family, Whisper layers, int8 or not."""
+
+    model: str
+    layers: tuple[int, ...]
+    quantized: bool
+
+
+def embedder_identity(embedder: Embedder) -> EmbedderIdentity:
+    """The record of ``embedder`` in a classifier (Whisper: its layers and quantization)."""
+    if isinstance(embedder, SoundEmbedder):
+        return EmbedderIdentity(WHISPER_EMBEDDER, tuple(embedder.spec.layers), embedder.quantized)
+    if embedder.name.startswith(MUSIC_EMBEDDER_PREFIX):
+        return EmbedderIdentity(embedder.name, (), False)
+    raise InvalidRequest(f"embedder {embedder.name!r} cannot be recorded in a classifier")
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -45,6 +65,11 @@ class TrainedClassifier:
     scale: np.ndarray
     weights: list[np.ndarray]
     info: dict[str, Any] = field(default_factory=dict)
+    embedder_model: str = WHISPER_EMBEDDER
+
+    @property
+    def is_music(self) -> bool:
+        return self.embedder_model.startswith(MUSIC_EMBEDDER_PREFIX)
 
     @property
     def spec(self) -> EmbedderSpec:
@@ -54,7 +79,13 @@ class TrainedClassifier:
     def head_kind(self) -> str:
         return "linear" if len(self.weights) == 2 else "mlp"
 
-    def embedder(self) -> SoundEmbedder:
+    def embedder(self) -> Embedder:
+        if self.is_music:
+            from tingyin.music.embedder import get_music_embedder
+
+            return get_music_embedder(self.embedder_model)
+        if self.embedder_model != WHISPER_EMBEDDER:
+            raise InvalidRequest(f"unknown embedder {self.embedder_model!r} in the classifier")
         return get_embedder(self.spec, quantized=self.quantized)
 
     def scores_from_embeddings(self, embeddings: np.ndarray) -> np.ndarray:
@@ -86,7 +117,7 @@ class TrainedClassifier:
             "format_version": FORMAT_VERSION,
             "classes": self.classes,
             "embedder": {
-                "name": "whisper-base",
+                "name": self.embedder_model,
                 "layers": list(self.embedder_layers),
                 "quantized": self.quantized,
             },
@@ -108,15 +139,16 @@ class TrainedClassifier:
             weights = [arrays[f"weight_{i}"].astype(np.float32) for i in range(int(meta["weight_count"]))]
             mean = arrays["mean"].astype(np.float32)
             scale = arrays["scale"].astype(np.float32)
-        embedder = meta["embedder"]
+        embedder = meta.get("embedder") or {}  # absent: saved by a Whisper-only version
         return cls(
             classes=list(meta["classes"]),
-            embedder_layers=tuple(int(layer) for layer in embedder["layers"]),
-            quantized=bool(embedder["quantized"]),
+            embedder_layers=tuple(int(layer) for layer in embedder.get("layers", DEFAULT_LAYERS)),
+            quantized=bool(embedder.get("quantized", True)),
             mean=mean,
             scale=scale,
             weights=weights,
             info=dict(meta.get("info") or {}),
+            embedder_model=str(embedder.get("name") or WHISPER_EMBEDDER),
         )
 
     # -- export ----------------------------------------------------------------------------------------
@@ -127,6 +159,8 @@ class TrainedClassifier:
         equal length; use batch 1 otherwise). Output ``scores``: float32 [batch, classes], softmax, in the
         order of ``labels.txt`` (one class name per line). Only onnxruntime is needed to run it.
         """
+        if self.is_music:
+            raise InvalidRequest("export of music_tagging models is not available yet")
         import onnx
         from onnx import helper, numpy_helper
 

@@ -16,6 +16,7 @@ import threading
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 
@@ -80,6 +81,21 @@ def make_session(path: Path | bytes, threads: int | None = None) -> object:
     options.log_severity_level = 3
     source = str(path) if isinstance(path, Path) else path
     return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
+
+
+class Embedder(Protocol):
+    """What training and prediction need of an embedder: the Whisper ``SoundEmbedder`` here, or the
+    musicnn ``tingyin.music.embedder.MusicEmbedder`` of music_tagging models."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def dim(self) -> int: ...
+
+    def embed(self, audio: np.ndarray) -> np.ndarray: ...
+
+    def embed_batch(self, clips: Sequence[np.ndarray]) -> np.ndarray: ...
 
 
 class SoundEmbedder:
@@ -165,7 +181,7 @@ ProgressCallback = Callable[[float, str], None]
 def embed_clips(
     clips: Sequence[LabeledClip],
     *,
-    embedder: SoundEmbedder | None = None,
+    embedder: Embedder | None = None,
     cache: EmbeddingCache | None = None,
     augmenter: Callable[[np.ndarray, int], np.ndarray] | None = None,
     variant: str = "",

@@ -21,8 +21,8 @@ from threadpoolctl import threadpool_limits
 
 from tingyin.errors import InvalidRequest
 from tingyin.sound.augment import AUDIO_AUGMENT_MAX_CLIPS, mixup_embeddings, random_audio_variant
-from tingyin.sound.classifier import TrainedClassifier, head_logits, softmax
-from tingyin.sound.embeddings import EmbeddingCache, SoundEmbedder, embed_clips, get_embedder
+from tingyin.sound.classifier import TrainedClassifier, embedder_identity, head_logits, softmax
+from tingyin.sound.embeddings import Embedder, EmbeddingCache, embed_clips, get_embedder
 from tingyin.sound.evaluation import EvaluationReport, evaluate_predictions
 from tingyin.sound.types import LabeledClip, TrainingCancelled
 
@@ -204,7 +204,7 @@ def train_classifier(
     cancel: CancelCallback | None = None,
     seed: int = 0,
     cache_dir: Path | None = None,
-    embedder: SoundEmbedder | None = None,
+    embedder: Embedder | None = None,
     config: HeadConfig | None = None,
 ) -> TrainingResult:
     """Train a classifier on ``clips`` restricted to ``classes`` (default: every label present).
@@ -239,6 +239,8 @@ def train_classifier(
 
     if init_from is not None:
         embedder = embedder or init_from.embedder()
+        if embedder_identity(embedder).model != init_from.embedder_model:
+            raise InvalidRequest("a version can only iterate from one trained on the same embedder")
     embedder = embedder or get_embedder()
     cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
     augment = len(chosen) <= config.audio_augment_max_clips
@@ -334,10 +336,12 @@ def train_classifier(
     )
     final_weights = fit(np.arange(len(chosen)), seed + 1, (0.92, 1.0))
     finished = time.perf_counter()
+    identity = embedder_identity(embedder)
     classifier = TrainedClassifier(
         classes=class_names,
-        embedder_layers=embedder.spec.layers,
-        quantized=embedder.quantized,
+        embedder_layers=identity.layers,
+        quantized=identity.quantized,
+        embedder_model=identity.model,
         mean=mean.astype(np.float32),
         scale=scale.astype(np.float32),
         weights=final_weights,
