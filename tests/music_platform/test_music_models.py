@@ -15,6 +15,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import onnxruntime as ort
 import pytest
 
 from tests.conftest import FIXTURES, Server
@@ -75,7 +76,7 @@ def wait_job(server: Server, app: dict[str, str], job_id: str, timeout: float = 
     raise AssertionError("job did not finish")
 
 
-def test_music_tagging_flow(platform: tuple[Server, dict[str, str]]) -> None:
+def test_music_tagging_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
     server, app = platform
     base = f"{server.url}/v1/sound"
     model = httpx.post(
@@ -117,8 +118,26 @@ def test_music_tagging_flow(platform: tuple[Server, dict[str, str]]) -> None:
         ).json()["results"]
         assert scored[0]["name"] == label and scored[0]["score"] > 0.5, (label, scored)
 
-    exported = httpx.get(f"{base}/models/{model['id']}/versions/1/export", headers=auth(app), timeout=60)
-    assert exported.status_code == 400 and "not available" in exported.json()["error"]["message"]
+    # Export: the self-contained ONNX (musicnn front end, tagger, patch mean, head) reproduces the server.
+    exported = httpx.get(f"{base}/models/{model['id']}/versions/1/export", headers=auth(app), timeout=120)
+    assert exported.status_code == 200, exported.text
+    with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
+        archive.extractall(tmp_path)
+    session = ort.InferenceSession(
+        str(tmp_path / "sound_classifier.onnx"), providers=["CPUExecutionProvider"]
+    )
+    labels = (tmp_path / "labels.txt").read_text(encoding="utf-8").split("\n")
+    for clip in held_out.values():
+        served = httpx.post(
+            f"{base}/models/{model['id']}/versions/1/predict?top_num=2",
+            headers=auth(app),
+            content=audio.encode_wav(clip, RATE),
+            timeout=60,
+        ).json()["results"]
+        decoded = audio.decode(audio.encode_wav(clip, RATE)).samples  # what the server scored
+        scores = session.run(["scores"], {"audio": decoded[None].astype(np.float32)})[0][0]
+        for item in served:
+            assert abs(float(scores[labels.index(item["name"])]) - item["score"]) < 1e-3, (served, scores)
 
     published = httpx.put(
         f"{base}/services/my_moods",
@@ -212,7 +231,7 @@ def test_whisper_classifier_saved_before_music_models_loads(tmp_path: Path, old_
     )
 
 
-def test_music_classifier_round_trip_and_export_refusal(tmp_path: Path) -> None:
+def test_music_classifier_round_trip_and_export(tmp_path: Path) -> None:
     original = small_classifier(DEFAULT_MUSIC_EMBEDDER, 200)
     original.save(tmp_path)
     assert json.loads((tmp_path / META_FILE).read_text())["embedder"]["name"] == "musicnn-mtt"
@@ -222,5 +241,10 @@ def test_music_classifier_round_trip_and_export_refusal(tmp_path: Path) -> None:
     predicted = loaded.predict(held_out["lounge"], top_num=3)
     expected = original.scores_from_embeddings(MusicEmbedder().embed(held_out["lounge"])[None])[0]
     assert [name for name, _ in predicted] == [original.classes[i] for i in np.argsort(-expected)]
-    with pytest.raises(InvalidRequest, match="not available"):
-        loaded.export_onnx(tmp_path / "export")
+    onnx_path, labels_path = loaded.export_onnx(tmp_path / "export")
+    assert labels_path.read_text(encoding="utf-8").split() == original.classes
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for clip in (held_out["lounge"], track("morning_coffee_12s_16k.flac"), held_out["electronic"][:8000]):
+        exported = session.run(["scores"], {"audio": clip[None].astype(np.float32)})[0][0]
+        served = dict(loaded.predict(clip, top_num=3))
+        np.testing.assert_allclose(exported, [served[name] for name in original.classes], atol=1e-3)

@@ -14,6 +14,7 @@ MSD alone, at half the cost of the concatenation. Other combinations stay loadab
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,6 +22,9 @@ from tingyin.errors import InvalidRequest
 from tingyin.models import get_manager
 from tingyin.music import features
 from tingyin.music.tagger import EMBED_DIM, MODELS, run_patches
+
+if TYPE_CHECKING:
+    import onnx
 
 NAME_PREFIX = "musicnn-"
 DEFAULT_MUSIC_MODELS: tuple[str, ...] = ("MTT_musicnn",)
@@ -93,3 +97,133 @@ def get_music_embedder(name: str = DEFAULT_MUSIC_EMBEDDER) -> MusicEmbedder:
     """The shared music embedder called ``name`` (its musicnn sessions are shared by the model manager)."""
     models = models_of(name)
     return get_manager().get(f"music-embedder:{name}", lambda: MusicEmbedder(models))
+
+
+def _dft_kernels() -> np.ndarray:
+    """Periodic-Hann-windowed DFT basis as Conv1d kernels: (2 * 257, 1, 512), real parts then imaginary."""
+    n = np.arange(features.N_FFT)
+    bins = np.arange(features.N_FFT // 2 + 1)
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * n / features.N_FFT)
+    angle = 2.0 * np.pi * np.outer(bins, n) / features.N_FFT
+    kernels = np.concatenate([np.cos(angle) * window, -np.sin(angle) * window])
+    return kernels[:, None, :].astype(np.float32)
+
+
+def _frontend_graph() -> onnx.ModelProto:
+    """audio [1, samples] -> musicnn log-mel patches [patches, 187, 96], as ``features.patches(log_mel)``."""
+    from onnx import TensorProto, helper, numpy_helper
+
+    bins = features.N_FFT // 2 + 1
+    constants = {
+        "fe_shape": np.array([1, 1, -1], dtype=np.int64),
+        "fe_pads": np.array([0, 0, features.N_FFT // 2, 0, 0, features.N_FFT // 2], dtype=np.int64),
+        "fe_dft": _dft_kernels(),
+        "fe_mel": features.mel_basis().T.astype(np.float32),
+        "fe_gain": np.array(10000.0, dtype=np.float32),
+        "fe_one": np.array(1.0, dtype=np.float32),
+        "fe_ln10": np.array(np.log(10.0), dtype=np.float32),
+        "fe_zero_i": np.array([0], dtype=np.int64),
+        "fe_bins": np.array([bins], dtype=np.int64),
+        "fe_bins2": np.array([2 * bins], dtype=np.int64),
+        "fe_axis1": np.array([1], dtype=np.int64),
+        "fe_patch": np.array([features.PATCH_FRAMES], dtype=np.int64),
+        "fe_patch_shape": np.array([-1, features.PATCH_FRAMES, features.N_MELS], dtype=np.int64),
+        "fe_zero_pair": np.array([0, 0], dtype=np.int64),
+        "fe_zero_one": np.array([0], dtype=np.int64),
+    }
+    node = helper.make_node
+    nodes = [
+        node("Reshape", ["audio", "fe_shape"], ["fe_signal"]),
+        node("Pad", ["fe_signal", "fe_pads"], ["fe_padded"], mode="constant"),
+        node(
+            "Conv",
+            ["fe_padded", "fe_dft"],
+            ["fe_spectrum"],
+            kernel_shape=[features.N_FFT],
+            strides=[features.HOP],
+        ),
+        node("Slice", ["fe_spectrum", "fe_zero_i", "fe_bins", "fe_axis1"], ["fe_real"]),
+        node("Slice", ["fe_spectrum", "fe_bins", "fe_bins2", "fe_axis1"], ["fe_imag"]),
+        node("Mul", ["fe_real", "fe_real"], ["fe_real2"]),
+        node("Mul", ["fe_imag", "fe_imag"], ["fe_imag2"]),
+        node("Add", ["fe_real2", "fe_imag2"], ["fe_power"]),  # [1, 257, frames]
+        node("Transpose", ["fe_power"], ["fe_power_t"], perm=[0, 2, 1]),
+        node("MatMul", ["fe_power_t", "fe_mel"], ["fe_mel_power"]),  # [1, frames, 96]
+        node("Mul", ["fe_mel_power", "fe_gain"], ["fe_scaled"]),
+        node("Add", ["fe_scaled", "fe_one"], ["fe_plus_one"]),
+        node("Log", ["fe_plus_one"], ["fe_ln"]),
+        node("Div", ["fe_ln", "fe_ln10"], ["fe_log_mel"]),
+        # Fewer frames than a patch: zero-pad to one patch; otherwise drop the tail after whole patches.
+        node("Shape", ["fe_log_mel"], ["fe_shape_all"]),
+        node("Slice", ["fe_shape_all", "fe_axis1", "fe_bins_end", "fe_zero_one"], ["fe_frames"]),
+        node("Sub", ["fe_patch", "fe_frames"], ["fe_missing"]),
+        node("Max", ["fe_missing", "fe_zero_i"], ["fe_pad_frames"]),
+        node(
+            "Concat",
+            ["fe_zero_pair", "fe_zero_i", "fe_zero_i", "fe_pad_frames", "fe_zero_i"],
+            ["fe_frame_pads"],
+            axis=0,
+        ),
+        node("Pad", ["fe_log_mel", "fe_frame_pads"], ["fe_log_mel_padded"], mode="constant"),
+        node("Max", ["fe_frames", "fe_patch"], ["fe_frames_padded"]),
+        node("Div", ["fe_frames_padded", "fe_patch"], ["fe_patch_count"]),
+        node("Mul", ["fe_patch_count", "fe_patch"], ["fe_used_frames"]),
+        node("Slice", ["fe_log_mel_padded", "fe_zero_i", "fe_used_frames", "fe_axis1"], ["fe_whole"]),
+        node("Reshape", ["fe_whole", "fe_patch_shape"], ["patches"]),
+    ]
+    constants["fe_bins_end"] = np.array([2], dtype=np.int64)
+    graph = helper.make_graph(
+        nodes,
+        "musicnn_frontend",
+        [helper.make_tensor_value_info("audio", TensorProto.FLOAT, [1, "samples"])],
+        [
+            helper.make_tensor_value_info(
+                "patches", TensorProto.FLOAT, ["patches", features.PATCH_FRAMES, features.N_MELS]
+            )
+        ],
+        [numpy_helper.from_array(value, name) for name, value in constants.items()],
+    )
+    return helper.make_model(
+        graph, opset_imports=[helper.make_opsetid("", 13), helper.make_opsetid("ai.onnx.ml", 2)]
+    )
+
+
+def music_embedder_onnx(name: str = DEFAULT_MUSIC_EMBEDDER) -> onnx.ModelProto:
+    """The embedder ``name`` as one ONNX graph: input ``audio`` float32 [1, samples] (16 kHz mono), output
+    ``embedding`` float32 [1, dim], equal to ``MusicEmbedder.embed`` (front end, musicnn, patch mean)."""
+    import onnx
+    from onnx import compose, helper
+
+    from tingyin.music.tagger import WEIGHTS_DIR
+
+    frontend = _frontend_graph()
+    merged = frontend
+    pooled = []
+    for position, model in enumerate(models_of(name)):
+        tagger = onnx.load(str(WEIGHTS_DIR / f"{model}.onnx"))
+        prefix = f"m{position}_"
+        tagger = compose.add_prefix(tagger, prefix)
+        for output in list(tagger.graph.output):
+            if output.name != prefix + "penultimate":
+                tagger.graph.output.remove(output)
+        merged.ir_version = tagger.ir_version  # the converted musicnn's: what onnxruntime supports
+        outputs = [o.name for o in merged.graph.output]
+        merged = compose.merge_models(
+            merged,
+            tagger,
+            io_map=[("patches", prefix + "x")],
+            outputs=[*outputs, prefix + "penultimate"],
+        )
+        pooled.append(prefix + "pooled")
+        merged.graph.node.append(
+            helper.make_node(
+                "ReduceMean", [prefix + "penultimate"], [prefix + "pooled"], axes=[0], keepdims=1
+            )
+        )
+    while merged.graph.output:
+        merged.graph.output.pop()
+    merged.graph.node.append(helper.make_node("Concat", pooled, ["embedding"], axis=1))
+    merged.graph.output.append(
+        helper.make_tensor_value_info("embedding", onnx.TensorProto.FLOAT, [1, EMBED_DIM * len(pooled)])
+    )
+    return merged

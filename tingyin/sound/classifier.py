@@ -156,15 +156,19 @@ class TrainedClassifier:
         """Write ``sound_classifier.onnx`` (audio -> scores, the whole pipeline) and ``labels.txt``.
 
         Input ``audio``: float32 [batch, samples], 16 kHz mono in [-1, 1] (clips of one batch must be of
-        equal length; use batch 1 otherwise). Output ``scores``: float32 [batch, classes], softmax, in the
-        order of ``labels.txt`` (one class name per line). Only onnxruntime is needed to run it.
+        equal length; use batch 1 otherwise; music classifiers take batch 1 only). Output ``scores``:
+        float32 [batch, classes], softmax, in the order of ``labels.txt`` (one class name per line). Only
+        onnxruntime is needed to run it.
         """
-        if self.is_music:
-            raise InvalidRequest("export of music_tagging models is not available yet")
         import onnx
         from onnx import helper, numpy_helper
 
-        model = onnx.load(str(embedder_file(self.spec, quantized=self.quantized)))
+        if self.is_music:  # musicnn front end, tagger(s) and patch mean as one graph; batch of 1 clip
+            from tingyin.music.embedder import music_embedder_onnx
+
+            model = music_embedder_onnx(self.embedder_model)
+        else:
+            model = onnx.load(str(embedder_file(self.spec, quantized=self.quantized)))
         graph = model.graph
         graph.output.pop()  # the embedding becomes an intermediate value
         nodes = []
@@ -196,12 +200,14 @@ class TrainedClassifier:
             helper.make_tensor_value_info("scores", onnx.TensorProto.FLOAT, ["batch", len(self.classes)])
         )
         graph.name = "tingyin_sound_classifier"
+        batch = "1" if self.is_music else "batch"
         del model.metadata_props[:]
         for key, value in {
             "labels": json.dumps(self.classes, ensure_ascii=False),
-            "input": "audio: float32 [batch, samples], 16 kHz mono, range [-1, 1]",
+            "input": f"audio: float32 [{batch}, samples], 16 kHz mono, range [-1, 1]",
             "output": "scores: float32 [batch, classes], softmax, order of labels",
-            "producer": "tingyin sound classification",
+            "producer": "tingyin music tagging" if self.is_music else "tingyin sound classification",
+            "embedder": self.embedder_model,
         }.items():
             entry = model.metadata_props.add()
             entry.key, entry.value = key, value
