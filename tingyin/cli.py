@@ -466,14 +466,20 @@ def _app_pk(name: str) -> int:
 
 
 @sound_app.command("create-model")
-def sound_create_model(app_name: str, name: str, description: str = "", contact: str = "") -> None:
-    """Create a sound classification model for app APP_NAME."""
+def sound_create_model(
+    app_name: str,
+    name: str,
+    model_type: Annotated[
+        str, typer.Option("--type", help="sound_classification, or music_tagging (music embeddings).")
+    ] = "sound_classification",
+    description: str = "",
+    contact: str = "",
+) -> None:
+    """Create a custom classifier model for app APP_NAME."""
     from tingyin.sound import platform
 
     try:
-        _print_json(
-            platform.create_model(_app_pk(app_name), name, "sound_classification", description, contact)
-        )
+        _print_json(platform.create_model(_app_pk(app_name), name, model_type, description, contact))
     except TingyinError as exc:
         _fail(exc)
 
