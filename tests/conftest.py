@@ -10,6 +10,7 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -121,6 +122,11 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def bearer(app: dict[str, str]) -> dict[str, str]:
+    """The native API's Authorization header for ``app``."""
+    return {"Authorization": f"Bearer {app['app_token']}"}
+
+
 class Server:
     """A real ``tingyin serve`` process on a free port."""
 
@@ -172,6 +178,29 @@ class Server:
         import json
 
         return dict(json.loads(self.cli("apps", "create", name, *extra).stdout))
+
+    def access_token(self, app: dict[str, str]) -> str:
+        """A Baidu-style OAuth access token for ``app`` (Baidu ASR and EasyDL APIs)."""
+        response = httpx.get(
+            f"{self.url}/oauth/2.0/token",
+            params={
+                "grant_type": "client_credentials",
+                "client_id": app["api_key"],
+                "client_secret": app["secret_key"],
+            },
+        )
+        assert response.status_code == 200, response.text
+        return str(response.json()["access_token"])
+
+    def wait_job(self, app: dict[str, str], job_id: str, timeout: float = 600) -> dict[str, Any]:
+        """Poll ``/v1/jobs/{id}`` until the job ends."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            job = httpx.get(f"{self.url}/v1/jobs/{job_id}", headers=bearer(app)).json()
+            if job["status"] in ("succeeded", "failed", "cancelled"):
+                return dict(job)
+            time.sleep(0.5)
+        raise AssertionError(f"job {job_id} did not finish in {timeout} s")
 
     def stop(self) -> None:
         import signal

@@ -30,19 +30,6 @@ def pcm16k(path: Path) -> bytes:
     return bytes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
 
 
-def token_for(server: Server, app: dict[str, str]) -> str:
-    response = httpx.get(
-        f"{server.url}/oauth/2.0/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": app["api_key"],
-            "client_secret": app["secret_key"],
-        },
-    )
-    assert response.status_code == 200, response.text
-    return str(response.json()["access_token"])
-
-
 def asr_json(server: Server, path: str, token: str, data: bytes, **fields: Any) -> dict[str, Any]:
     """POST the JSON upload style; ``fields`` override (None removes a field)."""
     body: dict[str, Any] = {
@@ -64,7 +51,7 @@ def asr_json(server: Server, path: str, token: str, data: bytes, **fields: Any) 
 @pytest.fixture(scope="module")
 def baidu(server: Server) -> Iterator[tuple[Server, dict[str, str], str]]:
     app = server.create_app("baidu-client")
-    yield server, app, token_for(server, app)
+    yield server, app, server.access_token(app)
 
 
 def test_oauth_token_shape_and_errors(baidu: tuple[Server, dict[str, str], str]) -> None:
@@ -266,7 +253,7 @@ def test_expired_token_is_3302(tmp_path: Path) -> None:
     server = Server(tmp_path / "home", env={"TINGYIN_TOKEN_TTL_SECONDS": "1"}, worker=False).wait_ready()
     try:
         app = server.create_app("short-lived")
-        token = token_for(server, app)
+        token = server.access_token(app)
         time.sleep(1.5)
         result = asr_json(server, "/pro_api", token, pcm16k(ZH_CLIP))
         assert result["err_no"] == 3302 and "expired" in result["err_msg"]
@@ -277,7 +264,7 @@ def test_expired_token_is_3302(tmp_path: Path) -> None:
 def test_daily_quota_is_3305(baidu: tuple[Server, dict[str, str], str]) -> None:
     server, _, _ = baidu
     app = server.create_app("daily-one", "--daily", "1")
-    token = token_for(server, app)
+    token = server.access_token(app)
     assert asr_json(server, "/pro_api", token, pcm16k(ZH_CLIP))["err_no"] == 0
     assert asr_json(server, "/pro_api", token, pcm16k(ZH_CLIP))["err_no"] == 3305
 
@@ -285,7 +272,7 @@ def test_daily_quota_is_3305(baidu: tuple[Server, dict[str, str], str]) -> None:
 def test_twenty_parallel_requests_succeed_or_get_3304(baidu: tuple[Server, dict[str, str], str]) -> None:
     server, _, _ = baidu
     app = server.create_app("qps-limited", "--qps", "3")
-    token = token_for(server, app)
+    token = server.access_token(app)
     speech = pcm16k(ZH_CLIP)
     body = {
         "format": "pcm",
@@ -317,7 +304,7 @@ def faulty_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
     (broken_model / "config.json").write_text("{}")
     configs = {
         "engine": {"TINGYIN_ASR_MODEL": str(broken_model)},
-        "decode": {"TINGYIN_ASR_DECODE_TIMEOUT_S": "0"},
+        "decode": {"TINGYIN_ASR_DECODE_TIMEOUT_S": "0.001"},
         "recognize": {"TINGYIN_ASR_RECOGNIZE_TIMEOUT_S": "0"},
     }
     servers = {
@@ -334,8 +321,14 @@ def faulty_servers(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[st
 @pytest.mark.parametrize(("fault", "err_no"), [("engine", 3307), ("decode", 3313), ("recognize", 3315)])
 def test_server_side_failures(faulty_servers: dict[str, Server], fault: str, err_no: int) -> None:
     server = faulty_servers[fault]
-    token = token_for(server, server.create_app(f"victim-{fault}"))
-    result = asr_json(server, "/pro_api", token, pcm16k(ZH_CLIP))
+    token = server.access_token(server.create_app(f"victim-{fault}"))
+    if fault == "decode":
+        # 50 s of AAC takes far longer than the 1 ms allowed to decode it, however quiet the machine.
+        speech = audio.decode(ZH_CLIP).samples
+        long_m4a = encode(np.tile(speech, int(50 * 16000 / speech.shape[0]) + 1)[: 50 * 16000], 16000, "m4a")
+        result = asr_json(server, "/pro_api", token, long_m4a, format="m4a")
+    else:
+        result = asr_json(server, "/pro_api", token, pcm16k(ZH_CLIP))
     assert result["err_no"] == err_no, result
     assert "Traceback" not in json.dumps(result)
 

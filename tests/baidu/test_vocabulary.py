@@ -54,14 +54,7 @@ def test_spoken_vocabulary_phrase_comes_out_exactly(server: Server) -> None:
     pcm = (np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes()
 
     def recognise(app: dict[str, str]) -> str:
-        token = httpx.get(
-            f"{server.url}/oauth/2.0/token",
-            params={
-                "grant_type": "client_credentials",
-                "client_id": app["api_key"],
-                "client_secret": app["secret_key"],
-            },
-        ).json()["access_token"]
+        token = server.access_token(app)
         answer = httpx.post(
             f"{server.url}/server_api",
             json={

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 from sqlalchemy import create_engine, text
 
-from tests.conftest import MODEL_CACHE, Server, free_port, fresh_postgres_database, fresh_redis_url
-from tests.foundation.test_server import EN_CLIP, auth, wait_job
+from tests.conftest import MODEL_CACHE, Server, bearer, free_port, fresh_postgres_database, fresh_redis_url
+from tests.foundation.test_server import EN_CLIP
 from tingyin import audio
 
 
@@ -87,7 +87,10 @@ def test_sigkilled_worker_loses_no_job(scaled: tuple[Server, Workers, str]) -> N
     server, workers, database = scaled
     app = server.create_app("scale")
     response = httpx.post(
-        f"{server.url}/v1/transcriptions?language=en", headers=auth(app), content=long_speech(60), timeout=60
+        f"{server.url}/v1/transcriptions?language=en",
+        headers=bearer(app),
+        content=long_speech(60),
+        timeout=60,
     )
     assert response.status_code == 202, response.text
     job_id = response.json()["id"]
@@ -112,7 +115,7 @@ def test_sigkilled_worker_loses_no_job(scaled: tuple[Server, Workers, str]) -> N
     victim.wait(timeout=10)
     assert victim.returncode == -signal.SIGKILL
 
-    done = wait_job(server, app, job_id, timeout=240)
+    done = server.wait_job(app, job_id, timeout=240)
     assert done["status"] == "succeeded", done
     assert done["attempts"] == 2
     result = done["result"]
@@ -135,7 +138,7 @@ def test_broker_down_is_503_and_writes_nothing(tmp_path: Path) -> None:
         ready = httpx.get(f"{server.url}/readyz", timeout=30)
         assert ready.status_code == 503 and ready.json()["checks"]["broker"].startswith("unavailable")
         response = httpx.post(
-            f"{server.url}/v1/transcriptions", headers=auth(app), content=EN_CLIP.read_bytes(), timeout=60
+            f"{server.url}/v1/transcriptions", headers=bearer(app), content=EN_CLIP.read_bytes(), timeout=60
         )
         assert response.status_code == 503, response.text
         assert response.json()["error"]["code"] == "service_unavailable"

@@ -9,14 +9,10 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import FIXTURES, Server
+from tests.conftest import FIXTURES, Server, bearer
 
 ZH_CLIP = FIXTURES / "foundation" / "BAC009S0252W0131.flac"
 EN_CLIP = FIXTURES / "foundation" / "LJ001-0156.flac"
-
-
-def auth(app: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {app['app_token']}"}
 
 
 def test_health_readiness_and_openapi(server: Server) -> None:
@@ -37,10 +33,10 @@ def test_cli_credentials_shape(server: Server) -> None:
     assert any(a["name"] == "shape-check" and "secret_key" not in a for a in listed)
     rotated = json.loads(server.cli("apps", "rotate", "shape-check").stdout)
     assert rotated["app_id"] == created["app_id"] and rotated["app_token"] != created["app_token"]
-    assert httpx.get(f"{server.url}/v1/app", headers=auth(created)).status_code == 401
-    assert httpx.get(f"{server.url}/v1/app", headers=auth(rotated)).json()["name"] == "shape-check"
+    assert httpx.get(f"{server.url}/v1/app", headers=bearer(created)).status_code == 401
+    assert httpx.get(f"{server.url}/v1/app", headers=bearer(rotated)).json()["name"] == "shape-check"
     server.cli("apps", "delete", "shape-check", "--yes")
-    assert httpx.get(f"{server.url}/v1/app", headers=auth(rotated)).status_code == 401
+    assert httpx.get(f"{server.url}/v1/app", headers=bearer(rotated)).status_code == 401
     failed = server.cli("apps", "create", "bad name!", check=False)
     assert failed.returncode == 2 and "error" in failed.stderr and "Traceback" not in failed.stderr
 
@@ -56,12 +52,12 @@ def test_errors_are_json_with_request_id(server: Server, demo_app: dict[str, str
     echoed = httpx.get(f"{server.url}/healthz", headers={"X-Request-Id": "trace-me-42"})
     assert echoed.headers["x-request-id"] == "trace-me-42"
     bad_option = httpx.post(
-        f"{server.url}/v1/recognize?language=klingon", headers=auth(demo_app), content=b"x"
+        f"{server.url}/v1/recognize?language=klingon", headers=bearer(demo_app), content=b"x"
     )
     assert bad_option.status_code == 400 and "language" in bad_option.json()["error"]["message"]
-    not_audio = httpx.post(f"{server.url}/v1/recognize", headers=auth(demo_app), content=b"plain text" * 50)
+    not_audio = httpx.post(f"{server.url}/v1/recognize", headers=bearer(demo_app), content=b"plain text" * 50)
     assert not_audio.status_code == 400 and not_audio.json()["error"]["code"] == "audio_corrupt"
-    unknown_job = httpx.get(f"{server.url}/v1/jobs/does-not-exist", headers=auth(demo_app))
+    unknown_job = httpx.get(f"{server.url}/v1/jobs/does-not-exist", headers=bearer(demo_app))
     assert unknown_job.status_code == 404 and unknown_job.json()["error"]["code"] == "not_found"
 
 
@@ -98,7 +94,7 @@ def test_body_over_limit_refused_before_reading(server: Server, demo_app: dict[s
 def test_recognize_real_speech(server: Server, demo_app: dict[str, str]) -> None:
     response = httpx.post(
         f"{server.url}/v1/recognize?language=en",
-        headers=auth(demo_app),
+        headers=bearer(demo_app),
         content=EN_CLIP.read_bytes(),
         timeout=120,
     )
@@ -108,7 +104,7 @@ def test_recognize_real_speech(server: Server, demo_app: dict[str, str]) -> None
     assert result["language"] == "en" and 5000 <= result["duration_ms"] <= 5300
     multipart = httpx.post(
         f"{server.url}/v1/recognize?language=zh",
-        headers=auth(demo_app),
+        headers=bearer(demo_app),
         files={"file": ("clip.flac", ZH_CLIP.read_bytes())},
         timeout=120,
     )
@@ -116,28 +112,18 @@ def test_recognize_real_speech(server: Server, demo_app: dict[str, str]) -> None
     assert "金融" in multipart.json()["text"]
 
 
-def wait_job(server: Server, app: dict[str, str], job_id: str, timeout: float = 180) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{server.url}/v1/transcriptions/{job_id}", headers=auth(app)).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return dict(job)
-        time.sleep(0.5)
-    raise AssertionError(f"job {job_id} did not finish")
-
-
 def test_transcription_job_on_embedded_worker(
     server: Server, demo_app: dict[str, str], tmp_path: Path
 ) -> None:
     response = httpx.post(
-        f"{server.url}/v1/transcriptions?language=zh", headers=auth(demo_app), content=ZH_CLIP.read_bytes()
+        f"{server.url}/v1/transcriptions?language=zh", headers=bearer(demo_app), content=ZH_CLIP.read_bytes()
     )
     assert response.status_code == 202, response.text
     job = response.json()
     assert job["status"] in ("queued", "running", "succeeded")
-    done = wait_job(server, demo_app, job["id"])
+    done = server.wait_job(demo_app, job["id"])
     assert done["status"] == "succeeded", done
     result = done["result"]
     assert isinstance(result, dict) and "金融" in result["text"]
     other = server.create_app("someone-else")
-    assert httpx.get(f"{server.url}/v1/transcriptions/{job['id']}", headers=auth(other)).status_code == 404
+    assert httpx.get(f"{server.url}/v1/transcriptions/{job['id']}", headers=bearer(other)).status_code == 404

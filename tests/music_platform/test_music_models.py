@@ -7,18 +7,16 @@ from __future__ import annotations
 import base64
 import io
 import json
-import time
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import httpx
 import numpy as np
 import onnxruntime as ort
 import pytest
 
-from tests.conftest import FIXTURES, Server
+from tests.conftest import FIXTURES, Server, bearer
 from tingyin import audio
 from tingyin.errors import InvalidRequest
 from tingyin.music.embedder import DEFAULT_MUSIC_EMBEDDER, MusicEmbedder, get_music_embedder
@@ -62,31 +60,17 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
     server.stop()
 
 
-def auth(app: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {app['app_token']}"}
-
-
-def wait_job(server: Server, app: dict[str, str], job_id: str, timeout: float = 300) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{server.url}/v1/jobs/{job_id}", headers=auth(app)).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return dict(job)
-        time.sleep(0.5)
-    raise AssertionError("job did not finish")
-
-
 def test_music_tagging_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> None:
     server, app = platform
     base = f"{server.url}/v1/sound"
     model = httpx.post(
-        f"{base}/models", headers=auth(app), json={"name": "moods", "type": "music_tagging"}
+        f"{base}/models", headers=bearer(app), json={"name": "moods", "type": "music_tagging"}
     ).json()
     assert model["type"] == "music_tagging", model
     # The limit (1 here) counts per type: a second music model is refused, a sound model is not.
-    second = httpx.post(f"{base}/models", headers=auth(app), json={"name": "m2", "type": "music_tagging"})
+    second = httpx.post(f"{base}/models", headers=bearer(app), json={"name": "m2", "type": "music_tagging"})
     assert second.status_code == 400 and "music_tagging" in second.json()["error"]["message"]
-    assert httpx.post(f"{base}/models", headers=auth(app), json={"name": "snd"}).status_code == 201
+    assert httpx.post(f"{base}/models", headers=bearer(app), json={"name": "snd"}).status_code == 201
 
     training, held_out = taxonomy()
     buffer = io.BytesIO()
@@ -94,32 +78,32 @@ def test_music_tagging_flow(platform: tuple[Server, dict[str, str]], tmp_path: P
         for label, clips in training.items():
             for index, clip in enumerate(clips):
                 archive.writestr(f"{label}/{index:02d}.wav", audio.encode_wav(clip, RATE))
-    dataset = httpx.post(f"{base}/datasets", headers=auth(app), json={"name": "music"}).json()
+    dataset = httpx.post(f"{base}/datasets", headers=bearer(app), json={"name": "music"}).json()
     imported = httpx.post(
-        f"{base}/datasets/{dataset['id']}/imports", headers=auth(app), content=buffer.getvalue(), timeout=60
+        f"{base}/datasets/{dataset['id']}/imports", headers=bearer(app), content=buffer.getvalue(), timeout=60
     ).json()
-    report = wait_job(server, app, imported["id"])["result"]
+    report = server.wait_job(app, imported["id"])["result"]
     assert report["class_counts"] == {"electronic": 12, "lounge": 13}, report
 
     v1 = httpx.post(
-        f"{base}/models/{model['id']}/versions", headers=auth(app), json={"dataset_id": dataset["id"]}
+        f"{base}/models/{model['id']}/versions", headers=bearer(app), json={"dataset_id": dataset["id"]}
     ).json()
-    job = wait_job(server, app, v1["job_id"])
+    job = server.wait_job(app, v1["job_id"])
     assert job["status"] == "succeeded", job
-    trained = httpx.get(f"{base}/models/{model['id']}/versions/1", headers=auth(app)).json()
+    trained = httpx.get(f"{base}/models/{model['id']}/versions/1", headers=bearer(app)).json()
     assert trained["status"] == "ready" and trained["report"]["accuracy"] >= 0.8, trained["report"]
 
     for label, clip in held_out.items():
         scored = httpx.post(
             f"{base}/models/{model['id']}/versions/1/predict?top_num=2",
-            headers=auth(app),
+            headers=bearer(app),
             content=audio.encode_wav(clip, RATE),
             timeout=60,
         ).json()["results"]
         assert scored[0]["name"] == label and scored[0]["score"] > 0.5, (label, scored)
 
     # Export: the self-contained ONNX (musicnn front end, tagger, patch mean, head) reproduces the server.
-    exported = httpx.get(f"{base}/models/{model['id']}/versions/1/export", headers=auth(app), timeout=120)
+    exported = httpx.get(f"{base}/models/{model['id']}/versions/1/export", headers=bearer(app), timeout=120)
     assert exported.status_code == 200, exported.text
     with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
         archive.extractall(tmp_path)
@@ -130,7 +114,7 @@ def test_music_tagging_flow(platform: tuple[Server, dict[str, str]], tmp_path: P
     for clip in held_out.values():
         served = httpx.post(
             f"{base}/models/{model['id']}/versions/1/predict?top_num=2",
-            headers=auth(app),
+            headers=bearer(app),
             content=audio.encode_wav(clip, RATE),
             timeout=60,
         ).json()["results"]
@@ -141,17 +125,10 @@ def test_music_tagging_flow(platform: tuple[Server, dict[str, str]], tmp_path: P
 
     published = httpx.put(
         f"{base}/services/my_moods",
-        headers=auth(app),
+        headers=bearer(app),
         json={"name": "moods", "model_id": model["id"], "version": 1},
     ).json()
-    token = httpx.get(
-        f"{server.url}/oauth/2.0/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": app["api_key"],
-            "client_secret": app["secret_key"],
-        },
-    ).json()["access_token"]
+    token = server.access_token(app)
     sound = base64.b64encode(audio.encode_wav(held_out["lounge"], RATE)).decode()
     answer = httpx.post(
         f"{server.url}{published['url']}?access_token={token}",
@@ -164,13 +141,13 @@ def test_music_tagging_flow(platform: tuple[Server, dict[str, str]], tmp_path: P
     # V2 iterates from V1 on the same (music) embedder.
     v2 = httpx.post(
         f"{base}/models/{model['id']}/versions",
-        headers=auth(app),
+        headers=bearer(app),
         json={"dataset_id": dataset["id"], "base_version": 1},
     ).json()
-    assert wait_job(server, app, v2["job_id"])["status"] == "succeeded"
+    assert server.wait_job(app, v2["job_id"])["status"] == "succeeded"
     validated = httpx.post(
         f"{base}/models/{model['id']}/versions/2/predict?top_num=1",
-        headers=auth(app),
+        headers=bearer(app),
         content=audio.encode_wav(held_out["electronic"], RATE),
         timeout=60,
     ).json()["results"]

@@ -17,7 +17,7 @@ import httpx
 import numpy as np
 import pytest
 
-from tests.conftest import FIXTURES, Server
+from tests.conftest import FIXTURES, Server, bearer
 from tingyin import audio
 
 CLIPS = sorted((FIXTURES / "esc10").glob("*.flac"))
@@ -36,20 +36,6 @@ def platform(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server,
     ).wait_ready()
     yield server, server.create_app("sound-owner")
     server.stop()
-
-
-def auth(app: dict[str, str]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {app['app_token']}"}
-
-
-def wait_job(server: Server, app: dict[str, str], job_id: str, timeout: float = 600) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = httpx.get(f"{server.url}/v1/jobs/{job_id}", headers=auth(app)).json()
-        if job["status"] in ("succeeded", "failed", "cancelled"):
-            return dict(job)
-        time.sleep(0.5)
-    raise AssertionError("job did not finish")
 
 
 def make_zip(entries: dict[str, bytes], symlink: str | None = None) -> bytes:
@@ -78,12 +64,12 @@ def first_import(server: Server, app: dict[str, str], dataset_id: int) -> dict[s
     entries["rooster/notes.txt"] = b"not audio"
     response = httpx.post(
         f"{server.url}/v1/sound/datasets/{dataset_id}/imports",
-        headers=auth(app),
+        headers=bearer(app),
         content=make_zip(entries, symlink="rooster/link.wav"),
         timeout=120,
     )
     assert response.status_code == 202, response.text
-    job = wait_job(server, app, response.json()["id"])
+    job = server.wait_job(app, response.json()["id"])
     assert job["status"] == "succeeded", job
     return dict(job["result"])
 
@@ -93,7 +79,7 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
     base = f"{server.url}/v1/sound"
     model = httpx.post(
         f"{base}/models",
-        headers=auth(app),
+        headers=bearer(app),
         json={
             "name": "animals",
             "type": "sound_classification",
@@ -102,7 +88,7 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
         },
     ).json()
     assert model["name"] == "animals" and model["versions"] == []
-    dataset = httpx.post(f"{base}/datasets", headers=auth(app), json={"name": "farm"}).json()
+    dataset = httpx.post(f"{base}/datasets", headers=bearer(app), json={"name": "farm"}).json()
 
     report = first_import(server, app, dataset["id"])
     assert report["class_counts"] == {"dog_bark": 6, "rooster": 6}
@@ -119,21 +105,21 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
         for p in clips_of("dog_bark")[5:] + clips_of("rain")
     }
     second = httpx.post(
-        f"{base}/datasets/{dataset['id']}/imports", headers=auth(app), content=make_zip(more), timeout=120
+        f"{base}/datasets/{dataset['id']}/imports", headers=bearer(app), content=make_zip(more), timeout=120
     ).json()
-    merged = wait_job(server, app, second["id"])["result"]
+    merged = server.wait_job(app, second["id"])["result"]
     assert merged["dataset_classes"] == {"dog_bark": 8, "rain": 8, "rooster": 6}
     assert len(merged["duplicates"]) == 1
-    assert httpx.get(f"{base}/datasets/{dataset['id']}", headers=auth(app)).json()["total"] == 22
+    assert httpx.get(f"{base}/datasets/{dataset['id']}", headers=bearer(app)).json()["total"] == 22
 
     v1 = httpx.post(
         f"{base}/models/{model['id']}/versions",
-        headers=auth(app),
+        headers=bearer(app),
         json={"dataset_id": dataset["id"], "classes": list(CLASSES)},
     ).json()
     assert v1["name"] == "V1" and v1["status"] in ("queued", "training")
-    assert wait_job(server, app, v1["job_id"])["status"] == "succeeded"
-    trained = httpx.get(f"{base}/models/{model['id']}/versions/1", headers=auth(app)).json()
+    assert server.wait_job(app, v1["job_id"])["status"] == "succeeded"
+    trained = httpx.get(f"{base}/models/{model['id']}/versions/1", headers=bearer(app)).json()
     assert trained["status"] == "ready"
     evaluation = trained["report"]
     assert 0.0 <= evaluation["accuracy"] <= 1.0 and len(evaluation["confusion_matrix"]) == 3
@@ -143,7 +129,7 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
     rooster = audio.encode_wav(audio.decode(clips_of("rooster")[-1]).samples)
     scored = httpx.post(
         f"{base}/models/{model['id']}/versions/1/predict?top_num=2",
-        headers=auth(app),
+        headers=bearer(app),
         content=rooster,
         timeout=60,
     ).json()["results"]
@@ -152,18 +138,11 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
 
     published = httpx.put(
         f"{base}/services/farm_sounds",
-        headers=auth(app),
+        headers=bearer(app),
         json={"name": "farm", "model_id": model["id"], "version": 1},
     ).json()
     assert published["url"] == "/rpc/2.0/ai_custom/v1/sound_cls/farm_sounds"
-    token = httpx.get(
-        f"{server.url}/oauth/2.0/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": app["api_key"],
-            "client_secret": app["secret_key"],
-        },
-    ).json()["access_token"]
+    token = server.access_token(app)
     url = f"{server.url}{published['url']}?access_token={token}"
     sound = base64.b64encode(rooster).decode()
     answer = httpx.post(url, json={"sound": sound, "top_num": 3}, timeout=60).json()
@@ -182,11 +161,11 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
     # V2 iterates from V1: same classes, V1's weights as the start.
     v2 = httpx.post(
         f"{base}/models/{model['id']}/versions",
-        headers=auth(app),
+        headers=bearer(app),
         json={"dataset_id": dataset["id"], "base_version": 1},
     ).json()
     assert v2["name"] == "V2" and v2["classes"] == list(CLASSES)
-    assert wait_job(server, app, v2["job_id"])["status"] == "succeeded"
+    assert server.wait_job(app, v2["job_id"])["status"] == "succeeded"
 
     # Hot swap under load: requests keep flowing while V2 replaces V1 at the same URL.
     failures: list[str] = []
@@ -208,7 +187,7 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
     time.sleep(1.0)
     swapped = httpx.put(
         f"{base}/services/farm_sounds",
-        headers=auth(app),
+        headers=bearer(app),
         json={"name": "farm", "model_id": model["id"], "version": 2},
         timeout=120,
     ).json()
@@ -219,7 +198,7 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
     assert swapped["version"] == 2 and not failures and served >= 4
 
     # Export: onnxruntime alone reproduces the server's scores.
-    exported = httpx.get(f"{base}/models/{model['id']}/versions/2/export", headers=auth(app), timeout=300)
+    exported = httpx.get(f"{base}/models/{model['id']}/versions/2/export", headers=bearer(app), timeout=300)
     assert exported.status_code == 200
     with zipfile.ZipFile(io.BytesIO(exported.content)) as archive:
         archive.extractall(tmp_path)
@@ -231,7 +210,7 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
     scores = session.run(None, {"audio": samples[None, :].astype(np.float32)})[0][0]
     served_scores = httpx.post(
         f"{base}/models/{model['id']}/versions/2/predict?top_num=3",
-        headers=auth(app),
+        headers=bearer(app),
         content=rooster,
         timeout=60,
     ).json()["results"]
@@ -240,11 +219,11 @@ def test_whole_flow(platform: tuple[Server, dict[str, str]], tmp_path: Path) -> 
 
     # Cancelling a training run
     v3 = httpx.post(
-        f"{base}/models/{model['id']}/versions", headers=auth(app), json={"dataset_id": dataset["id"]}
+        f"{base}/models/{model['id']}/versions", headers=bearer(app), json={"dataset_id": dataset["id"]}
     ).json()
-    cancelled = httpx.post(f"{base}/models/{model['id']}/versions/3/cancel", headers=auth(app)).json()
-    job = wait_job(server, app, v3["job_id"])
-    final = httpx.get(f"{base}/models/{model['id']}/versions/3", headers=auth(app)).json()
+    cancelled = httpx.post(f"{base}/models/{model['id']}/versions/3/cancel", headers=bearer(app)).json()
+    job = server.wait_job(app, v3["job_id"])
+    final = httpx.get(f"{base}/models/{model['id']}/versions/3", headers=bearer(app)).json()
     assert job["status"] == "cancelled" or cancelled["status"] == "cancelled"
     assert final["status"] == "cancelled"
 
@@ -254,52 +233,43 @@ def test_model_limits_and_errors(platform: tuple[Server, dict[str, str]]) -> Non
     app = server.create_app("sound-limits")
     base = f"{server.url}/v1/sound"
     for index in range(3):
-        assert httpx.post(f"{base}/models", headers=auth(app), json={"name": f"m{index}"}).status_code == 201
-    fourth = httpx.post(f"{base}/models", headers=auth(app), json={"name": "m3"})
+        assert (
+            httpx.post(f"{base}/models", headers=bearer(app), json={"name": f"m{index}"}).status_code == 201
+        )
+    fourth = httpx.post(f"{base}/models", headers=bearer(app), json={"name": "m3"})
     assert fourth.status_code == 400 and "at most 3" in fourth.json()["error"]["message"]
     assert (
-        httpx.post(f"{base}/models", headers=auth(app), json={"name": "x", "type": "nope"}).status_code == 400
+        httpx.post(f"{base}/models", headers=bearer(app), json={"name": "x", "type": "nope"}).status_code
+        == 400
     )
-    dataset = httpx.post(f"{base}/datasets", headers=auth(app), json={"name": "empty"}).json()
-    one_class = httpx.post(f"{base}/models/1/versions", headers=auth(app), json={"dataset_id": dataset["id"]})
+    dataset = httpx.post(f"{base}/datasets", headers=bearer(app), json={"name": "empty"}).json()
+    one_class = httpx.post(
+        f"{base}/models/1/versions", headers=bearer(app), json={"dataset_id": dataset["id"]}
+    )
     assert one_class.status_code == 404  # model 1 belongs to another app
-    own = httpx.get(f"{base}/models", headers=auth(app)).json()["models"][0]
+    own = httpx.get(f"{base}/models", headers=bearer(app)).json()["models"][0]
     too_few = httpx.post(
-        f"{base}/models/{own['id']}/versions", headers=auth(app), json={"dataset_id": dataset["id"]}
+        f"{base}/models/{own['id']}/versions", headers=bearer(app), json={"dataset_id": dataset["id"]}
     )
     assert too_few.status_code == 400 and "2 classes" in too_few.json()["error"]["message"]
     bomb = io.BytesIO()
     with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         archive.writestr("dog/bomb.wav", bytes(300 * 1024 * 1024))
     job = httpx.post(
-        f"{base}/datasets/{dataset['id']}/imports", headers=auth(app), content=bomb.getvalue()
+        f"{base}/datasets/{dataset['id']}/imports", headers=bearer(app), content=bomb.getvalue()
     ).json()
-    outcome = wait_job(server, app, job["id"])
+    outcome = server.wait_job(app, job["id"])
     rejected = (outcome.get("result") or {}).get("rejected", [])
     # 300 MB of zeros in a 300 KB zip: refused (as a bomb, or for its size while inflating), nothing added
     assert outcome["status"] == "failed" or [r["name"] for r in rejected] == ["dog/bomb.wav"]
-    assert httpx.get(f"{base}/datasets/{dataset['id']}", headers=auth(app)).json()["total"] == 0
+    assert httpx.get(f"{base}/datasets/{dataset['id']}", headers=bearer(app)).json()["total"] == 0
 
 
 def test_easydl_error_codes(platform: tuple[Server, dict[str, str]]) -> None:
     server, app = platform
-    token = httpx.get(
-        f"{server.url}/oauth/2.0/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": app["api_key"],
-            "client_secret": app["secret_key"],
-        },
-    ).json()["access_token"]
+    token = server.access_token(app)
     other = server.create_app("sound-stranger")
-    other_token = httpx.get(
-        f"{server.url}/oauth/2.0/token",
-        params={
-            "grant_type": "client_credentials",
-            "client_id": other["api_key"],
-            "client_secret": other["secret_key"],
-        },
-    ).json()["access_token"]
+    other_token = server.access_token(other)
     base = f"{server.url}/rpc/2.0/ai_custom/v1/sound_cls"
     sound = base64.b64encode(CLIPS[0].read_bytes()).decode()
 
@@ -311,7 +281,7 @@ def test_easydl_error_codes(platform: tuple[Server, dict[str, str]]) -> None:
 
     if not any(
         s["suffix"] == "farm_sounds"
-        for s in httpx.get(f"{server.url}/v1/sound/services", headers=auth(app)).json()["services"]
+        for s in httpx.get(f"{server.url}/v1/sound/services", headers=bearer(app)).json()["services"]
     ):
         pytest.skip("needs the service published by test_whole_flow")
     assert code("farm_sounds", {"sound": sound}, access_token="24.bogus") == 110
