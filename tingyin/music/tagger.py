@@ -100,16 +100,9 @@ def load_tagger(model: str = "MTT_musicnn") -> ort.InferenceSession:
     _check_model(model)
 
     def loader() -> ort.InferenceSession:
-        import onnxruntime as ort
+        from tingyin.models.onnx import cpu_session
 
-        from tingyin.config import get_settings
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = get_settings().cpu_threads
-        options.inter_op_num_threads = 1
-        return ort.InferenceSession(
-            str(WEIGHTS_DIR / f"{model}.onnx"), options, providers=["CPUExecutionProvider"]
-        )
+        return cpu_session(WEIGHTS_DIR / f"{model}.onnx")
 
     return get_manager().get(f"musicnn:{model}", loader)
 

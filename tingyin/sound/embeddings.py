@@ -23,6 +23,7 @@ import numpy as np
 from tingyin.audio import decode
 from tingyin.config import get_settings
 from tingyin.models import get_manager, model_path
+from tingyin.models.onnx import cpu_session
 from tingyin.sound.types import LabeledClip, TrainingCancelled
 from tingyin.sound.whisper_onnx import (
     EmbedderSpec,
@@ -71,18 +72,6 @@ def embedder_file(spec: EmbedderSpec = DEFAULT_SPEC, *, quantized: bool = True) 
     return target
 
 
-def make_session(path: Path | bytes, threads: int | None = None) -> object:
-    """An onnxruntime CPU session pinned to ``threads`` (default: the configured CPU threads)."""
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = threads or get_settings().cpu_threads
-    options.inter_op_num_threads = 1
-    options.log_severity_level = 3
-    source = str(path) if isinstance(path, Path) else path
-    return ort.InferenceSession(source, options, providers=["CPUExecutionProvider"])
-
-
 class Embedder(Protocol):
     """What training and prediction need of an embedder: the Whisper ``SoundEmbedder`` here, or the
     musicnn ``tingyin.music.embedder.MusicEmbedder`` of music_tagging models."""
@@ -105,7 +94,7 @@ class SoundEmbedder:
         self.spec = spec
         self.quantized = quantized
         self.onnx_path = embedder_file(spec, quantized=quantized)
-        self._session = make_session(self.onnx_path)
+        self._session = cpu_session(self.onnx_path)
         self._lock = threading.Lock()
 
     @property
@@ -132,7 +121,7 @@ class SoundEmbedder:
                 chunk = indices[start : start + 8]
                 batch = np.stack([np.asarray(clips[i], dtype=np.float32).reshape(-1) for i in chunk])
                 with self._lock:
-                    result = self._session.run(["embedding"], {"audio": batch})[0]  # type: ignore[attr-defined]
+                    result = self._session.run(["embedding"], {"audio": batch})[0]
                 out[chunk] = result
         return out
 

@@ -37,15 +37,10 @@ class SpeakerEncoder:
 
     def __init__(self, model_file: str, threads: int = 1) -> None:
         import librosa
-        import onnxruntime
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 3
-        self.session = onnxruntime.InferenceSession(
-            model_file, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        from tingyin.models.onnx import cpu_session
+
+        self.session = cpu_session(model_file, threads)
         self.input_name = self.session.get_inputs()[0].name  # "mel_window"
         # Same basis as librosa.feature.melspectrogram's default (Slaney scale and norm).
         self.mel_basis = librosa.filters.mel(sr=SAMPLE_RATE, n_fft=N_FFT, n_mels=N_MELS).astype(np.float32)

@@ -22,15 +22,9 @@ class SileroVad:
     """The Silero VAD ONNX session; ``probabilities`` scores every 32 ms frame of 16 kHz audio."""
 
     def __init__(self, model_file: str, threads: int = 1) -> None:
-        import onnxruntime
+        from tingyin.models.onnx import cpu_session
 
-        options = onnxruntime.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        options.log_severity_level = 4
-        self.session = onnxruntime.InferenceSession(
-            model_file, sess_options=options, providers=["CPUExecutionProvider"]
-        )
+        self.session = cpu_session(model_file, threads)
 
     def probabilities(self, audio: np.ndarray) -> np.ndarray:
         """Speech probability of each ``FRAME_SAMPLES`` frame (the last frame zero-padded)."""
