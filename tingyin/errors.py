@@ -24,6 +24,17 @@ class InvalidRequest(TingyinError):
     http_status = 400
 
 
+class PayloadTooLarge(InvalidRequest):
+    """The request body is larger than allowed."""
+
+    code = "payload_too_large"
+    http_status = 413
+
+    @classmethod
+    def over(cls, limit: int) -> PayloadTooLarge:
+        return cls(f"request body larger than {limit} bytes")
+
+
 class NotFound(TingyinError):
     """The requested object does not exist."""
 

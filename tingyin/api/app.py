@@ -14,7 +14,7 @@ from tingyin import __version__
 from tingyin.api.errors import ErrorInfo, info_from_exception, render_error
 from tingyin.api.middleware import BodyTooLarge, RequestContextMiddleware, body_limit_for
 from tingyin.config import get_settings
-from tingyin.errors import TingyinError
+from tingyin.errors import PayloadTooLarge, TingyinError
 
 log = logging.getLogger(__name__)
 
@@ -61,9 +61,7 @@ def create_app() -> FastAPI:
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
         if isinstance(exc.__cause__, BodyTooLarge):  # FastAPI wraps body-read failures in a 400
             limit = body_limit_for(request.url.path, settings.max_body_bytes)
-            return render_error(
-                request, ErrorInfo(413, "payload_too_large", f"request body larger than {limit} bytes")
-            )
+            return render_error(request, info_from_exception(PayloadTooLarge.over(limit)))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
         return render_error(request, ErrorInfo(exc.status_code, code, message))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -33,4 +32,4 @@ async def in_thread(function: Callable[..., T], *args: object, **kwargs: object)
     return await run_in_threadpool(function, *args, **kwargs)
 
 
-__all__ = ["asyncio", "bearer_token", "in_thread", "native_app"]
+__all__ = ["bearer_token", "in_thread", "native_app"]

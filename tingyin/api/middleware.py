@@ -12,7 +12,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tingyin.api.errors import ErrorInfo, render_error
+from tingyin.api.errors import info_from_exception, render_error
+from tingyin.errors import PayloadTooLarge
 
 log = logging.getLogger("tingyin.access")
 
@@ -90,15 +91,8 @@ class RequestContextMiddleware:
         self._log(scope, rid, status_holder["status"], started)
 
     async def _reject(self, scope: Scope, send: Send, limit: int) -> None:
-        from tingyin.errors import InvalidRequest
-
-        class PayloadTooLarge(InvalidRequest):
-            code = "payload_too_large"
-            http_status = 413
-
         request = Request(scope)
-        error = PayloadTooLarge(f"request body larger than {limit} bytes")
-        response = render_error(request, ErrorInfo(413, error.code, error.message, error))
+        response = render_error(request, info_from_exception(PayloadTooLarge.over(limit)))
 
         async def empty_receive() -> Message:
             return {"type": "http.disconnect"}

@@ -272,7 +272,7 @@ def claim_job(job_id: str, owner: str) -> Claim:
         if row.cancel_requested:
             row.status, row.finished_at = "cancelled", now
             return Claim("done")
-        lease_until = _aware(row.lease_until)
+        lease_until = row.lease_until
         if row.status == "running" and lease_until is not None and lease_until > now:
             return Claim("busy", retry_in=(lease_until - now).total_seconds() + 1.0)
         if row.attempts >= MAX_ATTEMPTS:
@@ -297,15 +297,6 @@ def claim_job(job_id: str, owner: str) -> Claim:
             return Claim("busy", retry_in=1.0)
         context = JobContext(job_id, row.kind, dict(row.params or {}), row.app_pk, owner, row.attempts + 1)
         return Claim("claimed", context)
-
-
-def _aware(moment: datetime | None) -> datetime | None:
-    # SQLite hands back naive datetimes even for timezone-aware columns.
-    if moment is not None and moment.tzinfo is None:
-        from datetime import UTC
-
-        return moment.replace(tzinfo=UTC)
-    return moment
 
 
 def renew_lease(job_id: str, owner: str) -> bool:

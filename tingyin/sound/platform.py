@@ -272,11 +272,12 @@ def import_job(ctx: JobContext) -> dict[str, Any]:
         totals = _class_counts(session, dataset_id)
     result = report.to_dict()
     result["dataset_classes"] = totals
-    advice = get_settings()
-    result["warnings"] = list(report.warnings) + [
-        f"class {label!r} has {count} clips; at least 50 are needed and 100+ recommended"
+    # The scanner warns on this upload's own counts; after a merge, the dataset's totals are what count.
+    result["warnings"] = [
+        f"class {label!r} has {count} clips; at least {limits.min_clips_warning} are needed for training "
+        f"and {limits.recommended_clips}+ are advised for good results"
         for label, count in totals.items()
-        if count < 50 and advice is not None
+        if count < limits.min_clips_warning
     ]
     return result
 

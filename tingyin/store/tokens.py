@@ -111,8 +111,7 @@ def _lookup(token: str, kind: str) -> AppInfo:
         row = session.get(AccessToken, _hash(token))
         if row is None or row.kind != kind:
             raise Unauthorized(f"invalid {kind} token")
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=utcnow().tzinfo)
-        if expires <= utcnow():
+        if row.expires_at <= utcnow():
             raise TokenExpired(f"{kind} token expired")
         app = session.scalar(select(App).where(App.id == row.app_pk))
         if app is None:

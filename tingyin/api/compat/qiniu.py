@@ -279,8 +279,7 @@ def _pull(app: AppInfo, body: Any) -> JSONResponse:
     if job.status != "succeeded":
         return _answer(JOB_ERRORS.get(job.error_code or "", 101), job.error_message or "recognition failed")
     if job.fetched_at is not None:
-        fetched = job.fetched_at if job.fetched_at.tzinfo else job.fetched_at.replace(tzinfo=UTC)
-        if datetime.now(UTC) - fetched > timedelta(seconds=get_settings().qiniu_repull_window_s):
+        if datetime.now(UTC) - job.fetched_at > timedelta(seconds=get_settings().qiniu_repull_window_s):
             return _answer(1013, "already fetched")
     else:
         mark_fetched(job.id)
