@@ -69,6 +69,9 @@ def main() -> None:
     parser.add_argument("--minutes", type=float, default=10.0)
     parser.add_argument("--latency-clips", type=int, default=20)
     parser.add_argument("--skip-plain", action="store_true", help="only time the engine")
+    parser.add_argument(
+        "--option", action="append", default=[], help="engine decoder option KEY=VALUE (repeatable)"
+    )
     args = parser.parse_args()
 
     from tingyin.audio import decode
@@ -102,7 +105,8 @@ def main() -> None:
             f"{metric} {plain_error * 100:.2f}%"
         )
 
-    options = TranscribeOptions(language=args.language, itn=False, punctuation=True)
+    extra = dict(pair.split("=", 1) for pair in args.option)
+    options = TranscribeOptions(language=args.language, itn=False, punctuation=True, extra=extra)
     started = time.perf_counter()
     engine_text = transcribe(audio, options).text
     engine_s = time.perf_counter() - started

@@ -108,15 +108,17 @@ class WorkerSupervisor:
 
 
 def _preload() -> None:
-    """Load the default ASR model and the Mandarin lexicon, and build the sound embedder once (about
-    10 s the first time), so the first requests do not pay for them."""
+    """Load the default ASR model, the Mandarin lexicon and trigram, and build the sound embedder once
+    (about 10 s the first time), so the first requests do not pay for them."""
     from tingyin.sound.embeddings import embedder_file
     from tingyin.speech.lexicon import get_lexicon
     from tingyin.speech.whisper import load_whisper
+    from tingyin.speech.zh_lm import get_language_model
 
     try:
         load_whisper()
         get_lexicon()
+        get_language_model()
         embedder_file()
     except Exception:  # readiness reports the model; a broken model must not kill the server
         log.exception("preloading models failed")
@@ -604,6 +606,10 @@ def eval_asr(
     punctuation: Annotated[bool, typer.Option("--punctuation/--no-punctuation")] = False,
     limit: Annotated[int | None, typer.Option(help="Only the first N clips.")] = None,
     errors_out: Annotated[Path | None, typer.Option(help="Write per-utterance errors here.")] = None,
+    option: Annotated[
+        list[str] | None,
+        typer.Option(help="Decoder option KEY=VALUE, repeatable (beam_size, second_pass, full_window…)."),
+    ] = None,
 ) -> None:
     """CER (zh) or WER (en) and real-time factor over a manifest."""
     from tingyin.eval.asr import evaluate_asr, format_asr_report
@@ -618,8 +624,19 @@ def eval_asr(
             limit=limit,
             errors_out=errors_out,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
+            extra=_decoder_options(option or []),
         )
     typer.echo(format_asr_report(result))
+
+
+def _decoder_options(pairs: list[str]) -> dict[str, str]:
+    options: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise typer.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--option")
+        options[key.strip()] = value.strip()
+    return options
 
 
 @eval_app.command("diarization")

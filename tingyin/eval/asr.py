@@ -65,17 +65,21 @@ def evaluate_asr(
     limit: int | None = None,
     errors_out: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
+    extra: dict[str, str] | None = None,
 ) -> AsrEvalResult:
     """Transcribe every clip of ``manifest`` with the engine and score it against its reference.
 
     ``errors_out`` receives one tab-separated line per clip with errors: id, edits, reference, hypothesis.
+    ``extra`` holds decoder options (``TranscribeOptions.extra``, e.g. ``{"second_pass": "false"}``).
     """
     from tingyin.audio import decode
     from tingyin.speech import TranscribeOptions, transcribe
 
     rows = _read_manifest(Path(manifest), limit)
     metric = metric_for(language, [r.text for r in rows])
-    options = TranscribeOptions(language=language, itn=itn, punctuation=punctuation, word_timestamps=False)
+    options = TranscribeOptions(
+        language=language, itn=itn, punctuation=punctuation, word_timestamps=False, extra=dict(extra or {})
+    )
     total_errors = 0
     total_units = 0
     audio_seconds = 0.0

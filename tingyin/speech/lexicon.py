@@ -46,7 +46,7 @@ def _readings(char: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(fuzzy_syllable(to_normal(r)) for r in raw.split(",")))
 
 
-def _keys(text: str, limit: int = 8) -> list[tuple[str, ...]]:
+def sound_keys(text: str, limit: int = 8) -> list[tuple[str, ...]]:
     options = [_readings(c) for c in text]
     if any(not o for o in options):
         return []
@@ -74,7 +74,7 @@ class Lexicon:
         self.index: dict[tuple[str, ...], list[str]] = {}
         for word, count in counts:
             if count >= MIN_CANDIDATE_FREQ and 2 <= len(word) <= MAX_WORD:
-                for key in _keys(word, limit=4):
+                for key in sound_keys(word, limit=4):
                     self.index.setdefault(key, []).append(word)
 
     def score(self, text: str) -> float:
@@ -97,7 +97,7 @@ class Lexicon:
     def candidates(self, stretch: str) -> list[tuple[str, float]]:
         """Dictionary words sounding like ``stretch``, with the cost of the change."""
         found: dict[str, float] = {}
-        for key in _keys(stretch):
+        for key in sound_keys(stretch):
             for word in self.index.get(key, ()):
                 if word == stretch:
                     continue
@@ -105,7 +105,7 @@ class Lexicon:
                 for a, b in zip(stretch, word, strict=True):
                     if a == b:
                         continue
-                    exact = bool(set(_plain_readings(a)) & set(_plain_readings(b)))
+                    exact = bool(set(plain_readings(a)) & set(plain_readings(b)))
                     cost += EXACT_COST if exact else FUZZY_COST
                 if word not in found or cost < found[word]:
                     found[word] = cost
@@ -146,7 +146,7 @@ class Lexicon:
 
 
 @lru_cache(maxsize=8192)
-def _plain_readings(char: str) -> tuple[str, ...]:
+def plain_readings(char: str) -> tuple[str, ...]:
     from pypinyin.contrib.tone_convert import to_normal
     from pypinyin.pinyin_dict import pinyin_dict
 

@@ -1,0 +1,251 @@
+"""A Mandarin word-trigram language model for the second pass over Whisper's Chinese hypotheses.
+
+Whisper base hears Mandarin syllables better than it picks their characters: 公积金首套房 comes out as
+攻击金手套房, 可穿戴设备 as 可穿戴色背. The engine keeps the beam's n-best list; this module proposes
+sound-alike rewrites of each hypothesis (dictionary words with the same toneless pinyin, or a fuzzy match of
+initials and finals, chosen by a lattice search under the trigram) and scores text under the trigram. The
+engine then asks Whisper how well each rewrite fits the audio (teacher-forced log-probability) and picks
+the best sum of sound and sense, so a rewrite the audio does not support is not taken.
+
+The model is a word-level KenLM file, read with the optional ``kenlm`` module (``pip install
+'tingyin[zh-lm]'``). By default it is libime's trigram (the fcitx5 pinyin input method's model, Debian
+package ``libime-data-language-model``, LGPL-2.1+); ``TINGYIN_ZH_LM`` names another file, or ``off``.
+Without a model the engine falls back to the unigram corrector in :mod:`tingyin.speech.lexicon`.
+"""
+
+from __future__ import annotations
+
+import glob
+import logging
+import math
+import re
+import threading
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+from typing import Any, NamedTuple
+
+from tingyin.speech import textnorm
+from tingyin.speech.lexicon import plain_readings, sound_keys
+
+log = logging.getLogger(__name__)
+
+DEFAULT_LOCATIONS = ("/usr/lib/*/libime/zh_CN.lm", "/usr/share/libime/zh_CN.lm")
+LN10 = math.log(10.0)
+MAX_REWRITE_WORD = 4  # longest stretch replaced by one dictionary word
+MAX_SEGMENT_WORD = 6  # longest word tried when segmenting text for scoring
+BEAM = 8  # partial hypotheses kept per character position in the lattice search
+MAX_ALIKES = 8  # sound-alike words tried per stretch: the cheapest changes, then the most frequent words
+EXACT_COST = 2.0  # nats per changed character whose toneless pinyin is the same
+FUZZY_COST = 4.0  # nats per changed character that only matches with fuzzy initials/finals
+LATIN_WORD_LOGPROB = -12.0  # a Latin word or digit run inside Chinese text: a fixed cost
+# Numerals are never rewritten: their sound-alikes (零/领, 四/是, 十/是) are common words the trigram
+# prefers, and the digits Whisper heard are more reliable than any language model's guess.
+NUMERALS = frozenset("零一二三四五六七八九十百千万亿两幺点")
+_CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
+
+
+class _Path(NamedTuple):
+    total: float  # language model + rewrite costs, nats
+    lm: float  # language model only, nats
+    state: Any  # kenlm.State after the last word
+    text: str
+
+
+class ZhLanguageModel:
+    """Word trigram scores and sound-alike rewrites of Chinese text."""
+
+    def __init__(self, path: Path) -> None:
+        import kenlm
+
+        self._kenlm = kenlm
+        self.path = path
+        self.model = kenlm.Model(str(path))
+        # Candidate words: jieba's dictionary words (1-4 characters) the trigram knows, by sound.
+        self.index: dict[tuple[str, ...], list[str]] = {}
+        text = resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
+        for line in text.splitlines():
+            word = line.split(" ", 1)[0]
+            if 1 <= len(word) <= MAX_REWRITE_WORD and word in self.model:
+                for key in sound_keys(word, limit=4):
+                    self.index.setdefault(key, []).append(word)
+        self._alikes = lru_cache(maxsize=65536)(self._sound_alikes)
+        self._run_score = lru_cache(maxsize=65536)(self._score_run)
+        # n-best hypotheses share most of their runs: each run is searched once.
+        self._run_rewrites = lru_cache(maxsize=16384)(self._rewrite_run)
+
+    # ------------------------------------------------------------------------------------------ scoring
+
+    def score(self, text: str) -> float:
+        """Log-probability (nats) of ``text``: Chinese runs under the trigram at their best segmentation,
+        each Latin word or digit run a fixed cost, punctuation ignored."""
+        plain = textnorm.strip_punctuation(textnorm.numbers_to_words(textnorm.to_simplified(text), "zh"))
+        total = 0.0
+        for run in re.findall(r"[\u4e00-\u9fff]+|[A-Za-z0-9']+", plain):
+            total += self._run_score(run) if textnorm.has_cjk(run) else LATIN_WORD_LOGPROB
+        return total
+
+    def _score_run(self, run: str) -> float:
+        return self._search(run, rewrite=False, keep=frozenset())[0].lm
+
+    # ---------------------------------------------------------------------------------------- rewriting
+
+    def rewrites(self, text: str, limit: int = 4, keep: tuple[str, ...] = ()) -> list[str]:
+        """Up to ``limit`` sound-alike rewrites of ``text`` that the trigram prefers (``text`` itself
+        excluded), best first. Only Chinese runs change; numerals and the ``keep`` phrases never do."""
+        parts = _CJK_RUN.split(text)
+        runs = _CJK_RUN.findall(text)
+        if not runs:
+            return []
+        alternatives: list[list[str]] = []
+        for run in runs:
+            alternatives.append(list(self._run_rewrites(run, _positions(run, keep))) or [run])
+
+        def assemble(chosen: list[str]) -> str:
+            pieces = [parts[0]]
+            for run, rest in zip(chosen, parts[1:], strict=True):
+                pieces += [run, rest]
+            return "".join(pieces)
+
+        best = [options[0] for options in alternatives]
+        out: list[str] = [assemble(best)]
+        # Then the runners-up of one run at a time, the other runs at their best.
+        for rank in range(1, max(len(options) for options in alternatives)):
+            for i, options in enumerate(alternatives):
+                if rank < len(options):
+                    out.append(assemble([*best[:i], options[rank], *best[i + 1 :]]))
+        unique = [t for t in dict.fromkeys(out) if t != text]
+        return unique[:limit]
+
+    def _rewrite_run(self, run: str, keep: frozenset[int]) -> tuple[str, ...]:
+        return tuple(p.text for p in self._search(run, rewrite=True, keep=keep))
+
+    def _sound_alikes(self, stretch: str) -> tuple[tuple[str, float], ...]:
+        found: dict[str, float] = {}
+        for key in sound_keys(stretch):
+            for word in self.index.get(key, ()):
+                if word == stretch:
+                    continue
+                cost = _rewrite_cost(stretch, word)
+                if cost is not None and cost < found.get(word, math.inf):
+                    found[word] = cost
+        # A common syllable has dozens of single-character homophones; the search only needs the likely ones.
+        ranked = sorted(found.items(), key=lambda item: (item[1], -self._unigram(item[0])))
+        return tuple(ranked[:MAX_ALIKES])
+
+    def _unigram(self, word: str) -> float:
+        return float(self.model.score(word, bos=False, eos=False))
+
+    def _search(self, run: str, *, rewrite: bool, keep: frozenset[int]) -> list[_Path]:
+        """Beam search over segmentations of ``run`` (and, with ``rewrite``, sound-alike replacements of
+        its words); finished paths, best first, one per distinct text."""
+        kenlm = self._kenlm
+        model = self.model
+        start = kenlm.State()
+        model.BeginSentenceWrite(start)
+        beams: list[list[_Path]] = [[] for _ in range(len(run) + 1)]
+        beams[0] = [_Path(0.0, 0.0, start, "")]
+        longest = MAX_REWRITE_WORD if rewrite else MAX_SEGMENT_WORD
+        for i in range(len(run)):
+            beams[i] = sorted(beams[i], key=lambda p: -p.total)[:BEAM]
+            for path in beams[i]:
+                for size in range(1, min(longest, len(run) - i) + 1):
+                    stretch = run[i : i + size]
+                    options: list[tuple[str, float]] = []
+                    if size == 1 or stretch in model:
+                        options.append((stretch, 0.0))
+                    if rewrite and not keep.intersection(range(i, i + size)):
+                        options.extend(self._alikes(stretch))
+                    for word, cost in options:
+                        after = kenlm.State()
+                        logprob = model.BaseScore(path.state, word, after) * LN10
+                        beams[i + size].append(
+                            _Path(path.total + logprob - cost, path.lm + logprob, after, path.text + word)
+                        )
+        finished: dict[str, _Path] = {}
+        for path in beams[len(run)]:
+            after = kenlm.State()
+            end = model.BaseScore(path.state, "</s>", after) * LN10
+            done = _Path(path.total + end, path.lm + end, after, path.text)
+            if done.text not in finished or done.total > finished[done.text].total:
+                finished[done.text] = done
+        return sorted(finished.values(), key=lambda p: -p.total)
+
+
+def _positions(run: str, phrases: tuple[str, ...]) -> frozenset[int]:
+    """Character positions of ``run`` covered by any of ``phrases``."""
+    covered: set[int] = set()
+    for phrase in phrases:
+        if phrase:
+            for hit in re.finditer(re.escape(phrase), run):
+                covered.update(range(hit.start(), hit.end()))
+    return frozenset(covered)
+
+
+def _rewrite_cost(stretch: str, word: str) -> float | None:
+    cost = 0.0
+    for a, b in zip(stretch, word, strict=True):
+        if a == b:
+            continue
+        if a in NUMERALS or b in NUMERALS:
+            return None
+        cost += EXACT_COST if set(plain_readings(a)) & set(plain_readings(b)) else FUZZY_COST
+    return cost
+
+
+def find_language_model() -> Path | None:
+    """The KenLM file to use: ``TINGYIN_ZH_LM`` when set (``off`` disables), else libime's model."""
+    from tingyin.config import get_settings
+
+    configured = get_settings().zh_lm.strip()
+    if configured.lower() in ("off", "none", "0", "false"):
+        return None
+    if configured:
+        return Path(configured).expanduser()
+    for pattern in DEFAULT_LOCATIONS:
+        for hit in sorted(glob.glob(pattern)):
+            return Path(hit)
+    return None
+
+
+_model: ZhLanguageModel | None = None
+_loaded_from: Path | None = None
+_lock = threading.Lock()
+_warned: set[str] = set()
+
+
+def get_language_model() -> ZhLanguageModel | None:
+    """The shared model, loaded on first use; None (after one log line) when it cannot be had."""
+    global _model, _loaded_from
+    path = find_language_model()
+    if path is None:
+        return None
+    if _model is not None and _loaded_from == path:
+        return _model
+    with _lock:
+        if _model is not None and _loaded_from == path:
+            return _model
+        try:
+            model = ZhLanguageModel(path)
+        except ImportError:
+            _warn_once("kenlm", "the kenlm module is not installed: pip install 'tingyin[zh-lm]'")
+            return None
+        except (OSError, RuntimeError) as exc:
+            _warn_once(str(path), f"cannot read the Chinese language model {path}: {exc}")
+            return None
+        _model, _loaded_from = model, path
+        log.info("Chinese language model loaded from %s", path)
+        return model
+
+
+def _warn_once(key: str, message: str) -> None:
+    if key not in _warned:
+        _warned.add(key)
+        log.warning("%s; Chinese transcripts fall back to the unigram corrector", message)
+
+
+def reset_language_model() -> None:
+    """Forget the loaded model (tests switch ``TINGYIN_ZH_LM``)."""
+    global _model, _loaded_from
+    with _lock:
+        _model, _loaded_from = None, None
