@@ -106,8 +106,8 @@ class DecoderSettings(NamedTuple):
     min_window_s: float = 0.0
     full_window: bool = False  # encode the full 30 s window, as plain Whisper does
     second_pass: bool = True  # Chinese: rescore n-best and sound-alike rewrites (needs the trigram model)
-    second_pass_nbest: int = 2  # distinct n-best hypotheses rescored and rewritten
-    second_pass_rewrites: int = 3  # sound-alike rewrites proposed per n-best hypothesis
+    second_pass_nbest: int = 3  # distinct n-best hypotheses rescored and rewritten
+    second_pass_rewrites: int = 2  # sound-alike rewrites proposed per n-best hypothesis
 
     @classmethod
     def from_extra(cls, extra: dict[str, str]) -> DecoderSettings:
