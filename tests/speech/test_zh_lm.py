@@ -6,7 +6,7 @@ Skipped where the optional parts are missing (``pip install 'tingyin[zh-lm]'`` a
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -69,34 +69,36 @@ def test_second_pass_fixes_a_clip_the_plain_model_misspells() -> None:
 
 
 @pytest.fixture
-def lm_off(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
-    monkeypatch.setenv("TINGYIN_ZH_LM", "off")
-    reset_settings()
-    reset_language_model()
-    yield
-    monkeypatch.delenv("TINGYIN_ZH_LM")
+def set_zh_lm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
+    """Sets ``TINGYIN_ZH_LM`` for one test; the installed model is back afterwards."""
+
+    def apply(value: str) -> None:
+        monkeypatch.setenv("TINGYIN_ZH_LM", value)
+        reset_settings()
+        reset_language_model()
+
+    yield apply
+    monkeypatch.delenv("TINGYIN_ZH_LM", raising=False)
     reset_settings()
     reset_language_model()
 
 
-@pytest.mark.usefixtures("lm_off")
-def test_switched_off_the_engine_falls_back_to_the_unigram_corrector() -> None:
+def test_switched_off_the_engine_falls_back_to_the_unigram_corrector(
+    set_zh_lm: Callable[[str], None],
+) -> None:
+    set_zh_lm("off")
     assert get_language_model() is None
     audio = decode(FIXTURES / "BAC009S0252W0179.flac").samples
     text = transcribe(audio, TranscribeOptions(language="zh", itn=False)).text
     assert "二成三成" in text
 
 
-def test_an_unreadable_model_file_falls_back(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_unreadable_model_file_falls_back(tmp_path: Path, set_zh_lm: Callable[[str], None]) -> None:
     broken = tmp_path / "broken.lm"
     broken.write_bytes(b"not a language model")
-    monkeypatch.setenv("TINGYIN_ZH_LM", str(broken))
-    reset_settings()
-    reset_language_model()
-    try:
-        assert get_language_model() is None
-    finally:
-        monkeypatch.delenv("TINGYIN_ZH_LM")
-        reset_settings()
-        reset_language_model()
+    set_zh_lm(str(broken))
+    assert get_language_model() is None
+
+
+def test_the_installed_model_is_back_after_a_switch() -> None:
     assert get_language_model() is not None

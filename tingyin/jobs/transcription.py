@@ -40,24 +40,12 @@ def _audio_path(ctx: JobContext) -> Any:
     return target
 
 
-def _utterance_dict(u: Any, role: str | None) -> dict[str, Any]:
-    return {
-        "text": u.text,
-        "start_ms": u.start_ms,
-        "end_ms": u.end_ms,
-        "language": u.language,
-        "speaker": u.speaker,
-        "channel": u.channel,
-        "role": role,
-        "words": [{"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in u.words],
-    }
-
-
 @job_handler("transcription")
 def transcription_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin import audio
     from tingyin.speech import transcribe
     from tingyin.speech.recognize import NoSpeech
+    from tingyin.speech.types import utterance_to_dict
 
     params = ctx.params
     path = _audio_path(ctx)
@@ -114,7 +102,8 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
         "speakers": sorted({u.speaker for u in utterances if u.speaker is not None}),
         "roles": {str(k): v for k, v in roles.items()},
         "utterances": [
-            _utterance_dict(u, roles.get(u.speaker) if u.speaker is not None else None) for u in utterances
+            {**utterance_to_dict(u), "role": roles.get(u.speaker) if u.speaker is not None else None}
+            for u in utterances
         ],
         "text": "".join(u.text for u in utterances)
         if language.startswith(("zh", "yue"))

@@ -62,7 +62,6 @@ LOW_SCORE_LIMIT = -1.0
 MAX_WEIGHT = 10.0
 BATCHES_PER_STRETCH = 4
 LM_WEIGHT = 0.2  # language-model weight in the n-best rescoring of Chinese (tuned on 40 zh_dev clips)
-LATIN_WORD_LOGPROB = -12.0
 LENGTH_REWARD = 0.5  # nats per character in the n-best rescoring (neutral on zh_dev, stops empty picks)
 HOT_WORD_BONUS = 0.5  # nats per unit of hot-word weight for an n-best hypothesis containing the phrase
 # Chinese second pass (trigram model). Weights were set on half of zh_dev (speaker S0150: flat between 0.6
@@ -400,14 +399,9 @@ def _traditional_tokens(model: WhisperModel) -> list[int]:
 def _language_model_score(text: str) -> float:
     """Log-probability of the Chinese in ``text`` under the word-frequency model; a Latin word costs a
     fixed amount so that hypotheses cannot win by avoiding Chinese characters."""
-    from tingyin.speech.lexicon import get_lexicon
+    from tingyin.speech.lexicon import get_lexicon, sentence_logprob
 
-    plain = textnorm.strip_punctuation(textnorm.numbers_to_words(textnorm.to_simplified(text), "zh"))
-    lexicon = get_lexicon()
-    total = 0.0
-    for run in re.findall(r"[\u4e00-\u9fff]+|[A-Za-z0-9']+", plain):
-        total += lexicon.score(run) if textnorm.has_cjk(run) else LATIN_WORD_LOGPROB
-    return total
+    return sentence_logprob(text, get_lexicon().score)
 
 
 def choose_hypothesis(candidates: list[_Candidate], language: str, bias: hotwords.BiasPlan) -> _Candidate:

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import itertools
 import math
+import re
 import threading
+from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
 from typing import NamedTuple
 
+from tingyin.speech import textnorm
 from tingyin.speech.hotwords import fuzzy_syllable
 
 MAX_WORD = 4  # longest stretch replaced
@@ -25,6 +28,9 @@ EXACT_COST = 5.5  # nats per changed character when the pinyin is identical (ton
 FUZZY_COST = 8.0  # nats per changed character when it only matches with fuzzy initials/finals
 MAX_PASSES = 3
 CONTEXT = 6  # characters either side of a stretch that take part in judging a replacement
+# A Latin word or digit run inside Chinese text costs a fixed amount, so that hypotheses cannot win by
+# avoiding Chinese characters.
+LATIN_WORD_LOGPROB = -12.0
 
 
 class Correction(NamedTuple):
@@ -101,12 +107,7 @@ class Lexicon:
             for word in self.index.get(key, ()):
                 if word == stretch:
                     continue
-                cost = 0.0
-                for a, b in zip(stretch, word, strict=True):
-                    if a == b:
-                        continue
-                    exact = bool(set(plain_readings(a)) & set(plain_readings(b)))
-                    cost += EXACT_COST if exact else FUZZY_COST
+                cost = rewrite_cost(stretch, word, EXACT_COST, FUZZY_COST)
                 if word not in found or cost < found[word]:
                     found[word] = cost
         return list(found.items())
@@ -143,6 +144,26 @@ class Lexicon:
             run = run[: found.start] + found.replacement + run[found.end :]
             protected |= set(range(found.start, found.end))
         return run
+
+
+def rewrite_cost(stretch: str, word: str, exact_cost: float, fuzzy_cost: float) -> float:
+    """Cost of writing ``word`` for the same-length, sound-alike ``stretch``: per changed character,
+    ``exact_cost`` when a toneless reading is shared, else ``fuzzy_cost``."""
+    cost = 0.0
+    for a, b in zip(stretch, word, strict=True):
+        if a != b:
+            cost += exact_cost if set(plain_readings(a)) & set(plain_readings(b)) else fuzzy_cost
+    return cost
+
+
+def sentence_logprob(text: str, run_logprob: Callable[[str], float]) -> float:
+    """Log-probability of ``text`` under a word model that scores each Chinese run with ``run_logprob``:
+    numbers read as Chinese numerals, punctuation ignored, each Latin word or digit run a fixed cost."""
+    plain = textnorm.strip_punctuation(textnorm.numbers_to_words(textnorm.to_simplified(text), "zh"))
+    total = 0.0
+    for run in re.findall(r"[\u4e00-\u9fff]+|[A-Za-z0-9']+", plain):
+        total += run_logprob(run) if textnorm.has_cjk(run) else LATIN_WORD_LOGPROB
+    return total
 
 
 @lru_cache(maxsize=8192)

@@ -58,24 +58,26 @@ class TranscribeOptions:
     extra: dict[str, str] = field(default_factory=dict)
 
 
+def utterance_to_dict(u: Utterance) -> dict[str, Any]:
+    """JSON form of an utterance (the native API's and the job store's shape)."""
+    return {
+        "text": u.text,
+        "start_ms": u.start_ms,
+        "end_ms": u.end_ms,
+        "language": u.language,
+        "speaker": u.speaker,
+        "channel": u.channel,
+        "words": [{"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in u.words],
+    }
+
+
 def transcript_to_dict(transcript: Transcript) -> dict[str, object]:
     """JSON form of a transcript (the native API's and the job store's shape)."""
     return {
         "text": transcript.text,
         "language": transcript.language,
         "duration_ms": transcript.duration_ms,
-        "utterances": [
-            {
-                "text": u.text,
-                "start_ms": u.start_ms,
-                "end_ms": u.end_ms,
-                "language": u.language,
-                "speaker": u.speaker,
-                "channel": u.channel,
-                "words": [{"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in u.words],
-            }
-            for u in transcript.utterances
-        ],
+        "utterances": [utterance_to_dict(u) for u in transcript.utterances],
     }
 
 

@@ -25,8 +25,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, NamedTuple
 
-from tingyin.speech import textnorm
-from tingyin.speech.lexicon import plain_readings, sound_keys
+from tingyin.speech.lexicon import rewrite_cost, sentence_logprob, sound_keys
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +37,6 @@ BEAM = 8  # partial hypotheses kept per character position in the lattice search
 MAX_ALIKES = 8  # sound-alike words tried per stretch: the cheapest changes, then the most frequent words
 EXACT_COST = 2.0  # nats per changed character whose toneless pinyin is the same
 FUZZY_COST = 4.0  # nats per changed character that only matches with fuzzy initials/finals
-LATIN_WORD_LOGPROB = -12.0  # a Latin word or digit run inside Chinese text: a fixed cost
 # Numerals are never rewritten: their sound-alikes (零/领, 四/是, 十/是) are common words the trigram
 # prefers, and the digits Whisper heard are more reliable than any language model's guess.
 NUMERALS = frozenset("零一二三四五六七八九十百千万亿两幺点")
@@ -79,11 +77,7 @@ class ZhLanguageModel:
     def score(self, text: str) -> float:
         """Log-probability (nats) of ``text``: Chinese runs under the trigram at their best segmentation,
         each Latin word or digit run a fixed cost, punctuation ignored."""
-        plain = textnorm.strip_punctuation(textnorm.numbers_to_words(textnorm.to_simplified(text), "zh"))
-        total = 0.0
-        for run in re.findall(r"[\u4e00-\u9fff]+|[A-Za-z0-9']+", plain):
-            total += self._run_score(run) if textnorm.has_cjk(run) else LATIN_WORD_LOGPROB
-        return total
+        return sentence_logprob(text, self._run_score)
 
     def _score_run(self, run: str) -> float:
         return self._search(run, rewrite=False, keep=frozenset())[0].lm
@@ -183,21 +177,22 @@ def _positions(run: str, phrases: tuple[str, ...]) -> frozenset[int]:
 
 
 def _rewrite_cost(stretch: str, word: str) -> float | None:
-    cost = 0.0
-    for a, b in zip(stretch, word, strict=True):
-        if a == b:
-            continue
-        if a in NUMERALS or b in NUMERALS:
-            return None
-        cost += EXACT_COST if set(plain_readings(a)) & set(plain_readings(b)) else FUZZY_COST
-    return cost
+    """The cost of the change, or None when it would change a numeral."""
+    if any(a != b and (a in NUMERALS or b in NUMERALS) for a, b in zip(stretch, word, strict=True)):
+        return None
+    return rewrite_cost(stretch, word, EXACT_COST, FUZZY_COST)
 
 
 def find_language_model() -> Path | None:
     """The KenLM file to use: ``TINGYIN_ZH_LM`` when set (``off`` disables), else libime's model."""
     from tingyin.config import get_settings
 
-    configured = get_settings().zh_lm.strip()
+    return _resolve(get_settings().zh_lm.strip())
+
+
+@lru_cache(maxsize=8)
+def _resolve(configured: str) -> Path | None:
+    # Cached: the engine asks for the model on every chunk, and the default search globs the filesystem.
     if configured.lower() in ("off", "none", "0", "false"):
         return None
     if configured:
@@ -249,3 +244,4 @@ def reset_language_model() -> None:
     global _model, _loaded_from
     with _lock:
         _model, _loaded_from = None, None
+        _resolve.cache_clear()
