@@ -218,9 +218,10 @@ class Server:
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """One running server (embedded worker, SQLite) shared by the HTTP tests of the whole run."""
-    instance = Server(
-        tmp_path_factory.mktemp("server") / "home", env={"TINGYIN_JOB_LEASE_SECONDS": "10"}
-    ).wait_ready()
+    # Requests wait for an inference slot as long as they need: the shared server's tests check answers,
+    # not admission (tests/foundation/test_inference.py checks that).
+    env = {"TINGYIN_JOB_LEASE_SECONDS": "10", "TINGYIN_INFERENCE_ADMISSION_TIMEOUT_S": "600"}
+    instance = Server(tmp_path_factory.mktemp("server") / "home", env=env).wait_ready()
     yield instance
     instance.stop()
 

@@ -108,17 +108,14 @@ class WorkerSupervisor:
 
 
 def _preload() -> None:
-    """Load the default ASR model, the Mandarin lexicon and trigram, and build the sound embedder once
+    """Load the default ASR model with its Mandarin language model, and build the sound embedder once
     (about 10 s the first time), so the first requests do not pay for them."""
     from tingyin.sound.embeddings import embedder_file
-    from tingyin.speech.lexicon import get_lexicon
-    from tingyin.speech.whisper import load_whisper
-    from tingyin.speech.zh_lm import get_language_model
+    from tingyin.speech.models import speech_models
 
     try:
-        load_whisper()
-        get_lexicon()
-        get_language_model()
+        with speech_models().use() as recognizer:
+            recognizer.warm_up()
         embedder_file()
     except Exception:  # readiness reports the model; a broken model must not kill the server
         log.exception("preloading models failed")
@@ -151,11 +148,13 @@ def serve(
     if worker if worker is not None else settings.embedded_worker:
         supervisor = WorkerSupervisor(settings.worker_concurrency).start()
     sweeper = JobSweeper().start()
+    # The app imports every module the preload needs: built first, so no two threads import them at once.
+    application = create_app()
     if preload:
         threading.Thread(target=_preload, name="preload", daemon=True).start()
     try:
         uvicorn.run(
-            create_app(),
+            application,
             host=host or settings.host,
             port=port or settings.port,
             log_config=None,
@@ -357,7 +356,8 @@ def _format_srt(result: dict[str, Any]) -> str:
 
     blocks = []
     for index, u in enumerate(result["utterances"], 1):
-        blocks.append(f"{index}\n{stamp(u['start_ms'])} --> {stamp(u['end_ms'])}\n{u['text']}\n")
+        speaker = f"[{u['role'] or 'Speaker'} {u['speaker']}] " if u.get("speaker") is not None else ""
+        blocks.append(f"{index}\n{stamp(u['start_ms'])} --> {stamp(u['end_ms'])}\n{speaker}{u['text']}\n")
     return "\n".join(blocks)
 
 
@@ -372,35 +372,54 @@ def transcribe(
     hot_word: Annotated[
         list[str] | None, typer.Option("--hot-word", help="phrase or phrase:weight (-10..10).")
     ] = None,
+    speakers: Annotated[bool, typer.Option("--speakers", help="Find who speaks when.")] = False,
+    num_speakers: Annotated[int | None, typer.Option(help="The number of speakers, when known.")] = None,
+    roles: Annotated[bool, typer.Option("--roles", help="Agent (S) / customer (C) per speaker.")] = False,
+    split_channels: Annotated[
+        bool, typer.Option("--split-channels", help="Transcribe each channel apart (call recordings).")
+    ] = False,
     output: Annotated[str, typer.Option(help="text, json or srt.")] = "text",
-    model: Annotated[str | None, typer.Option(help="Model name, directory or hf:owner/repo.")] = None,
+    model: Annotated[
+        str | None, typer.Option(help="An enabled ASR model (TINGYIN_ASR_MODEL / TINGYIN_ASR_MODELS).")
+    ] = None,
 ) -> None:
-    """Transcribe a file locally, without the server (same core code), with a progress bar."""
+    """Transcribe a file locally, without the server (same pipeline), with a progress bar."""
     from tingyin import audio
-    from tingyin.speech import transcribe as run_transcribe
-    from tingyin.speech.types import HotWord, TranscribeOptions, transcript_to_dict
+    from tingyin.speech.models import speech_models
+    from tingyin.speech.options import DecodeOptions, HotWord
+    from tingyin.speech.pipeline import RecordingOptions, transcribe_recording
 
     if output not in ("text", "json", "srt"):
         _fail(TingyinError("--output must be text, json or srt"))
-    hot_words = []
-    for item in hot_word or []:
-        text, _, weight = item.rpartition(":") if ":" in item else (item, "", "5")
-        hot_words.append(HotWord(text, float(weight)))
-    options = TranscribeOptions(
-        language=language, itn=itn, punctuation=punctuation, hot_words=tuple(hot_words), model=model
-    )
     try:
-        with _progress() as progress:
+        options = RecordingOptions.parse(
+            decode=DecodeOptions.parse(
+                language=language,
+                itn=itn,
+                punctuation=punctuation,
+                hot_words=HotWord.parse_list(",".join(hot_word or [])),
+                model=model,
+            ),
+            diarize=speakers,
+            num_speakers=num_speakers,
+            roles=roles,
+            split_channels=split_channels,
+            require_speech=False,
+        )
+        with _progress() as progress, speech_models().use(model) as recognizer:
             task = progress.add_task(f"decode {path.name}", total=1.0)
-            decoded = audio.decode(path)
+            decoded = audio.decode(path, mono=not split_channels)
             progress.update(task, description=f"transcribe {path.name} ({decoded.duration_s:.0f} s)")
-            transcript = run_transcribe(
-                decoded.mono(), options, progress=lambda f: progress.update(task, completed=f)
-            )
+
+            def report(fraction: float, message: str | None) -> None:
+                if message:
+                    progress.update(task, description=f"{message} {path.name}")
+                progress.update(task, completed=fraction)
+
+            result = transcribe_recording(decoded, options, recognizer, progress=report).to_dict()
             progress.update(task, completed=1.0)
     except TingyinError as exc:
         _fail(exc)
-    result = transcript_to_dict(transcript)
     if output == "json":
         _print_json(result)
     elif output == "srt":
@@ -606,13 +625,31 @@ def eval_asr(
     punctuation: Annotated[bool, typer.Option("--punctuation/--no-punctuation")] = False,
     limit: Annotated[int | None, typer.Option(help="Only the first N clips.")] = None,
     errors_out: Annotated[Path | None, typer.Option(help="Write per-utterance errors here.")] = None,
+    hyps_out: Annotated[
+        Path | None, typer.Option(help="Write hypotheses as JSON lines (input of ../shared/eval/score.py).")
+    ] = None,
     option: Annotated[
         list[str] | None,
-        typer.Option(help="Decoder option KEY=VALUE, repeatable (beam_size, second_pass, full_window…)."),
+        typer.Option(
+            help="Decode option KEY=VALUE, repeatable (beam_size, second_pass, second_pass_nbest…)."
+        ),
     ] = None,
+    server: Annotated[
+        str | None,
+        typer.Option(help="Evaluate through this server's Baidu API (e.g. http://127.0.0.1:8000)."),
+    ] = None,
+    api_key: Annotated[str | None, typer.Option(help="With --server: the app's api_key.")] = None,
+    secret_key: Annotated[str | None, typer.Option(help="With --server: the app's secret_key.")] = None,
+    dev_pid: Annotated[int, typer.Option(help="With --server: the Baidu dev_pid.")] = 1537,
 ) -> None:
     """CER (zh) or WER (en) and real-time factor over a manifest."""
-    from tingyin.eval.asr import evaluate_asr, format_asr_report
+    from tingyin.eval.asr import BaiduEndpoint, evaluate_asr, format_asr_report
+
+    endpoint = None
+    if server:
+        if not api_key or not secret_key:
+            raise typer.BadParameter("--server needs --api-key and --secret-key")
+        endpoint = BaiduEndpoint(server.rstrip("/"), api_key, secret_key, dev_pid=dev_pid)
 
     with _progress() as progress:
         task = progress.add_task("eval asr", total=None)
@@ -623,8 +660,10 @@ def eval_asr(
             punctuation=punctuation,
             limit=limit,
             errors_out=errors_out,
+            hyps_out=hyps_out,
             progress=lambda done, total: progress.update(task, completed=done, total=total),
             extra=_decoder_options(option or []),
+            endpoint=endpoint,
         )
     typer.echo(format_asr_report(result))
 

@@ -43,13 +43,23 @@ class Settings(BaseSettings):
     broker_visibility_timeout: float = 120.0
     max_body_bytes: int = 150 * 1024 * 1024
     model_idle_ttl_seconds: float = 900.0
-    asr_model: str = "whisper-base"
+    asr_model: str = Field(default="whisper-base", description="The ASR model requests get by default.")
+    # The ASR models requests may choose among (``model=`` on the APIs): comma-separated names from
+    # `tingyin models list`, or ``alias=reference`` where the reference is a local directory or
+    # ``hf:owner/repo``
+    # that only the operator sees. The default model is always enabled.
+    asr_models: str = ""
     # Chinese second pass (speech/zh_lm.py): a word-level KenLM file; empty = libime's model if installed,
     # "off" = the unigram corrector only.
     zh_lm: str = ""
     compute_type: str = "int8"
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     token_ttl_seconds: int = 30 * 24 * 3600
+    # Synchronous inference (Baidu, native recognize, EasyDL, SAMI): at most this many run at once, this many
+    # more wait, each for at most this long; beyond that a request is answered "busy" at once.
+    inference_concurrency: int = Field(default=2, ge=1, le=64)
+    inference_queue: int = Field(default=64, ge=0, le=10_000)
+    inference_admission_timeout_s: float = Field(default=20.0, gt=0)
     # Synchronous recognition gives up after these (Baidu answers 3313 / 3315).
     asr_decode_timeout_s: float = 30.0
     asr_recognize_timeout_s: float = 60.0

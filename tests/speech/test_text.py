@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from tingyin.eval.text import edit_counts, error_rate, normalize_en, scoring_units
 from tingyin.speech import hotwords
-from tingyin.speech.engine import cut_repetitions
-from tingyin.speech.lexicon import correct_homophones
+from tingyin.speech.guards import cut_repetitions
+from tingyin.speech.lexicon import Lexicon, correct_homophones
 from tingyin.speech.textnorm import (
     numbers_to_digits,
     numbers_to_words,
@@ -53,17 +53,20 @@ def test_repetition_loops_are_cut() -> None:
 
 
 def test_hot_word_correction_by_sound_and_spelling() -> None:
-    bias = hotwords.plan((HotWord("盛源", 8),), ())
+    bias = hotwords.plan((HotWord(text="盛源", weight=8),), ())
     assert hotwords.correct("盛员生活广场", bias) == "盛源生活广场"
     assert hotwords.correct("今天天气很好", bias) == "今天天气很好"  # nothing sounds like it
     english = hotwords.plan((), ("Jenson",))
     assert hotwords.correct("Most of Jensen's letters", english) == "Most of Jenson's letters"
-    weak = hotwords.plan((HotWord("张三丰", 1),), ())
+    weak = hotwords.plan((HotWord(text="张三丰", weight=1),), ())
     assert hotwords.correct("他叫李四", weak) == "他叫李四"
 
 
 def test_bias_plan_orders_and_splits_by_weight() -> None:
-    bias = hotwords.plan((HotWord("甲乙", 2), HotWord("丙丁", 9), HotWord("坏词", -5)), ("戊己",))
+    bias = hotwords.plan(
+        (HotWord(text="甲乙", weight=2), HotWord(text="丙丁", weight=9), HotWord(text="坏词", weight=-5)),
+        ("戊己",),
+    )
     assert [w.text for w in bias.favoured] == ["丙丁", "戊己", "甲乙"]
     assert [w.text for w in bias.suppressed] == ["坏词"]
     assert hotwords.prompt_text(bias) == "丙丁、戊己、甲乙"
@@ -71,9 +74,10 @@ def test_bias_plan_orders_and_splits_by_weight() -> None:
 
 
 def test_homophone_correction_fixes_non_words_and_keeps_good_text() -> None:
-    assert correct_homophones("中国正监会召开新闻发布会") == "中国证监会召开新闻发布会"
+    lexicon = Lexicon()
+    assert correct_homophones(lexicon, "中国正监会召开新闻发布会") == "中国证监会召开新闻发布会"
     good = "金融系统似乎也在加大对房地产的投资力度"
-    assert correct_homophones(good) == good
+    assert correct_homophones(lexicon, good) == good
 
 
 def test_scoring_conventions() -> None:

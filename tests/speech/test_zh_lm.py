@@ -6,33 +6,25 @@ Skipped where the optional parts are missing (``pip install 'tingyin[zh-lm]'`` a
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from tingyin.audio import decode
-from tingyin.config import reset_settings
-from tingyin.speech import TranscribeOptions, transcribe
-from tingyin.speech.zh_lm import (
-    ZhLanguageModel,
-    find_language_model,
-    get_language_model,
-    reset_language_model,
-)
+from tingyin.speech import DecodeOptions, Recognizer
+from tingyin.speech.zh_lm import ZhLanguageModel, find_language_model, load_language_model
 
 pytest.importorskip("kenlm")
-if find_language_model() is None:
+if find_language_model("") is None:
     pytest.skip("no Chinese trigram model installed", allow_module_level=True)
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
 
 
 @pytest.fixture(scope="module")
-def lm() -> ZhLanguageModel:
-    model = get_language_model()
-    assert model is not None
-    return model
+def lm(recognizer: Recognizer) -> ZhLanguageModel:
+    assert recognizer.language_model is not None
+    return recognizer.language_model
 
 
 def test_trigram_prefers_the_sensible_sound_alike(lm: ZhLanguageModel) -> None:
@@ -55,50 +47,30 @@ def test_numerals_and_kept_phrases_are_never_rewritten(lm: ZhLanguageModel) -> N
     assert lm.rewrites("hello 123") == []
 
 
-def test_second_pass_fixes_a_clip_the_plain_model_misspells() -> None:
+def test_second_pass_fixes_a_clip_the_plain_model_misspells(recognizer: Recognizer) -> None:
     audio = decode(FIXTURES / "BAC009S0252W0179.flac").samples
-    plain = transcribe(audio, TranscribeOptions(language="zh", itn=False, extra={"second_pass": "false"}))
-    rescored = transcribe(audio, TranscribeOptions(language="zh", itn=False))
-    # Whisper base hears 公积金首套房 ... 首付 as 攻击金手套房 ... 手腹; the unigram corrector fixes part.
+    plain = recognizer.transcribe(audio, DecodeOptions(language="zh", itn=False, second_pass=False))
+    rescored = recognizer.transcribe(audio, DecodeOptions(language="zh", itn=False))
+    # Whisper base hears 公积金首套房 ... 首付 as 攻击金手套房 ... 手腹.
     assert "首付" not in plain.text
     assert "公积金" in rescored.text and "首套房" in rescored.text and "首付" in rescored.text
     # Timestamps still come from the alignment of the text that was chosen.
     words = [w for u in rescored.utterances for w in u.words]
     assert "".join(w.text for w in words).startswith("公积金首套房")
     assert all(a.start_ms <= b.start_ms for a, b in itertools.pairwise(words))
+    assert rescored.options is not None and rescored.options.second_pass
 
 
-@pytest.fixture
-def set_zh_lm(monkeypatch: pytest.MonkeyPatch) -> Iterator[Callable[[str], None]]:
-    """Sets ``TINGYIN_ZH_LM`` for one test; the installed model is back afterwards."""
-
-    def apply(value: str) -> None:
-        monkeypatch.setenv("TINGYIN_ZH_LM", value)
-        reset_settings()
-        reset_language_model()
-
-    yield apply
-    monkeypatch.delenv("TINGYIN_ZH_LM", raising=False)
-    reset_settings()
-    reset_language_model()
-
-
-def test_switched_off_the_engine_falls_back_to_the_unigram_corrector(
-    set_zh_lm: Callable[[str], None],
-) -> None:
-    set_zh_lm("off")
-    assert get_language_model() is None
+def test_without_the_trigram_the_unigram_fallback_still_corrects(unigram_recognizer: Recognizer) -> None:
+    assert unigram_recognizer.language_model is None
     audio = decode(FIXTURES / "BAC009S0252W0179.flac").samples
-    text = transcribe(audio, TranscribeOptions(language="zh", itn=False)).text
+    text = unigram_recognizer.transcribe(audio, DecodeOptions(language="zh", itn=False)).text
     assert "二成三成" in text
 
 
-def test_an_unreadable_model_file_falls_back(tmp_path: Path, set_zh_lm: Callable[[str], None]) -> None:
+def test_switched_off_or_unreadable_models_fall_back(tmp_path: Path) -> None:
+    assert load_language_model("off") is None
     broken = tmp_path / "broken.lm"
     broken.write_bytes(b"not a language model")
-    set_zh_lm(str(broken))
-    assert get_language_model() is None
-
-
-def test_the_installed_model_is_back_after_a_switch() -> None:
-    assert get_language_model() is not None
+    assert load_language_model(str(broken)) is None
+    assert load_language_model("") is not None

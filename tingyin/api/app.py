@@ -15,6 +15,7 @@ from tingyin.api.errors import ErrorInfo, info_from_exception, render_error
 from tingyin.api.middleware import BodyTooLarge, RequestContextMiddleware, body_limit_for
 from tingyin.config import get_settings
 from tingyin.errors import PayloadTooLarge, TingyinError
+from tingyin.inference import InferenceExecutor
 
 log = logging.getLogger(__name__)
 
@@ -50,6 +51,11 @@ def create_app() -> FastAPI:
     )
     from tingyin.api.native import router as native_router
 
+    app.state.inference = InferenceExecutor(
+        concurrency=settings.inference_concurrency,
+        queue_size=settings.inference_queue,
+        admission_timeout_s=settings.inference_admission_timeout_s,
+    )
     app.include_router(native_router)
     _include_compat(app)
 

@@ -7,10 +7,13 @@ Scoring follows ../shared/testdata/README.md (see ``tingyin.eval.text``).
 from __future__ import annotations
 
 import csv
+import json
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
+
+import numpy as np
 
 from tingyin.errors import InvalidRequest, TingyinError
 from tingyin.eval.text import edit_counts, scoring_units
@@ -56,6 +59,55 @@ def metric_for(language: str, references: list[str]) -> str:
     return "CER" if chinese * 2 >= len(references) else "WER"
 
 
+class BaiduEndpoint(NamedTuple):
+    """A running server's Baidu short-speech API, to evaluate through the path the SDK takes."""
+
+    url: str  # base URL, e.g. http://127.0.0.1:8000
+    api_key: str
+    secret_key: str
+    path: str = "/server_api"
+    dev_pid: int = 1537
+
+
+def _baidu_recognizer(endpoint: BaiduEndpoint) -> Callable[[np.ndarray], str]:
+    import base64
+
+    import httpx
+
+    from tingyin.audio import encode_wav
+
+    client = httpx.Client(base_url=endpoint.url, timeout=120)
+    token = client.get(
+        "/oauth/2.0/token",
+        params={
+            "grant_type": "client_credentials",
+            "client_id": endpoint.api_key,
+            "client_secret": endpoint.secret_key,
+        },
+    ).json()["access_token"]
+
+    def recognize(samples: np.ndarray) -> str:
+        wav = encode_wav(samples)
+        body = {
+            "format": "wav",
+            "rate": 16000,
+            "channel": 1,
+            "cuid": "tingyin-eval",
+            "token": token,
+            "dev_pid": endpoint.dev_pid,
+            "speech": base64.b64encode(wav).decode(),
+            "len": len(wav),
+        }
+        answer = client.post(endpoint.path, json=body).json()
+        if answer.get("err_no") == 3301:  # no speech: an empty hypothesis
+            return ""
+        if answer.get("err_no") != 0:
+            raise InvalidRequest(f"err_no {answer.get('err_no')}: {answer.get('err_msg')}")
+        return str(answer["result"][0])
+
+    return recognize
+
+
 def evaluate_asr(
     manifest: Path,
     *,
@@ -64,50 +116,65 @@ def evaluate_asr(
     punctuation: bool = False,
     limit: int | None = None,
     errors_out: Path | None = None,
+    hyps_out: Path | None = None,
     progress: Callable[[int, int], None] | None = None,
     extra: dict[str, str] | None = None,
+    endpoint: BaiduEndpoint | None = None,
 ) -> AsrEvalResult:
-    """Transcribe every clip of ``manifest`` with the engine and score it against its reference.
+    """Transcribe every clip of ``manifest`` and score it against its reference.
 
-    ``errors_out`` receives one tab-separated line per clip with errors: id, edits, reference, hypothesis.
-    ``extra`` holds decoder options (``TranscribeOptions.extra``, e.g. ``{"second_pass": "false"}``).
+    By default the recognizer runs in this process; with ``endpoint`` every clip goes through a running
+    server's Baidu API instead (language, ITN and punctuation then follow its dev_pid). ``errors_out``
+    receives one tab-separated line per clip with errors: id, edits, reference, hypothesis; ``hyps_out`` one
+    JSON line ``{"id", "text"}`` per clip, the input of ``../shared/eval/score.py``. ``extra`` holds
+    ``DecodeOptions`` fields as strings (e.g. ``{"second_pass": "false"}``).
     """
     from tingyin.audio import decode
-    from tingyin.speech import TranscribeOptions, transcribe
+    from tingyin.speech.models import speech_models
+    from tingyin.speech.options import DecodeOptions
 
     rows = _read_manifest(Path(manifest), limit)
     metric = metric_for(language, [r.text for r in rows])
-    options = TranscribeOptions(
-        language=language, itn=itn, punctuation=punctuation, word_timestamps=False, extra=dict(extra or {})
+    options = DecodeOptions.parse(
+        dict(extra or {}), language=language, itn=itn, punctuation=punctuation, word_timestamps=False
     )
     total_errors = 0
     total_units = 0
     audio_seconds = 0.0
     wall_seconds = 0.0
     lines: list[str] = []
-    failures: list[str] = []
-    for index, row in enumerate(rows):
-        audio = decode(row.path)
-        started = time.perf_counter()
-        try:
-            hypothesis = transcribe(audio.samples, options).text
-        except TingyinError as exc:  # one bad clip scores as all deletions; the run goes on
-            hypothesis = ""
-            failures.append(f"{row.id}\tfailed: {exc.message}")
-        wall_seconds += time.perf_counter() - started
-        audio_seconds += audio.duration_s
-        counts = edit_counts(scoring_units(row.text, metric), scoring_units(hypothesis, metric))
-        total_errors += counts.errors
-        total_units += counts.reference_length
-        if counts.errors:
-            lines.append(f"{row.id}\t{counts.errors}/{counts.reference_length}\t{row.text}\t{hypothesis}")
-        if progress:
-            progress(index + 1, len(rows))
+    hypotheses: list[str] = []
+    with speech_models().use(options.model) as recognizer:
+        recognize = (
+            _baidu_recognizer(endpoint)
+            if endpoint is not None
+            else (lambda samples: recognizer.transcribe(samples, options).text)
+        )
+        for index, row in enumerate(rows):
+            audio = decode(row.path)
+            started = time.perf_counter()
+            try:
+                hypothesis = recognize(audio.samples)
+            except TingyinError as exc:  # one bad clip scores as all deletions; the run goes on
+                hypothesis = ""
+                lines.append(f"{row.id}\tfailed: {exc.message}")
+            wall_seconds += time.perf_counter() - started
+            audio_seconds += audio.duration_s
+            counts = edit_counts(scoring_units(row.text, metric), scoring_units(hypothesis, metric))
+            total_errors += counts.errors
+            total_units += counts.reference_length
+            hypotheses.append(json.dumps({"id": row.id, "text": hypothesis}, ensure_ascii=False))
+            if counts.errors:
+                lines.append(f"{row.id}\t{counts.errors}/{counts.reference_length}\t{row.text}\t{hypothesis}")
+            if progress:
+                progress(index + 1, len(rows))
     if errors_out is not None:
         Path(errors_out).write_text(
             "id\terrors/length\treference\thypothesis\n" + "".join(line + "\n" for line in lines),
             encoding="utf-8",
         )
+    if hyps_out is not None:
+        Path(hyps_out).write_text("".join(line + "\n" for line in hypotheses), encoding="utf-8")
     return AsrEvalResult(
         metric=metric,
         value=total_errors / max(1, total_units),

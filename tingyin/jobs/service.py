@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 
 TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
 # Modules that register job handlers; imported on first use so the worker knows every kind.
-HANDLER_MODULES: list[str] = ["tingyin.jobs.builtin", "tingyin.jobs.transcription", "tingyin.sound.platform"]
+HANDLER_MODULES: list[str] = ["tingyin.jobs.transcription", "tingyin.sound.platform"]
 MAX_ATTEMPTS = 5
 
 

@@ -1,117 +1,109 @@
 """The long-file transcription job behind /v1/transcriptions, Volcano AUC and Qiniu.
 
-Params (JSON):
-  source: {"blob": key} or {"url": "https://..."}
-  format: container hint, or "pcm" with pcm_rate / pcm_channels
-  options: TranscribeOptions fields (language, itn, punctuation, hot_words, vocabulary)
-  diarize: bool       speaker diarization of a single-channel recording
-  num_speakers: int   when the caller knows it
-  roles: bool         agent ("S") / customer ("C") from what each speaker says
-  split_channels: bool  transcribe each channel apart (call-centre stereo)
-  max_seconds: float  refuse longer audio
-  callback: str       URL to POST the vendor's answer to when done (see ``vendor``)
-  vendor: str         "native", "volcano" or "qiniu": who renders the callback body
-
-The result is vendor-neutral; adapters render it in their wire format.
+Parameters are a typed ``TranscriptionParams``, validated when the job is submitted (a bad value is the
+caller's 4xx, never a failed job later). The handler fetches or opens the audio, decodes it and runs the
+recording pipeline; the result is vendor-neutral (``RecordingResult``) and adapters render it.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from pathlib import Path
+from typing import Annotated, Any, Literal
 
-import numpy as np
+from pydantic import Field, model_validator
 
-from tingyin.jobs.builtin import options_from_params
-from tingyin.jobs.service import JobContext, job_handler, on_job_finished
+from tingyin.jobs.service import JobContext, job_handler, on_job_finished, submit_job
+from tingyin.speech.pipeline import RecordingOptions
+from tingyin.validation import FrozenModel
 
 DEFAULT_MAX_SECONDS = 5 * 3600.0
+KIND = "transcription"
 
 
-def _audio_path(ctx: JobContext) -> Any:
+class AudioSource(FrozenModel):
+    """Where the audio is: a stored blob, or a URL fetched by the worker (SSRF rules apply)."""
+
+    blob: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> AudioSource:
+        if (self.blob is None) == (self.url is None):
+            raise ValueError("give exactly one of blob and url")
+        return self
+
+
+class AudioInput(FrozenModel):
+    """How to read the audio: a container hint, or raw PCM's rate and channels."""
+
+    format: Annotated[str, Field(max_length=16)] | None = None
+    pcm_rate: Annotated[int, Field(ge=8000, le=192_000)] = 16000
+    pcm_channels: Annotated[int, Field(ge=1, le=8)] = 1
+    max_seconds: Annotated[float, Field(gt=0, le=DEFAULT_MAX_SECONDS)] = DEFAULT_MAX_SECONDS
+
+
+class TranscriptionParams(FrozenModel):
+    """Everything a transcription job needs, checked at submit."""
+
+    source: AudioSource
+    audio: AudioInput = AudioInput()
+    recording: RecordingOptions = RecordingOptions()
+    callback: Annotated[str, Field(max_length=4096)] | None = None
+    vendor: Literal["native", "volcano", "qiniu"] = "native"
+    # What an adapter needs to render its answer later (e.g. Qiniu's voice_id); the core never reads it.
+    vendor_fields: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+
+def submit_transcription(params: TranscriptionParams, *, app_pk: int | None) -> str:
+    """Queue a transcription job; returns its id."""
+    return submit_job(KIND, params.model_dump(mode="json"), app_pk=app_pk)
+
+
+def job_params(raw: dict[str, Any]) -> TranscriptionParams:
+    return TranscriptionParams.parse(raw)
+
+
+def _audio_path(ctx: JobContext, source: AudioSource) -> Path:
     from tingyin.audio.fetch import fetch_to_file
     from tingyin.store.blobs import get_blob
 
-    source = ctx.params["source"]
-    if "blob" in source:
-        return get_blob(source["blob"]).path
+    if source.blob is not None:
+        return get_blob(source.blob).path
+    assert source.url is not None
     # Fetched again on a retry: the file of a crashed attempt may be partial.
     target = ctx.work_dir / "download"
-    fetch_to_file(source["url"], target)
+    fetch_to_file(source.url, target)
     return target
 
 
-@job_handler("transcription")
+@job_handler(KIND)
 def transcription_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin import audio
-    from tingyin.speech import transcribe
-    from tingyin.speech.recognize import NoSpeech
-    from tingyin.speech.types import utterance_to_dict
+    from tingyin.speech.models import speech_models
+    from tingyin.speech.pipeline import transcribe_recording
 
-    params = ctx.params
-    path = _audio_path(ctx)
+    params = job_params(ctx.params)
+    path = _audio_path(ctx, params.source)
     ctx.progress(0.02, "audio ready")
     decoded = audio.decode(
         path,
-        format=params.get("format"),
-        pcm_rate=int(params.get("pcm_rate") or 16000),
-        pcm_channels=int(params.get("pcm_channels") or 1),
-        mono=not params.get("split_channels", False),
-        max_seconds=float(params.get("max_seconds") or DEFAULT_MAX_SECONDS),
+        format=params.audio.format,
+        pcm_rate=params.audio.pcm_rate,
+        pcm_channels=params.audio.pcm_channels,
+        mono=not params.recording.split_channels,
+        max_seconds=params.audio.max_seconds,
     )
-    options = options_from_params(params.get("options", {}))
-    channels = [decoded.channel(i) for i in range(decoded.channels)]
-    if len(channels) == 2 and np.allclose(channels[0], channels[1], atol=1e-4):
-        channels = channels[:1]  # "stereo" with the same signal twice is mono
-    diarize = bool(params.get("diarize") or params.get("roles")) and len(channels) == 1
-    share = 0.9 / len(channels)
-    utterances: list[Any] = []
-    language = ""
-    for index, samples in enumerate(channels):
-        base = 0.05 + index * share
-        speech_share = share * (0.75 if diarize else 1.0)
 
-        def report(fraction: float, start: float = base, width: float = speech_share) -> None:
-            ctx.progress(start + width * fraction)
+    def report(fraction: float, message: str | None) -> None:
+        ctx.progress(0.05 + 0.93 * fraction, message)
 
-        transcript = transcribe(samples, options, progress=report)
-        language = language or transcript.language
-        found = [u._replace(channel=index) for u in transcript.utterances]
-        if diarize and found:
-            from tingyin.speech.diarization import assign_speakers
-            from tingyin.speech.diarization import diarize as find_turns
-
-            ctx.progress(base + speech_share, "diarization")
-            turns = find_turns(samples, num_speakers=params.get("num_speakers"))
-            found = assign_speakers(found, turns)
-        elif len(channels) > 1:
-            found = [u._replace(speaker=index + 1) for u in found]
-        utterances.extend(found)
-    if not any(u.text.strip() for u in utterances):
-        raise NoSpeech("no speech was recognised in the audio")
-    utterances.sort(key=lambda u: (u.start_ms, u.channel))
-    roles: dict[int, str] = {}
-    if params.get("roles"):
-        from tingyin.speech.roles import assign_roles
-
-        roles = assign_roles(utterances)
+    with speech_models().use(params.recording.decode.model) as recognizer:
+        result = transcribe_recording(decoded, params.recording, recognizer, progress=report)
     ctx.progress(0.98, "rendering")
-    return {
-        "duration_ms": round(decoded.duration_s * 1000),
-        "language": language,
-        "channels": len(channels),
-        "speakers": sorted({u.speaker for u in utterances if u.speaker is not None}),
-        "roles": {str(k): v for k, v in roles.items()},
-        "utterances": [
-            {**utterance_to_dict(u), "role": roles.get(u.speaker) if u.speaker is not None else None}
-            for u in utterances
-        ],
-        "text": "".join(u.text for u in utterances)
-        if language.startswith(("zh", "yue"))
-        else " ".join(u.text for u in utterances),
-    }
+    return result.to_dict()
 
 
-@on_job_finished("transcription")
+@on_job_finished(KIND)
 def deliver_callback(job_id: str) -> None:
     """POST the vendor's answer to the job's callback URL (retried with backoff by the hook task)."""
     import httpx
@@ -120,17 +112,19 @@ def deliver_callback(job_id: str) -> None:
     from tingyin.jobs.service import get_job
 
     job = get_job(job_id)
-    url = job.params.get("callback")
-    if not url:
+    params = job_params(job.params)
+    if not params.callback:
         return
-    UrlPolicy.from_settings().check(url)
-    vendor = job.params.get("vendor", "native")
-    if vendor == "volcano":
+    UrlPolicy.from_settings().check(params.callback)
+    if params.vendor == "volcano":
         from tingyin.api.compat.volcano import query_answer
 
         body: dict[str, Any] = query_answer(job)
     else:
         body = job.as_dict()
-    response = httpx.post(url, json=body, timeout=30)
+    response = httpx.post(params.callback, json=body, timeout=30)
     if response.status_code >= 300:
         raise RuntimeError(f"callback answered HTTP {response.status_code}")
+
+
+__all__ = ["AudioInput", "AudioSource", "TranscriptionParams", "submit_transcription", "transcription_job"]

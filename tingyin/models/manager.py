@@ -1,10 +1,17 @@
-"""Loaded models shared between requests: loaded lazily on first use, unloaded after an idle TTL."""
+"""Loaded models shared between requests: loaded once on first use, counted while in use, unloaded after an
+idle TTL.
+
+``use(key, loader)`` is how a caller holds a model for the length of its work: the model is loaded at most
+once (one lock per key, so a slow load does not block other models), its user count is raised while the
+``with`` block runs, and the reaper only drops entries with no user that have been idle for ``idle_ttl_s``.
+"""
 
 from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -19,11 +26,7 @@ class _Entry:
 
 
 class ModelManager:
-    """A keyed cache of loaded models. ``get(key, loader)`` loads once; idle entries are dropped.
-
-    Loading happens outside the global lock (one lock per key) so one slow load does not block
-    requests for other models; a model in use (inside ``use``) is never unloaded.
-    """
+    """A keyed cache of loaded models with user counts and idle unloading."""
 
     def __init__(self, idle_ttl_s: float = 900.0) -> None:
         self.idle_ttl_s = idle_ttl_s
@@ -33,32 +36,61 @@ class ModelManager:
         self._reaper: threading.Thread | None = None
         self._stop = threading.Event()
 
+    @contextmanager
+    def use(self, key: str, loader: Callable[[], T]) -> Iterator[T]:
+        """The model under ``key`` (loaded by ``loader`` if absent), held for the ``with`` block."""
+        entry = self._acquire(key, loader)
+        try:
+            yield cast(T, entry.value)
+        finally:
+            with self._lock:
+                entry.users -= 1
+                entry.last_used = time.monotonic()
+
     def get(self, key: str, loader: Callable[[], T]) -> T:
+        """The model under ``key`` for a short call that holds no reference afterwards."""
+        with self.use(key, loader) as value:
+            return value
+
+    def _acquire(self, key: str, loader: Callable[[], Any]) -> _Entry:
         with self._lock:
             entry = self._entries.get(key)
             if entry is not None:
+                entry.users += 1
                 entry.last_used = time.monotonic()
-                return cast(T, entry.value)
+                return entry
             key_lock = self._key_locks.setdefault(key, threading.Lock())
         with key_lock:
             with self._lock:
                 entry = self._entries.get(key)
                 if entry is not None:
+                    entry.users += 1
                     entry.last_used = time.monotonic()
-                    return cast(T, entry.value)
+                    return entry
             value = loader()
             with self._lock:
-                self._entries[key] = _Entry(value, time.monotonic())
+                entry = _Entry(value, time.monotonic(), users=1)
+                self._entries[key] = entry
             self._ensure_reaper()
-            return value
+            return entry
 
     def loaded(self) -> list[str]:
         with self._lock:
             return sorted(self._entries)
 
-    def unload(self, key: str) -> bool:
+    def users(self, key: str) -> int:
         with self._lock:
-            return self._entries.pop(key, None) is not None
+            entry = self._entries.get(key)
+            return entry.users if entry is not None else 0
+
+    def unload(self, key: str) -> bool:
+        """Drop ``key`` unless it is in use; True when it was dropped."""
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None or entry.users > 0:
+                return False
+            del self._entries[key]
+            return True
 
     def unload_idle(self, now: float | None = None) -> list[str]:
         now = time.monotonic() if now is None else now
@@ -69,6 +101,9 @@ class ModelManager:
             for key in idle:
                 del self._entries[key]
         return idle
+
+    def close(self) -> None:
+        self._stop.set()
 
     def _ensure_reaper(self) -> None:
         if self._reaper is not None and self._reaper.is_alive():
@@ -86,6 +121,7 @@ _manager: ModelManager | None = None
 
 
 def get_manager() -> ModelManager:
+    """The process's model cache (every loaded model of a server or worker lives here)."""
     global _manager
     if _manager is None:
         from tingyin.config import get_settings

@@ -123,7 +123,7 @@ def _check_request(audio: np.ndarray, task_types: Sequence[str], top_num: int | 
 
 def _language(samples: np.ndarray, mtt: TaggerOutput) -> tuple[str, dict[str, float]]:
     """Whisper language ID on the most vocal 3 s patches (in time order), folded onto SAMI codes."""
-    from tingyin.speech.whisper import load_whisper
+    from tingyin.speech.models import speech_models
 
     per_patch = taxonomy.vocal_patches(mtt)
     vocal = np.flatnonzero(per_patch >= 0.5)
@@ -132,19 +132,17 @@ def _language(samples: np.ndarray, mtt: TaggerOutput) -> tuple[str, dict[str, fl
     chosen = np.sort(vocal[np.argsort(-per_patch[vocal])][:LANGUAGE_ID_PATCHES])
     hop = features.PATCH_FRAMES * features.HOP
     clip = np.concatenate([samples[i * hop : (i + 1) * hop] for i in chosen])
-    language, _probability, all_probs = load_whisper().detect_language(clip)
+    with speech_models().use() as recognizer:
+        language, _probability, all_probs = recognizer.detect_language(clip)
     return language, taxonomy.sami_language_probs(all_probs)
 
 
 def whisper_languages() -> list[str]:
     """The language codes the configured Whisper model can answer (whisper-base: 99, no Cantonese)."""
-    from tingyin.speech.whisper import load_whisper
+    from tingyin.speech.models import speech_models
 
-    model = load_whisper()
-    codes = list(model.supported_languages)
-    # supported_languages lists every code faster-whisper knows; the model only has the first
-    # num_languages of them (large-v3 added "yue" as the 100th).
-    return codes[: int(getattr(model.model, "num_languages", len(codes)))]
+    with speech_models().use() as recognizer:
+        return recognizer.runner.languages()
 
 
 def _select(

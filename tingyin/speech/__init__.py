@@ -1,17 +1,25 @@
-"""Speech recognition: one engine (VAD + batched Whisper) behind every ASR API."""
+"""Speech recognition: one ``Recognizer`` per model and one recording pipeline behind every ASR API."""
 
-from tingyin.speech.engine import detect_language, iter_utterances, transcribe, validate_options
-from tingyin.speech.types import LANGUAGES, HotWord, TranscribeOptions, Transcript, Utterance, Word
+from tingyin.speech.errors import NoSpeech, RecognitionTimeout
+from tingyin.speech.models import SpeechModels, speech_models
+from tingyin.speech.options import LANGUAGES, DecodeOptions, HotWord
+from tingyin.speech.pipeline import RecordingOptions, RecordingResult, transcribe_recording
+from tingyin.speech.recognizer import Recognizer
+from tingyin.speech.types import Transcript, Utterance, Word
 
 __all__ = [
     "LANGUAGES",
+    "DecodeOptions",
     "HotWord",
-    "TranscribeOptions",
+    "NoSpeech",
+    "RecognitionTimeout",
+    "Recognizer",
+    "RecordingOptions",
+    "RecordingResult",
+    "SpeechModels",
     "Transcript",
     "Utterance",
     "Word",
-    "detect_language",
-    "iter_utterances",
-    "transcribe",
-    "validate_options",
+    "speech_models",
+    "transcribe_recording",
 ]

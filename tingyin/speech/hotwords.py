@@ -15,8 +15,8 @@ from collections.abc import Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
+from tingyin.speech.options import HotWord
 from tingyin.speech.textnorm import has_cjk, to_simplified
-from tingyin.speech.types import HotWord
 
 VOCABULARY_WEIGHT = 8.0
 # Prompt budget (tokens) for hot words: Whisper's prompt may hold 223 tokens; keep room for the style prompt.
@@ -26,17 +26,24 @@ _FUZZY_INITIALS = (("zh", "z"), ("ch", "c"), ("sh", "s"), ("l", "n"), ("f", "h")
 _FUZZY_FINALS = (("ang", "an"), ("eng", "en"), ("ing", "in"), ("iang", "ian"), ("uang", "uan"))
 
 
+class Phrase(NamedTuple):
+    """A phrase as the decoder biases it: Simplified text and its weight."""
+
+    text: str
+    weight: float
+
+
 class BiasPlan(NamedTuple):
     """Hot words split by intent, strongest first."""
 
-    favoured: tuple[HotWord, ...]
-    suppressed: tuple[HotWord, ...]
+    favoured: tuple[Phrase, ...]
+    suppressed: tuple[Phrase, ...]
 
 
 def plan(hot_words: Iterable[HotWord], vocabulary: Iterable[str]) -> BiasPlan:
-    words = [HotWord(to_simplified(w.text.strip()), float(w.weight)) for w in hot_words if w.text.strip()]
-    words += [HotWord(to_simplified(p.strip()), VOCABULARY_WEIGHT) for p in vocabulary if p.strip()]
-    favoured: dict[str, HotWord] = {}
+    words = [Phrase(to_simplified(w.text.strip()), float(w.weight)) for w in hot_words if w.text.strip()]
+    words += [Phrase(to_simplified(p.strip()), VOCABULARY_WEIGHT) for p in vocabulary if p.strip()]
+    favoured: dict[str, Phrase] = {}
     for word in words:
         if word.weight > 0 and (word.text not in favoured or favoured[word.text].weight < word.weight):
             favoured[word.text] = word
@@ -105,7 +112,7 @@ def threshold(weight: float) -> float:
 _CJK_RUN = re.compile(r"[\u3400-\u9fff]+")
 
 
-def _correct_zh(text: str, word: HotWord) -> str:
+def _correct_zh(text: str, word: Phrase) -> str:
     target = word.text
     size = len(target)
     if size < 2 or target in text:
@@ -129,7 +136,7 @@ def _correct_zh(text: str, word: HotWord) -> str:
 _WORD = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 
 
-def _correct_spelling(text: str, word: HotWord) -> str:
+def _correct_spelling(text: str, word: Phrase) -> str:
     target = word.text
     if target.lower() in text.lower():
         # Right words, maybe wrong case: take the phrase's own spelling.

@@ -12,7 +12,6 @@ from __future__ import annotations
 import itertools
 import math
 import re
-import threading
 from collections.abc import Callable
 from functools import lru_cache
 from importlib import resources
@@ -175,24 +174,8 @@ def plain_readings(char: str) -> tuple[str, ...]:
     return tuple(to_normal(r) for r in raw.split(",")) if raw else ()
 
 
-_lexicon: Lexicon | None = None
-_lexicon_lock = threading.Lock()
-
-
-def get_lexicon() -> Lexicon:
-    global _lexicon
-    if _lexicon is None:
-        with _lexicon_lock:
-            if _lexicon is None:
-                _lexicon = Lexicon()
-    return _lexicon
-
-
-def correct_homophones(text: str, keep: tuple[str, ...] = ()) -> str:
+def correct_homophones(lexicon: Lexicon, text: str, keep: tuple[str, ...] = ()) -> str:
     """Fix sound-alike miswritten words in the Chinese parts of ``text`` (``keep`` phrases stay)."""
-    import re
-
-    lexicon = get_lexicon()
     out = []
     last = 0
     for match in re.finditer(r"[\u4e00-\u9fff]{2,}", text):

@@ -1,39 +1,22 @@
 """Short-audio recognition as every synchronous API needs it: decode, validate, recognise, on time.
 
-The vendor adapters translate their wire format into ``ShortSpeech`` and the typed errors back into
-their own codes; the rules themselves (limits, declared format checks, timeouts) live here.
+The vendor adapters translate their wire format into ``ShortSpeech`` and the typed errors back into their own
+codes; the rules themselves (limits, declared format checks, timeouts) live here. Callers run
+``recognize_short`` on the server's ``InferenceExecutor``; the time limits stop the work itself (decoding is
+checked when it returns, recognition between batches), not only the caller's wait.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
-import threading
-from collections.abc import Callable
+import time
 from dataclasses import dataclass, field
-from typing import TypeVar
 
 from tingyin import audio
-from tingyin.errors import EngineError, ServiceUnavailable, TingyinError
-from tingyin.speech.types import TranscribeOptions, Transcript
-
-T = TypeVar("T")
-
-
-class RecognitionTimeout(EngineError):
-    """Recognition took longer than allowed."""
-
-    code = "recognition_timeout"
-
-    def __init__(self, message: str, *, stage: str) -> None:
-        super().__init__(message)
-        self.stage = stage  # "decode" or "recognize"
-
-
-class NoSpeech(TingyinError):
-    """Nothing was recognised in the audio."""
-
-    code = "no_speech"
-    http_status = 422
+from tingyin.errors import EngineError, TingyinError
+from tingyin.speech.errors import NoSpeech, RecognitionTimeout
+from tingyin.speech.models import speech_models
+from tingyin.speech.options import DecodeOptions
+from tingyin.speech.pipeline import RecordingOptions, RecordingResult, transcribe_recording
 
 
 @dataclass(frozen=True)
@@ -42,39 +25,12 @@ class ShortSpeech:
     format: str  # pcm, wav, amr, m4a, ... as declared by the caller
     rate: int = 16000
     channels: int = 1
-    options: TranscribeOptions = field(default_factory=TranscribeOptions)
+    options: DecodeOptions = field(default_factory=lambda: DecodeOptions())
     max_seconds: float = 60.0
     min_seconds: float = 0.05
     required_rate: int | None = 16000
     decode_timeout_s: float = 30.0
     recognize_timeout_s: float = 60.0
-
-
-# Recognition runs on this pool so a request can give up waiting (timeouts) without a stuck thread
-# holding the request. Two workers keep both cores busy; more would only slow each one down.
-_pool = concurrent.futures.ThreadPoolExecutor(max_workers=2, thread_name_prefix="recognize")
-# How long a request may wait for a free worker before the server counts as busy.
-QUEUE_TIMEOUT_S = 300.0
-
-
-def _run_timed(function: Callable[[], T], timeout_s: float, stage: str) -> T:
-    """Run on the pool; the timeout counts from when the work starts, not from when it was queued,
-    so a burst of requests is served in turn instead of timing out while waiting."""
-    started = threading.Event()
-
-    def job() -> T:
-        started.set()
-        return function()
-
-    future = _pool.submit(job)
-    if not started.wait(QUEUE_TIMEOUT_S):
-        future.cancel()
-        raise ServiceUnavailable("the recognition workers are all busy; try again later")
-    try:
-        return future.result(timeout=timeout_s)
-    except concurrent.futures.TimeoutError:
-        what = "decoding the audio" if stage == "decode" else "recognition"
-        raise RecognitionTimeout(f"{what} timed out after {timeout_s:g} s", stage=stage) from None
 
 
 def _decode(request: ShortSpeech) -> audio.DecodedAudio:
@@ -92,20 +48,29 @@ def _decode(request: ShortSpeech) -> audio.DecodedAudio:
     )
 
 
-def recognize_short(request: ShortSpeech) -> Transcript:
-    """Decode and transcribe; raises the audio module's typed errors, ``RecognitionTimeout``,
-    ``NoSpeech`` for silence, and ``EngineError`` when the engine fails."""
-    from tingyin.speech import transcribe
-
-    decoded = _run_timed(lambda: _decode(request), request.decode_timeout_s, "decode")
-    try:
-        transcript = _run_timed(
-            lambda: transcribe(decoded.mono(), request.options), request.recognize_timeout_s, "recognize"
+def recognize_short(request: ShortSpeech) -> RecordingResult:
+    """Decode and transcribe; raises the audio module's typed errors, ``RecognitionTimeout``, ``NoSpeech``
+    for silence, and ``EngineError`` when the engine fails."""
+    started = time.monotonic()
+    decoded = _decode(request)
+    if time.monotonic() - started > request.decode_timeout_s:
+        raise RecognitionTimeout(
+            f"decoding the audio took more than {request.decode_timeout_s:g} s", stage="decode"
         )
+    options = RecordingOptions(decode=request.options)
+    try:
+        with speech_models().use(request.options.model) as recognizer:
+            return transcribe_recording(
+                decoded, options, recognizer, deadline=time.monotonic() + request.recognize_timeout_s
+            )
+    except RecognitionTimeout as exc:
+        raise RecognitionTimeout(
+            f"recognition timed out after {request.recognize_timeout_s:g} s", stage=exc.stage
+        ) from None
     except TingyinError:
         raise
     except Exception as exc:
-        raise EngineError(f"recognition engine failed: {type(exc).__name__}: {exc}") from exc
-    if not transcript.text.strip():
-        raise NoSpeech("no speech was recognised in the audio")
-    return transcript
+        raise EngineError(f"recognition engine failed: {type(exc).__name__}") from exc
+
+
+__all__ = ["NoSpeech", "RecognitionTimeout", "ShortSpeech", "recognize_short"]

@@ -128,6 +128,8 @@ def strip_punctuation(text: str) -> str:
             nxt = text[i + 1] if i + 1 < len(text) else ""
             inside_word = ch in "'’" and prev.isalpha() and nxt.isalpha()
             inside_number = ch in ".:" and prev.isdigit() and nxt.isdigit()
+            # 114,300 stays one number (a thousands separator), never "114 300".
+            inside_number = inside_number or (ch == "," and _THOUSANDS.match(text, i) is not None)
             if inside_word or inside_number:
                 out.append(ch)
             elif ch in "-" and prev.isalnum() and nxt.isalnum() and not has_cjk(prev + nxt):

@@ -1,15 +1,18 @@
-"""Typed results and options of the speech engine: the contract every API adapter codes against."""
+"""Typed results of the speech core: the contract every API adapter codes against."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
-LANGUAGES = ("auto", "zh", "en", "yue", "zh-en")
+from pydantic import Field
+
+from tingyin.speech.options import LANGUAGES, DecodeOptions, HotWord
+from tingyin.validation import FrozenModel
 
 
 class Word(NamedTuple):
-    """A word (English) or character (Chinese) with its time span in milliseconds."""
+    """A word (English) or character (Chinese) with its time span in milliseconds and the decoder's
+    probability of its tokens (the least probable token's, so a doubtful word stands out)."""
 
     text: str
     start_ms: int
@@ -27,35 +30,55 @@ class Utterance(NamedTuple):
     language: str
     speaker: int | None = None
     channel: int = 0
+    role: str | None = None  # "S" (agent) or "C" (customer) when roles were asked for
 
 
 class Transcript(NamedTuple):
+    """What the recognizer heard in one mono signal, and the options it used."""
+
     text: str
     utterances: list[Utterance]
     language: str
     duration_ms: int
+    options: DecodeOptions | None = None
 
 
-class HotWord(NamedTuple):
-    """A phrase to favour (weight > 0) or suppress (weight < 0); weights run from -10 to 10 (Qiniu)."""
+class WordRecord(FrozenModel):
+    """A word (or Chinese character) in API and stored results: times in milliseconds."""
 
     text: str
-    weight: float = 5.0
+    start_ms: int
+    end_ms: int
+    probability: float = 1.0
 
 
-@dataclass(frozen=True)
-class TranscribeOptions:
-    """What the caller wants. ``language`` is one of LANGUAGES; ``vocabulary`` lists phrases that must come
-    out exactly when spoken (Baidu custom vocabulary); ``model`` defaults to the configured ASR model."""
+class UtteranceRecord(FrozenModel):
+    """An utterance in API and stored results."""
 
-    language: str = "auto"
-    itn: bool = True
-    punctuation: bool = True
-    hot_words: tuple[HotWord, ...] = ()
-    vocabulary: tuple[str, ...] = ()
-    word_timestamps: bool = True
-    model: str | None = None
-    extra: dict[str, str] = field(default_factory=dict)
+    text: str
+    start_ms: int
+    end_ms: int
+    language: str
+    speaker: int | None = None
+    channel: int = 0
+    role: str | None = None
+    words: list[WordRecord] = Field(default_factory=list)
+
+    @classmethod
+    def of(cls, u: Utterance) -> UtteranceRecord:
+        return cls.model_validate(utterance_to_dict(u))
+
+    def utterance(self) -> Utterance:
+        return utterance_from_dict(self.model_dump())
+
+
+def word_to_dict(w: Word) -> dict[str, Any]:
+    return {
+        "text": w.text,
+        "start_ms": w.start_ms,
+        "end_ms": w.end_ms,
+        "probability": round(w.probability, 4),
+    }
 
 
 def utterance_to_dict(u: Utterance) -> dict[str, Any]:
@@ -67,34 +90,49 @@ def utterance_to_dict(u: Utterance) -> dict[str, Any]:
         "language": u.language,
         "speaker": u.speaker,
         "channel": u.channel,
-        "words": [{"text": w.text, "start_ms": w.start_ms, "end_ms": w.end_ms} for w in u.words],
+        "role": u.role,
+        "words": [word_to_dict(w) for w in u.words],
     }
 
 
+def utterance_from_dict(raw: dict[str, Any]) -> Utterance:
+    words = [
+        Word(str(w["text"]), int(w["start_ms"]), int(w["end_ms"]), float(w.get("probability", 1.0)))
+        for w in raw.get("words", [])
+    ]
+    speaker = raw.get("speaker")
+    return Utterance(
+        str(raw["text"]),
+        int(raw["start_ms"]),
+        int(raw["end_ms"]),
+        words,
+        str(raw.get("language", "")),
+        None if speaker is None else int(speaker),
+        int(raw.get("channel", 0)),
+        raw.get("role"),
+    )
+
+
 def transcript_to_dict(transcript: Transcript) -> dict[str, object]:
-    """JSON form of a transcript (the native API's and the job store's shape)."""
+    """JSON form of a transcript (the native API's shape)."""
     return {
         "text": transcript.text,
         "language": transcript.language,
         "duration_ms": transcript.duration_ms,
         "utterances": [utterance_to_dict(u) for u in transcript.utterances],
+        "options": transcript.options.model_dump(mode="json") if transcript.options else None,
     }
 
 
-def transcript_from_dict(data: dict[str, Any]) -> Transcript:
-    utterances = []
-    for raw in data.get("utterances", []):
-        u = dict(raw)
-        words = [Word(w["text"], int(w["start_ms"]), int(w["end_ms"])) for w in u.get("words", [])]
-        utterances.append(
-            Utterance(
-                u["text"],
-                int(u["start_ms"]),
-                int(u["end_ms"]),
-                words,
-                u.get("language", ""),
-                u.get("speaker"),
-                int(u.get("channel", 0)),
-            )
-        )
-    return Transcript(str(data["text"]), utterances, str(data.get("language", "")), int(data["duration_ms"]))
+__all__ = [
+    "LANGUAGES",
+    "HotWord",
+    "Transcript",
+    "Utterance",
+    "UtteranceRecord",
+    "Word",
+    "WordRecord",
+    "transcript_to_dict",
+    "utterance_from_dict",
+    "utterance_to_dict",
+]

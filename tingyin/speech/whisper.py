@@ -1,31 +1,280 @@
-"""The one place a faster-whisper model is loaded, so ASR, language ID and embeddings share it."""
+"""One loaded Whisper model (CTranslate2) and every call the speech core makes on it.
+
+``WhisperModelRunner`` owns the model, the lock that keeps its calls from oversubscribing the cores, and the
+caches that depend on the model (tokenizers, the Traditional-only token list). Nothing here is global: the
+``Recognizer`` that owns a runner owns all of it, and two models never share a cache by accident.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+import math
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, NamedTuple
 
-from tingyin.config import get_settings
-from tingyin.models import get_manager, get_store
+import numpy as np
+
+from tingyin.speech import textnorm
+from tingyin.speech.chunking import SAMPLE_RATE, Chunk
 
 if TYPE_CHECKING:
     from faster_whisper import WhisperModel
+    from faster_whisper.tokenizer import Tokenizer
+
+FRAMES_PER_SECOND = 100
+SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
+FULL_WINDOW_FRAMES = 3000
+ENCODER_FRAME_S = 0.02  # one encoder output frame (two mel frames)
 
 
-def load_whisper(name: str | None = None) -> WhisperModel:
-    """The shared ``WhisperModel`` for ``name`` (default: the configured ASR model), loaded on first use."""
-    settings = get_settings()
-    model_name = name or settings.asr_model
+class Hypothesis(NamedTuple):
+    """One of the beam's n-best hypotheses: text tokens (no special tokens), text, total log-probability."""
 
-    def loader() -> WhisperModel:
+    tokens: list[int]
+    text: str
+    logprob: float
+
+
+class Generated(NamedTuple):
+    """The beam's result for one chunk."""
+
+    hypotheses: list[Hypothesis]  # best first
+    no_speech_prob: float
+    average_logprob: float  # of the best hypothesis, per token
+
+
+class WhisperModelRunner:
+    """A faster-whisper ``WhisperModel`` with a lock around every model call and per-model caches."""
+
+    def __init__(self, model: WhisperModel, name: str) -> None:
+        self.model = model
+        self.name = name
+        self.lock = threading.Lock()
+        self._tokenizers: dict[str, Tokenizer] = {}
+        self._traditional: list[int] | None = None
+        self._cache_lock = threading.Lock()
+
+    @classmethod
+    def load(cls, path: Path, *, name: str, compute_type: str, cpu_threads: int) -> WhisperModelRunner:
         from faster_whisper import WhisperModel
 
-        path = get_store().path(model_name)
-        return WhisperModel(
-            str(path),
-            device="cpu",
-            compute_type=settings.compute_type,
-            cpu_threads=settings.cpu_threads,
-            num_workers=1,
+        model = WhisperModel(
+            str(path), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=1
         )
+        return cls(model, name)
 
-    return get_manager().get(f"whisper:{model_name}:{settings.compute_type}", loader)
+    # ------------------------------------------------------------------------------------ vocabulary
+
+    @property
+    def multilingual(self) -> bool:
+        return bool(self.model.model.is_multilingual)
+
+    def languages(self) -> list[str]:
+        """The language codes this model can answer (whisper-base: 99; large-v3 adds yue)."""
+        codes = list(self.model.supported_languages)
+        return codes[: int(getattr(self.model.model, "num_languages", len(codes)))]
+
+    def whisper_language(self, language: str) -> str:
+        """Whisper's language token for our code (``yue`` falls back to ``zh`` on models without it)."""
+        if language == "yue" and self.model.hf_tokenizer.token_to_id("<|yue|>") is None:
+            return "zh"
+        return language
+
+    def tokenizer(self, language: str) -> Tokenizer:
+        from faster_whisper.tokenizer import Tokenizer
+
+        code = self.whisper_language(language)
+        with self._cache_lock:
+            if code not in self._tokenizers:
+                self._tokenizers[code] = Tokenizer(
+                    self.model.hf_tokenizer, self.multilingual, task="transcribe", language=code
+                )
+            return self._tokenizers[code]
+
+    def traditional_tokens(self) -> list[int]:
+        """Tokens that are whole Traditional-only characters or words. Suppressing them for Mandarin keeps
+        the beam from spending hypotheses on the same words in the other script."""
+        with self._cache_lock:
+            if self._traditional is None:
+                tokenizer = self.model.hf_tokenizer
+                found = []
+                for token in range(tokenizer.get_vocab_size()):
+                    piece = tokenizer.decode([token])
+                    if (
+                        piece
+                        and "\ufffd" not in piece
+                        and textnorm.has_cjk(piece)
+                        and textnorm.to_simplified(piece) != piece
+                    ):
+                        found.append(token)
+                self._traditional = found
+            return self._traditional
+
+    # ---------------------------------------------------------------------------------- model calls
+
+    @property
+    def mel_bins(self) -> int:
+        return int(self.model.feature_extractor.mel_filters.shape[0])
+
+    def features(self, audio: np.ndarray, chunks: Sequence[Chunk], frames: int) -> np.ndarray:
+        """Log-mel features of a batch of chunks, each padded with silence to ``frames`` frames."""
+        samples = frames * SAMPLES_PER_FRAME
+        batch = np.zeros((len(chunks), self.mel_bins, frames), dtype=np.float32)
+        for i, chunk in enumerate(chunks):
+            piece = np.zeros(samples, dtype=np.float32)
+            clip = audio[chunk.start : chunk.end][:samples]
+            piece[: len(clip)] = clip
+            mel = self.model.feature_extractor(piece, padding=0)
+            batch[i, :, : min(frames, mel.shape[-1])] = mel[:, :frames]
+        return batch
+
+    def encode(self, features: np.ndarray) -> np.ndarray:
+        """Encoder output ``[batch, frames // 2, d_model]`` on the host. One item at a time: on CPU,
+        CTranslate2's encoder costs more per item in a batch."""
+        import ctranslate2
+
+        with self.lock:
+            parts = [
+                np.asarray(
+                    self.model.model.encode(
+                        ctranslate2.StorageView.from_array(features[i : i + 1]), to_cpu=True
+                    )
+                )
+                for i in range(features.shape[0])
+            ]
+        return np.ascontiguousarray(np.concatenate(parts))
+
+    def detect_languages(self, encoded: np.ndarray, allowed: Sequence[str] | None) -> list[tuple[str, float]]:
+        """Per batch item: the most likely language (restricted to ``allowed``) and its probability."""
+        return [ranking[0] for ranking in self.language_rankings(encoded, allowed)]
+
+    def language_rankings(
+        self, encoded: np.ndarray, allowed: Sequence[str] | None = None
+    ) -> list[list[tuple[str, float]]]:
+        """Per batch item: every language with its probability, best first (renormalised over ``allowed``)."""
+        import ctranslate2
+
+        with self.lock:
+            results = self.model.model.detect_language(ctranslate2.StorageView.from_array(encoded))
+        rankings = []
+        for ranking in results:
+            options = [(token[2:-2], float(prob)) for token, prob in ranking]
+            if allowed:
+                options = [(lang, p) for lang, p in options if lang in allowed] or [(allowed[0], 0.0)]
+                total = sum(p for _, p in options)
+                options = [(lang, p / total if total else 0.0) for lang, p in options]
+            rankings.append(options)
+        return rankings
+
+    def generate(
+        self,
+        encoded: np.ndarray,
+        prompts: list[list[int]],
+        *,
+        beam_size: int,
+        max_tokens: list[int],
+        suppress: list[int],
+        tokenizers: list[Tokenizer],
+    ) -> list[Generated]:
+        """Beam search with ``num_hypotheses = beam_size``; prompts of one batch share one length."""
+        import ctranslate2
+
+        with self.lock:
+            results = self.model.model.generate(
+                ctranslate2.StorageView.from_array(encoded),
+                prompts,
+                beam_size=beam_size,
+                num_hypotheses=beam_size,
+                max_length=min(448, max(max_tokens) + len(prompts[0])),
+                return_scores=True,
+                return_no_speech_prob=True,
+                suppress_blank=True,
+                suppress_tokens=suppress,
+            )
+        out = []
+        for result, limit, tokenizer in zip(results, max_tokens, tokenizers, strict=True):
+            hypotheses = []
+            for sequence, score in zip(result.sequences_ids, result.scores, strict=True):
+                tokens = [t for t in sequence[:limit] if t < tokenizer.eot]
+                # Scores are log-probabilities averaged over tokens (length penalty 1).
+                hypotheses.append(Hypothesis(tokens, tokenizer.decode(tokens), score * max(1, len(sequence))))
+            average = float(result.scores[0]) if result.scores else 0.0
+            out.append(Generated(hypotheses, float(result.no_speech_prob), average))
+        return out
+
+    def sample(
+        self,
+        encoded: np.ndarray,
+        prompt: list[int],
+        *,
+        temperature: float,
+        max_tokens: int,
+        tokenizer: Tokenizer,
+    ) -> list[Hypothesis]:
+        """Three sampled hypotheses of one chunk (the loop fallback), best average log-probability first."""
+        import ctranslate2
+
+        with self.lock:
+            result = self.model.model.generate(
+                ctranslate2.StorageView.from_array(encoded),
+                [prompt],
+                beam_size=1,
+                num_hypotheses=3,
+                sampling_topk=0,
+                sampling_temperature=temperature,
+                max_length=min(448, max_tokens + len(prompt)),
+                return_scores=True,
+            )[0]
+        ranked = sorted(zip(result.sequences_ids, result.scores, strict=True), key=lambda pair: -pair[1])
+        out = []
+        for sequence, score in ranked:
+            tokens = [t for t in sequence[:max_tokens] if t < tokenizer.eot]
+            out.append(Hypothesis(tokens, tokenizer.decode(tokens), score * max(1, len(sequence))))
+        return out
+
+    def align(
+        self,
+        encoded: np.ndarray,
+        start_sequence: list[int],
+        token_lists: list[list[int]],
+        num_frames: list[int],
+    ) -> list[Any]:
+        """Cross-attention alignments (and per-token probabilities) of ``token_lists`` against the audio."""
+        import ctranslate2
+
+        with self.lock:
+            return list(
+                self.model.model.align(
+                    ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded)),
+                    start_sequence,
+                    token_lists,
+                    num_frames,
+                    median_filter_width=7,
+                )
+            )
+
+
+def window_frames(chunks: Sequence[Chunk], *, full_window: bool, pad_s: float) -> int:
+    """Mel frames of the encoder window for a batch: the longest chunk plus ``pad_s`` of silence, rounded up
+    to whole seconds (less padding makes Whisper loop), or Whisper's full 30 s window."""
+    if full_window:
+        return FULL_WINDOW_FRAMES
+    longest = max(c.end - c.start for c in chunks)
+    seconds = math.ceil(longest / SAMPLE_RATE + pad_s)
+    return min(FULL_WINDOW_FRAMES, max(2, seconds) * FRAMES_PER_SECOND)
+
+
+def speech_frames(chunk: Chunk, frames: int) -> int:
+    """Mel frames of a chunk's audio inside a window of ``frames``."""
+    return min(frames, math.ceil((chunk.end - chunk.start) / SAMPLES_PER_FRAME))
+
+
+__all__ = [
+    "ENCODER_FRAME_S",
+    "Generated",
+    "Hypothesis",
+    "WhisperModelRunner",
+    "speech_frames",
+    "window_frames",
+]

@@ -19,7 +19,6 @@ import glob
 import logging
 import math
 import re
-import threading
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -183,16 +182,14 @@ def _rewrite_cost(stretch: str, word: str) -> float | None:
     return rewrite_cost(stretch, word, EXACT_COST, FUZZY_COST)
 
 
-def find_language_model() -> Path | None:
-    """The KenLM file to use: ``TINGYIN_ZH_LM`` when set (``off`` disables), else libime's model."""
-    from tingyin.config import get_settings
-
-    return _resolve(get_settings().zh_lm.strip())
+def find_language_model(configured: str) -> Path | None:
+    """The KenLM file for the ``TINGYIN_ZH_LM`` setting: a path, ``off`` (None), or empty for libime's
+    model."""
+    return _resolve(configured.strip())
 
 
 @lru_cache(maxsize=8)
 def _resolve(configured: str) -> Path | None:
-    # Cached: the engine asks for the model on every chunk, and the default search globs the filesystem.
     if configured.lower() in ("off", "none", "0", "false"):
         return None
     if configured:
@@ -203,45 +200,21 @@ def _resolve(configured: str) -> Path | None:
     return None
 
 
-_model: ZhLanguageModel | None = None
-_loaded_from: Path | None = None
-_lock = threading.Lock()
-_warned: set[str] = set()
-
-
-def get_language_model() -> ZhLanguageModel | None:
-    """The shared model, loaded on first use; None (after one log line) when it cannot be had."""
-    global _model, _loaded_from
-    path = find_language_model()
+def load_language_model(configured: str) -> ZhLanguageModel | None:
+    """The model the setting names, loaded; None (logged) when it is off, missing or unreadable, so that
+    Mandarin falls back to the unigram corrector instead of failing."""
+    path = find_language_model(configured)
     if path is None:
         return None
-    if _model is not None and _loaded_from == path:
-        return _model
-    with _lock:
-        if _model is not None and _loaded_from == path:
-            return _model
-        try:
-            model = ZhLanguageModel(path)
-        except ImportError:
-            _warn_once("kenlm", "the kenlm module is not installed: pip install 'tingyin[zh-lm]'")
-            return None
-        except (OSError, RuntimeError) as exc:
-            _warn_once(str(path), f"cannot read the Chinese language model {path}: {exc}")
-            return None
-        _model, _loaded_from = model, path
-        log.info("Chinese language model loaded from %s", path)
-        return model
-
-
-def _warn_once(key: str, message: str) -> None:
-    if key not in _warned:
-        _warned.add(key)
-        log.warning("%s; Chinese transcripts fall back to the unigram corrector", message)
-
-
-def reset_language_model() -> None:
-    """Forget the loaded model (tests switch ``TINGYIN_ZH_LM``)."""
-    global _model, _loaded_from
-    with _lock:
-        _model, _loaded_from = None, None
-        _resolve.cache_clear()
+    try:
+        model = ZhLanguageModel(path)
+    except ImportError:
+        log.warning("the kenlm module is not installed; Chinese transcripts use the unigram corrector")
+        return None
+    except (OSError, RuntimeError) as exc:
+        log.warning(
+            "cannot read the Chinese language model (%s); using the unigram corrector", type(exc).__name__
+        )
+        return None
+    log.info("Chinese language model loaded from %s", path)
+    return model

@@ -30,8 +30,10 @@ from tingyin.errors import (
     TingyinError,
     Unauthorized,
 )
-from tingyin.speech.recognize import NoSpeech, RecognitionTimeout, ShortSpeech, recognize_short
-from tingyin.speech.types import TranscribeOptions
+from tingyin.inference import InferenceExecutor
+from tingyin.speech.errors import NoSpeech, RecognitionTimeout
+from tingyin.speech.options import DecodeOptions
+from tingyin.speech.recognize import ShortSpeech, recognize_short
 from tingyin.store.apps import AppInfo
 from tingyin.store.quota import consume
 from tingyin.store.tokens import authenticate_access_token, issue_token, refresh_token
@@ -300,7 +302,7 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
         raise BaiduError(3300, f"len is {length} but the speech holds {len(data)} bytes")
     language, punctuation, _ = DEV_PIDS[dev_pid]
     settings = get_settings()
-    options = TranscribeOptions(
+    options = DecodeOptions.parse(
         language=language, itn=True, punctuation=punctuation, vocabulary=tuple(get_vocabulary(app.pk))
     )
     return ShortSpeech(
@@ -313,17 +315,20 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
     )
 
 
-def _recognize(path: str, params: dict[str, Any]) -> JSONResponse:
+def _admit(path: str, params: dict[str, Any]) -> ShortSpeech:
+    """Authenticate, count the request against the app's quota, and check its parameters."""
     app = _authenticate(params)
     consume(app, "baidu_asr")
-    transcript = recognize_short(_request_of(path, params, app))
-    return _answer(0, result=[transcript.text])
+    return _request_of(path, params, app)
 
 
 async def _handle(path: str, request: Request) -> JSONResponse:
+    inference: InferenceExecutor = request.app.state.inference
     try:
         params = await _parse(request)
-        return await in_thread(_recognize, path, params)
+        speech = await in_thread(_admit, path, params)
+        result = await inference.run(recognize_short, speech)
+        return _answer(0, result=[result.text])
     except (BaiduError, TingyinError) as exc:
         return _answer(_error_code(exc), exc.detail if isinstance(exc, BaiduError) else str(exc))
 

@@ -33,7 +33,8 @@ from tingyin.errors import (
     TingyinError,
     Unauthorized,
 )
-from tingyin.jobs.service import JobView, get_job, mark_fetched, submit_job
+from tingyin.jobs.service import JobView, get_job, mark_fetched
+from tingyin.jobs.transcription import TranscriptionParams, job_params, submit_transcription
 from tingyin.store.apps import AppInfo, secret_for_access_key
 from tingyin.store.quota import consume
 
@@ -156,7 +157,7 @@ def _flag(data: dict[str, Any], name: str) -> bool:
     raise QiniuError(100, f"{name} must be 0 or 1")
 
 
-def _job_params(data: dict[str, Any], blob_key: str) -> dict[str, Any]:
+def _job_params(data: dict[str, Any], blob_key: str) -> TranscriptionParams:
     voice_id = data.get("voice_id")
     if not isinstance(voice_id, str) or not voice_id.strip():
         raise QiniuError(100, "voice_id is required")
@@ -184,23 +185,26 @@ def _job_params(data: dict[str, Any], blob_key: str) -> dict[str, Any]:
     if fmt is not None and str(fmt).lower() not in KNOWN_FORMATS:
         raise QiniuError(120, f"audio format {fmt!r} is not supported")
     need_dia, need_role = _flag(data, "need_dia"), _flag(data, "need_role")
-    return {
-        "source": {"blob": blob_key},
-        "format": None if fmt in (None, "", "wav", "mp3") else str(fmt).lower(),
-        "options": {
-            "language": MODEL_TYPES[model_type],
-            "itn": True,
-            "punctuation": True,
-            "hot_words": parsed,
+    return TranscriptionParams.parse(
+        source={"blob": blob_key},
+        audio={
+            "format": None if fmt in (None, "", "wav", "mp3") else str(fmt).lower(),
+            "max_seconds": 5 * 3600,
         },
-        "diarize": need_dia,
-        "roles": need_role,
-        "split_channels": True,
-        "words": _flag(data, "need_words"),
-        "voice_id": voice_id,
-        "vendor": "qiniu",
-        "max_seconds": 5 * 3600,
-    }
+        recording={
+            "decode": {
+                "language": MODEL_TYPES[model_type],
+                "itn": True,
+                "punctuation": True,
+                "hot_words": parsed,
+            },
+            "diarize": need_dia,
+            "roles": need_role,
+            "split_channels": True,
+        },
+        vendor="qiniu",
+        vendor_fields={"voice_id": voice_id, "need_words": _flag(data, "need_words")},
+    )
 
 
 def _submit(app: AppInfo, body: Any) -> JSONResponse:
@@ -217,7 +221,7 @@ def _submit(app: AppInfo, body: Any) -> JSONResponse:
             audio.probe(blob.path)
         except audio.AudioError as exc:
             raise QiniuError(JOB_ERRORS.get(exc.code, 119), exc.message) from exc
-        job_id = submit_job("transcription", params, app_pk=app.pk)
+        job_id = submit_transcription(params, app_pk=app.pk)
         return _answer(0, "success", session_id=job_id)
     finally:
         body.discard()
@@ -225,7 +229,7 @@ def _submit(app: AppInfo, body: Any) -> JSONResponse:
 
 def _render(job: JobView) -> dict[str, Any]:
     result = job.result or {}
-    need_words = bool(job.params.get("words"))
+    need_words = bool(job_params(job.params).vendor_fields.get("need_words"))
     texts = []
     for seg_no, u in enumerate(result.get("utterances", [])):
         text = {

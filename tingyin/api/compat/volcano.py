@@ -17,7 +17,8 @@ from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
 from tingyin.api.middleware import register_body_limit
 from tingyin.audio.fetch import FetchError, check_url
 from tingyin.errors import NotFound, QuotaExceeded, ServiceUnavailable, TingyinError, Unauthorized
-from tingyin.jobs.service import JobView, get_job, submit_job
+from tingyin.jobs.service import JobView, get_job
+from tingyin.jobs.transcription import TranscriptionParams, job_params, submit_transcription
 from tingyin.store.apps import AppInfo, authenticate_token
 from tingyin.store.quota import consume
 
@@ -148,21 +149,25 @@ def _submit(request: Request, data: dict[str, Any]) -> JSONResponse:
     language = str(additions.get("language") or "zh-CN")
     if language not in LANGUAGES:
         raise VolcanoError(1001, f"additions.language must be one of {', '.join(LANGUAGES)}")
-    params = {
-        "source": {"url": url},
-        "format": "pcm" if raw_pcm else None,
-        "pcm_rate": int(audio_part.get("rate") or 16000),
-        "pcm_channels": int(audio_part.get("channel") or 1),
-        "options": {
-            "language": LANGUAGES[language],
-            "itn": _flag(additions, "use_itn", True),
-            "punctuation": _flag(additions, "use_punc", True),
+    params = TranscriptionParams.parse(
+        source={"url": url},
+        audio={
+            "format": "pcm" if raw_pcm else None,
+            "pcm_rate": audio_part.get("rate") or 16000,
+            "pcm_channels": audio_part.get("channel") or 1,
         },
-        "diarize": _flag(additions, "with_speaker_info", False),
-        "vendor": "volcano",
-        "callback": callback or None,
-    }
-    job_id = submit_job("transcription", params, app_pk=app.pk)
+        recording={
+            "decode": {
+                "language": LANGUAGES[language],
+                "itn": _flag(additions, "use_itn", True),
+                "punctuation": _flag(additions, "use_punc", True),
+            },
+            "diarize": _flag(additions, "with_speaker_info", False),
+        },
+        vendor="volcano",
+        callback=callback or None,
+    )
+    job_id = submit_transcription(params, app_pk=app.pk)
     return _resp(1000, "Success", id=job_id)
 
 
@@ -176,7 +181,7 @@ def query_answer(job: JobView) -> dict[str, Any]:
         code = JOB_ERRORS.get(job.error_code or "", 1099)
         return {"resp": {"id": job.id, "code": code, "message": job.error_message or "failed"}}
     result = job.result or {}
-    with_speaker = bool(job.params.get("diarize"))
+    with_speaker = job_params(job.params).recording.diarize
     utterances = []
     for u in result.get("utterances", []):
         item: dict[str, Any] = {

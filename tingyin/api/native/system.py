@@ -24,6 +24,7 @@ def _readiness() -> tuple[bool, dict[str, Any]]:
     from tingyin.config import get_settings
     from tingyin.jobs.celery_app import ping_broker
     from tingyin.models import get_manager
+    from tingyin.speech.models import speech_models
     from tingyin.store.db import ping
 
     checks: dict[str, Any] = {}
@@ -35,10 +36,9 @@ def _readiness() -> tuple[bool, dict[str, Any]]:
         except Exception as exc:
             checks[name] = f"unavailable: {exc}"
             ready = False
-    loaded = get_manager().loaded()
+    checks["models_loaded"] = get_manager().loaded()
     default_asr = get_settings().asr_model
-    checks["models_loaded"] = loaded
-    if not any(key.startswith(f"whisper:{default_asr}:") for key in loaded):
+    if default_asr not in speech_models().loaded():
         checks["asr_model"] = f"{default_asr} not loaded yet"
         ready = False
     else:
@@ -55,9 +55,11 @@ async def readyz() -> JSONResponse:
 
 @router.get("/v1/models", tags=["system"])
 async def list_models() -> dict[str, Any]:
-    from tingyin.models import get_manager, get_store
+    from tingyin.models import get_store
+    from tingyin.speech.models import speech_models
 
-    loaded = get_manager().loaded()
+    models = speech_models()
+    enabled, loaded = models.enabled(), models.loaded()
     return {
         "models": [
             {
@@ -66,10 +68,13 @@ async def list_models() -> dict[str, Any]:
                 "source": m.source,
                 "description": m.description,
                 "available": m.materialised,
-                "loaded": any(key.startswith(f"whisper:{m.name}:") for key in loaded),
+                "enabled": m.name in enabled,
+                "loaded": m.name in loaded,
             }
             for m in get_store().list()
-        ]
+        ],
+        "asr_models": sorted(enabled),
+        "default_asr_model": models.settings.asr_model,
     }
 
 

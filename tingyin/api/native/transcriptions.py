@@ -1,4 +1,8 @@
-"""Native speech API: synchronous recognition of short audio and transcription jobs for long audio."""
+"""Native speech API: synchronous recognition of short audio and transcription jobs for long audio.
+
+Both run the same recording pipeline with the same options: language, ITN, punctuation, weighted hot words,
+the model (one the operator enabled), and speakers/roles/channels.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,9 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from tingyin.api.deps import in_thread, native_app
 from tingyin.errors import InvalidRequest
+from tingyin.inference import InferenceExecutor
+from tingyin.speech.options import DecodeOptions, HotWord, Language
+from tingyin.speech.pipeline import MAX_SPEAKERS, RecordingOptions, RecordingResult
 from tingyin.store.apps import AppInfo
 
 router = APIRouter(prefix="/v1", tags=["speech"])
@@ -17,26 +24,37 @@ SYNC_MAX_SECONDS = 300.0
 UPLOAD_MAX_BYTES = 500 * 1024 * 1024
 
 
-def _options(
-    language: str, itn: bool, punctuation: bool, hot_words: str | None, model: str | None
-) -> dict[str, Any]:
-    from tingyin.speech.types import LANGUAGES
+class RecordingQuery:
+    """The recognition options of both endpoints, as query parameters."""
 
-    if language not in LANGUAGES:
-        raise InvalidRequest(f"language must be one of {', '.join(LANGUAGES)}")
-    words = []
-    for item in (hot_words or "").split(","):
-        if not item.strip():
-            continue
-        text, _, weight = item.partition(":")
-        try:
-            value = float(weight) if weight else 5.0
-        except ValueError:
-            raise InvalidRequest(f"hot word weight must be a number: {item!r}") from None
-        if not -10 <= value <= 10:
-            raise InvalidRequest("hot word weights run from -10 to 10")
-        words.append({"text": text.strip(), "weight": value})
-    return {"language": language, "itn": itn, "punctuation": punctuation, "hot_words": words, "model": model}
+    def __init__(
+        self,
+        language: Language = Query("auto", description="auto, zh, en, yue or zh-en"),
+        itn: bool = Query(True, description="numbers, dates, money as digits"),
+        punctuation: bool = Query(True),
+        hot_words: str | None = Query(None, description="comma-separated phrase:weight (weight -10..10)"),
+        model: str | None = Query(None, description="one of the models the operator enabled"),
+        diarize: bool = Query(False, description="speaker per utterance (single-channel audio)"),
+        num_speakers: int | None = Query(None, ge=1, le=MAX_SPEAKERS, description="when known"),
+        roles: bool = Query(False, description="agent (S) / customer (C) per speaker"),
+        split_channels: bool = Query(False, description="transcribe each channel apart"),
+        word_timestamps: bool = Query(True),
+    ) -> None:
+        decode = DecodeOptions.parse(
+            language=language,
+            itn=itn,
+            punctuation=punctuation,
+            hot_words=HotWord.parse_list(hot_words),
+            model=model or None,
+            word_timestamps=word_timestamps,
+        )
+        self.options = RecordingOptions.parse(
+            decode=decode,
+            diarize=diarize,
+            num_speakers=num_speakers,
+            roles=roles,
+            split_channels=split_channels,
+        )
 
 
 async def _upload_chunks(request: Request) -> AsyncIterator[bytes]:
@@ -65,53 +83,54 @@ async def _store_upload(request: Request) -> str:
     return blob.key
 
 
-def _recognize(blob_key: str, fmt: str | None, options: dict[str, Any]) -> dict[str, Any]:
+def _recognize(blob_key: str, fmt: str | None, options: RecordingOptions) -> RecordingResult:
     from tingyin import audio
-    from tingyin.jobs.builtin import options_from_params
-    from tingyin.speech import transcribe
-    from tingyin.speech.types import transcript_to_dict
+    from tingyin.speech.models import speech_models
+    from tingyin.speech.pipeline import transcribe_recording
     from tingyin.store.blobs import get_blob
 
-    decoded = audio.decode(get_blob(blob_key).path, format=fmt, max_seconds=SYNC_MAX_SECONDS)
-    return transcript_to_dict(transcribe(decoded.mono(), options_from_params(options)))
+    decoded = audio.decode(
+        get_blob(blob_key).path, format=fmt, max_seconds=SYNC_MAX_SECONDS, mono=not options.split_channels
+    )
+    with speech_models().use(options.decode.model) as recognizer:
+        return transcribe_recording(decoded, options.model_copy(update={"require_speech": False}), recognizer)
 
 
-@router.post("/recognize")
+@router.post("/recognize", response_model=RecordingResult)
 async def recognize(
     request: Request,
-    language: str = Query("auto", description="auto, zh, en, yue or zh-en"),
-    itn: bool = Query(True, description="numbers, dates, money as digits"),
-    punctuation: bool = Query(True),
-    hot_words: str | None = Query(None, description="comma-separated phrase:weight (weight -10..10)"),
+    query: RecordingQuery = Depends(),
     format: str | None = Query(None, description="container when it cannot be sniffed, e.g. pcm"),
-    model: str | None = Query(None),
     app: AppInfo = Depends(native_app),
-) -> dict[str, Any]:
+) -> RecordingResult:
     """Transcribe up to 5 minutes of audio (raw body or multipart ``file``) and answer at once."""
-    options = _options(language, itn, punctuation, hot_words, model)
+    from tingyin.speech.models import speech_models
+
+    speech_models().resolve(query.options.decode.model)
     blob_key = await _store_upload(request)
-    return await in_thread(_recognize, blob_key, format, options)
+    inference: InferenceExecutor = request.app.state.inference
+    return await inference.run(_recognize, blob_key, format, query.options)
 
 
 @router.post("/transcriptions", status_code=202)
 async def create_transcription(
     request: Request,
-    language: str = Query("auto"),
-    itn: bool = Query(True),
-    punctuation: bool = Query(True),
-    hot_words: str | None = Query(None),
+    query: RecordingQuery = Depends(),
     format: str | None = Query(None),
-    model: str | None = Query(None),
     app: AppInfo = Depends(native_app),
 ) -> dict[str, Any]:
     """Queue a transcription job for audio of any length; poll ``GET /v1/transcriptions/{id}``."""
-    from tingyin.jobs import get_job, submit_job
+    from tingyin.jobs import get_job
+    from tingyin.jobs.transcription import AudioInput, AudioSource, TranscriptionParams, submit_transcription
+    from tingyin.speech.models import speech_models
 
-    options = _options(language, itn, punctuation, hot_words, model)
+    speech_models().resolve(query.options.decode.model)
+    audio_input = AudioInput.parse(format=format)
     blob_key = await _store_upload(request)
-    job_id = await in_thread(
-        submit_job, "transcribe", {"blob": blob_key, "format": format, "options": options}, app_pk=app.pk
+    params = TranscriptionParams(
+        source=AudioSource(blob=blob_key), audio=audio_input, recording=query.options
     )
+    job_id = await in_thread(submit_transcription, params, app_pk=app.pk)
     return (await in_thread(get_job, job_id)).as_dict()
 
 

@@ -1,0 +1,135 @@
+"""Fast checks of the speech core's pure parts: options, chunking, guards, coverage, timing, text."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from pydantic import ValidationError
+
+from tingyin.errors import InvalidRequest
+from tingyin.jobs.transcription import TranscriptionParams
+from tingyin.speech import guards
+from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap, make_chunks
+from tingyin.speech.decoding import merge_patch, uncovered
+from tingyin.speech.options import DecodeOptions, HotWord
+from tingyin.speech.pipeline import RecordingOptions
+from tingyin.speech.postprocess import DecodedChunk
+from tingyin.speech.textnorm import strip_punctuation
+from tingyin.speech.timing import TimedChar
+
+S = SAMPLE_RATE
+
+
+def test_decode_options_are_validated_and_frozen() -> None:
+    options = DecodeOptions.parse({"language": "zh", "beam_size": "4", "second_pass": "false"})
+    assert options.beam_size == 4 and options.second_pass is False
+    with pytest.raises(ValidationError):  # frozen
+        options.beam_size = 3  # type: ignore[misc]
+    assert options.with_changes(beam_size=2).beam_size == 2
+    for bad in ({"language": "de"}, {"beam_size": 11}, {"vocabulary": ["x" * 51]}, {"typo_field": 1}):
+        with pytest.raises(InvalidRequest):
+            DecodeOptions.parse(bad)
+
+
+def test_hot_words_are_parsed_in_one_place() -> None:
+    words = HotWord.parse_list("盛源:8, 股票:-3.5,证监会")
+    assert [(w.text, w.weight) for w in words] == [("盛源", 8.0), ("股票", -3.5), ("证监会", 5.0)]
+    assert HotWord.parse_list(None) == ()
+    for bad in ("盛源:eleven", "盛源:11", " :3"):
+        with pytest.raises(InvalidRequest):
+            HotWord.parse_list(bad)
+
+
+def test_recording_options_and_job_params_are_checked_at_submit() -> None:
+    with pytest.raises(InvalidRequest):
+        RecordingOptions.parse(num_speakers=9, max_speakers=8)
+    params = TranscriptionParams.parse(
+        source={"url": "https://example.com/a.wav"}, audio={"pcm_rate": "8000"}
+    )
+    assert params.audio.pcm_rate == 8000
+    for bad in (
+        {"source": {}},
+        {"source": {"url": "https://x/a.wav", "blob": "0" * 64}},
+        {"source": {"blob": "../../etc/passwd"}},
+        {"source": {"url": "https://x/a.wav"}, "audio": {"pcm_rate": "abc"}},
+        {
+            "source": {"url": "https://x/a.wav"},
+            "recording": {"decode": {"hot_words": [{"text": "a", "weight": 20}]}},
+        },
+    ):
+        with pytest.raises(InvalidRequest):
+            TranscriptionParams.parse(bad)
+    # Stored as JSON and read back by the worker unchanged.
+    assert TranscriptionParams.parse(params.model_dump(mode="json")) == params
+
+
+def test_chunks_merge_close_regions_up_to_the_target() -> None:
+    regions = [(0, 3 * S), (int(3.5 * S), 6 * S), (int(7.5 * S), 10 * S), (int(10.1 * S), 13 * S)]
+    chunks = make_chunks(regions)
+    assert [(c.start, c.end) for c in chunks] == [(0, 6 * S), (int(7.5 * S), 13 * S)]
+    assert chunks[0].speech == [(0, 3 * S), (int(3.5 * S), 6 * S)]
+    assert all(c.end - c.start <= 12 * S for c in make_chunks([(0, 30 * S)]))
+
+
+def test_long_speech_is_split_at_its_least_speech_like_frame() -> None:
+    frames = int(20 * S / 512)
+    probabilities = np.full(frames, 0.95, dtype=np.float32)
+    dip = int(9.0 * S / 512)
+    probabilities[dip - 1 : dip + 2] = 0.2  # a short pause the VAD did not end the region for
+    regions = SpeechMap(probabilities, frames * 512).regions()
+    assert len(regions) == 2
+    assert abs(regions[0][1] / S - 9.0) < 0.1
+    assert regions[0][1] == regions[1][0]
+
+
+def test_short_unit_loops_are_loops() -> None:
+    assert guards.is_loop("看来三星的４４４４４４４４４４４")
+    assert not guards.is_loop("谢谢谢谢")
+    assert not guards.is_loop("金融系统似乎也在加大对房地产的投资力度")
+
+
+def test_stopped_early_and_empty_results_are_decoded_again() -> None:
+    chunk = Chunk(0, 8 * S, [(0, 8 * S)])
+    assert guards.needs_redecode("你好", chunk, "zh")
+    assert guards.needs_redecode("", chunk, "zh")
+    assert not guards.needs_redecode("金融系统似乎也在加大对房地产的投资力度", chunk, "zh")
+    assert guards.is_hallucination("字幕由Amara.org社区提供")
+    assert not guards.is_hallucination("P M M")
+
+
+def _chars(text: str, start: float, step: float) -> list[TimedChar]:
+    return [TimedChar(ch, start + i * step, start + (i + 1) * step) for i, ch in enumerate(text)]
+
+
+def test_speech_no_character_covers_is_found() -> None:
+    frames = int(10 * S / 512)
+    speech = SpeechMap(np.full(frames, 0.9, dtype=np.float32), frames * 512)
+    chunk = Chunk(0, 10 * S, [(0, 10 * S)])
+    # Characters cover 0.5-4.5 s; the speech goes on to 10 s: the tail is uncovered.
+    item = DecodedChunk(chunk, "zh", "一二三四五六七八", _chars("一二三四五六七八", 0.5, 0.5))
+    assert uncovered(item, speech) == [(4.5, 10.0)]
+    # A character stretched over 4 s (the alignment parks skipped audio on it) is uncovered past 1 s.
+    stretched = [*_chars("一二三", 0.2, 0.3), TimedChar("四", 1.1, 5.1), *_chars("五六七八九十", 5.1, 0.3)]
+    item = DecodedChunk(chunk, "zh", "一二三四五六七八九十", stretched)
+    found = uncovered(item, speech)
+    assert found[0] == pytest.approx((2.1, 5.1))
+    # Covered speech, or uncovered silence, is fine.
+    silent = SpeechMap(np.zeros(frames, dtype=np.float32), frames * 512)
+    item = DecodedChunk(chunk, "zh", "一二三四五六七八", _chars("一二三四五六七八", 0.5, 0.5))
+    assert uncovered(item, silent) == []
+
+
+def test_a_patch_is_merged_in_time_order() -> None:
+    chunk = Chunk(0, 10 * S, [(0, 10 * S)])
+    item = DecodedChunk(chunk, "en", "hello there", _chars("hello there", 0.5, 0.1))
+    patch = DecodedChunk(
+        Chunk(5 * S, 9 * S, [(5 * S, 9 * S)]), "en", "general kenobi", _chars("general kenobi", 5.5, 0.1)
+    )
+    merged = merge_patch(item, patch)
+    assert merged.text == "hello there general kenobi"
+    assert [c.start for c in merged.chars] == sorted(c.start for c in merged.chars)
+
+
+def test_thousands_separator_survives_stripping_punctuation() -> None:
+    assert strip_punctuation("there were 114,300 people, he said") == "there were 114,300 people he said"
+    assert strip_punctuation("1, 2, 3") == "1 2 3"

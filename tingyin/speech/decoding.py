@@ -1,0 +1,387 @@
+"""Decoding a batch of chunks with Whisper, and the checks that keep speech from being lost.
+
+* Each chunk is encoded at its own length (rounded up to whole seconds plus ``PAD_S`` of silence) rather than
+  Whisper's fixed 30 s window: a 5 s clip then costs about a tenth of the encoder time. Chunks of similar
+  length are decoded together (beam search over several at once).
+* Language is detected per chunk from the same encoder output (``auto`` among all languages, ``zh-en`` between
+  Mandarin and English), so a mixed recording gets per-utterance languages.
+* A chunk whose first result looks wrong (a loop, a phrase read twice, much less text than speech, nothing at
+  all, or the model's own doubt that it is speech) is decoded again with the full 30 s window; the better of
+  the two results stays. A loop that survives is re-sampled with rising temperature.
+* Coverage: after alignment, speech (by the VAD's frame probabilities) that no character covers for longer
+than
+  ``MIN_UNCOVERED_S`` — Whisper skipping a sentence of a chunk — is decoded as a chunk of its own and merged.
+* Only a known subtitle credit on its own, or text both decodes doubt is speech, is dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, NamedTuple
+
+import numpy as np
+
+from tingyin.speech import guards, hotwords, textnorm
+from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap
+from tingyin.speech.options import DecodeOptions
+from tingyin.speech.postprocess import DecodedChunk
+from tingyin.speech.rescoring import SecondPass, UnigramChooser
+from tingyin.speech.timing import TimedChar, timed_chars
+from tingyin.speech.whisper import Generated, Hypothesis, WhisperModelRunner, speech_frames, window_frames
+
+if TYPE_CHECKING:
+    from faster_whisper.tokenizer import Tokenizer
+
+PAD_S = 3.0  # silence after the speech in a short encoder window (less makes Whisper loop)
+NO_SPEECH_LIMIT = 0.6
+LOW_SCORE_LIMIT = -1.0
+TOKENS_PER_S = 12  # output length cap: 10 + 12 tokens per second of audio
+MIN_UNCOVERED_S = 1.0  # speech without any aligned character for this long is decoded again on its own
+UNCOVERED_MARGIN_S = 0.25  # context kept on either side of an uncovered stretch
+LONGEST_CHAR_S = 1.0  # an aligned character (or English word) longer than this has swallowed other speech
+LOOP_TEMPERATURES = (0.4, 0.8)
+ENGLISH_IN_MANDARIN = 0.9  # a chunk of a Mandarin request is decoded as English above this probability
+
+# Style prompts: the previous-text context that sets the script and punctuation Whisper writes in.
+STYLE_PROMPTS = {
+    "zh": "以下是普通话的句子，使用简体中文。",
+    "yue": "以下係廣東話嘅句子。",
+    # Mixed Mandarin-English (Qiniu cn_en): English words stay in Latin letters.
+    "zh-en": "以下是中英文混合的句子，English单词保持英文原文。",
+    "en": "Hello, welcome. This is a sentence with punctuation.",
+}
+
+
+class Pass(NamedTuple):
+    """One encoder + decoder pass over a batch of chunks."""
+
+    chunks: list[Chunk]
+    encoded: np.ndarray  # [batch, frames // 2, d_model]
+    frames: int
+    languages: list[str]
+    tokenizers: list[Tokenizer]
+    chosen: list[Hypothesis]
+    generated: list[Generated]
+    rescored: dict[int, object]  # chunk index -> alignment of the second pass's winner
+
+
+def max_tokens(chunk: Chunk) -> int:
+    return int(10 + TOKENS_PER_S * (chunk.end - chunk.start) / SAMPLE_RATE)
+
+
+def prompt_tokens(tokenizer: Tokenizer, style: str, bias_text: str) -> list[int]:
+    style_text = STYLE_PROMPTS.get(style, "")
+    chinese = style in ("zh", "yue", "zh-en")
+    previous = f"{bias_text}。{style_text}" if bias_text and chinese else f"{bias_text} {style_text}"
+    previous = previous.strip()
+    tokens: list[int] = []
+    if previous:
+        tokens = [tokenizer.sot_prev, *tokenizer.encode(" " + previous)[-200:]]
+    return [*tokens, *tokenizer.sot_sequence, tokenizer.no_timestamps]
+
+
+class ChunkDecoder:
+    """Runs the passes of one batch of chunks on a ``WhisperModelRunner``."""
+
+    def __init__(
+        self, runner: WhisperModelRunner, second_pass: SecondPass | None, unigram: UnigramChooser | None
+    ) -> None:
+        self.runner = runner
+        self.second_pass = second_pass
+        self.unigram = unigram
+
+    # ------------------------------------------------------------------------------------------ passes
+
+    def run_pass(
+        self,
+        audio: np.ndarray,
+        chunks: Sequence[Chunk],
+        language: str,
+        bias: hotwords.BiasPlan,
+        options: DecodeOptions,
+        *,
+        full_window: bool = False,
+        languages: list[str] | None = None,
+    ) -> Pass:
+        runner = self.runner
+        frames = window_frames(chunks, full_window=full_window, pad_s=PAD_S)
+        encoded = runner.encode(runner.features(audio, chunks, frames))
+        if languages is None:
+            languages = self._languages(encoded, language)
+        bias_text = hotwords.prompt_text(bias)
+        tokenizers = [runner.tokenizer(lang) for lang in languages]
+        styles = ["zh-en" if language == "zh-en" and lang == "zh" else lang for lang in languages]
+        prompts = [
+            prompt_tokens(tok, style, bias_text) for tok, style in zip(tokenizers, styles, strict=True)
+        ]
+        limits = [max_tokens(c) for c in chunks]
+        # One generate call per prompt length (the start token must sit at one position in a batch).
+        groups: dict[int, list[int]] = {}
+        for i, prompt in enumerate(prompts):
+            groups.setdefault(len(prompt), []).append(i)
+        generated: list[Generated | None] = [None] * len(chunks)
+        for indices in groups.values():
+            suppress = [-1]
+            if all(languages[i] == "zh" for i in indices):
+                suppress += runner.traditional_tokens()
+            results = runner.generate(
+                encoded[indices],
+                [prompts[i] for i in indices],
+                beam_size=options.beam_size,
+                max_tokens=[limits[i] for i in indices],
+                suppress=suppress,
+                tokenizers=[tokenizers[i] for i in indices],
+            )
+            for i, result in zip(indices, results, strict=True):
+                generated[i] = result
+        done = [g for g in generated if g is not None]
+        chosen, rescored = self._choose(encoded, frames, chunks, languages, tokenizers, done, bias, options)
+        return Pass(list(chunks), encoded, frames, languages, tokenizers, chosen, done, rescored)
+
+    def _languages(self, encoded: np.ndarray, language: str) -> list[str]:
+        """Per chunk: the detected language (auto: any; zh-en: Mandarin or English), or the requested one.
+        A Mandarin request still hears an English turn as English when the model is sure of it, as the
+        vendors' Mandarin models write English in Latin letters rather than dropping it."""
+        if language in ("auto", "zh-en"):
+            allowed = ("zh", "en") if language == "zh-en" else None
+            return [lang for lang, _ in self.runner.detect_languages(encoded, allowed)]
+        if language == "zh":
+            detected = self.runner.detect_languages(encoded, ("zh", "en"))
+            return ["en" if lang == "en" and p >= ENGLISH_IN_MANDARIN else "zh" for lang, p in detected]
+        return [language] * encoded.shape[0]
+
+    def _choose(
+        self,
+        encoded: np.ndarray,
+        frames: int,
+        chunks: Sequence[Chunk],
+        languages: list[str],
+        tokenizers: list[Tokenizer],
+        generated: list[Generated],
+        bias: hotwords.BiasPlan,
+        options: DecodeOptions,
+    ) -> tuple[list[Hypothesis], dict[int, object]]:
+        rescored: dict[int, object] = {}
+        if self.second_pass is not None and options.second_pass and "zh" in languages:
+            pools = {
+                i: self.second_pass.pool(
+                    result.hypotheses,
+                    tokenizers[i],
+                    bias,
+                    options.second_pass_nbest,
+                    options.second_pass_rewrites,
+                )
+                for i, result in enumerate(generated)
+                if languages[i] == "zh" and any(textnorm.has_cjk(h.text) for h in result.hypotheses)
+            }
+            pools = {i: pool for i, pool in pools.items() if pool}
+            if pools:
+                start = list(tokenizers[next(iter(pools))].sot_sequence)  # every pool is a Mandarin chunk
+                for i, choice in self.second_pass.choose(encoded, frames, chunks, pools, start, bias).items():
+                    rescored[i] = choice.alignment
+                    generated[i] = generated[i]._replace(
+                        hypotheses=[choice.hypothesis, *generated[i].hypotheses]
+                    )
+        chosen = []
+        for i, result in enumerate(generated):
+            if i in rescored:
+                chosen.append(result.hypotheses[0])
+            elif self.unigram is not None:
+                chosen.append(self.unigram.choose(result.hypotheses, languages[i], bias))
+            else:
+                chosen.append(result.hypotheses[0] if result.hypotheses else Hypothesis([], "", 0.0))
+        return chosen, rescored
+
+    # --------------------------------------------------------------------------------------- the batch
+
+    def decode(
+        self,
+        audio: np.ndarray,
+        chunks: Sequence[Chunk],
+        language: str,
+        bias: hotwords.BiasPlan,
+        options: DecodeOptions,
+        speech: SpeechMap,
+        *,
+        depth: int = 0,
+    ) -> list[DecodedChunk]:
+        first = self.run_pass(audio, chunks, language, bias, options)
+        where: list[tuple[Pass, int]] = [(first, i) for i in range(len(chunks))]
+        redo = [i for i in range(len(chunks)) if self._doubtful(first, i)]
+        doubted: set[int] = set()  # chunks that both decodes doubt are speech at all
+        if redo:
+            second = self.run_pass(
+                audio,
+                [chunks[i] for i in redo],
+                language,
+                bias,
+                options,
+                full_window=True,
+                languages=[first.languages[i] for i in redo],
+            )
+            for k, i in enumerate(redo):
+                if self._better(second, k, first, i):
+                    where[i] = (second, k)
+                if self._no_speech(first.generated[i]) and self._no_speech(second.generated[k]):
+                    doubted.add(i)
+        decoded: list[DecodedChunk] = []
+        token_lists: list[list[int]] = []
+        for i, (chunk, (run, k)) in enumerate(zip(chunks, where, strict=True)):
+            hypothesis = run.chosen[k]
+            if guards.is_loop(hypothesis.text):
+                hypothesis = self._resample(run, k) or hypothesis
+            tokens, text = hypothesis.tokens, hypothesis.text
+            if guards.is_hallucination(text) or i in doubted:
+                tokens, text = [], ""
+            token_lists.append(tokens)
+            rescored = k in run.rescored and tokens == run.chosen[k].tokens
+            decoded.append(DecodedChunk(chunk, run.languages[k], text, [], rescored))
+        decoded = self._align(decoded, token_lists, where)
+        if depth == 0:
+            decoded = self._cover(audio, decoded, language, bias, options, speech)
+        return decoded
+
+    @staticmethod
+    def _no_speech(result: Generated) -> bool:
+        """The model itself thinks this is no speech, and its best reading scores low."""
+        return result.no_speech_prob > NO_SPEECH_LIMIT and result.average_logprob < LOW_SCORE_LIMIT
+
+    def _doubtful(self, run: Pass, k: int) -> bool:
+        text = run.chosen[k].text
+        return self._no_speech(run.generated[k]) or guards.needs_redecode(
+            text, run.chunks[k], run.languages[k]
+        )
+
+    @staticmethod
+    def _better(new: Pass, k: int, old: Pass, i: int) -> bool:
+        """Whether the full-window result should replace the first one: loop-free over looping, otherwise
+        the one that says more (the usual failure is Whisper stopping early), unless it is a loop."""
+        new_text, old_text = new.chosen[k].text, old.chosen[i].text
+        if guards.is_loop(new_text) or guards.repeats_itself(new_text):
+            return guards.is_loop(old_text) and not guards.is_loop(new_text)
+        if guards.is_loop(old_text) or guards.repeats_itself(old_text):
+            return True
+        return len(textnorm.strip_punctuation(new_text)) >= len(textnorm.strip_punctuation(old_text))
+
+    def _resample(self, run: Pass, k: int) -> Hypothesis | None:
+        """Decode one looping chunk again with rising temperature; the first loop-free result wins."""
+        prompt = prompt_tokens(run.tokenizers[k], run.languages[k], "")
+        for temperature in LOOP_TEMPERATURES:
+            samples = self.runner.sample(
+                run.encoded[k : k + 1],
+                prompt,
+                temperature=temperature,
+                max_tokens=max_tokens(run.chunks[k]),
+                tokenizer=run.tokenizers[k],
+            )
+            if samples and not guards.is_loop(samples[0].text):
+                return samples[0]
+        return None
+
+    def _align(
+        self, decoded: list[DecodedChunk], token_lists: list[list[int]], where: list[tuple[Pass, int]]
+    ) -> list[DecodedChunk]:
+        """Character times (and token probabilities) from cross-attention, one call per (pass, language)."""
+        out = list(decoded)
+        groups: dict[tuple[int, str], list[int]] = {}
+        for i, item in enumerate(decoded):
+            if not token_lists[i]:
+                continue
+            run, k = where[i]
+            if item.rescored:
+                out[i] = item._replace(
+                    chars=timed_chars(run.tokenizers[k], token_lists[i], run.rescored[k], item.chunk)
+                )
+                continue
+            groups.setdefault((id(run), item.language), []).append(i)
+        for indices in groups.values():
+            run = where[indices[0]][0]
+            tokenizer = run.tokenizers[where[indices[0]][1]]
+            rows = [where[i][1] for i in indices]
+            results = self.runner.align(
+                run.encoded[rows],
+                list(tokenizer.sot_sequence),
+                [token_lists[i] for i in indices],
+                [speech_frames(decoded[i].chunk, run.frames) for i in indices],
+            )
+            for i, result in zip(indices, results, strict=True):
+                out[i] = decoded[i]._replace(
+                    chars=timed_chars(tokenizer, token_lists[i], result, decoded[i].chunk)
+                )
+        return out
+
+    # ---------------------------------------------------------------------------------------- coverage
+
+    def _cover(
+        self,
+        audio: np.ndarray,
+        decoded: list[DecodedChunk],
+        language: str,
+        bias: hotwords.BiasPlan,
+        options: DecodeOptions,
+        speech: SpeechMap,
+    ) -> list[DecodedChunk]:
+        """Decode the speech no character covers (a sentence Whisper skipped) and merge it in."""
+        gaps: list[tuple[int, Chunk]] = []
+        for index, item in enumerate(decoded):
+            for start_s, end_s in uncovered(item, speech):
+                lo = max(item.chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
+                hi = min(item.chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
+                if hi > lo:
+                    gaps.append((index, Chunk(lo, hi, [(lo, hi)])))
+        if not gaps:
+            return decoded
+        patches = self.decode(audio, [chunk for _, chunk in gaps], language, bias, options, speech, depth=1)
+        out = list(decoded)
+        for (index, _), patch in zip(gaps, patches, strict=True):
+            if not textnorm.strip_punctuation(patch.text):
+                continue
+            out[index] = merge_patch(out[index], patch)
+        return out
+
+
+def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]]:
+    """Stretches (seconds) of the chunk holding at least ``MIN_UNCOVERED_S`` of VAD speech that no character
+    accounts for: before the first character, after the last, or inside a character stretched far beyond
+    any real character's length (the alignment puts skipped audio on a neighbouring token)."""
+    chunk_lo, chunk_hi = item.chunk.start / SAMPLE_RATE, item.chunk.end / SAMPLE_RATE
+    timed = [c for c in item.chars if not c.char.isspace() and not textnorm.is_punctuation(c.char)]
+    if not timed:
+        if textnorm.strip_punctuation(item.text):
+            return []  # text without alignment: nothing to judge coverage by
+        candidates = [(chunk_lo, chunk_hi)]
+    else:
+        candidates = [(chunk_lo, timed[0].start)]
+        candidates += [(c.start + LONGEST_CHAR_S, c.end) for c in timed if c.end - c.start > LONGEST_CHAR_S]
+        candidates.append((timed[-1].end, chunk_hi))
+    return [
+        (lo, hi)
+        for lo, hi in candidates
+        if hi - lo >= MIN_UNCOVERED_S and speech.speech_seconds(lo, hi) >= MIN_UNCOVERED_S
+    ]
+
+
+def merge_patch(item: DecodedChunk, patch: DecodedChunk) -> DecodedChunk:
+    """The chunk's text and characters with a re-decoded stretch inserted in time order."""
+    chars = sorted([*item.chars, *patch_chars(patch)], key=lambda c: c.start)
+    if item.chars and patch.chars:
+        text = "".join(c.char for c in chars)
+    else:
+        text = (
+            textnorm.join_tokens([item.text, patch.text])
+            if item.chunk.start <= patch.chunk.start
+            else textnorm.join_tokens([patch.text, item.text])
+        )
+        chars = []
+    return item._replace(text=text, chars=chars, rescored=item.rescored and patch.rescored)
+
+
+def patch_chars(patch: DecodedChunk) -> list[TimedChar]:
+    """A patch's characters, with a separating space where two non-Chinese words would otherwise touch."""
+    if not patch.chars or textnorm.has_cjk(patch.chars[0].char):
+        return patch.chars
+    first = patch.chars[0]
+    return [TimedChar(" ", first.start, first.start), *patch.chars]
+
+
+__all__ = ["STYLE_PROMPTS", "ChunkDecoder", "DecodedChunk", "merge_patch", "uncovered"]

@@ -1,0 +1,152 @@
+"""The recording pipeline every speech API and the CLI call: channels → recognition → speakers → roles.
+
+``transcribe_recording(audio, options, recognizer)`` turns decoded audio into a ``RecordingResult``: each
+channel
+(call-centre stereo) or the mix is recognised; a single-channel recording can be diarized, and utterances are
+split where the speaker changes (an utterance never spans two speakers); roles (agent/customer) are found from
+what each speaker says. Text is joined in one way for every caller. The result is vendor-neutral; adapters
+render it in their wire format.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+import numpy as np
+from pydantic import Field, model_validator
+
+from tingyin.audio import DecodedAudio
+from tingyin.speech.errors import NoSpeech
+from tingyin.speech.options import DecodeOptions
+from tingyin.speech.postprocess import join_texts
+from tingyin.speech.recognizer import Recognizer
+from tingyin.speech.types import Utterance, UtteranceRecord
+from tingyin.validation import FrozenModel
+
+ProgressCallback = Callable[[float, str | None], None]
+MAX_SPEAKERS = 32
+
+
+class RecordingOptions(FrozenModel):
+    """What to make of a recording beyond the words: channels, speakers, roles."""
+
+    decode: DecodeOptions = DecodeOptions()
+    split_channels: bool = Field(
+        default=False, description="transcribe each channel apart (call-centre stereo)"
+    )
+    diarize: bool = Field(default=False, description="find who speaks when in a single-channel recording")
+    num_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] | None = None
+    max_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] = 8
+    roles: bool = Field(default=False, description="agent (S) / customer (C) per speaker; implies diarize")
+    require_speech: bool = Field(default=True, description="no speech at all is an error (NoSpeech)")
+
+    @model_validator(mode="after")
+    def _speakers(self) -> RecordingOptions:
+        if self.num_speakers is not None and self.num_speakers > self.max_speakers:
+            raise ValueError("num_speakers is larger than max_speakers")
+        return self
+
+    @property
+    def wants_speakers(self) -> bool:
+        return self.diarize or self.roles
+
+
+class RecordingResult(FrozenModel):
+    """A recognised recording: utterances of every channel in time order, with speakers and roles."""
+
+    duration_ms: int
+    language: str
+    channels: int
+    speakers: list[int]
+    roles: dict[int, str]
+    utterances: list[UtteranceRecord]
+    text: str
+    options: RecordingOptions
+
+    def utterance_list(self) -> list[Utterance]:
+        return [u.utterance() for u in self.utterances]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = self.model_dump(mode="json")
+        data["roles"] = {str(k): v for k, v in self.roles.items()}
+        return data
+
+
+def transcribe_recording(
+    audio: DecodedAudio,
+    options: RecordingOptions,
+    recognizer: Recognizer,
+    *,
+    progress: ProgressCallback | None = None,
+    deadline: float | None = None,
+) -> RecordingResult:
+    """Recognise ``audio`` as ``options`` ask. Raises ``NoSpeech`` when nothing was heard and
+    ``options.require_speech``; ``RecognitionTimeout`` past ``deadline`` (``time.monotonic()``)."""
+    channels = _channels(audio, options.split_channels)
+    diarize = options.wants_speakers and len(channels) == 1
+    share = 1.0 / len(channels)
+    utterances: list[Utterance] = []
+    languages: list[str] = []
+    for index, samples in enumerate(channels):
+        base = index * share
+        speech_share = share * (0.75 if diarize else 1.0)
+
+        def report(fraction: float, start: float = base, width: float = speech_share) -> None:
+            if progress:
+                progress(start + width * fraction, None)
+
+        transcript = recognizer.transcribe(samples, options.decode, progress=report, deadline=deadline)
+        if transcript.language:
+            languages.append(transcript.language)
+        found = [u._replace(channel=index) for u in transcript.utterances]
+        if diarize and found:
+            if progress:
+                progress(base + speech_share, "diarization")
+            found = _with_speakers(samples, found, options)
+        elif len(channels) > 1:
+            found = [u._replace(speaker=index + 1) for u in found]
+        utterances.extend(found)
+    if options.require_speech and not any(u.text.strip() for u in utterances):
+        raise NoSpeech("no speech was recognised in the audio")
+    utterances.sort(key=lambda u: (u.start_ms, u.channel))
+    roles: dict[int, str] = {}
+    if options.roles:
+        from tingyin.speech.roles import assign_roles
+
+        roles = assign_roles(utterances)
+        utterances = [
+            u._replace(role=roles.get(u.speaker)) if u.speaker is not None else u for u in utterances
+        ]
+    language = languages[0] if languages else ""
+    return RecordingResult(
+        duration_ms=round(audio.duration_s * 1000),
+        language=language,
+        channels=len(channels),
+        speakers=sorted({u.speaker for u in utterances if u.speaker is not None}),
+        roles=roles,
+        utterances=[UtteranceRecord.of(u) for u in utterances],
+        text=join_texts([u.text for u in utterances]),
+        options=options,
+    )
+
+
+def _channels(audio: DecodedAudio, split: bool) -> list[np.ndarray]:
+    if not split or audio.channels == 1:
+        return [audio.mono()]
+    channels = [audio.channel(i) for i in range(audio.channels)]
+    if len(channels) == 2 and np.allclose(channels[0], channels[1], atol=1e-4):
+        return channels[:1]  # "stereo" with the same signal twice is mono
+    return channels
+
+
+def _with_speakers(
+    samples: np.ndarray, utterances: list[Utterance], options: RecordingOptions
+) -> list[Utterance]:
+    from tingyin.speech.diarization import assign_speakers, diarize
+
+    turns = diarize(samples, num_speakers=options.num_speakers, max_speakers=options.max_speakers)
+    return assign_speakers(utterances, turns)
+
+
+__all__ = ["RecordingOptions", "RecordingResult", "transcribe_recording"]
