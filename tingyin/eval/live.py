@@ -210,9 +210,11 @@ class _Files:
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
         threading.Thread(target=self._server.serve_forever, daemon=True).start()
 
-    def url_of(self, recording: Recording) -> str:
-        assert recording.path is not None
-        return f"{self.url}/{recording.path.name}"
+    def url_of(self, item: Recording | Path) -> str:
+        """The URL of a recording, or of another file in the recordings' folder."""
+        path = item if isinstance(item, Path) else item.path
+        assert path is not None
+        return f"{self.url}/{path.name}"
 
     def close(self) -> None:
         self._server.shutdown()
@@ -285,10 +287,6 @@ class ServerClient:
             ]
             return Transcription(resp.get("text", ""), segments, wall)
         return Transcription("", [], time.perf_counter() - started, f"no answer in {timeout_s:.0f} s")
-
-    def warm_up(self, audio_url: str) -> None:
-        """One short job first, so the measured one finds the models loaded."""
-        self.transcribe_volcano(audio_url, "zh")
 
     # Baidu short speech (seed 001): OAuth token, then JSON with base64 PCM.
     def _token(self) -> str:
