@@ -697,6 +697,9 @@ def eval_recordings(
     ] = True,
     latency_clips: Annotated[int, typer.Option(help="Clips for the latency figure.")] = 20,
     settle_s: Annotated[float, typer.Option(help="Wait before the RSS after the load.")] = 60.0,
+    rss_limit_mb: Annotated[
+        float, typer.Option(help="Kill a server started here when its RSS passes this during the load.")
+    ] = 8000.0,
 ) -> None:
     """Recording benchmark: multi-speaker recordings from dev clips through the Volcano API against
     faster-whisper's BatchedInferencePipeline (drops, error), throughput, latency, load. No part flag: all."""
@@ -729,6 +732,7 @@ def eval_recordings(
         batched=batched,
         latency_clips=latency_clips,
         settle_s=settle_s,
+        rss_limit_mb=rss_limit_mb,
         log=typer.echo,
     )
     run_benchmark(config)

@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 
 from tingyin.audio import encode_wav
-from tingyin.eval.live import looped_wav, process_tree, rss_mb
+from tingyin.eval.live import RssSampler, looped_wav, process_tree, rss_mb
 from tingyin.eval.recordings import (
     DROP_THRESHOLD,
     EN_SPEAKER,
@@ -339,7 +339,13 @@ def test_looped_wav_has_the_asked_size() -> None:
 
 
 def test_process_tree_rss_includes_children() -> None:
-    child = subprocess.Popen([sys.executable, "-c", "import time; x = bytearray(60_000_000); time.sleep(30)"])
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; x = bytearray(60_000_000); x[::4096] = b'1' * len(x[::4096]); time.sleep(30)",
+        ]
+    )
     try:
         for _ in range(100):
             if rss_mb(os.getpid()) - rss_mb(child.pid) > 0 and rss_mb(child.pid) > 50:
@@ -351,3 +357,24 @@ def test_process_tree_rss_includes_children() -> None:
     finally:
         child.kill()
         child.wait()
+
+
+def test_rss_sampler_keeps_the_peak_and_acts_at_its_limit() -> None:
+    child = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import time; x = bytearray(80_000_000); x[::4096] = b'1' * len(x[::4096]); time.sleep(60)",
+        ]
+    )
+    sampler = RssSampler(child.pid, interval_s=0.05, limit_mb=60.0, on_limit=child.kill)
+    try:
+        sampler.start()
+        child.wait(timeout=30)  # killed by the sampler once the child passes 60 MB
+        assert sampler.limit_hit is not None and sampler.limit_hit > 60.0
+        assert sampler.take_peak_mb() >= sampler.limit_hit
+    finally:
+        sampler.stop()
+        if child.poll() is None:
+            child.kill()
+            child.wait()

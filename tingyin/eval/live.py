@@ -85,11 +85,22 @@ def rss_mb(pid: int) -> float:
 
 
 class RssSampler:
-    """Samples a process tree's RSS every ``interval_s`` in a thread and keeps the peak."""
+    """Samples a process tree's RSS every ``interval_s`` in a thread and keeps the peak; calls ``on_limit``
+    once when it passes ``limit_mb``."""
 
-    def __init__(self, pid: int, interval_s: float = 0.25) -> None:
+    def __init__(
+        self,
+        pid: int,
+        interval_s: float = 0.2,
+        *,
+        limit_mb: float | None = None,
+        on_limit: Callable[[], None] | None = None,
+    ) -> None:
         self.pid = pid
         self.interval_s = interval_s
+        self.limit_mb = limit_mb
+        self.on_limit = on_limit
+        self.limit_hit: float | None = None  # the RSS seen when the limit was passed
         self._peak = 0.0
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -107,6 +118,10 @@ class RssSampler:
             value = rss_mb(self.pid)
             with self._lock:
                 self._peak = max(self._peak, value)
+            if self.limit_mb is not None and value > self.limit_mb and self.limit_hit is None:
+                self.limit_hit = round(value, 1)
+                if self.on_limit is not None:
+                    self.on_limit()
 
     def take_peak_mb(self) -> float:
         """The peak since the last call (or the start), and start a new period."""
@@ -349,6 +364,12 @@ class ServerClient:
     def start(self) -> None:
         pass
 
+    def alive(self) -> bool:
+        return self.pid is None or Path(f"/proc/{self.pid}").exists()
+
+    def kill(self) -> None:
+        """Stop the server at once; only one started here is stopped (see :class:`LocalServer`)."""
+
     def stop(self) -> None:
         self._http.close()
 
@@ -432,6 +453,14 @@ class LocalServer(ServerClient):
             "started_here": True,
             "cpu_threads": self.env["TINGYIN_CPU_THREADS"],
         }
+
+    def alive(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def kill(self) -> None:
+        if self.alive():
+            assert self.process is not None
+            os.killpg(self.process.pid, signal.SIGKILL)
 
     def stop(self) -> None:
         super().stop()

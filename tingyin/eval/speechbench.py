@@ -71,6 +71,7 @@ class BenchmarkConfig:
     sami_bytes: int = 11 * 1024 * 1024
     pro_requests: int = 30
     settle_s: float = 60.0
+    rss_limit_mb: float = 8000.0
     log: Callable[[str], None] = field(default=print)
 
 
@@ -297,47 +298,64 @@ def _latency(config: BenchmarkConfig, server: ServerClient, log: Callable[..., N
 
 
 def _load(config: BenchmarkConfig, server: ServerClient, log: Callable[..., None]) -> dict[str, Any]:
+    """The /pro_api burst, then the SAMI burst (the heavier one), each measured against the RSS before it;
+    a server started here is killed when its tree passes ``config.rss_limit_mb`` (the machine is shared:
+    better a recorded failure than the kernel's OOM killer picking a process)."""
     if not MUSIC_FIXTURE.is_file():
         raise FileNotFoundError(f"the load part needs a checkout: {MUSIC_FIXTURE} is missing")
     music = decode_mono(MUSIC_FIXTURE)
     wav = looped_wav(music, config.sami_bytes)
-    pro_clips = [
-        decode_mono(c.path)
-        for c in [c for s in ZH_SPEAKERS for c in load_clips(config.testdata)[s]][: config.pro_requests]
-    ]
+    zh_clips = [c for s in ZH_SPEAKERS for c in load_clips(config.testdata)[s]]
+    pro_clips = [decode_mono(c.path) for c in zh_clips[: config.pro_requests]]
     server.tag_sami(looped_wav(music, 2 * 1024 * 1024))  # warm-up: models loaded before the baseline
     server.recognize_baidu(pro_clips[0], "/pro_api", 80001)
-    pid = server.pid
-    sampler = RssSampler(pid) if pid else None
-    result: dict[str, Any] = {"sami_bytes": len(wav), "server_pid": pid}
-    if sampler is not None:
+    result: dict[str, Any] = {
+        "sami_bytes": len(wav),
+        "server_pid": server.pid,
+        "rss_limit_mb": config.rss_limit_mb,
+    }
+    sampler = None
+    if server.pid:
+        sampler = RssSampler(server.pid, limit_mb=config.rss_limit_mb, on_limit=server.kill)
         result["rss_baseline_mb"] = sampler.current_mb()
         sampler.start()
-    log(f"load: {config.sami_requests} concurrent SAMI requests of {len(wav) / 1e6:.1f} MB WAV")
-    result["sami"] = concurrent(lambda _: server.tag_sami(wav), range(config.sami_requests)).summary()
-    log(f"  {result['sami']}")
-    if sampler is not None:
-        result["rss_peak_sami_mb"] = sampler.take_peak_mb()
-    log(f"load: {len(pro_clips)} concurrent /pro_api requests")
-    result["pro_api"] = concurrent(
-        lambda clip: server.recognize_baidu(clip, "/pro_api", 80001), pro_clips
-    ).summary()
-    log(f"  {result['pro_api']}")
-    if sampler is not None:
-        result["rss_peak_pro_api_mb"] = sampler.take_peak_mb()
-        sampler.stop()
-        log(f"  waiting {config.settle_s:.0f} s for the server to settle")
-        time.sleep(config.settle_s)
-        result["rss_after_mb"] = sampler.current_mb()
-        baseline = result["rss_baseline_mb"]
-        result["rss_after_vs_baseline"] = round(result["rss_after_mb"] / baseline, 3) if baseline else None
-        log(
-            f"  server RSS (process tree): baseline {baseline:.0f} MB, "
-            f"peak {result['rss_peak_sami_mb']:.0f} MB (SAMI) / {result['rss_peak_pro_api_mb']:.0f} MB "
-            f"(/pro_api), {config.settle_s:.0f} s after "
-            f"{result['rss_after_mb']:.0f} MB ({result['rss_after_vs_baseline']}x baseline)"
-        )
     else:
         log("  no server process id: RSS not measured (give --server-pid with --url)")
+    bursts: list[tuple[str, Callable[[Any], Any], list[Any]]] = [
+        ("pro_api", lambda clip: server.recognize_baidu(clip, "/pro_api", 80001), list(pro_clips)),
+        ("sami", lambda _: server.tag_sami(wav), list(range(config.sami_requests))),
+    ]
+    for name, call, items in bursts:
+        what = f"{len(wav) / 1e6:.1f} MB WAV" if name == "sami" else "zh_dev clips"
+        log(f"load: {len(items)} concurrent {name} requests ({what})")
+        result[name] = concurrent(call, items).summary()
+        log(f"  {result[name]}")
+        if sampler is not None:
+            peak = sampler.take_peak_mb()
+            result[name]["rss_peak_mb"] = peak
+            log(f"  server RSS peak {peak:.0f} MB (baseline {result['rss_baseline_mb']:.0f} MB)")
+            if sampler.limit_hit is not None:
+                result["rss_limit_hit_mb"] = sampler.limit_hit
+                log(
+                    f"  the server's RSS passed {config.rss_limit_mb:.0f} MB ({sampler.limit_hit:.0f} MB): "
+                    "server stopped, load part ended"
+                )
+                break
+    if sampler is not None:
+        sampler.stop()
+        if server.alive():
+            log(f"  waiting {config.settle_s:.0f} s for the server to settle")
+            time.sleep(config.settle_s)
+            after = sampler.current_mb()
+            baseline = result["rss_baseline_mb"]
+            result["rss_after_mb"] = after
+            result["rss_after_vs_baseline"] = round(after / baseline, 3) if baseline else None
+            log(
+                f"  server RSS (process tree): baseline {baseline:.0f} MB, {config.settle_s:.0f} s after "
+                f"{after:.0f} MB ({result['rss_after_vs_baseline']}x baseline)"
+            )
+        else:
+            result["server_gone"] = True
+            log("  the server is gone (killed at the RSS limit, or it died): no RSS after")
     result["load_average"] = load_average()
     return result
