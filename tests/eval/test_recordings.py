@@ -92,11 +92,12 @@ def test_speakers_spanned_needs_half_a_second_of_each() -> None:
 
 
 def test_align_marks_matched_reference_units() -> None:
-    errors, matched = align(list("abcdef"), list("abxdf"))
+    errors, matched, heard = align(list("abcdef"), list("abxdf"))
     assert errors == 2
     assert matched == [True, True, False, True, False, True]
-    assert align([], list("ab")) == (2, [])
-    assert align(list("ab"), []) == (2, [False, False])
+    assert heard == [True, True, True, True, False, True]  # c was misheard as x, e was lost
+    assert align([], list("ab")) == (2, [], [])
+    assert align(list("ab"), []) == (2, [False, False], [False, False])
 
 
 def test_align_counts_the_minimum_edits() -> None:
@@ -104,8 +105,11 @@ def test_align_counts_the_minimum_edits() -> None:
     for _ in range(200):
         ref = [rng.choice("abc") for _ in range(rng.randint(0, 12))]
         hyp = [rng.choice("abcd") for _ in range(rng.randint(0, 12))]
-        errors, matched = align(ref, hyp)
+        errors, matched, heard = align(ref, hyp)
         assert errors == edit_distance(ref, hyp)
+        assert all(h or not m for m, h in zip(matched, heard, strict=True))
+        # Deletions (units not heard) plus the substitutions and insertions make the edits.
+        assert heard.count(False) + (sum(heard) - sum(matched)) + (len(hyp) - sum(heard)) == errors
         # Matched units are an increasing common subsequence, so at most the hypothesis's length.
         assert sum(matched) <= len(hyp)
         assert errors >= len(ref) - sum(matched)
@@ -250,7 +254,8 @@ def test_score_recording_finds_dropped_sentences_both_ways() -> None:
     assert score.errors == edit_distance(list("北湖公园南桥人员伤亡"), list("北湖公园可难求人员上网"))
     assert [s.coverage for s in score.sentences] == [1.0, 0.5, pytest.approx(0.6)]
     assert score.dropped == []
-    assert score.text_dropped == ["s2"]  # time-covered, but none of its words came out
+    assert score.text_dropped == ["s2"]  # time-covered, but none of its words came out right
+    assert score.lost == []  # ... yet something was said in its place
     assert [s.matched for s in score.sentences] == [1.0, 0.0, 0.5]
     assert score.multi_speaker_segments == 0
     # The same text, one utterance over everything: nothing is dropped by time, it spans two speakers.
@@ -260,7 +265,7 @@ def test_score_recording_finds_dropped_sentences_both_ways() -> None:
     assert merged.dropped == [] and merged.multi_speaker_segments == 1
     # No output at all: everything dropped both ways, every unit an error.
     empty = score_recording("x", rec, [], "", Normaliser(None), failure="1013 no speech")
-    assert empty.dropped == empty.text_dropped == ["s1", "s2", "s3"]
+    assert empty.dropped == empty.text_dropped == empty.lost == ["s1", "s2", "s3"]
     assert empty.error_rate == 1.0 and empty.as_dict()["failure"] == "1013 no speech"
 
 
@@ -272,7 +277,7 @@ def test_english_scoring_counts_words() -> None:
         "ours", rec, [Segment(0, 2, "hello there world")], "hello there world", Normaliser(None)
     )
     assert score.reference_units == 5 and score.errors == 2
-    assert score.text_dropped == ["e2"] and score.dropped == ["e2"]
+    assert score.text_dropped == score.dropped == score.lost == ["e2"]
 
 
 def shared_scorer() -> Path:
@@ -320,7 +325,8 @@ def test_table_flags_recordings_where_ours_is_worse_or_drops() -> None:
     bad_line = next(line for line in table if line.startswith("bad"))
     assert not good_line.endswith("<<") and bad_line.endswith("<<")
     assert any(
-        "ours: pooled error 50.00% (2/4), 1 dropped (time), 1 dropped (text)" in line for line in table
+        "ours: pooled error 50.00% (2/4), 1 dropped (time), 1 dropped (text), 1 lost" in line
+        for line in table
     )
 
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -468,9 +468,16 @@ def _load_scorer(path: Path) -> ModuleType | None:
     return module
 
 
-def align(reference: Sequence[str], hypothesis: Sequence[str]) -> tuple[int, list[bool]]:
-    """Minimum-edit alignment: the edit count and, for each reference unit, whether it is aligned to an
-    equal hypothesis unit (a match, not a substitution or deletion)."""
+class Alignment(NamedTuple):
+    """A minimum-edit alignment of a hypothesis to a reference, seen from the reference's units."""
+
+    errors: int  # substitutions + deletions + insertions
+    matched: list[bool]  # per reference unit: aligned to an equal hypothesis unit
+    heard: list[bool]  # per reference unit: aligned to some hypothesis unit (a match or a substitution)
+
+
+def align(reference: Sequence[str], hypothesis: Sequence[str]) -> Alignment:
+    """Minimum-edit alignment (one of the cheapest; ties prefer a diagonal step, then a deletion)."""
     n, m = len(reference), len(hypothesis)
     cost = np.zeros((n + 1, m + 1), dtype=np.int32)
     cost[:, 0] = np.arange(n + 1)
@@ -486,17 +493,19 @@ def align(reference: Sequence[str], hypothesis: Sequence[str]) -> tuple[int, lis
             1, m + 1
         )
     matched = [False] * n
+    heard = [False] * n
     i, j = n, m
     while i > 0 and j > 0:
         same = reference[i - 1] == hypothesis[j - 1]
         if cost[i, j] == cost[i - 1, j - 1] + (0 if same else 1):
             matched[i - 1] = same
+            heard[i - 1] = True
             i, j = i - 1, j - 1
         elif cost[i, j] == cost[i - 1, j] + 1:
             i -= 1
         else:
             j -= 1
-    return int(cost[n, m]), matched
+    return Alignment(int(cost[n, m]), matched, heard)
 
 
 @dataclass(frozen=True)
@@ -508,6 +517,7 @@ class SentenceScore:
     end_s: float
     coverage: float  # share of the speech span covered by segments with text (time-based)
     matched: float  # share of the reference units matched in the whole-text alignment (text-based)
+    heard: float  # share of the reference units aligned to any hypothesis unit (matched or substituted)
 
     @property
     def dropped(self) -> bool:
@@ -515,7 +525,13 @@ class SentenceScore:
 
     @property
     def text_dropped(self) -> bool:
+        """Too little of it came out right (lost, or misheard: a 2-character name read wrong counts)."""
         return self.matched < DROP_THRESHOLD
+
+    @property
+    def lost(self) -> bool:
+        """Nothing came out in its place: its units are deletions in the whole-text alignment."""
+        return self.heard < DROP_THRESHOLD
 
 
 @dataclass(frozen=True)
@@ -531,6 +547,7 @@ class RecordingScore:
     wall_s: float | None = None
     failure: str | None = None
     hypothesis: str = ""
+    timeline: tuple[Segment, ...] = ()  # the segments themselves, kept in the report for a later look
 
     @property
     def error_rate(self) -> float:
@@ -544,6 +561,10 @@ class RecordingScore:
     def text_dropped(self) -> list[str]:
         return [s.id for s in self.sentences if s.text_dropped]
 
+    @property
+    def lost(self) -> list[str]:
+        return [s.id for s in self.sentences if s.lost]
+
     def as_dict(self) -> dict[str, Any]:
         return {
             "system": self.system,
@@ -554,13 +575,20 @@ class RecordingScore:
             "reference_units": self.reference_units,
             "dropped": self.dropped,
             "text_dropped": self.text_dropped,
+            "lost": self.lost,
             "multi_speaker_segments": self.multi_speaker_segments,
             "segments": self.segments,
             "wall_s": None if self.wall_s is None else round(self.wall_s, 2),
             "failure": self.failure,
             "hypothesis": self.hypothesis,
+            "timeline": [[round(g.start_s, 2), round(g.end_s, 2), g.speaker, g.text] for g in self.timeline],
             "sentences": [
-                {**asdict(s), "coverage": round(s.coverage, 3), "matched": round(s.matched, 3)}
+                {
+                    **asdict(s),
+                    "coverage": round(s.coverage, 3),
+                    "matched": round(s.matched, 3),
+                    "heard": round(s.heard, 3),
+                }
                 for s in self.sentences
             ],
         }
@@ -576,16 +604,18 @@ def score_recording(
     wall_s: float | None = None,
     failure: str | None = None,
 ) -> RecordingScore:
-    """Score one system on one recording: per sentence :func:`coverage` and the matched share of its
-    reference units when ``text`` (the whole hypothesis) is aligned to all references in order; whole-text
-    CER/WER (edits over reference units); segments spanning two speakers."""
+    """Score one system on one recording: per sentence :func:`coverage`, and the shares of its reference
+    units matched / aligned to anything when ``text`` (the whole hypothesis) is aligned to all references
+    in order (:func:`align`); whole-text CER/WER (edits over reference units); segments spanning two
+    speakers."""
     per_sentence = [normaliser.units(s.text, recording.metric) for s in recording.sentences]
     reference = [unit for units in per_sentence for unit in units]
-    errors, matched = align(reference, normaliser.units(text, recording.metric))
+    alignment = align(reference, normaliser.units(text, recording.metric))
     scores: list[SentenceScore] = []
     offset = 0
     for sentence, units in zip(recording.sentences, per_sentence, strict=True):
-        hits = sum(matched[offset : offset + len(units)])
+        hits = sum(alignment.matched[offset : offset + len(units)])
+        heard = sum(alignment.heard[offset : offset + len(units)])
         offset += len(units)
         scores.append(
             SentenceScore(
@@ -596,6 +626,7 @@ def score_recording(
                 end_s=sentence.end_s,
                 coverage=coverage(sentence, segments),
                 matched=hits / len(units) if units else 1.0,
+                heard=heard / len(units) if units else 1.0,
             )
         )
     spanning = sum(len(speakers_spanned(seg, recording.sentences)) > 1 for seg in segments)
@@ -603,7 +634,7 @@ def score_recording(
         system=system,
         recording=recording.name,
         metric=recording.metric,
-        errors=errors,
+        errors=alignment.errors,
         reference_units=len(reference),
         sentences=tuple(scores),
         multi_speaker_segments=spanning,
@@ -611,6 +642,7 @@ def score_recording(
         wall_s=wall_s,
         failure=failure,
         hypothesis=text,
+        timeline=tuple(segments),
     )
 
 
@@ -621,11 +653,11 @@ def format_drops_table(
     drops a sentence (time- or text-based)."""
     header = (
         f"{'recording':<10} {'dur s':>6} {'sent':>4} {'metric':>6} | "
-        f"{'ours err':>8} {'drop':>4} {'tdrop':>5} {'2spk':>4} | "
-        f"{'batch err':>9} {'drop':>4} {'tdrop':>5} {'2spk':>4} |"
+        f"{'ours err':>8} {'drop':>4} {'tdrop':>5} {'lost':>4} {'2spk':>4} | "
+        f"{'batch err':>9} {'drop':>4} {'tdrop':>5} {'lost':>4} {'2spk':>4} |"
     )
     lines = [header, "-" * len(header)]
-    totals: dict[str, list[int]] = {"ours": [0, 0, 0, 0], "batched": [0, 0, 0, 0]}
+    totals: dict[str, list[int]] = {"ours": [0, 0, 0, 0, 0], "batched": [0, 0, 0, 0, 0]}
     for recording in recordings:
         cells = [f"{recording.name:<10} {recording.duration_s:>6.1f} {len(recording.sentences):>4} "]
         cells[0] += f"{recording.metric:>6} |"
@@ -633,17 +665,18 @@ def format_drops_table(
         for key, scores in (("ours", ours), ("batched", batched)):
             score = scores.get(recording.name)
             if score is None:
-                cells.append(f" {'-':>8} {'-':>4} {'-':>5} {'-':>4} |")
+                cells.append(f" {'-':>8} {'-':>4} {'-':>5} {'-':>4} {'-':>4} |")
                 continue
             totals[key][0] += score.errors
             totals[key][1] += score.reference_units
             totals[key][2] += len(score.dropped)
             totals[key][3] += len(score.text_dropped)
+            totals[key][4] += len(score.lost)
             width = 8 if key == "ours" else 9
             rate = "failed" if score.failure else f"{score.error_rate * 100:.2f}%"
             cells.append(
                 f" {rate:>{width}} {len(score.dropped):>4} {len(score.text_dropped):>5} "
-                f"{score.multi_speaker_segments:>4} |"
+                f"{len(score.lost):>4} {score.multi_speaker_segments:>4} |"
             )
         mine, theirs = ours.get(recording.name), batched.get(recording.name)
         if mine is not None:
@@ -654,17 +687,18 @@ def format_drops_table(
     lines.append("-" * len(header))
     summary = []
     for key in ("ours", "batched"):
-        errors, units, drops, text_drops = totals[key]
+        errors, units, drops, text_drops, lost = totals[key]
         if units:
             summary.append(
                 f"{key}: pooled error {errors / units * 100:.2f}% ({errors}/{units}), "
-                f"{drops} dropped (time), {text_drops} dropped (text)"
+                f"{drops} dropped (time), {text_drops} dropped (text), {lost} lost"
             )
     lines += summary
     lines.append(
         "err: whole-text CER/WER; drop: sentences < 30% of their speech covered by segments with text; "
-        "tdrop: < 30% of their units matched in the whole-text alignment; 2spk: segments spanning two "
-        "speakers; << ours worse or drops"
+        "tdrop: < 30% of their units matched in the whole-text alignment; lost: < 30% aligned to any "
+        "hypothesis unit (nothing came out in their place); 2spk: segments spanning two speakers; "
+        "<< ours worse or drops"
     )
     return "\n".join(lines)
 
@@ -681,7 +715,7 @@ def dropped_details(recordings: Sequence[Recording], scores: dict[str, Recording
                 lines.append(
                     f"  {score.system} {recording.name} {sentence.id} [{sentence.start_s:.1f}-"
                     f"{sentence.end_s:.1f} s] {sentence.speaker} covered {result.coverage:.0%} "
-                    f"matched {result.matched:.0%}: {sentence.text}"
+                    f"matched {result.matched:.0%} heard {result.heard:.0%}: {sentence.text}"
                 )
     return lines
 

@@ -198,7 +198,8 @@ def _one_line(score: RecordingScore) -> str:
     failed = f" FAILED: {score.failure}" if score.failure else ""
     return (
         f"{score.system:>7} {score.recording}: {score.metric} {score.error_rate * 100:.2f}%, "
-        f"{len(score.dropped)} dropped, {len(score.text_dropped)} text-dropped{wall}{failed}"
+        f"{len(score.dropped)} dropped, {len(score.text_dropped)} text-dropped, {len(score.lost)} lost"
+        f"{wall}{failed}"
     )
 
 
@@ -242,6 +243,7 @@ def _speed_entry(score: RecordingScore, recording: Recording) -> dict[str, Any]:
         "error_rate": round(score.error_rate, 4),
         "dropped": score.dropped,
         "text_dropped": score.text_dropped,
+        "lost": score.lost,
         "failure": score.failure,
         "hypothesis": score.hypothesis,
     }
@@ -252,7 +254,8 @@ def _speed_line(score: RecordingScore, recording: Recording) -> str:
     return (
         f"  {score.system:>7}: {wall:.1f} s, RTF {wall / recording.duration_s:.4f}, "
         f"CER {score.error_rate * 100:.2f}%, {len(score.dropped)} dropped, "
-        f"{len(score.text_dropped)} text-dropped" + (f" FAILED: {score.failure}" if score.failure else "")
+        f"{len(score.text_dropped)} text-dropped, {len(score.lost)} lost"
+        + (f" FAILED: {score.failure}" if score.failure else "")
     )
 
 
