@@ -712,6 +712,8 @@ def eval_recordings(
         for name, chosen in (("drops", drops), ("speed", speed), ("latency", latency), ("load", load))
         if chosen
     ) or ("drops", "speed", "latency", "load")
+    if url and credentials is None:
+        raise typer.BadParameter("--url needs the JSON of one of its apps", param_hint="--credentials")
     data = testdata or default_testdata()
     if not (data / "zh_dev" / "manifest.csv").is_file() or not (data / "en_dev" / "manifest.csv").is_file():
         raise typer.BadParameter(f"{data} lacks zh_dev/ or en_dev/", param_hint="--testdata")

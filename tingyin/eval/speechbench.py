@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -46,6 +46,9 @@ from tingyin.eval.recordings import (
     percentile,
     score_recording,
 )
+
+if TYPE_CHECKING:
+    from tingyin.eval.reference import BatchedReference
 
 MUSIC_FIXTURE = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "music" / "loop_garzul_16k.flac"
 
@@ -125,7 +128,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
         report["server"] = server.describe()
         scored = [r for r in recordings if r.kind != "zh-long"]
         long = [r for r in recordings if r.kind == "zh-long"]
-        reference = None
+        reference: BatchedReference | None = None
         if config.batched and ("drops" in config.parts or "speed" in config.parts):
             from tingyin.eval.reference import BatchedReference
 
@@ -154,7 +157,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
 def _drops(
     recordings: Sequence[Recording],
     server: ServerClient,
-    reference: Any,
+    reference: BatchedReference | None,
     normaliser: Normaliser,
     log: Callable[..., None],
 ) -> dict[str, Any]:
@@ -206,7 +209,7 @@ def _one_line(score: RecordingScore) -> str:
 def _speed(
     recording: Recording,
     server: ServerClient,
-    reference: Any,
+    reference: BatchedReference | None,
     normaliser: Normaliser,
     log: Callable[..., None],
 ) -> dict[str, Any]:
@@ -225,8 +228,10 @@ def _speed(
     result["ours"] = _speed_entry(ours, recording)
     log(_speed_line(ours, recording))
     if reference is not None:
-        run = reference.transcribe(recording)
-        batched = score_recording("batched", recording, run.segments, run.text, normaliser, wall_s=run.wall_s)
+        done = reference.transcribe(recording)
+        batched = score_recording(
+            "batched", recording, done.segments, done.text, normaliser, wall_s=done.wall_s
+        )
         result["batched"] = _speed_entry(batched, recording)
         log(_speed_line(batched, recording))
         if ours.wall_s and batched.wall_s:
