@@ -106,7 +106,7 @@ def test_cli_latency_part_against_a_running_server(
         env=server.env,
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=540,  # the first /server_api request loads the models into the API process
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "latency (/server_api dev_pid 1537, 3 warm 5 s clips)" in done.stdout
