@@ -702,6 +702,83 @@ def eval_sound(
     typer.echo(format_sound_report(evaluate_esc10(manifest)))
 
 
+@eval_app.command("recordings")
+def eval_recordings(
+    drops: Annotated[
+        bool, typer.Option("--drops", help="Dropped sentences and error per recording.")
+    ] = False,
+    speed: Annotated[bool, typer.Option("--speed", help="Throughput on the ~10 minute recording.")] = False,
+    latency: Annotated[bool, typer.Option("--latency", help="5 s clip latency through /server_api.")] = False,
+    load: Annotated[bool, typer.Option("--load", help="Concurrent SAMI and /pro_api requests, RSS.")] = False,
+    testdata: Annotated[
+        Path | None, typer.Option(help="The dev sets (default ../shared/testdata or $TINGYIN_TESTDATA).")
+    ] = None,
+    work_dir: Annotated[
+        Path, typer.Option(help="Built recordings, the server's throwaway home, logs (not for committing).")
+    ] = Path("eval-work"),
+    out: Annotated[
+        Path | None, typer.Option(help="JSON report (default WORK_DIR/recordings-report.json).")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the recordings (same seed, same audio).")] = 11,
+    limit: Annotated[int | None, typer.Option(help="Only the first N of the 10 recordings.")] = None,
+    long_seconds: Annotated[float, typer.Option(help="Length of the throughput recording.")] = 600.0,
+    threads: Annotated[
+        int | None,
+        typer.Option(help="CPU threads of the server and the reference (default $TINGYIN_CPU_THREADS or 2)."),
+    ] = None,
+    url: Annotated[str | None, typer.Option(help="Use this running server instead of starting one.")] = None,
+    credentials: Annotated[
+        Path | None, typer.Option(help="With --url: JSON of its app, as `tingyin apps create` prints it.")
+    ] = None,
+    server_pid: Annotated[int | None, typer.Option(help="With --url: its process id, for RSS.")] = None,
+    batched: Annotated[
+        bool, typer.Option("--batched/--no-batched", help="Also run faster-whisper's batched pipeline.")
+    ] = True,
+    latency_clips: Annotated[int, typer.Option(help="Clips for the latency figure.")] = 20,
+    settle_s: Annotated[float, typer.Option(help="Wait before the RSS after the load.")] = 60.0,
+    rss_limit_mb: Annotated[
+        float, typer.Option(help="Kill a server started here when its RSS passes this during the load.")
+    ] = 8000.0,
+) -> None:
+    """Recording benchmark: multi-speaker recordings from dev clips through the Volcano API against
+    faster-whisper's BatchedInferencePipeline (drops, error), throughput, latency, load. No part flag: all."""
+    from tingyin.config import get_settings
+    from tingyin.eval.recordings import default_scorer, default_testdata
+    from tingyin.eval.speechbench import BenchmarkConfig, run_benchmark
+
+    parts = tuple(
+        name
+        for name, chosen in (("drops", drops), ("speed", speed), ("latency", latency), ("load", load))
+        if chosen
+    ) or ("drops", "speed", "latency", "load")
+    if url and credentials is None:
+        raise typer.BadParameter("--url needs the JSON of one of its apps", param_hint="--credentials")
+    data = testdata or default_testdata()
+    if not (data / "zh_dev" / "manifest.csv").is_file() or not (data / "en_dev" / "manifest.csv").is_file():
+        raise typer.BadParameter(f"{data} lacks zh_dev/ or en_dev/", param_hint="--testdata")
+    config = BenchmarkConfig(
+        testdata=data,
+        work_dir=work_dir.resolve(),
+        out_json=(out or work_dir / "recordings-report.json").resolve(),
+        parts=parts,
+        seed=seed,
+        limit=limit,
+        long_seconds=long_seconds,
+        threads=threads or int(os.environ.get("TINGYIN_CPU_THREADS") or 2),
+        url=url,
+        credentials=credentials,
+        server_pid=server_pid,
+        models_dir=get_settings().model_dir,
+        scorer=default_scorer(),
+        batched=batched,
+        latency_clips=latency_clips,
+        settle_s=settle_s,
+        rss_limit_mb=rss_limit_mb,
+        log=typer.echo,
+    )
+    run_benchmark(config)
+
+
 def main() -> None:
     try:
         app()

@@ -1,0 +1,117 @@
+"""The recording benchmark end to end: short recordings from the dev sets through a real server's Volcano
+API and through faster-whisper's batched pipeline, scored; the CLI's latency part against the same server."""
+
+from __future__ import annotations
+
+import json
+import random
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import MODEL_CACHE, REPO, Server
+from tingyin.eval.live import ServerClient
+from tingyin.eval.recordings import (
+    ClipPicker,
+    Normaliser,
+    default_scorer,
+    load_clips,
+    plan_recording,
+    score_recording,
+    write_recording,
+)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def auc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict[str, str]]]:
+    env = {"TINGYIN_FETCH_ALLOW": "127.0.0.1", "TINGYIN_CPU_THREADS": "2"}
+    server = Server(tmp_path_factory.mktemp("bench") / "home", env=env).wait_ready()
+    yield server, server.create_app("bench")
+    server.stop()
+
+
+def test_recordings_through_volcano_and_the_batched_pipeline(
+    shared_testdata: Path, auc: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, app = auc
+    pools = load_clips(shared_testdata)
+    rng = random.Random(7)
+    picker = ClipPicker(pools, rng)
+    recordings = []
+    for name, kind in (("two", "zh2"), ("mixed", "zh-en3")):
+        clips, pauses = plan_recording(kind, picker, rng, sentences=3)
+        recordings.append(write_recording(name, kind, clips, pauses, tmp_path))
+    assert {s.speaker for s in recordings[1].sentences} == {"S0150", "S0252", "LJ"}
+    normaliser = Normaliser(default_scorer())
+    client = ServerClient(server.url, app, server.process.pid)
+    try:
+        with client.files(recordings) as files:
+            for recording in recordings:
+                result = client.transcribe_volcano(files.url_of(recording), recording.language)
+                assert result.failure is None
+                assert result.segments and all(s.end_s > s.start_s for s in result.segments)
+                assert all(s.speaker is not None for s in result.segments)  # with_speaker_info
+                score = score_recording("ours", recording, result.segments, result.text, normaliser)
+                assert len(score.sentences) == 3 and score.reference_units > 20
+                # A loose bound: the point is that real text was aligned to the right references.
+                assert score.error_rate < 0.6, score.as_dict()
+                assert max(s.coverage for s in score.sentences) > 0.5
+    finally:
+        client.stop()
+
+    from tingyin.eval.reference import BatchedReference
+
+    reference = BatchedReference(MODEL_CACHE, threads=2)
+    assert reference.describe()["batch_size"] == 8
+    run = reference.transcribe(recordings[0])
+    batched = score_recording("batched", recordings[0], run.segments, run.text, normaliser, wall_s=run.wall_s)
+    assert run.wall_s > 0 and batched.error_rate < 0.6, batched.as_dict()
+    assert batched.dropped == []
+
+
+def test_cli_latency_part_against_a_running_server(
+    shared_testdata: Path, auc: tuple[Server, dict[str, str]], tmp_path: Path
+) -> None:
+    server, app = auc
+    credentials = tmp_path / "app.json"
+    credentials.write_text(json.dumps(app))
+    out = tmp_path / "report.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "tingyin.cli",
+            "eval",
+            "recordings",
+            "--latency",
+            "--latency-clips",
+            "3",
+            "--url",
+            server.url,
+            "--credentials",
+            str(credentials),
+            "--testdata",
+            str(shared_testdata),
+            "--work-dir",
+            str(tmp_path / "work"),
+            "--out",
+            str(out),
+        ],
+        cwd=REPO,
+        env=server.env,
+        capture_output=True,
+        text=True,
+        timeout=540,  # the first /server_api request loads the models into the API process
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "latency (/server_api dev_pid 1537, 3 warm 5 s clips)" in done.stdout
+    report = json.loads(out.read_text(encoding="utf-8"))
+    latency = report["latency"]
+    assert latency["clips"] == 3 and latency["failures"] == []
+    assert 0 < latency["p50_s"] <= latency["p90_s"] <= latency["max_s"]
+    assert report["parts"] == ["latency"] and "drops" not in report
