@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -74,6 +75,9 @@ class Settings(BaseSettings):
     qiniu_repull_window_s: float = 600.0
     # Sound classification platform (EasyDL): models per app and type.
     max_models_per_type: int = 10
+    # Music tagging (SAMI): "refuse" answers speech, noise and silence with "not music" as the vendor does;
+    # "tag" tags whatever it is sent (the detector's verdict is still logged).
+    music_non_music: Literal["refuse", "tag"] = "refuse"
     log_json: bool = True
     log_level: str = "INFO"
 

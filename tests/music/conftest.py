@@ -39,3 +39,21 @@ def reference() -> dict[str, np.ndarray]:
     """TensorFlow outputs of musicnn recorded by scripts/convert_musicnn.py."""
     with np.load(FIXTURES / "musicnn_reference.npz") as data:
         return {key: data[key] for key in data.files}
+
+
+RENDERED = (
+    "violin", "cello", "clarinet", "flute", "alto_sax", "nylon_guitar", "contrabass", "string_quartet",
+    "jazz_combo", "koto",
+)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def rendered() -> dict[str, np.ndarray]:
+    """4 s General MIDI renders of real pieces (tingyin/music/devset.py), by instrument or ensemble."""
+    return {name: load_clip(f"render_{name}.ogg") for name in RENDERED}
+
+
+@pytest.fixture(scope="session")
+def mandarin_speech() -> np.ndarray:
+    """Read Mandarin (AISHELL sample data, tests/fixtures/speech)."""
+    return decode(FIXTURES.parent / "speech" / "BAC009S0252W0131.flac").mono()

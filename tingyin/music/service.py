@@ -8,6 +8,7 @@ status_text}``.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -15,14 +16,17 @@ from typing import Any
 import numpy as np
 
 from tingyin.audio.decode import AudioTooLong, AudioTooShort
+from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest
 from tingyin.music import features, taxonomy
-from tingyin.music.detector import MusicDecision, is_music
+from tingyin.music.detector import DETECTOR_MODELS, MusicDecision, is_music
 from tingyin.music.tagger import EMBED_DIM, TaggerOutput, TagScores, run_patches
 
 MAX_SECONDS = 600.0  # SAMI: 音频时长限制小于等于10分钟
 MIN_SECONDS = 0.5
+DEFAULT_TOP_NUM = 1  # seed 004: extra.top_num, "默认值 1"
 SAMPLE_RATE = features.SAMPLE_RATE
+log = logging.getLogger(__name__)
 LANGUAGE_ID_PATCHES = 10  # at most 30 s of the most vocal patches go to Whisper (its window)
 
 
@@ -38,12 +42,14 @@ class NotMusic(InvalidRequest):
 
 @dataclass(frozen=True)
 class TaskResult:
-    """One SAMI task's answer: ``tags``, their probabilities ``pred`` in the same order, its embedding."""
+    """One SAMI task's answer: ``tags``, their probabilities ``pred`` in the same order, its embedding, and
+    which of the answered tags no model can score (always 0)."""
 
     task_type: str
     tags: tuple[str, ...]
     pred: np.ndarray
     embed: np.ndarray | None
+    unscored: tuple[str, ...] = ()
 
     @property
     def pred_dim(self) -> int:
@@ -89,7 +95,12 @@ class MusicAnalysis:
             item: dict[str, Any] = {"task_type": result.task_type, "pred_dim": result.pred_dim}
             if self.enable_embed:
                 item["embed_dim"] = result.embed_dim
-            item["task_output"] = {"tags": list(result.tags)} if self.enable_tag else {}
+            output: dict[str, Any] = {}
+            if self.enable_tag:
+                output["tags"] = list(result.tags)
+                if result.unscored:
+                    output["unscored_tags"] = list(result.unscored)
+            item["task_output"] = output
             results.append(item)
         payload["task_flow"] = {"result": results}
         return payload
@@ -102,8 +113,7 @@ def _floats(values: np.ndarray) -> list[float]:
 def _check_request(audio: np.ndarray, task_types: Sequence[str], top_num: int | None) -> np.ndarray:
     if isinstance(task_types, str) or not task_types:
         raise InvalidRequest("task_flow.task must list at least one task_type")
-    for task_type in task_types:
-        taxonomy.task_spec(task_type)
+    taxonomy.check_task_types(task_types)
     if top_num is not None and (isinstance(top_num, bool) or not isinstance(top_num, int) or top_num < 1):
         raise InvalidRequest(f"extra.top_num must be a positive integer, got {top_num!r}")
     samples = np.asarray(audio, dtype=np.float32)
@@ -146,12 +156,18 @@ def whisper_languages() -> list[str]:
 
 
 def _select(
-    tags: Sequence[str], probs: Sequence[float], top_num: int | None
+    tags: Sequence[str], probs: Sequence[float], known: Sequence[bool], top_num: int
 ) -> tuple[tuple[str, ...], np.ndarray]:
+    """The answered tags and their probabilities.
+
+    ``top_num`` at least the task's size: every tag in the vendor's order, so ``pred`` reads by position.
+    Smaller: at most ``top_num`` tags with evidence (``known``), most probable first; a tag nothing scored
+    (or the language of an instrumental track) is never offered as the best one."""
     values = np.asarray(probs, dtype=np.float32)
-    if top_num is None or top_num >= len(tags):
+    if top_num >= len(tags):
         return tuple(tags), values
-    order = np.argsort(-values, kind="stable")[:top_num]
+    candidates = np.flatnonzero(np.asarray(known, dtype=bool))
+    order = candidates[np.argsort(-values[candidates], kind="stable")][:top_num]
     return tuple(tags[i] for i in order), values[order]
 
 
@@ -162,21 +178,31 @@ def analyse_music(
     enable_tag: bool = True,
     enable_embed: bool = False,
     top_num: int | None = None,
+    refuse_non_music: bool | None = None,
 ) -> MusicAnalysis:
     """Tag 16 kHz mono float32 ``audio`` for the SAMI ``task_types``.
 
-    Raises ``InvalidRequest`` for an unknown task type, a bad ``top_num`` or audio outside 0.5 s – 10 min
-    (``AudioTooLong``/``AudioTooShort``), and ``NotMusic`` when the detector finds speech, noise or silence.
+    ``top_num`` (default 1, as the seed): tags per task; at least a task's size gives its whole vocabulary
+    in the vendor's order. ``refuse_non_music`` (default: the ``music_non_music`` setting) refuses speech,
+    noise and silence with ``NotMusic``; otherwise they are tagged like music.
+
+    Raises ``InvalidRequest`` for an unknown task type, ``TaskNotSupported`` for one this server does not
+    answer, a bad ``top_num`` or audio outside 0.5 s – 10 min (``AudioTooLong``/``AudioTooShort``), and
+    ``NotMusic`` when the detector finds speech, noise or silence.
     """
     samples = _check_request(audio, task_types, top_num)
+    top = DEFAULT_TOP_NUM if top_num is None else top_num
+    if refuse_non_music is None:
+        refuse_non_music = get_settings().music_non_music == "refuse"
     patch_input = features.patches(features.log_mel(samples))
-    outputs: dict[str, TaggerOutput] = {"MTT_musicnn": run_patches(patch_input, "MTT_musicnn")}
-    decision = is_music(samples, mtt=outputs["MTT_musicnn"])
+    outputs: dict[str, TaggerOutput] = {}
+    for model in taxonomy.models_needed(task_types) | set(DETECTOR_MODELS):
+        outputs[model] = run_patches(patch_input, model)
+    decision = is_music(samples, taggers=outputs)
     if not decision.is_music:
-        raise NotMusic(f"the audio is not music ({decision.reason})", decision=decision)
-    for model in taxonomy.models_needed(task_types):
-        if model not in outputs:
-            outputs[model] = run_patches(patch_input, model)
+        if refuse_non_music:
+            raise NotMusic(f"the audio is not music: {decision.reason}", decision=decision)
+        log.info("tagging audio the music detector refused (%s): music_non_music=tag", decision.reason)
     scores: dict[str, TagScores] = {model: output.tag_scores() for model, output in outputs.items()}
     vocal = taxonomy.vocal_probability(scores["MTT_musicnn"])
 
@@ -187,23 +213,28 @@ def analyse_music(
         spec = taxonomy.task_spec(task_type)
         embedding_model = "MSD_musicnn" if spec.kind == "msd" else "MTT_musicnn"
         embed = outputs[embedding_model].embedding.astype(np.float32) if enable_embed else None
+        known: Sequence[bool] = spec.scored()
         if spec.kind == "vocal":
-            tags: Sequence[str] = spec.vocabulary
             probs: list[float] = [vocal, 1.0 - vocal]
         elif spec.kind in ("mtt", "msd"):
-            model_scores = scores["MTT_musicnn" if spec.kind == "mtt" else "MSD_musicnn"]
-            tags, probs = model_scores.labels, [float(v) for v in model_scores.scores]
+            probs = [float(v) for v in scores["MTT_musicnn" if spec.kind == "mtt" else "MSD_musicnn"].scores]
         elif spec.kind == "language":
             if vocal >= 0.5 and language_probs is None:
                 language, language_probs = _language(samples, outputs["MTT_musicnn"])
-            tags = spec.produced(whisper_languages())
-            # An instrumental track has no language: every language (and "other") gets 0.
-            probs = [language_probs.get(tag, 0.0) if language_probs else 0.0 for tag in tags]
+            known = spec.scored(whisper_languages())
+            # An instrumental track has no language: every language (and "other") scores 0, none is offered.
+            probs = [language_probs.get(tag, 0.0) if language_probs else 0.0 for tag in spec.vocabulary]
+            if language_probs is None:
+                known = [False] * len(spec.vocabulary)
         else:
-            tags = spec.produced()
-            probs = [taxonomy.tag_probability(tag, scores) for tag in tags]
-        chosen_tags, chosen_probs = _select(tags, probs, top_num)
-        results.append(TaskResult(task_type, chosen_tags, chosen_probs, embed))
+            probs = [
+                taxonomy.tag_probability(tag, scores) if ok else 0.0
+                for tag, ok in zip(spec.vocabulary, known, strict=True)
+            ]
+        chosen_tags, chosen_probs = _select(spec.vocabulary, probs, known, top)
+        unscored = spec.unscored(whisper_languages() if spec.kind == "language" else ())
+        answered_unscored = tuple(tag for tag in chosen_tags if tag in unscored)
+        results.append(TaskResult(task_type, chosen_tags, chosen_probs, embed, answered_unscored))
     return MusicAnalysis(
         results=tuple(results),
         enable_tag=enable_tag,

@@ -1,10 +1,12 @@
 """SAMI MusicTagging task types, and which of their tags our models can honestly score.
 
-Each SAMI tag is produced only when a model output means the same thing (``TAG_SOURCES``); a tag no model
-knows is left out of the task's ``tags`` and ``pred`` instead of being invented. Where both taggers know a tag
-(e.g. MTT "rock" and MSD "rock") the larger probability is used. Language tags come from Whisper's language
-identification on the vocal parts of the track; a track without vocals gets no language (every language
-probability 0). docs/music.md lists what is produced and what is not.
+A client reads ``pred`` by position against a task's documented tag list, so a task is either answered with
+its whole documented vocabulary in the documented order, or refused as not supported (``TaskNotSupported``):
+never a shorter list that shifts the labels. A SAMI tag is scored only when a model output means the same
+thing (``TAG_SOURCES``); the tags no model knows score 0 and are named in the answer. Where both taggers know
+a tag (e.g. MTT "rock" and MSD "rock") the larger probability is used. Language tags come from Whisper's
+language identification on the vocal parts of the track; a track without vocals has no language.
+docs/music.md lists what is scored and what is not.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from tingyin.errors import InvalidRequest
-from tingyin.music.tagger import TaggerOutput, TagScores
+from tingyin.music.tagger import MSD_LABELS, MTT_LABELS, TaggerOutput, TagScores
 
 # The SAMI vocabularies, in the vendor's order (seed 004, appendix, and the payload example).
 SAMI_VOCAL = ("vocal", "non_vocal")
@@ -92,57 +94,104 @@ NO_VOCAL_TAGS = ("no vocal", "no vocals", "no voice")
 WHISPER_TO_SAMI_LANG = {"zh": "cmn", "jw": "other"}
 
 
+# A task is served when at least this share of its documented tags can be scored; below it, a client would
+# get mostly zeros, so the task is refused as not supported instead.
+MIN_SCORED_SHARE = 1 / 3
+
+
 @dataclass(frozen=True)
 class TaskSpec:
-    """A SAMI task type: its full vendor vocabulary, and the part of it we produce."""
+    """A SAMI task type: its full vendor vocabulary (``pred`` order), and which of its tags we can score.
+
+    A served task always answers its whole documented vocabulary in the documented order (``pred_dim`` = the
+    documented size) when the client asks for every tag; the tags no model can score are 0 and named in
+    ``unscored``. ``not_supported`` says why a task is refused instead (no published vocabulary, or too few
+    of its tags scorable)."""
 
     task_type: str
     vocabulary: tuple[str, ...]
     kind: str  # "vocal", "tags", "language", "mtt", "msd"
+    not_supported: str | None = None
 
-    def produced(self, language_codes: Sequence[str] = ()) -> tuple[str, ...]:
-        if self.kind == "vocal":
-            return self.vocabulary
-        if self.kind == "mtt":
-            from tingyin.music.tagger import MTT_LABELS
-
-            return MTT_LABELS
-        if self.kind == "msd":
-            from tingyin.music.tagger import MSD_LABELS
-
-            return MSD_LABELS
+    def scored(self, language_codes: Sequence[str] = ()) -> tuple[bool, ...]:
+        """Per tag of ``vocabulary``: can a model score it? (Language: the Whisper model's own codes.)"""
+        if self.kind in ("vocal", "mtt", "msd"):
+            return tuple(True for _ in self.vocabulary)
         if self.kind == "language":
             known = {WHISPER_TO_SAMI_LANG.get(code, code) for code in language_codes}
-            return tuple(tag for tag in self.vocabulary if tag in known or tag == "other")
-        return tuple(tag for tag in self.vocabulary if tag in TAG_SOURCES)
+            return tuple(tag in known or tag == "other" for tag in self.vocabulary)
+        return tuple(tag in TAG_SOURCES for tag in self.vocabulary)
+
+    def unscored(self, language_codes: Sequence[str] = ()) -> tuple[str, ...]:
+        flags = self.scored(language_codes)
+        return tuple(tag for tag, ok in zip(self.vocabulary, flags, strict=True) if not ok)
 
 
+class TaskNotSupported(InvalidRequest):
+    """A known SAMI task type this server does not answer (rather than answering it with shifted labels)."""
+
+    code = "task_not_supported"
+
+
+def _tags_task(task_type: str, vocabulary: tuple[str, ...]) -> TaskSpec:
+    scorable = sum(tag in TAG_SOURCES for tag in vocabulary)
+    reason = None
+    if scorable < MIN_SCORED_SHARE * len(vocabulary):
+        reason = (
+            f"only {scorable} of its {len(vocabulary)} tags can be scored by this server's models"
+            if scorable
+            else f"none of its {len(vocabulary)} tags can be scored by this server's models"
+        )
+    return TaskSpec(task_type, vocabulary, "tags", reason)
+
+
+NO_VOCABULARY = "the vendor publishes no tag list for it, so its tags and their order are unknown"
 TASKS: dict[str, TaskSpec] = {
     spec.task_type: spec
     for spec in (
         TaskSpec("MusicTaggingVocal", SAMI_VOCAL, "vocal"),
-        TaskSpec("MusicTaggingMood10", SAMI_MOOD10, "tags"),
-        TaskSpec("MusicTaggingMood", SAMI_MOOD6, "tags"),
-        TaskSpec("MusicTaggingGenre34", SAMI_GENRE34, "tags"),
-        # Genre17 and Lang24 appear in the vendor's request examples without a published vocabulary; we
-        # answer them with the tags of Genre34 / Lang30 that we can score.
-        TaskSpec("MusicTaggingGenre17", SAMI_GENRE34, "tags"),
-        TaskSpec("MusicTaggingTheme24", SAMI_THEME24, "tags"),
-        TaskSpec("MusicTaggingTheme", SAMI_THEME14, "tags"),
+        _tags_task("MusicTaggingMood10", SAMI_MOOD10),
+        _tags_task("MusicTaggingMood", SAMI_MOOD6),  # the 6-tag list of the seed's payload example
+        _tags_task("MusicTaggingGenre34", SAMI_GENRE34),
+        _tags_task("MusicTaggingTheme24", SAMI_THEME24),
+        _tags_task("MusicTaggingTheme", SAMI_THEME14),  # the 14-tag list of the seed's payload example
         TaskSpec("MusicTaggingLang30", SAMI_LANG30, "language"),
-        TaskSpec("MusicTaggingLang24", SAMI_LANG30, "language"),
+        # Genre17 and Lang24 appear only in the vendor's request example, without a tag list.
+        TaskSpec("MusicTaggingGenre17", (), "tags", NO_VOCABULARY),
+        TaskSpec("MusicTaggingLang24", (), "language", NO_VOCABULARY),
         # The raw 50 tags of each tagger: MusicTaggingMTT is in the vendor's example request; MSD is ours.
-        TaskSpec("MusicTaggingMTT", (), "mtt"),
-        TaskSpec("MusicTaggingMSD", (), "msd"),
+        TaskSpec("MusicTaggingMTT", MTT_LABELS, "mtt"),
+        TaskSpec("MusicTaggingMSD", MSD_LABELS, "msd"),
     )
 }
 
 
 def task_spec(task_type: str) -> TaskSpec:
+    """The spec of a task type this server answers; ``InvalidRequest`` for an unknown one and
+    ``TaskNotSupported`` for a known one it does not answer."""
     spec = TASKS.get(task_type)
     if spec is None:
-        raise InvalidRequest(f"unknown MusicTagging task_type {task_type!r}; supported: {', '.join(TASKS)}")
+        supported = [name for name, task in TASKS.items() if task.not_supported is None]
+        raise InvalidRequest(
+            f"unknown MusicTagging task_type {task_type!r}; supported: {', '.join(supported)}"
+        )
+    if spec.not_supported is not None:
+        raise TaskNotSupported(f"MusicTagging task_type {task_type} is not supported: {spec.not_supported}")
     return spec
+
+
+def check_task_types(task_types: Sequence[str]) -> None:
+    """Refuse a request naming an unknown task type (``InvalidRequest``) or any task this server does not
+    answer (one ``TaskNotSupported`` naming all of them, so a client learns every problem at once)."""
+    refused = []
+    for task_type in task_types:
+        spec = TASKS.get(task_type)
+        if spec is None:
+            task_spec(task_type)  # raises "unknown task_type"
+        elif spec.not_supported is not None:
+            refused.append(f"{task_type} ({spec.not_supported})")
+    if refused:
+        raise TaskNotSupported(f"MusicTagging task_type not supported: {'; '.join(refused)}")
 
 
 def models_needed(task_types: Sequence[str]) -> set[str]:
