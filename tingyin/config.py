@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     compute_type: str = "int8"
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     token_ttl_seconds: int = 30 * 24 * 3600
+    # Web console sign-ins last this long (the cookie and its server-side session).
+    console_session_ttl_s: int = 12 * 3600
     # Synchronous recognition gives up after these (Baidu answers 3313 / 3315).
     asr_decode_timeout_s: float = 30.0
     asr_recognize_timeout_s: float = 60.0
