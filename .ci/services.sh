@@ -12,6 +12,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The Mandarin trigram of the ASR second pass (tingyin/speech/zh_lm.py).
 ls /usr/lib/*/libime/zh_CN.lm >/dev/null 2>&1 || need+=(libime-data-language-model)
+# The web console's browser tests: Debian's Chromium (Playwright drives it; its own browser download
+# does not work offline) and a CJK font so the Chinese UI renders in the screenshots.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2

@@ -91,7 +91,6 @@ export function sendWithProgress(method, url, body, onProgress, headers = {}) {
 // Resumable chunked upload through /v1/uploads: retries a failed chunk from the offset the
 // server reports, so a dropped connection costs one chunk, not the whole file.
 export async function chunkedUpload(file, onProgress, { chunkBytes = 8 * 1024 * 1024, retries = 5 } = {}) {
-  if (file.size === 0) throw new ApiError(400, "invalid_request", "the file is empty (0 bytes)");
   let upload = await api("/v1/uploads", { method: "POST", json: { filename: file.name, size: file.size } });
   const step = Math.min(chunkBytes, upload.max_chunk_bytes);
   let failures = 0;

@@ -128,6 +128,7 @@ async function renderSignIn(root) {
 }
 
 async function route() {
+  delete document.body.dataset.pageReady;
   for (const id of ctx.timers) clearInterval(id);
   ctx.timers.clear();
   document.documentElement.lang = getLang() === "zh" ? "zh-CN" : "en";
@@ -154,6 +155,8 @@ async function route() {
   try {
     const mod = await load();
     await mod.render(main, { ...(m.groups || {}), query }, ctx);
+    // Tells tests (and anyone curious) which route finished rendering.
+    document.body.dataset.pageReady = location.hash;
   } catch (exc) {
     if (exc instanceof ApiError && exc.status === 401) {
       ctx.app = null;

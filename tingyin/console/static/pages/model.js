@@ -46,7 +46,7 @@ export async function render(main, { model: modelId }, ctx) {
   main.append(
     h("div", { class: "crumbs" }, h("a", { href: "#/sound/models" }, t("nav_models")), " / ", model.name),
     h("h1", {}, model.name, " ", h("span", { class: "muted small" }, model.type === "music_tagging" ? t("type_music") : t("type_sound"))),
-    model.description && h("p", {}, model.description),
+    model.description ? h("p", {}, model.description) : "",
     h(
       "div",
       { class: "row" },

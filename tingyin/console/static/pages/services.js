@@ -99,5 +99,5 @@ export async function render(main, { query }) {
       h("details", {}, h("summary", {}, t("sample_code")), h("div", { class: "code" }, h("button", { class: "small copy", onclick: () => copyText(code) }, t("copy")), h("pre", {}, code))),
     );
   });
-  main.append(h("h1", {}, t("nav_services")), form, h("h2", {}, t("online_services")), list.length ? list : h("p", { class: "muted" }, t("no_services")));
+  main.append(h("h1", {}, t("nav_services")), form, h("h2", {}, t("online_services")), ...(list.length ? list : [h("p", { class: "muted" }, t("no_services"))]));
 }

@@ -88,7 +88,7 @@ export async function render(main, { model: modelId, version, query }) {
       h("a", { class: "button", href: `/v1/sound/models/${modelId}/versions/${version}/export`, download: "" }, t("export")),
       h("label", { class: "inline" }, t("compare_with"), " ", compareSelect),
     ),
-    r.caution && h("div", { class: "warning" }, document.documentElement.lang === "en" ? r.caution_en : r.caution),
+    r.caution ? h("div", { class: "warning" }, document.documentElement.lang === "en" ? r.caution_en : r.caution) : "",
   );
   const compared = compareWith ? model.versions.find((o) => String(o.version) === compareWith && o.report) : null;
   const column = (ver) =>
