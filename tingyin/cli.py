@@ -351,16 +351,6 @@ def models_verify(name: str) -> None:
 # ---------------------------------------------------------------- offline work
 
 
-def _format_srt(result: dict[str, Any]) -> str:
-    def stamp(ms: int) -> str:
-        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
-
-    blocks = []
-    for index, u in enumerate(result["utterances"], 1):
-        blocks.append(f"{index}\n{stamp(u['start_ms'])} --> {stamp(u['end_ms'])}\n{u['text']}\n")
-    return "\n".join(blocks)
-
-
 @app.command()
 def transcribe(
     path: Annotated[
@@ -372,7 +362,7 @@ def transcribe(
     hot_word: Annotated[
         list[str] | None, typer.Option("--hot-word", help="phrase or phrase:weight (-10..10).")
     ] = None,
-    output: Annotated[str, typer.Option(help="text, json or srt.")] = "text",
+    output: Annotated[str, typer.Option(help="text, json, srt or vtt.")] = "text",
     model: Annotated[str | None, typer.Option(help="Model name, directory or hf:owner/repo.")] = None,
 ) -> None:
     """Transcribe a file locally, without the server (same core code), with a progress bar."""
@@ -380,8 +370,8 @@ def transcribe(
     from tingyin.speech import transcribe as run_transcribe
     from tingyin.speech.types import HotWord, TranscribeOptions, transcript_to_dict
 
-    if output not in ("text", "json", "srt"):
-        _fail(TingyinError("--output must be text, json or srt"))
+    if output not in ("text", "json", "srt", "vtt"):
+        _fail(TingyinError("--output must be text, json, srt or vtt"))
     hot_words = []
     for item in hot_word or []:
         text, _, weight = item.rpartition(":") if ":" in item else (item, "", "5")
@@ -403,8 +393,10 @@ def transcribe(
     result = transcript_to_dict(transcript)
     if output == "json":
         _print_json(result)
-    elif output == "srt":
-        typer.echo(_format_srt(result))
+    elif output in ("srt", "vtt"):
+        from tingyin.speech import subtitles
+
+        typer.echo(subtitles.to_srt(result) if output == "srt" else subtitles.to_vtt(result))
     else:
         typer.echo(result["text"])
 

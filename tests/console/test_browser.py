@@ -236,7 +236,25 @@ def test_sound_model_flow(console: Console, tmp_path: Path) -> None:
     answer = client.predictSound(url, rooster.read_bytes(), {"top_num": 3})
     assert answer["results"][0]["name"] == "rooster", answer
 
-    # The call shows on the overview's usage table (checked below); then take the service offline.
+    # V2 iterates from V1; the version page shows both reports side by side; the service swaps to V2.
+    console.open(f"/sound/train?model={model_id}&dataset={dataset_id}")
+    page.get_by_test_id("train-base").select_option("1")
+    page.get_by_test_id("start-training").click()
+    page.get_by_test_id("see-report").wait_for(timeout=900_000)
+    console.open(f"/sound/models/{model_id}/versions/2?with=1")
+    for version in (1, 2):
+        page.get_by_test_id(f"report-V{version}").get_by_test_id("confusion-matrix").wait_for()
+    console.shot("05b-compare-versions")
+    console.open("/sound/services")
+    service = page.locator(f"[data-service={SUFFIX}]")
+    service.get_by_test_id("swap-version").select_option("2")
+    service.get_by_test_id("swap").click()
+    page.wait_for_function(
+        "(s) => document.querySelector(`[data-service=${s}]`)?.textContent.includes('V2')", arg=SUFFIX
+    )
+    assert client.predictSound(url, rooster.read_bytes(), {"top_num": 3})["results"][0]["name"] == "rooster"
+
+    # The calls show on the overview's usage table (checked below); then take the service offline.
     console.open("/sound/services")
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_test_id(f"unpublish-{SUFFIX}").click()

@@ -59,7 +59,7 @@ export async function render(main, { query }) {
   const host = location.origin;
   const list = services.map((s) => {
     const model = models.find((m) => m.id === s.model_id);
-    const swap = h("select", {}, versionsOf(s.model_id).map((v) => h("option", { value: v.version, selected: v.version === s.version }, v.name)));
+    const swap = h("select", { "data-testid": "swap-version" }, versionsOf(s.model_id).map((v) => h("option", { value: v.version, selected: v.version === s.version }, v.name)));
     const code = sample(host, s);
     return h(
       "section",
@@ -72,6 +72,7 @@ export async function render(main, { query }) {
         h("label", { class: "inline" }, t("swap_version"), " ", swap),
         h("button", {
           class: "small",
+          "data-testid": "swap",
           onclick: async () => {
             try {
               await api(`/v1/sound/services/${s.suffix}`, { method: "PUT", json: { name: s.name, model_id: s.model_id, version: Number(swap.value) } });
