@@ -268,6 +268,40 @@ def test_sound_model_flow(console: Console, tmp_path: Path) -> None:
     console.state["model_id"], console.state["dataset_id"] = model_id, dataset_id
 
 
+def test_validate_from_the_microphone(console: Console, browser: Any) -> None:
+    """Record from a (fake) microphone: Chromium's test tone goes through MediaRecorder (WebM/Opus) to
+    the validation endpoint and comes back as bars."""
+    from tests.console.conftest import CHROMIUM_FLAGS, chromium_path
+
+    model_id = console.state.get("model_id")
+    if model_id is None:
+        pytest.skip("needs the model of the sound flow")
+    playwright_browser = browser.browser_type.launch(
+        executable_path=chromium_path(),
+        args=[*CHROMIUM_FLAGS, "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream"],
+    )
+    try:
+        context = playwright_browser.new_context(locale="en-US", bypass_csp=True)
+        context.grant_permissions(["microphone"], origin=console.server.url)
+        answer = context.request.post(
+            f"{console.server.url}/v1/session",
+            data={"api_key": console.app["api_key"], "secret_key": console.app["secret_key"]},
+        )
+        assert answer.ok
+        page = context.new_page()
+        page.goto(f"{console.server.url}/console/#/sound/validate?model={model_id}&version=1")
+        record = page.get_by_role("button", name="Record")
+        record.click()
+        page.get_by_role("button", name="Stop and classify").wait_for()
+        page.wait_for_timeout(2500)
+        page.get_by_role("button", name="Stop and classify").click()
+        bars = page.get_by_test_id("results").locator(".bar-row")
+        bars.first.wait_for(timeout=120_000)
+        assert bars.count() == len(CLASSES)
+    finally:
+        playwright_browser.close()
+
+
 def test_bad_input_shows_the_api_message(console: Console, tmp_path: Path) -> None:
     page = console.page
     dataset_id = console.state.get("dataset_id")

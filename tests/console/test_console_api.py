@@ -52,6 +52,18 @@ def test_session_cookie_csrf_and_sign_out(server: Server) -> None:
     assert missing.status_code == 403 and missing.json()["error"]["code"] == "forbidden"
     forged = client.post("/v1/sound/datasets", json={"name": "forged"}, headers={"X-CSRF-Token": "guess"})
     assert forged.status_code == 403
+    cross_site = client.post(
+        "/v1/sound/datasets",
+        json={"name": "cross"},
+        headers={"X-CSRF-Token": csrf, "Origin": "https://evil.example"},
+    )
+    assert cross_site.status_code == 403 and "cross-site" in cross_site.json()["error"]["message"]
+    login_elsewhere = httpx.post(
+        f"{server.url}/v1/session",
+        json={"app_token": app["app_token"]},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert login_elsewhere.status_code == 403
     made = client.post("/v1/sound/datasets", json={"name": "with_csrf"}, headers={"X-CSRF-Token": csrf})
     assert made.status_code == 201, made.text
     # Scoped to the signed-in app; the bearer token still works beside the cookie.

@@ -10,7 +10,12 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from tingyin.api.deps import in_thread
-from tingyin.api.session import clear_session_cookie, console_session, set_session_cookie
+from tingyin.api.session import (
+    check_same_origin,
+    clear_session_cookie,
+    console_session,
+    set_session_cookie,
+)
 from tingyin.store.console_sessions import SignIn, sign_in, sign_out
 
 router = APIRouter(prefix="/v1", tags=["console session"])
@@ -49,6 +54,7 @@ def _session_out(signed_in: SignIn) -> SessionOut:
 @router.post("/session", response_model=SessionOut)
 async def create_session(body: SignInIn, request: Request, response: Response) -> SessionOut:
     """Sign in with api_key + secret_key (or app_token); sets an HttpOnly, SameSite=Strict cookie."""
+    check_same_origin(request)
     signed_in = await in_thread(
         sign_in, api_key=body.api_key, secret_key=body.secret_key, app_token=body.app_token
     )
