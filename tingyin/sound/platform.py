@@ -599,6 +599,9 @@ def training_job(ctx: JobContext) -> dict[str, Any]:
     except TrainingCancelled as exc:
         _set_version(version_id, status="cancelled", finished_at=utcnow())
         raise JobCancelled(exc.message) from exc
+    except JobCancelled:  # seen by a progress report rather than by the trainer's own cancel check
+        _set_version(version_id, status="cancelled", finished_at=utcnow())
+        raise
     except Exception as exc:
         _set_version(version_id, status="failed", error=str(exc)[:2000], finished_at=utcnow())
         raise

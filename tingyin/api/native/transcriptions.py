@@ -118,6 +118,9 @@ async def create_transcription(
 
     options = _options(language, itn, punctuation, hot_words, model)
     if url:
+        from tingyin.audio.fetch import check_url
+
+        await in_thread(check_url, url)  # a bad or private address is a 400 now, not a failed job later
         source: dict[str, str] = {"url": url}
     else:
         source = {"blob": await _store_upload(request)}
