@@ -15,6 +15,10 @@ ls /usr/lib/*/libime/zh_CN.lm >/dev/null 2>&1 || need+=(libime-data-language-mod
 # The music development data (tingyin/music/devset.py): General MIDI renders of real pieces.
 command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
+# The web console's browser tests: Debian's Chromium (Playwright drives it; its own browser download
+# does not work offline) and a CJK font so the Chinese UI renders in the screenshots.
+command -v chromium >/dev/null 2>&1 || need+=(chromium)
+ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2

@@ -350,17 +350,6 @@ def models_verify(name: str) -> None:
 # ---------------------------------------------------------------- offline work
 
 
-def _format_srt(result: dict[str, Any]) -> str:
-    def stamp(ms: int) -> str:
-        return f"{ms // 3600000:02d}:{ms // 60000 % 60:02d}:{ms // 1000 % 60:02d},{ms % 1000:03d}"
-
-    blocks = []
-    for index, u in enumerate(result["utterances"], 1):
-        speaker = f"[{u['role'] or 'Speaker'} {u['speaker']}] " if u.get("speaker") is not None else ""
-        blocks.append(f"{index}\n{stamp(u['start_ms'])} --> {stamp(u['end_ms'])}\n{speaker}{u['text']}\n")
-    return "\n".join(blocks)
-
-
 @app.command()
 def transcribe(
     path: Annotated[
@@ -378,7 +367,7 @@ def transcribe(
     split_channels: Annotated[
         bool, typer.Option("--split-channels", help="Transcribe each channel apart (call recordings).")
     ] = False,
-    output: Annotated[str, typer.Option(help="text, json or srt.")] = "text",
+    output: Annotated[str, typer.Option(help="text, json, srt or vtt.")] = "text",
     model: Annotated[
         str | None, typer.Option(help="An enabled ASR model (TINGYIN_ASR_MODEL / TINGYIN_ASR_MODELS).")
     ] = None,
@@ -389,8 +378,8 @@ def transcribe(
     from tingyin.speech.options import DecodeOptions, HotWord
     from tingyin.speech.pipeline import RecordingOptions, transcribe_recording
 
-    if output not in ("text", "json", "srt"):
-        _fail(TingyinError("--output must be text, json or srt"))
+    if output not in ("text", "json", "srt", "vtt"):
+        _fail(TingyinError("--output must be text, json, srt or vtt"))
     try:
         options = RecordingOptions.parse(
             decode=DecodeOptions.parse(
@@ -422,8 +411,10 @@ def transcribe(
         _fail(exc)
     if output == "json":
         _print_json(result)
-    elif output == "srt":
-        typer.echo(_format_srt(result))
+    elif output in ("srt", "vtt"):
+        from tingyin.speech import subtitles
+
+        typer.echo(subtitles.to_srt(result) if output == "srt" else subtitles.to_vtt(result))
     else:
         typer.echo(result["text"])
 

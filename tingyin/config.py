@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     inference_concurrency: int = Field(default=2, ge=1, le=64)
     inference_queue: int = Field(default=64, ge=0, le=10_000)
     inference_admission_timeout_s: float = Field(default=20.0, gt=0)
+    # Web console sign-ins last this long (the cookie and its server-side session).
+    console_session_ttl_s: int = 12 * 3600
     # Synchronous recognition gives up after these (Baidu answers 3313 / 3315).
     asr_decode_timeout_s: float = 30.0
     asr_recognize_timeout_s: float = 60.0

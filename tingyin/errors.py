@@ -49,6 +49,13 @@ class Unauthorized(TingyinError):
     http_status = 401
 
 
+class Forbidden(TingyinError):
+    """The credentials are valid but do not allow this request (e.g. a missing CSRF token)."""
+
+    code = "forbidden"
+    http_status = 403
+
+
 class QuotaExceeded(TingyinError):
     """Too many requests for this app."""
 

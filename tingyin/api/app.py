@@ -47,7 +47,9 @@ def create_app() -> FastAPI:
         version=__version__,
         description="Self-hosted audio AI: speech recognition, sound classification, music tagging. "
         "Native API under /v1; vendor-compatible APIs (Baidu, Volcano Engine, Qiniu, SAMI, EasyDL) "
-        "at the vendors' paths.",
+        "at the vendors' paths. Web console at /console.",
+        docs_url=None,  # served from local assets by tingyin.api.console (works offline)
+        redoc_url=None,
     )
     from tingyin.api.native import router as native_router
 
@@ -58,6 +60,9 @@ def create_app() -> FastAPI:
     )
     app.include_router(native_router)
     _include_compat(app)
+    from tingyin.api.console import install_console
+
+    install_console(app)
 
     @app.exception_handler(TingyinError)
     async def tingyin_error(request: Request, exc: TingyinError) -> Response:

@@ -23,7 +23,12 @@ def bearer_token(request: Request) -> str:
 
 
 async def native_app(request: Request) -> AppInfo:
-    """The app calling the native API, from its bearer token."""
+    """The app calling the native API: from its bearer token, or else from the web console's session
+    cookie (with its CSRF token on state-changing calls; see ``tingyin.api.session``)."""
+    from tingyin.api.session import has_session_cookie, session_app
+
+    if not request.headers.get("authorization") and has_session_cookie(request):
+        return await session_app(request)
     return await run_in_threadpool(authenticate_token, bearer_token(request))
 
 

@@ -223,6 +223,18 @@ def get_job(job_id: str, *, app_pk: int | None = None) -> JobView:
         return JobView.of(row)
 
 
+def list_jobs(app_pk: int, kinds: list[str], *, limit: int = 50) -> list[JobView]:
+    """The app's most recent jobs of these kinds, newest first."""
+    with session_scope() as session:
+        rows = session.scalars(
+            select(Job)
+            .where(Job.app_pk == app_pk, Job.kind.in_(kinds))
+            .order_by(Job.created_at.desc())
+            .limit(limit)
+        )
+        return [JobView.of(row) for row in rows]
+
+
 def mark_fetched(job_id: str) -> None:
     with session_scope() as session:
         row = session.get(Job, job_id)

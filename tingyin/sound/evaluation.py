@@ -46,6 +46,8 @@ class EvaluationReport:
     small_classes: list[str] = field(default_factory=list)
     caution: str | None = None
     caution_en: str | None = None
+    # Held-out clips predicted wrongly: {content_hash, label, predicted, score} (the console plays them).
+    misclassified: list[dict[str, Any]] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,8 +66,12 @@ def evaluate_predictions(
     class_counts: Mapping[str, int],
     *,
     train_count: int,
+    clip_hashes: Sequence[str] | None = None,
+    scores: Sequence[float] | None = None,
 ) -> EvaluationReport:
-    """Build the report; ``class_counts`` are the dataset's clips per class (for the small-class caution)."""
+    """Build the report; ``class_counts`` are the dataset's clips per class (for the small-class caution).
+    With ``clip_hashes`` (and the predicted class's ``scores``) of the held-out clips, the report lists
+    the misclassified ones."""
     index = {name: position for position, name in enumerate(classes)}
     confusion = np.zeros((len(classes), len(classes)), dtype=np.int64)
     for truth, guess in zip(true_labels, predicted_labels, strict=True):
@@ -104,4 +110,14 @@ def evaluate_predictions(
         small_classes=small,
         caution=SMALL_CLASS_CAUTION_ZH if small else None,
         caution_en=SMALL_CLASS_CAUTION_EN if small else None,
+        misclassified=[
+            {
+                "content_hash": clip_hashes[i],
+                "label": truth,
+                "predicted": guess,
+                "score": round(float(scores[i]), 6) if scores is not None else None,
+            }
+            for i, (truth, guess) in enumerate(zip(true_labels, predicted_labels, strict=True))
+            if truth != guess and clip_hashes is not None
+        ],
     )

@@ -11,7 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import zipfile
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import numpy as np
@@ -267,6 +267,7 @@ def import_job(ctx: JobContext) -> dict[str, Any]:
                     file_name=clip.file_name,
                     source_name=clip.source_name[:1000],
                     size_bytes=clip.size_bytes,
+                    duration_ms=_duration_ms(_dataset_dir(dataset_id) / clip.file_name),
                 )
             )
         totals = _class_counts(session, dataset_id)
@@ -280,6 +281,211 @@ def import_job(ctx: JobContext) -> dict[str, Any]:
         if count < limits.min_clips_warning
     ]
     return result
+
+
+def _duration_ms(path: Path) -> int | None:
+    """The clip's length from its header (no full decode); None when the header does not say."""
+    from tingyin import audio
+
+    try:
+        seconds = audio.probe(path).duration_s
+    except audio.AudioError:
+        return None
+    return None if seconds is None else round(seconds * 1000)
+
+
+def delete_dataset(app_pk: int, dataset_id: int) -> None:
+    """Delete a dataset and its clips; versions trained on it keep their weights and reports."""
+    with session_scope() as session:
+        session.delete(_dataset(session, app_pk, dataset_id))
+    shutil.rmtree(_dataset_dir(dataset_id), ignore_errors=True)
+
+
+def class_table(app_pk: int, dataset_id: int) -> list[dict[str, Any]]:
+    """Per class: clips and their total duration (clips whose duration is unknown are counted apart)."""
+    with session_scope() as session:
+        _dataset(session, app_pk, dataset_id)
+        rows = session.execute(
+            select(
+                DatasetClip.label,
+                func.count(),
+                func.sum(DatasetClip.duration_ms),
+                func.count(DatasetClip.duration_ms),
+            )
+            .where(DatasetClip.dataset_id == dataset_id)
+            .group_by(DatasetClip.label)
+            .order_by(DatasetClip.label)
+        )
+        return [
+            {
+                "name": label,
+                "clips": int(count),
+                "duration_ms": int(total or 0),
+                "clips_without_duration": int(count) - int(measured),
+            }
+            for label, count, total, measured in rows
+        ]
+
+
+def _clip_dict(row: DatasetClip) -> dict[str, Any]:
+    return {
+        "id": row.id,
+        "label": row.label,
+        "source_name": row.source_name,
+        "size_bytes": row.size_bytes,
+        "duration_ms": row.duration_ms,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+def list_clips(
+    app_pk: int, dataset_id: int, label: str | None, offset: int = 0, limit: int = 50
+) -> dict[str, Any]:
+    with session_scope() as session:
+        _dataset(session, app_pk, dataset_id)
+        where = [DatasetClip.dataset_id == dataset_id]
+        if label is not None:
+            where.append(DatasetClip.label == label)
+        total = session.scalar(select(func.count()).select_from(DatasetClip).where(*where)) or 0
+        rows = session.scalars(
+            select(DatasetClip).where(*where).order_by(DatasetClip.id).offset(offset).limit(limit)
+        )
+        return {"total": int(total), "offset": offset, "clips": [_clip_dict(r) for r in rows]}
+
+
+def clip_file(app_pk: int, dataset_id: int, clip_id: int) -> tuple[Path, str]:
+    """(path, original name) of a clip, for playback."""
+    with session_scope() as session:
+        _dataset(session, app_pk, dataset_id)
+        row = session.get(DatasetClip, clip_id)
+        if row is None or row.dataset_id != dataset_id:
+            raise NotFound(f"dataset {dataset_id} has no clip {clip_id}")
+        return _dataset_dir(dataset_id) / row.file_name, PurePosixPath(row.source_name).name or row.file_name
+
+
+def delete_clips(app_pk: int, dataset_id: int, clip_ids: list[int]) -> int:
+    """Delete clips by id (ids of other datasets are ignored); their files go when no row uses them."""
+    with session_scope() as session:
+        _dataset(session, app_pk, dataset_id)
+        rows = list(
+            session.scalars(
+                select(DatasetClip).where(DatasetClip.dataset_id == dataset_id, DatasetClip.id.in_(clip_ids))
+            )
+        )
+        names = [r.file_name for r in rows]
+        for row in rows:
+            session.delete(row)
+    for name in names:  # content-addressed and unique per dataset: no other row shares the file
+        (_dataset_dir(dataset_id) / name).unlink(missing_ok=True)
+    return len(names)
+
+
+def _check_class_name(name: str) -> None:
+    from tingyin.sound.dataset_zip import CLASS_NAME
+
+    if not CLASS_NAME.fullmatch(name) or len(name) > 64:
+        raise InvalidRequest(
+            f"class name {name!r}: 1-64 letters, digits and underscores only (no spaces, no Chinese)"
+        )
+
+
+def add_clip(app_pk: int, dataset_id: int, label: str, data: bytes, source_name: str) -> dict[str, Any]:
+    """Add one audio file to class ``label`` (created if new); same rules as a zip member."""
+    import hashlib
+
+    from tingyin.sound.dataset_zip import AUDIO_EXTENSIONS, ZipLimits, validate_audio
+
+    _check_class_name(label)
+    extension = PurePosixPath(source_name).suffix.lower()
+    if extension not in AUDIO_EXTENSIONS:
+        accepted = ", ".join(sorted(AUDIO_EXTENSIONS))
+        raise InvalidRequest(f"file type {extension or '(none)'!r}: send {accepted}")
+    if not data:
+        raise InvalidRequest("the file is empty (0 bytes)")
+    limit = ZipLimits().max_file_bytes
+    if len(data) > limit:
+        raise InvalidRequest(f"a clip takes at most {limit // 1024**2} MB")
+    validate_audio(data, extension)
+    digest = hashlib.sha256(data).hexdigest()
+    with session_scope() as session:
+        _dataset(session, app_pk, dataset_id)
+        counts = _class_counts(session, dataset_id)
+        if sum(counts.values()) >= MAX_FILES_PER_DATASET:
+            raise InvalidRequest(f"a dataset holds at most {MAX_FILES_PER_DATASET} clips")
+        if label not in counts and len(counts) >= MAX_CLASSES:
+            raise InvalidRequest(f"a dataset holds at most {MAX_CLASSES} classes")
+        known = session.scalar(
+            select(DatasetClip).where(
+                DatasetClip.dataset_id == dataset_id, DatasetClip.content_hash == digest
+            )
+        )
+        if known is not None:
+            raise InvalidRequest(f"the dataset has this clip already (class {known.label!r})")
+        directory = _dataset_dir(dataset_id)
+        directory.mkdir(parents=True, exist_ok=True)
+        file_name = digest + extension
+        temporary = directory / (file_name + ".part")
+        temporary.write_bytes(data)
+        temporary.replace(directory / file_name)
+        row = DatasetClip(
+            dataset_id=dataset_id,
+            label=label,
+            content_hash=digest,
+            file_name=file_name,
+            source_name=f"{label}/{PurePosixPath(source_name).name}"[:1000],
+            size_bytes=len(data),
+            duration_ms=_duration_ms(directory / file_name),
+        )
+        session.add(row)
+        session.flush()
+        return _clip_dict(row)
+
+
+def rename_class(app_pk: int, dataset_id: int, label: str, new_name: str) -> list[dict[str, Any]]:
+    _check_class_name(new_name)
+    with session_scope() as session:
+        _dataset(session, app_pk, dataset_id)
+        counts = _class_counts(session, dataset_id)
+        if label not in counts:
+            raise NotFound(f"dataset {dataset_id} has no class {label!r}")
+        if new_name in counts:
+            raise InvalidRequest(f"class {new_name!r} exists already; merge the classes instead")
+        for row in session.scalars(
+            select(DatasetClip).where(DatasetClip.dataset_id == dataset_id, DatasetClip.label == label)
+        ):
+            row.label = new_name
+    return class_table(app_pk, dataset_id)
+
+
+def merge_classes(app_pk: int, dataset_id: int, sources: list[str], into: str) -> list[dict[str, Any]]:
+    """Move every clip of ``sources`` into class ``into`` (an existing class or a new name)."""
+    _check_class_name(into)
+    if not sources:
+        raise InvalidRequest("name the classes to merge")
+    with session_scope() as session:
+        _dataset(session, app_pk, dataset_id)
+        counts = _class_counts(session, dataset_id)
+        missing = [s for s in sources if s not in counts]
+        if missing:
+            raise NotFound(f"dataset {dataset_id} has no class(es) {', '.join(missing)}")
+        for row in session.scalars(
+            select(DatasetClip).where(DatasetClip.dataset_id == dataset_id, DatasetClip.label.in_(sources))
+        ):
+            row.label = into
+    return class_table(app_pk, dataset_id)
+
+
+def delete_class(app_pk: int, dataset_id: int, label: str) -> int:
+    with session_scope() as session:
+        _dataset(session, app_pk, dataset_id)
+        ids = list(
+            session.scalars(
+                select(DatasetClip.id).where(DatasetClip.dataset_id == dataset_id, DatasetClip.label == label)
+            )
+        )
+    if not ids:
+        raise NotFound(f"dataset {dataset_id} has no class {label!r}")
+    return delete_clips(app_pk, dataset_id, ids)
 
 
 # ---------------------------------------------------------------- training
@@ -393,6 +599,9 @@ def training_job(ctx: JobContext) -> dict[str, Any]:
     except TrainingCancelled as exc:
         _set_version(version_id, status="cancelled", finished_at=utcnow())
         raise JobCancelled(exc.message) from exc
+    except JobCancelled:  # seen by a progress report rather than by the trainer's own cancel check
+        _set_version(version_id, status="cancelled", finished_at=utcnow())
+        raise
     except Exception as exc:
         _set_version(version_id, status="failed", error=str(exc)[:2000], finished_at=utcnow())
         raise
@@ -424,6 +633,34 @@ def cancel_version(app_pk: int, model_id: int, version: int) -> dict[str, Any]:
                 stored = _version(session, model_id, version)
                 stored.status, stored.finished_at = "cancelled", utcnow()
     return get_version(app_pk, model_id, version)
+
+
+def misclassified(app_pk: int, model_id: int, version: int) -> list[dict[str, Any]]:
+    """The held-out clips the version got wrong, with their dataset clip ids (for playback) when the
+    clip is still in the dataset."""
+    with session_scope() as session:
+        _model(session, app_pk, model_id)
+        row = _version(session, model_id, version)
+        items = list((row.report or {}).get("misclassified", []))
+        hashes = [item["content_hash"] for item in items]
+        clips = {
+            clip.content_hash: clip
+            for clip in session.scalars(
+                select(DatasetClip).where(
+                    DatasetClip.dataset_id == row.dataset_id, DatasetClip.content_hash.in_(hashes)
+                )
+            )
+        }
+        found = [clips.get(item["content_hash"]) for item in items]
+        return [
+            {
+                **item,
+                "dataset_id": row.dataset_id if clip is not None else None,
+                "clip_id": clip.id if clip is not None else None,
+                "source_name": clip.source_name if clip is not None else None,
+            }
+            for item, clip in zip(items, found, strict=True)
+        ]
 
 
 def _ready_version_id(app_pk: int, model_id: int, version: int) -> int:
@@ -529,6 +766,15 @@ def list_services(app_pk: int) -> list[dict[str, Any]]:
             _service_dict(r, int(session.get(ModelVersion, r.version_id).version))  # type: ignore[union-attr]
             for r in rows
         ]
+
+
+def unpublish(app_pk: int, suffix: str) -> None:
+    """Take a service offline; its URL answers "no service" from now on (the version stays)."""
+    with session_scope() as session:
+        row = session.scalar(select(SoundService).where(SoundService.suffix == suffix))
+        if row is None or row.app_pk != app_pk:
+            raise NotFound(f"no service at {suffix}")
+        session.delete(row)
 
 
 def service_version(suffix: str) -> tuple[int, int]:

@@ -325,14 +325,17 @@ def train_classifier(
         scores = softmax(head_logits(standard[held_idx], split_weights))
         predicted = [class_names[i] for i in scores.argmax(axis=1)]
         truth = [class_names[i] for i in labels[held_idx]]
+        confidence = [float(v) for v in scores.max(axis=1)]
     else:
-        predicted, truth = [], []
+        predicted, truth, confidence = [], [], []
     report = evaluate_predictions(
         truth,
         predicted,
         class_names,
         {name: counts[name] for name in class_names},
         train_count=len(train_idx),
+        clip_hashes=[chosen[i].content_hash for i in held_idx],
+        scores=confidence,
     )
     final_weights = fit(np.arange(len(chosen)), seed + 1, (0.92, 1.0))
     finished = time.perf_counter()

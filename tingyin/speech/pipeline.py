@@ -49,7 +49,8 @@ class RecordingOptions(FrozenModel):
 
     @property
     def wants_speakers(self) -> bool:
-        return self.diarize or self.roles
+        """Diarization asked for, directly or by asking for roles or a speaker count."""
+        return self.diarize or self.roles or self.num_speakers is not None
 
 
 class RecordingResult(FrozenModel):

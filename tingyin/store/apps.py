@@ -246,3 +246,12 @@ def secret_for_access_key(api_key: str) -> tuple[AppInfo, str]:
         if app is None:
             raise Unauthorized("unknown AccessKey")
         return AppInfo.of(app), _decrypt(app.secret_encrypted)
+
+
+def secret_key_of(app_pk: int) -> str:
+    """The app's secret_key in clear, for its own signed-in owner (the console's copy button)."""
+    with session_scope() as session:
+        app = session.get(App, app_pk)
+        if app is None:
+            raise NotFound("no such app")
+        return _decrypt(app.secret_encrypted)

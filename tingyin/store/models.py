@@ -169,6 +169,8 @@ class DatasetClip(Base):
     file_name: Mapped[str] = mapped_column(String(128))
     source_name: Mapped[str] = mapped_column(Text, default="")
     size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    # Measured at import (the console's per-class totals); None for clips imported before it was kept.
+    duration_ms: Mapped[int | None] = mapped_column(Integer, nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
     __table_args__ = (Index("ux_dataset_clips_hash", "dataset_id", "content_hash", unique=True),)
@@ -212,3 +214,16 @@ class SoundService(Base):
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ConsoleSession(Base):
+    """A web-console sign-in: the cookie carries a random id whose hash is the key here; the CSRF token
+    must come back in a header on every state-changing call made with the cookie."""
+
+    __tablename__ = "console_sessions"
+
+    id_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    app_pk: Mapped[int] = mapped_column(ForeignKey("apps.id", ondelete="CASCADE"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -11,7 +11,7 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import delete, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -62,17 +62,55 @@ def _increment(app_pk: int, api: str, window: str, ttl_s: int) -> int:
         return int(session.execute(statement).scalar_one())
 
 
+USAGE_HISTORY_DAYS = 31  # daily counters are kept this long: they are the usage history too
+
+
+def _day(now: float) -> str:
+    return datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
+
+
 def consume(app: AppInfo, api: str, now: float | None = None) -> None:
     """Count one call of ``api`` by ``app``; ``QuotaExceeded`` (kind "qps" or "daily") when over.
 
-    The QPS window is checked first so that calls refused for QPS do not eat the daily quota."""
+    The QPS window is checked first so that calls refused for QPS do not eat the daily quota. The day's
+    counter is kept with or without a daily limit: it is the app's usage per API per day."""
     now = time.time() if now is None else now
     if app.qps_limit is not None and _increment(app.pk, api, f"s{int(now)}", 5) > app.qps_limit:
         raise QuotaExceeded(f"more than {app.qps_limit} requests per second", kind="qps")
-    if app.daily_limit is not None:
-        day = datetime.fromtimestamp(now, UTC).strftime("%Y%m%d")
-        if _increment(app.pk, api, f"d{day}", 2 * 86400) > app.daily_limit:
-            raise QuotaExceeded(f"more than {app.daily_limit} requests today", kind="daily")
+    count = _increment(app.pk, api, f"d{_day(now)}", (USAGE_HISTORY_DAYS + 1) * 86400)
+    if app.daily_limit is not None and count > app.daily_limit:
+        raise QuotaExceeded(f"more than {app.daily_limit} requests today", kind="daily")
+
+
+def daily_usage(app_pk: int, days: int, now: float | None = None) -> dict[str, dict[str, int]]:
+    """Calls per API per day (``{api: {"YYYYMMDD": count}}``) over the last ``days`` days, today included.
+
+    Calls refused for the daily quota are counted too: they are what the app asked for."""
+    now = time.time() if now is None else now
+    wanted = {_day(now - offset * 86400) for offset in range(max(1, min(days, USAGE_HISTORY_DAYS)))}
+    usage: dict[str, dict[str, int]] = {}
+    client = _redis()
+    if client is not None:
+        prefix = f"tingyin:quota:{app_pk}:"
+        try:
+            keys = [k.decode() for k in client.scan_iter(match=f"{prefix}*:d*", count=500)]
+            values = client.mget(keys) if keys else []
+        except Exception as exc:
+            raise ServiceUnavailable(f"quota counter store unavailable: {exc}") from exc
+        for key, value in zip(keys, values, strict=True):
+            api, _, window = key[len(prefix) :].rpartition(":")
+            if value is not None and window[1:] in wanted:
+                usage.setdefault(api, {})[window[1:]] = int(value)
+        return usage
+    with session_scope() as session:
+        rows = session.execute(
+            select(UsageCounter.api, UsageCounter.window, UsageCounter.count).where(
+                UsageCounter.app_pk == app_pk, UsageCounter.window.in_([f"d{day}" for day in wanted])
+            )
+        )
+        for api, window, count in rows:
+            usage.setdefault(api, {})[window[1:]] = int(count)
+    return usage
 
 
 def purge_counters() -> int:

@@ -2,12 +2,16 @@
 
 from fastapi import APIRouter
 
-from tingyin.api.native import sound, system, transcriptions, vocabulary
+from tingyin.api.native import music, session, sound, system, transcriptions, uploads, usage, vocabulary
 
 router = APIRouter()
 router.include_router(system.router)
 router.include_router(transcriptions.router)
 router.include_router(vocabulary.router)
 router.include_router(sound.router)
+router.include_router(music.router)
+router.include_router(uploads.router)
+router.include_router(usage.router)
+router.include_router(session.router)
 
 __all__ = ["router"]

@@ -148,3 +148,183 @@ async def publish(suffix: str, body: PublishIn, app: AppInfo = Depends(native_ap
 @router.get("/services")
 async def list_services(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     return {"services": await in_thread(platform.list_services, app.pk)}
+
+
+# ------------------------------------------------ dataset curation, uploads, evaluation, services
+# (the web console's needs; every page of it calls these, so a script can do the same)
+
+
+class ClassRow(BaseModel):
+    name: str
+    clips: int
+    duration_ms: int = Field(description="total duration of the clips whose length is known")
+    clips_without_duration: int
+
+
+class ClassTable(BaseModel):
+    classes: list[ClassRow]
+
+
+class ClipOut(BaseModel):
+    id: int
+    label: str
+    source_name: str
+    size_bytes: int
+    duration_ms: int | None
+    created_at: str
+
+
+class ClipPage(BaseModel):
+    total: int
+    offset: int
+    clips: list[ClipOut]
+
+
+class ClipIds(BaseModel):
+    ids: list[int] = Field(min_length=1, max_length=10_000)
+
+
+class Count(BaseModel):
+    deleted: int
+
+
+class RenameIn(BaseModel):
+    name: str = Field(description="new class name: letters, digits, '_'")
+
+
+class MergeIn(BaseModel):
+    sources: list[str] = Field(min_length=1)
+    into: str = Field(description="an existing class or a new name")
+
+
+class FromUploadIn(BaseModel):
+    upload_id: str = Field(description="a complete upload from POST /v1/uploads")
+
+
+class Misclassified(BaseModel):
+    content_hash: str
+    label: str = Field(description="the true class")
+    predicted: str
+    score: float | None
+    dataset_id: int | None = Field(description="null when the clip was deleted from the dataset since")
+    clip_id: int | None
+    source_name: str | None
+
+
+class MisclassifiedOut(BaseModel):
+    clips: list[Misclassified]
+
+
+@router.delete("/datasets/{dataset_id}", response_model=Count)
+async def delete_dataset(dataset_id: int, app: AppInfo = Depends(native_app)) -> Count:
+    """Delete a dataset and its clips (versions trained on it keep their weights and reports)."""
+    await in_thread(platform.delete_dataset, app.pk, dataset_id)
+    return Count(deleted=1)
+
+
+@router.post("/datasets/{dataset_id}/imports/from-upload", status_code=202)
+async def import_uploaded_zip(
+    dataset_id: int, body: FromUploadIn, app: AppInfo = Depends(native_app)
+) -> dict[str, Any]:
+    """Import a zip sent through the resumable ``/v1/uploads`` (large archives, up to 5 GB); the job's
+    result is the import report, as for ``/imports``."""
+    import zipfile
+
+    from tingyin.jobs import get_job
+    from tingyin.store.uploads import take_upload
+
+    blob, _name = await in_thread(take_upload, app.pk, body.upload_id)
+    if not await in_thread(zipfile.is_zipfile, blob.path):
+        raise InvalidRequest("the file is not a zip archive (zip one folder per class)")
+    job_id = await in_thread(platform.start_import, app.pk, dataset_id, blob.key)
+    return (await in_thread(get_job, job_id)).as_dict()
+
+
+@router.get("/datasets/{dataset_id}/classes", response_model=ClassTable)
+async def dataset_classes(dataset_id: int, app: AppInfo = Depends(native_app)) -> ClassTable:
+    """Per class: clips and total duration."""
+    rows = await in_thread(platform.class_table, app.pk, dataset_id)
+    return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
+
+
+@router.patch("/datasets/{dataset_id}/classes/{label}", response_model=ClassTable)
+async def rename_class(
+    dataset_id: int, label: str, body: RenameIn, app: AppInfo = Depends(native_app)
+) -> ClassTable:
+    rows = await in_thread(platform.rename_class, app.pk, dataset_id, label, body.name)
+    return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
+
+
+@router.delete("/datasets/{dataset_id}/classes/{label}", response_model=Count)
+async def delete_class(dataset_id: int, label: str, app: AppInfo = Depends(native_app)) -> Count:
+    return Count(deleted=await in_thread(platform.delete_class, app.pk, dataset_id, label))
+
+
+@router.post("/datasets/{dataset_id}/classes/merge", response_model=ClassTable)
+async def merge_classes(dataset_id: int, body: MergeIn, app: AppInfo = Depends(native_app)) -> ClassTable:
+    rows = await in_thread(platform.merge_classes, app.pk, dataset_id, body.sources, body.into)
+    return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
+
+
+@router.get("/datasets/{dataset_id}/clips", response_model=ClipPage)
+async def list_clips(
+    dataset_id: int,
+    label: str | None = Query(None, description="one class; all classes when absent"),
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=500),
+    app: AppInfo = Depends(native_app),
+) -> ClipPage:
+    page = await in_thread(platform.list_clips, app.pk, dataset_id, label, offset, limit)
+    return ClipPage.model_validate(page)
+
+
+@router.post("/datasets/{dataset_id}/clips", status_code=201, response_model=ClipOut)
+async def add_clip(
+    dataset_id: int,
+    request: Request,
+    label: str = Query(description="the class (created when new)"),
+    filename: str = Query(description="original file name; its extension tells the format"),
+    app: AppInfo = Depends(native_app),
+) -> ClipOut:
+    """Add one audio file (the raw body, at most 4 MB) to a class."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > CLIP_MAX_BYTES:
+            raise InvalidRequest(f"a clip takes at most {CLIP_MAX_BYTES // 1024**2} MB")
+    row = await in_thread(platform.add_clip, app.pk, dataset_id, label, bytes(data), filename)
+    return ClipOut.model_validate(row)
+
+
+@router.post("/datasets/{dataset_id}/clips/delete", response_model=Count)
+async def delete_clips(dataset_id: int, body: ClipIds, app: AppInfo = Depends(native_app)) -> Count:
+    """Delete clips by id."""
+    return Count(deleted=await in_thread(platform.delete_clips, app.pk, dataset_id, body.ids))
+
+
+@router.get("/datasets/{dataset_id}/clips/{clip_id}/audio", response_class=FileResponse)
+async def clip_audio(dataset_id: int, clip_id: int, app: AppInfo = Depends(native_app)) -> FileResponse:
+    """The clip's file as uploaded (for playback)."""
+    import mimetypes
+
+    path, name = await in_thread(platform.clip_file, app.pk, dataset_id, clip_id)
+    media = mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return FileResponse(path, media_type=media, filename=name, content_disposition_type="inline")
+
+
+@router.get("/models/{model_id}/versions/{version}/misclassified", response_model=MisclassifiedOut)
+async def misclassified(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> MisclassifiedOut:
+    """The held-out clips this version got wrong (playable through their clip id)."""
+    rows = await in_thread(platform.misclassified, app.pk, model_id, version)
+    return MisclassifiedOut(clips=[Misclassified.model_validate(r) for r in rows])
+
+
+class Unpublished(BaseModel):
+    unpublished: str
+
+
+@router.delete("/services/{suffix}", response_model=Unpublished)
+async def unpublish(suffix: str, app: AppInfo = Depends(native_app)) -> Unpublished:
+    """Take a published service offline (its version stays and can be published again)."""
+    await in_thread(platform.unpublish, app.pk, suffix)
+    return Unpublished(unpublished=suffix)

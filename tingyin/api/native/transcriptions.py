@@ -7,12 +7,14 @@ the model (one the operator enabled), and speakers/roles/channels.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import FileResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
 
 from tingyin.api.deps import in_thread, native_app
-from tingyin.errors import InvalidRequest
+from tingyin.errors import InvalidRequest, NotFound
 from tingyin.inference import InferenceExecutor
 from tingyin.speech.options import DecodeOptions, HotWord, Language
 from tingyin.speech.pipeline import MAX_SPEAKERS, RecordingOptions, RecordingResult
@@ -117,21 +119,153 @@ async def create_transcription(
     request: Request,
     query: RecordingQuery = Depends(),
     format: str | None = Query(None),
+    url: str | None = Query(None, description="fetch the audio from this address instead of the body"),
+    filename: str | None = Query(None, max_length=255, description="shown in job lists"),
     app: AppInfo = Depends(native_app),
 ) -> dict[str, Any]:
-    """Queue a transcription job for audio of any length; poll ``GET /v1/transcriptions/{id}``."""
+    """Queue a transcription job for audio of any length (the body, or ``url``); poll
+    ``GET /v1/transcriptions/{id}``. The result has ``utterances`` (with ``speaker``/``role`` when
+    diarized), ``speakers`` and ``roles``."""
     from tingyin.jobs import get_job
     from tingyin.jobs.transcription import AudioInput, AudioSource, TranscriptionParams, submit_transcription
     from tingyin.speech.models import speech_models
 
     speech_models().resolve(query.options.decode.model)
     audio_input = AudioInput.parse(format=format)
-    blob_key = await _store_upload(request)
+    if url:
+        from tingyin.audio.fetch import check_url
+
+        await in_thread(check_url, url)  # a bad or private address is a 400 now, not a failed job later
+        source = AudioSource.parse(url=url)
+    else:
+        source = AudioSource(blob=await _store_upload(request))
     params = TranscriptionParams(
-        source=AudioSource(blob=blob_key), audio=audio_input, recording=query.options
+        source=source,
+        audio=audio_input,
+        recording=query.options,
+        vendor_fields={"filename": (filename or url or "")[:255]},
     )
     job_id = await in_thread(submit_transcription, params, app_pk=app.pk)
     return (await in_thread(get_job, job_id)).as_dict()
+
+
+class TranscriptionSummary(BaseModel):
+    id: str
+    status: str
+    progress: float
+    source: str = Field(description="native, volcano or qiniu: who submitted it")
+    filename: str
+    language: str | None
+    duration_ms: int | None
+    speakers: int | None
+    error: str | None
+    created_at: str
+    finished_at: str | None
+
+
+class TranscriptionList(BaseModel):
+    transcriptions: list[TranscriptionSummary]
+
+
+@router.get("/transcriptions", response_model=TranscriptionList)
+async def list_transcriptions(
+    limit: int = Query(50, ge=1, le=200), app: AppInfo = Depends(native_app)
+) -> TranscriptionList:
+    """The app's recent transcription jobs (native, Volcano AUC and Qiniu), newest first."""
+    from tingyin.jobs.service import list_jobs
+    from tingyin.jobs.transcription import KIND, job_params
+
+    jobs = await in_thread(list_jobs, app.pk, [KIND], limit=limit)
+    items = []
+    for job in jobs:
+        result = job.result or {}
+        params = job_params(job.params)
+        items.append(
+            TranscriptionSummary(
+                id=job.id,
+                status=job.status,
+                progress=round(job.progress, 4),
+                source=params.vendor,
+                filename=str(params.vendor_fields.get("filename") or params.source.url or ""),
+                language=result.get("language"),
+                duration_ms=result.get("duration_ms"),
+                speakers=len(result["speakers"]) if isinstance(result.get("speakers"), list) else None,
+                error=job.error_message,
+                created_at=job.created_at.isoformat(),
+                finished_at=job.finished_at.isoformat() if job.finished_at else None,
+            )
+        )
+    return TranscriptionList(transcriptions=items)
+
+
+def _finished_result(job_id: str, app_pk: int) -> dict[str, Any]:
+    from tingyin.jobs import get_job
+
+    job = get_job(job_id, app_pk=app_pk)
+    if job.status != "succeeded" or not isinstance(job.result, dict):
+        raise InvalidRequest(f"transcription {job_id} is {job.status}; no transcript yet")
+    return job.result
+
+
+@router.get(
+    "/transcriptions/{job_id}/transcript",
+    response_class=PlainTextResponse,
+    responses={200: {"content": {"text/plain": {}, "application/x-subrip": {}, "text/vtt": {}}}},
+)
+async def download_transcript(
+    job_id: str,
+    format: Literal["txt", "srt", "vtt", "json"] = Query("txt"),
+    app: AppInfo = Depends(native_app),
+) -> Response:
+    """The finished transcript as a file: plain text, SubRip, WebVTT or the job's JSON result."""
+    import json
+
+    from tingyin.speech import subtitles
+
+    result = await in_thread(_finished_result, job_id, app.pk)
+    name = f"transcript-{job_id[:8]}.{format}"
+    if format == "json":
+        body, media = json.dumps(result, ensure_ascii=False, indent=1), "application/json"
+    elif format == "srt":
+        body, media = subtitles.to_srt(result), "application/x-subrip"
+    elif format == "vtt":
+        body, media = subtitles.to_vtt(result), "text/vtt"
+    else:
+        body, media = subtitles.to_text(result), "text/plain"
+    return Response(
+        body.encode("utf-8"),
+        media_type=f"{media}; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+AUDIO_MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
+
+
+def _audio_of(job_id: str, app_pk: int) -> tuple[Any, str]:
+    from tingyin import audio
+    from tingyin.jobs import get_job
+    from tingyin.jobs.transcription import job_params
+    from tingyin.store.blobs import get_blob
+
+    source = job_params(get_job(job_id, app_pk=app_pk).params).source
+    if source.blob is None:
+        raise NotFound("this job's audio was given by URL; play it from there")
+    path = get_blob(source.blob).path
+    try:
+        container = audio.probe(path).format
+    except audio.AudioError:
+        container = ""
+    fallback = "audio/mp4" if "mp4" in container else "application/octet-stream"
+    media = AUDIO_MEDIA_TYPES.get(container, fallback)
+    return path, media
+
+
+@router.get("/transcriptions/{job_id}/audio", response_class=FileResponse)
+async def transcription_audio(job_id: str, app: AppInfo = Depends(native_app)) -> FileResponse:
+    """The uploaded audio of a job (for playback beside its transcript)."""
+    path, media = await in_thread(_audio_of, job_id, app.pk)
+    return FileResponse(path, media_type=media, content_disposition_type="inline")
 
 
 @router.get("/transcriptions/{job_id}")

@@ -1,0 +1,85 @@
+"""Native music tagging: a track in, tags per dimension with probabilities (the console's music page).
+
+The same core as the SAMI ``MusicTagging`` adapter (``tingyin.music.service.analyse_music``), answered
+in the native shape; audio that is not music is a 400 with code ``not_music``.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Request
+from pydantic import BaseModel, Field
+
+from tingyin import audio
+from tingyin.api.deps import in_thread, native_app
+from tingyin.errors import InvalidRequest
+from tingyin.store.apps import AppInfo
+
+router = APIRouter(prefix="/v1/music", tags=["music"])
+MAX_BYTES = 100 * 1024 * 1024
+DIMENSIONS = (
+    "MusicTaggingGenre34",
+    "MusicTaggingMood10",
+    "MusicTaggingTheme24",
+    "MusicTaggingVocal",
+    "MusicTaggingLang30",
+)
+
+
+class Tag(BaseModel):
+    name: str
+    probability: float
+
+
+class Dimension(BaseModel):
+    task_type: str
+    tags: list[Tag] = Field(description="best first")
+
+
+class MusicTagsOut(BaseModel):
+    duration_s: float
+    vocal_probability: float
+    vocal: bool
+    language: str | None = Field(description="SAMI language code of the vocals; null when instrumental")
+    dimensions: list[Dimension]
+    embedding: list[float] | None = Field(description="with embed=true: the track's embeddings, concatenated")
+
+
+def _tag(data: bytes, task_types: list[str], top_num: int, embed: bool) -> MusicTagsOut:
+    from tingyin.music.service import analyse_music
+
+    if not data:
+        raise InvalidRequest("send the track as the request body (the file is empty)")
+    decoded = audio.decode(data, max_bytes=MAX_BYTES, max_seconds=600)
+    analysis = analyse_music(decoded.mono(), task_types=task_types, top_num=top_num, enable_embed=embed)
+    dimensions = []
+    for result in analysis.results:
+        pairs = sorted(zip(result.tags, result.pred, strict=True), key=lambda p: -float(p[1]))
+        tags = [Tag(name=name, probability=round(float(p), 6)) for name, p in pairs]
+        dimensions.append(Dimension(task_type=result.task_type, tags=tags))
+    embedding = analysis.embed
+    return MusicTagsOut(
+        duration_s=round(analysis.duration_s, 3),
+        vocal_probability=round(analysis.vocal_probability, 6),
+        vocal=analysis.vocal_probability >= 0.5,
+        language=analysis.language,
+        dimensions=dimensions,
+        embedding=[round(float(v), 6) for v in embedding] if embedding is not None else None,
+    )
+
+
+@router.post("/tags", response_model=MusicTagsOut)
+async def tag_music(
+    request: Request,
+    tasks: str = Query(",".join(DIMENSIONS), description="comma-separated SAMI task types"),
+    top_num: int = Query(10, ge=1, le=100, description="tags per dimension"),
+    embed: bool = Query(False, description="also return the embedding"),
+    app: AppInfo = Depends(native_app),
+) -> MusicTagsOut:
+    """Tag a track (the raw body, up to 10 minutes): genre, mood, theme, vocal, language."""
+    data = bytearray()
+    async for chunk in request.stream():
+        data.extend(chunk)
+        if len(data) > MAX_BYTES:
+            raise InvalidRequest(f"a track takes at most {MAX_BYTES // 1024**2} MB")
+    task_types = [t.strip() for t in tasks.split(",") if t.strip()]
+    return await in_thread(_tag, bytes(data), task_types, top_num, embed)
