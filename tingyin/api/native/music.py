@@ -19,7 +19,6 @@ MAX_BYTES = 100 * 1024 * 1024
 DIMENSIONS = (
     "MusicTaggingGenre34",
     "MusicTaggingMood10",
-    "MusicTaggingTheme24",
     "MusicTaggingVocal",
     "MusicTaggingLang30",
 )
