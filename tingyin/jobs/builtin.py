@@ -27,9 +27,10 @@ def transcribe_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin import audio
     from tingyin.speech import transcribe
     from tingyin.speech.types import transcript_to_dict
-    from tingyin.store.blobs import get_blob
+    from tingyin.store.blobs import blob_store
 
-    decoded = audio.decode(get_blob(ctx.params["blob"]).path, format=ctx.params.get("format"))
+    with blob_store().open(ctx.params["blob"]) as stored:
+        decoded = audio.decode(stored, format=ctx.params.get("format"))
     ctx.progress(0.02, "decoded")
     transcript = transcribe(
         decoded.mono(),

@@ -17,6 +17,8 @@ The result is vendor-neutral; adapters render it in their wire format.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -27,17 +29,21 @@ from tingyin.jobs.service import JobContext, job_handler, on_job_finished
 DEFAULT_MAX_SECONDS = 5 * 3600.0
 
 
-def _audio_path(ctx: JobContext) -> Any:
+@contextmanager
+def _audio_source(ctx: JobContext) -> Iterator[Any]:
+    """The job's audio: its stored upload as a seekable stream, or its URL downloaded to scratch."""
     from tingyin.audio.fetch import fetch_to_file
-    from tingyin.store.blobs import get_blob
+    from tingyin.store.blobs import blob_store
 
     source = ctx.params["source"]
     if "blob" in source:
-        return get_blob(source["blob"]).path
+        with blob_store().open(source["blob"]) as stored:
+            yield stored
+        return
     # Fetched again on a retry: the file of a crashed attempt may be partial.
     target = ctx.work_dir / "download"
     fetch_to_file(source["url"], target)
-    return target
+    yield target
 
 
 @job_handler("transcription")
@@ -48,16 +54,16 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin.speech.types import utterance_to_dict
 
     params = ctx.params
-    path = _audio_path(ctx)
-    ctx.progress(0.02, "audio ready")
-    decoded = audio.decode(
-        path,
-        format=params.get("format"),
-        pcm_rate=int(params.get("pcm_rate") or 16000),
-        pcm_channels=int(params.get("pcm_channels") or 1),
-        mono=not params.get("split_channels", False),
-        max_seconds=float(params.get("max_seconds") or DEFAULT_MAX_SECONDS),
-    )
+    with _audio_source(ctx) as source:
+        ctx.progress(0.02, "audio ready")
+        decoded = audio.decode(
+            source,
+            format=params.get("format"),
+            pcm_rate=int(params.get("pcm_rate") or 16000),
+            pcm_channels=int(params.get("pcm_channels") or 1),
+            mono=not params.get("split_channels", False),
+            max_seconds=float(params.get("max_seconds") or DEFAULT_MAX_SECONDS),
+        )
     options = options_from_params(params.get("options", {}))
     channels = [decoded.channel(i) for i in range(decoded.channels)]
     if len(channels) == 2 and np.allclose(channels[0], channels[1], atol=1e-4):

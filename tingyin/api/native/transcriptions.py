@@ -2,19 +2,27 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
 from tingyin.api.deps import in_thread, native_app
+from tingyin.api.middleware import register_body_limit
+from tingyin.api.spool import receive_upload, upload_chunks
 from tingyin.errors import InvalidRequest
 from tingyin.store.apps import AppInfo
+from tingyin.store.blobs import blob_store
 
 router = APIRouter(prefix="/v1", tags=["speech"])
 
 SYNC_MAX_SECONDS = 300.0
 UPLOAD_MAX_BYTES = 500 * 1024 * 1024
+NO_AUDIO = "no audio in the request body"
+# A multipart form wraps the file in a few hundred bytes of boundaries and headers.
+register_body_limit(
+    lambda path: path in ("/v1/recognize", "/v1/transcriptions"), UPLOAD_MAX_BYTES + 64 * 1024
+)
 
 
 def _options(
@@ -39,40 +47,13 @@ def _options(
     return {"language": language, "itn": itn, "punctuation": punctuation, "hot_words": words, "model": model}
 
 
-async def _upload_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The audio of a raw-body upload or of the ``file`` field of a multipart form."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_part_size=UPLOAD_MAX_BYTES)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise InvalidRequest("multipart upload needs a 'file' field")
-        while chunk := await upload.read(1024 * 1024):
-            yield chunk
-        return
-    async for chunk in request.stream():
-        if chunk:
-            yield chunk
-
-
-async def _store_upload(request: Request) -> str:
-    from tingyin.store.blobs import put_blob
-
-    chunks = [chunk async for chunk in _upload_chunks(request)]
-    if not chunks:
-        raise InvalidRequest("no audio in the request body")
-    blob = await in_thread(put_blob, chunks, max_bytes=UPLOAD_MAX_BYTES)
-    return blob.key
-
-
-def _recognize(blob_key: str, fmt: str | None, options: dict[str, Any]) -> dict[str, Any]:
+def _recognize(path: Path, fmt: str | None, options: dict[str, Any]) -> dict[str, Any]:
     from tingyin import audio
     from tingyin.jobs.builtin import options_from_params
     from tingyin.speech import transcribe
     from tingyin.speech.types import transcript_to_dict
-    from tingyin.store.blobs import get_blob
 
-    decoded = audio.decode(get_blob(blob_key).path, format=fmt, max_seconds=SYNC_MAX_SECONDS)
+    decoded = audio.decode(path, format=fmt, max_seconds=SYNC_MAX_SECONDS)
     return transcript_to_dict(transcribe(decoded.mono(), options_from_params(options)))
 
 
@@ -89,8 +70,12 @@ async def recognize(
 ) -> dict[str, Any]:
     """Transcribe up to 5 minutes of audio (raw body or multipart ``file``) and answer at once."""
     options = _options(language, itn, punctuation, hot_words, model)
-    blob_key = await _store_upload(request)
-    return await in_thread(_recognize, blob_key, format, options)
+    scratch = blob_store().scratch
+    with scratch.file() as path:  # the audio is gone once the answer is sent
+        await receive_upload(
+            upload_chunks(request), scratch.writer(path), max_bytes=UPLOAD_MAX_BYTES, empty_message=NO_AUDIO
+        )
+        return await in_thread(_recognize, path, format, options)
 
 
 @router.post("/transcriptions", status_code=202)
@@ -105,12 +90,21 @@ async def create_transcription(
     app: AppInfo = Depends(native_app),
 ) -> dict[str, Any]:
     """Queue a transcription job for audio of any length; poll ``GET /v1/transcriptions/{id}``."""
-    from tingyin.jobs import get_job, submit_job
+    from tingyin.jobs import get_job, input_key, new_job_id, submit_job
 
     options = _options(language, itn, punctuation, hot_words, model)
-    blob_key = await _store_upload(request)
-    job_id = await in_thread(
-        submit_job, "transcribe", {"blob": blob_key, "format": format, "options": options}, app_pk=app.pk
+    job_id = new_job_id()
+    writer = blob_store().writer(input_key(job_id))
+    blob = await receive_upload(
+        upload_chunks(request), writer, max_bytes=UPLOAD_MAX_BYTES, empty_message=NO_AUDIO
+    )
+    await in_thread(
+        submit_job,
+        "transcribe",
+        {"blob": blob.key, "format": format, "options": options},
+        app_pk=app.pk,
+        job_id=job_id,
+        inputs=[blob],
     )
     return (await in_thread(get_job, job_id)).as_dict()
 
