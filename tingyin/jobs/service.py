@@ -26,7 +26,7 @@ from sqlalchemy import CursorResult, Update, or_, select, update
 from sqlalchemy.orm import Session
 
 from tingyin.config import get_settings
-from tingyin.errors import InvalidRequest, NotFound, TingyinError
+from tingyin.errors import InvalidRequest, NotFound, ServiceUnavailable, TingyinError
 from tingyin.store.blobs import Owner, StoredBlob, blob_store
 from tingyin.store.db import session_scope
 from tingyin.store.models import TERMINAL_JOB_STATUSES, Job, utcnow
@@ -431,6 +431,11 @@ def execute_job(job_id: str, owner: str | None = None) -> Claim:
             result = handler_for(context.kind)(context)
         except LeaseLost:
             log.warning("job %s was taken over by another worker; dropping this run", job_id)
+            return claim
+        except ServiceUnavailable:
+            # The database or the object store is down for a while: that is no verdict on the job.
+            # Its lease runs out and the sweeper hands it out again (up to MAX_ATTEMPTS runs).
+            log.warning("job %s stopped: a backing service is unavailable; it will run again", job_id)
             return claim
         except JobCancelled as exc:
             finish_job(job_id, owner, error=exc, status="cancelled")

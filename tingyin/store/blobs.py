@@ -626,10 +626,8 @@ class S3Backend(BlobBackend):
 class Scratch:
     """Node-local temporary files under ``$TINGYIN_HOME/scratch``: request bodies while a synchronous
     request runs (``requests/``), job work directories (``jobs/<id>/``), copies of stored objects
-    (``downloads/``). Everything is deleted when its request or job ends; the sweeper removes what a
-    crashed process left behind."""
-
-    AREAS: ClassVar[tuple[str, ...]] = ("requests", "jobs", "downloads")
+    (``downloads/``), exports being built (``exports/``). Everything is deleted when its request or
+    job ends; the sweeper removes what a crashed process left behind."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -671,11 +669,13 @@ class Scratch:
         return sorted(p.name for p in base.iterdir()) if base.is_dir() else []
 
     def stale_files(self, older_than: datetime) -> list[Path]:
-        """Files of ``requests/`` and ``downloads/`` untouched since ``older_than``."""
-        found = []
+        """Files outside job directories untouched since ``older_than`` (left by a crashed process)."""
+        found: list[Path] = []
         cutoff = older_than.timestamp()
-        for area in ("requests", "downloads"):
-            for directory, _, files in os.walk(self.root / area):
+        if not self.root.is_dir():
+            return found
+        for area in sorted(p for p in self.root.iterdir() if p.is_dir() and p.name != "jobs"):
+            for directory, _, files in os.walk(area):
                 for name in files:
                     path = Path(directory) / name
                     try:
