@@ -9,6 +9,8 @@ distinct noise clips just under the 4 MB per-file limit, stored uncompressed; th
 noise. The Qiniu job is cancelled once accepted (the figure is the upload's, not a transcription's).
 
     python scripts/bench_storage.py [--zip-mb 1024] [--qiniu-mb 100] [--s3] [--workdir DIR]
+
+(``--zip-mb 0`` or ``--qiniu-mb 0`` skips that part.)
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ import wave
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
@@ -175,74 +178,86 @@ def main() -> None:
         store = "S3 (moto_server)" if args.s3 else "local directory"
         print(f"blob store: {store}; load average {os.getloadavg()}")
 
-        # -------- dataset zip
-        archive = workdir / "dataset.zip"
-        clips = build_zip(archive, args.zip_mb)
-        size_mb = archive.stat().st_size / 2**20
-        dataset = httpx.post(f"{base}/v1/sound/datasets", headers=headers, json={"name": "bench"}).json()
-        time.sleep(5)  # the worker finishes starting
-        before = {"serve": rss(server.pid), "worker": rss(worker.pid)}
-        reset = reset_peak(server.pid) and reset_peak(worker.pid)
-        started = time.perf_counter()
-        response = httpx.post(
-            f"{base}/v1/sound/datasets/{dataset['id']}/imports",
-            headers=headers,
-            content=file_chunks(archive),
-            timeout=3600,
-        )
-        uploaded = time.perf_counter() - started
-        assert response.status_code == 202, response.text
-        job_id = response.json()["id"]
-        while (job := httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers).json())["status"] not in (
-            "succeeded",
-            "failed",
-            "cancelled",
-        ):
-            time.sleep(1)
-        imported = time.perf_counter() - started
-        assert job["status"] == "succeeded", job
-        accepted = len(job["result"]["accepted"])
-        print(
-            f"\ndataset zip: {size_mb:.0f} MiB, {clips} clips ({accepted} accepted); "
-            f"upload {uploaded:.1f} s, import done after {imported:.1f} s; peak reset before upload: {reset}"
-        )
-        for name, pid in (("serve", server.pid), ("worker", worker.pid)):
-            print(f"  {name:6s} RSS before {before[name][0]:5d} MiB   peak during {rss(pid)[1]:5d} MiB")
-        del archive
-        (workdir / "dataset.zip").unlink()
-
-        # -------- Qiniu upload (no worker: the figure is the upload's)
-        processes.stop(worker)
-        import requests
-        from qiniu import QiniuMacAuth
-        from qiniu.auth import QiniuMacRequestsAuth
-
-        audio = noise_wav(args.qiniu_mb * 1024 * 1024 / 32000, 1)
-        body = b'{"voice_id": "bench", "audio": "' + base64.b64encode(audio) + b'"}'
-        del audio
-        before_q = rss(server.pid)
-        reset_peak(server.pid)
-        started = time.perf_counter()
-        answer = requests.post(
-            f"{base}/?cmd=async",
-            data=body,
-            headers={"Content-Type": "application/json"},
-            auth=QiniuMacRequestsAuth(QiniuMacAuth(app["api_key"], app["secret_key"])),
-            timeout=3600,
-        ).json()
-        elapsed = time.perf_counter() - started
-        assert answer["ret"] == 0, answer
-        print(
-            f"\nqiniu async: {args.qiniu_mb} MiB of audio in {len(body) / 2**20:.0f} MiB of JSON, "
-            f"accepted in {elapsed:.1f} s"
-        )
-        print(f"  serve  RSS before {before_q[0]:5d} MiB   peak during {rss(server.pid)[1]:5d} MiB")
-        httpx.delete(f"{base}/v1/transcriptions/{answer['session_id']}", headers=headers)
+        if args.zip_mb:
+            measure_zip(args.zip_mb, base, headers, workdir, server.pid, worker.pid)
+        if args.qiniu_mb:
+            processes.stop(worker)  # the figure is the upload's, not a transcription's
+            measure_qiniu(args.qiniu_mb, base, headers, app, server.pid)
         print(f"\nload average after: {os.getloadavg()}")
     finally:
         processes.stop_all()
         if args.workdir is None:
             shutil.rmtree(workdir, ignore_errors=True)
+
+
+def wait_job(base: str, headers: dict[str, str], job_id: str) -> dict[str, Any]:
+    while True:
+        job = httpx.get(f"{base}/v1/jobs/{job_id}", headers=headers).json()
+        if job["status"] in ("succeeded", "failed", "cancelled"):
+            return dict(job)
+        time.sleep(1)
+
+
+def measure_zip(
+    megabytes: int, base: str, headers: dict[str, str], workdir: Path, server: int, worker: int
+) -> None:
+    archive = workdir / "dataset.zip"
+    clips = build_zip(archive, megabytes)
+    size_mb = archive.stat().st_size / 2**20
+    dataset = httpx.post(f"{base}/v1/sound/datasets", headers=headers, json={"name": "bench"}).json()
+    time.sleep(5)  # the worker finishes starting
+    before = {"serve": rss(server), "worker": rss(worker)}
+    reset = reset_peak(server) and reset_peak(worker)
+    started = time.perf_counter()
+    response = httpx.post(
+        f"{base}/v1/sound/datasets/{dataset['id']}/imports",
+        headers=headers,
+        content=file_chunks(archive),
+        timeout=3600,
+    )
+    uploaded = time.perf_counter() - started
+    assert response.status_code == 202, response.text
+    job = wait_job(base, headers, response.json()["id"])
+    imported = time.perf_counter() - started
+    assert job["status"] == "succeeded", job
+    print(
+        f"\ndataset zip: {size_mb:.0f} MiB, {clips} clips ({len(job['result']['accepted'])} accepted); "
+        f"upload {uploaded:.1f} s, import done after {imported:.1f} s; peak reset before upload: {reset}"
+    )
+    for name, pid in (("serve", server), ("worker", worker)):
+        print(f"  {name:6s} RSS before {before[name][0]:5d} MiB   peak during {rss(pid)[1]:5d} MiB")
+    archive.unlink()
+
+
+def measure_qiniu(
+    megabytes: int, base: str, headers: dict[str, str], app: dict[str, str], server: int
+) -> None:
+    import requests
+    from qiniu import QiniuMacAuth
+    from qiniu.auth import QiniuMacRequestsAuth
+
+    audio = noise_wav((megabytes * 2**20 - 64) / 32000, 1)  # just under the limit, header included
+    body = b'{"voice_id": "bench", "audio": "' + base64.b64encode(audio) + b'"}'
+    del audio
+    before = rss(server)
+    reset_peak(server)
+    started = time.perf_counter()
+    answer = requests.post(
+        f"{base}/?cmd=async",
+        data=body,
+        headers={"Content-Type": "application/json"},
+        auth=QiniuMacRequestsAuth(QiniuMacAuth(app["api_key"], app["secret_key"])),
+        timeout=3600,
+    ).json()
+    elapsed = time.perf_counter() - started
+    assert answer["ret"] == 0, answer
+    print(
+        f"\nqiniu async: {megabytes} MiB of audio in {len(body) / 2**20:.0f} MiB of JSON, "
+        f"accepted in {elapsed:.1f} s"
+    )
+    print(f"  serve  RSS before {before[0]:5d} MiB   peak during {rss(server)[1]:5d} MiB")
+    cancelled = httpx.delete(f"{base}/v1/transcriptions/{answer['session_id']}", headers=headers).json()
+    assert cancelled["status"] == "cancelled", cancelled
 
 
 if __name__ == "__main__":

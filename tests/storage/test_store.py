@@ -134,3 +134,15 @@ def test_scratch_is_swept_of_what_crashed_processes_left(home: Path) -> None:
         assert store.sweep(list_objects=False, grace_s=600).scratch_removed == 2
         assert in_flight.exists() and not stale.exists() and not ended.exists()
     assert store.scratch.usage() == (0, 0)
+
+
+def test_clips_recorded_by_an_import_job_pass_to_the_dataset(any_store: str) -> None:
+    store = blob_store()
+    job, dataset = Owner.job(new_job_id()), Owner.dataset(7)
+    kept = store.put_bytes(dataset.key("a.wav"), b"a" * 10)
+    dropped = store.put_bytes(dataset.key("b.wav"), b"b" * 20)
+    store.record_now(job, [kept, dropped])  # written during the import, owned by its job
+    store.record_now(dataset, [kept])  # the import's commit hands over what it added
+    assert store.release(job) == 1  # the job ends: what it still owns goes
+    assert store.exists(kept.key) and not store.exists(dropped.key)
+    assert store.check()["owners"]["dataset"] == {"objects": 1, "bytes": 10}

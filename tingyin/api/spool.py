@@ -28,7 +28,7 @@ from typing import Any
 import anyio
 from fastapi import Request
 from fastapi.responses import StreamingResponse
-from python_multipart.multipart import MultipartParser, parse_options_header
+from python_multipart.multipart import MultipartParseError, MultipartParser, parse_options_header
 
 from tingyin.api.deps import in_thread
 from tingyin.audio import AudioTooLarge
@@ -70,11 +70,14 @@ async def upload_chunks(request: Request, field: str = "file") -> AsyncIterator[
         raise InvalidRequest("the multipart body names no boundary")
     part = _MultipartFile(field.encode())
     parser = MultipartParser(boundary, part.callbacks())
-    async for chunk in request.stream():
-        parser.write(chunk)
-        for piece in part.take():
-            yield piece
-    parser.finalize()
+    try:
+        async for chunk in request.stream():
+            parser.write(chunk)
+            for piece in part.take():
+                yield piece
+        parser.finalize()
+    except MultipartParseError:
+        raise InvalidRequest("the multipart body is malformed") from None
     for piece in part.take():
         yield piece
     if not part.found:

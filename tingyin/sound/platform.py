@@ -260,11 +260,18 @@ def import_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin.sound.dataset_zip import ZipLimits, import_zip
 
     dataset_id = int(ctx.params["dataset_id"])
-    store, owner = blob_store(), Owner.dataset(dataset_id)
+    store, owner, importer = blob_store(), Owner.dataset(dataset_id), Owner.job(ctx.job_id)
     saved: dict[str, StoredBlob] = {}
+    unrecorded: list[StoredBlob] = []
 
     def save(file_name: str, data: bytes) -> None:
+        # Recorded as they are written, owned by this job until the clips join the dataset below: an
+        # import can outlast the sweeper's grace for unrecorded objects, and a failed one leaves nothing.
         saved[file_name] = store.put_bytes(owner.key(file_name), data)
+        unrecorded.append(saved[file_name])
+        if len(unrecorded) >= 100:
+            store.record_now(importer, unrecorded)
+            unrecorded.clear()
 
     with session_scope() as session:
         existing = set(

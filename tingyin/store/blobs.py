@@ -4,10 +4,12 @@ Bytes live in a *backend*: a local directory (``$TINGYIN_HOME/blobs``, the defau
 object storage (``TINGYIN_BLOB_URL=s3://bucket/prefix``: MinIO, Ceph RGW, AWS S3, Aliyun OSS, Tencent
 COS, Qiniu Kodo), which every API node and worker of a deployment shares.
 
-Every object belongs to exactly one owner, and its key starts with the owner's prefix: a job (its
-uploaded input, ``jobs/<id>/``), a dataset (its clips, ``datasets/<id>/``) or a model version (its
-trained files and export, ``models/<id>/``). A ``stored_objects`` row names the owner; it is written in
-the transaction that creates the owner (or adds to it) and the object goes with the owner. Bytes are
+Every object belongs to exactly one owner, and its key starts with the prefix of the owner it is meant
+for: a job (its uploaded input, ``jobs/<id>/``), a dataset (its clips, ``datasets/<id>/``) or a model
+version (its trained files and export, ``models/<id>/``). A ``stored_objects`` row names the owner; it is
+written in the transaction that creates the owner (or adds to it) and the object goes with the owner.
+Clips of a dataset import are recorded as they are written, owned by the import job, and pass to the
+dataset in the transaction that adds them to it (a failed import's clips go with its job). Bytes are
 written before their record, so a crash in between leaves an object without a record; the sweeper
 deletes those once they are ``storage_orphan_grace_s`` old, and deletes the objects of owners that are
 gone (a purged job, a deleted dataset or model). Only keys under the owner prefixes are ever swept.
@@ -179,17 +181,23 @@ class FileWriter(BlobWriter):
 
     def write(self, data: bytes) -> None:
         assert self._handle is not None, "write after commit or abort"
-        self._handle.write(data)
+        try:
+            self._handle.write(data)
+        except OSError as exc:  # a full or failing disk: the caller's 503, never a path in an answer
+            raise ServiceUnavailable(f"cannot store the data: {exc.strerror}") from exc
         self.size += len(data)
 
     def _commit(self) -> None:
         assert self._handle is not None
-        self._handle.flush()
-        os.fsync(self._handle.fileno())  # the record that follows must not point at lost bytes
-        self._handle.close()
-        self._handle = None
-        self.target.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self._partial, self.target)
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())  # the record that follows must not point at lost bytes
+            self._handle.close()
+            self._handle = None
+            self.target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self._partial, self.target)
+        except OSError as exc:
+            raise ServiceUnavailable(f"cannot store the data: {exc.strerror}") from exc
 
     def _abort(self) -> None:
         if self._handle is not None:
@@ -796,17 +804,16 @@ class BlobStore:
 
     # -- owners ---------------------------------------------------------------------------------------
     def record(self, session: Session, owner: Owner, blobs: Iterable[StoredBlob]) -> None:
-        """Record ``owner`` as the owner of ``blobs``, in the caller's transaction."""
+        """Make ``owner`` the owner of ``blobs``, in the caller's transaction (a recorded object changes
+        hands: clips an import job recorded as it wrote them pass to their dataset)."""
         for blob in blobs:
-            if Owner.of_key(blob.key) != owner:
-                raise ValueError(f"{blob.key} is not under {owner.prefix}")
             row = session.get(StoredObject, blob.key)
             if row is None:
                 session.add(
                     StoredObject(key=blob.key, owner_kind=owner.kind, owner_id=owner.id, size_bytes=blob.size)
                 )
-            else:  # rewritten (a retried job, a rebuilt export): same owner, new size
-                row.size_bytes = blob.size
+            else:
+                row.owner_kind, row.owner_id, row.size_bytes = owner.kind, owner.id, blob.size
 
     def record_now(self, owner: Owner, blobs: Sequence[StoredBlob]) -> None:
         """``record`` in a transaction of its own; a concurrent identical record is not an error."""
@@ -817,14 +824,13 @@ class BlobStore:
             pass
 
     def release(self, owner: Owner) -> int:
-        """Delete the owner's records, then its objects (recorded or not). Returns objects deleted."""
+        """Delete the owner's records, then its objects: those recorded, and any under its prefix.
+        Returns the number of objects deleted."""
+        mine = (StoredObject.owner_kind == owner.kind) & (StoredObject.owner_id == owner.id)
         with session_scope() as session:
-            session.execute(
-                delete(StoredObject).where(
-                    StoredObject.owner_kind == owner.kind, StoredObject.owner_id == owner.id
-                )
-            )
-        keys = [info.key for info in self.backend.objects(owner.prefix)]
+            recorded = set(session.scalars(select(StoredObject.key).where(mine)))
+            session.execute(delete(StoredObject).where(mine))
+        keys = sorted(recorded | {info.key for info in self.backend.objects(owner.prefix)})
         if keys:
             self.backend.delete(keys)
         return len(keys)
