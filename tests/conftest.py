@@ -51,7 +51,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh TINGYIN_HOME with SQLite, and the shared model cache."""
     monkeypatch.setenv("TINGYIN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TINGYIN_MODELS_DIR", str(MODEL_CACHE))
-    for name in ("TINGYIN_DATABASE_URL", "TINGYIN_BROKER_URL", "TINGYIN_REDIS_URL"):
+    for name in ("TINGYIN_DATABASE_URL", "TINGYIN_BROKER_URL", "TINGYIN_REDIS_URL", "TINGYIN_BLOB_URL"):
         monkeypatch.delenv(name, raising=False)
     _reset()
     yield tmp_path / "home"

@@ -1,4 +1,5 @@
-"""Command line: ``tingyin serve``, ``worker``, ``apps``, ``models``, ``transcribe``, ``eval``."""
+"""Command line: ``tingyin serve``, ``worker``, ``apps``, ``models``, ``transcribe``, ``sound``,
+``storage``, ``eval``."""
 
 from __future__ import annotations
 
@@ -28,10 +29,14 @@ eval_app = typer.Typer(help="Evaluation scripts that print figures.", no_args_is
 sound_app = typer.Typer(
     help="Custom sound classifiers: models, datasets, training, publishing.", no_args_is_help=True
 )
+storage_app = typer.Typer(
+    help="Stored objects: what each owner holds, orphans, sweeping.", no_args_is_help=True
+)
 app.add_typer(apps_app, name="apps")
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 app.add_typer(sound_app, name="sound")
+app.add_typer(storage_app, name="storage")
 
 console = Console(stderr=True)
 log = logging.getLogger("tingyin.cli")
@@ -514,18 +519,16 @@ def sound_import(
     archive: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Zip: one folder per class.")],
 ) -> None:
     """Import a zip of class folders into a dataset; prints the import report."""
-    from tingyin.jobs.service import submit_job
+    from tingyin.jobs.service import input_key, new_job_id
     from tingyin.sound import platform
-    from tingyin.store.blobs import put_blob
+    from tingyin.store.blobs import blob_store
 
     try:
         pk = _app_pk(app_name)
         platform.get_dataset(pk, dataset_id)
-        with archive.open("rb") as handle:
-            blob = put_blob(iter(lambda: handle.read(1024 * 1024), b""))
-        job_id = submit_job(
-            "dataset_import", {"dataset_id": dataset_id, "blob": blob.key}, app_pk=pk, dispatch=False
-        )
+        job_id = new_job_id()
+        stored = blob_store().put_file(input_key(job_id, "dataset.zip"), archive)
+        platform.start_import(pk, dataset_id, stored, job_id, dispatch=False)
     except TingyinError as exc:
         _fail(exc)
     _print_json(_run_job_here(job_id, "import"))
@@ -606,6 +609,46 @@ def classify(
 
 
 # ---------------------------------------------------------------- evaluation
+
+
+# ---------------------------------------------------------------- storage
+
+
+@storage_app.command("check")
+def storage_check() -> None:
+    """Objects and bytes per owner kind (job, dataset, model_version), and what should not be there:
+    objects without an owner record, records whose owner is gone, records whose object is missing,
+    unfinished uploads, this node's scratch files. Exit code 1 when anything is wrong."""
+    from tingyin.store.blobs import blob_store
+
+    try:
+        report = blob_store().check()
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json(report)
+    wrong = ("orphans", "ownerless_records", "missing_objects")
+    if any(report[name]["objects"] for name in wrong):
+        raise typer.Exit(code=1)
+
+
+@storage_app.command("sweep")
+def storage_sweep(
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds an object without an owner is spared (default TINGYIN_STORAGE_ORPHAN_GRACE_S)."
+        ),
+    ] = None,
+) -> None:
+    """Delete now what the periodic sweeper deletes: objects of owners that are gone, objects without an
+    owner older than the grace period, abandoned uploads and this node's abandoned scratch files."""
+    from tingyin.store.blobs import blob_store
+
+    try:
+        report = blob_store().sweep(list_objects=True, grace_s=grace, abort_uploads=True)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json(report.as_dict())
 
 
 @eval_app.command("asr")

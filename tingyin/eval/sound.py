@@ -24,7 +24,7 @@ import numpy as np
 from tingyin.audio import decode, encode_wav
 from tingyin.errors import InvalidRequest
 from tingyin.sound.augment import random_audio_variant
-from tingyin.sound.dataset_zip import import_zip
+from tingyin.sound.dataset_zip import directory_writer, import_zip
 from tingyin.sound.training import LabeledClip, train_classifier
 
 
@@ -173,7 +173,7 @@ def _timing_run(rows: Sequence[_Row], count: int, scratch: Path, seed: int) -> t
                 audio = random_audio_variant(audio, rng)
             archive.writestr(f"{row.label}/{index:05d}.wav", encode_wav(audio))
     started = time.perf_counter()
-    report = import_zip(archive_path, scratch / "timing-dataset")
+    report = import_zip(archive_path, directory_writer(scratch / "timing-dataset"))
     imported = time.perf_counter()
     clips = [
         LabeledClip(scratch / "timing-dataset" / clip.file_name, clip.label, clip.content_hash)

@@ -22,7 +22,7 @@ from tingyin import audio
 from tingyin.api.deps import in_thread
 from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
 from tingyin.api.middleware import register_body_limit
-from tingyin.api.spool import BadBase64, split_base64_field, spool_body
+from tingyin.api.spool import BadBase64, JsonUpload, receive_json_upload
 from tingyin.audio.decode import KNOWN_FORMATS
 from tingyin.config import get_settings
 from tingyin.errors import (
@@ -33,9 +33,10 @@ from tingyin.errors import (
     TingyinError,
     Unauthorized,
 )
-from tingyin.jobs.service import JobView, get_job, mark_fetched
+from tingyin.jobs.service import JobView, get_job, input_key, mark_fetched, new_job_id
 from tingyin.jobs.transcription import TranscriptionParams, job_params, submit_transcription
 from tingyin.store.apps import AppInfo, secret_for_access_key
+from tingyin.store.blobs import blob_store
 from tingyin.store.quota import consume
 
 router = APIRouter(tags=["qiniu"])
@@ -132,7 +133,9 @@ def _check_date(request: Request) -> None:
         raise Unauthorized("X-Qiniu-Date is more than 15 minutes away from the server's time")
 
 
-async def _authenticated_body(request: Request) -> tuple[AppInfo, Any]:
+async def _authenticated_body(request: Request, job_id: str | None) -> tuple[AppInfo, JsonUpload]:
+    """The signed JSON body; with ``job_id`` its audio streams into that job's input (committed only
+    once the signature matches), without one audio is refused."""
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     access_key, _, sign = credential.strip().partition(":")
@@ -142,10 +145,21 @@ async def _authenticated_body(request: Request) -> tuple[AppInfo, Any]:
     app, secret = await in_thread(secret_for_access_key, access_key)
     prefix, body_signed = _signing_prefix(request)
     mac = hmac.new(secret.encode(), prefix.encode("utf-8"), hashlib.sha1)
-    body = await spool_body(request, mac=mac if body_signed else None)
+    try:
+        body = await receive_json_upload(
+            request,
+            "audio",
+            (lambda: blob_store().writer(input_key(job_id))) if job_id else None,
+            max_decoded=MAX_AUDIO_BYTES if job_id else 0,
+            mac=mac if body_signed else None,
+        )
+    except BadBase64 as exc:
+        raise QiniuError(119, exc.message) from exc
+    except audio.AudioTooLarge as exc:
+        raise QiniuError(100, exc.message) from exc
     expected = base64.urlsafe_b64encode(mac.digest()).decode()
     if not hmac.compare_digest(expected, sign):
-        body.discard()
+        await in_thread(body.abort)
         raise Unauthorized("signature mismatch")
     return app, body
 
@@ -207,24 +221,26 @@ def _job_params(data: dict[str, Any], blob_key: str) -> TranscriptionParams:
     )
 
 
-def _submit(app: AppInfo, body: Any) -> JSONResponse:
+def _submit(app: AppInfo, body: JsonUpload, job_id: str) -> JSONResponse:
+    store = blob_store()
+    blob = None
     try:
         consume(app, "qiniu")
-        try:
-            data, blob = split_base64_field(body, "audio", max_decoded=MAX_AUDIO_BYTES)
-        except BadBase64 as exc:
-            raise QiniuError(119, exc.message) from exc
+        blob = body.commit()
         if blob is None:
             raise QiniuError(107, "audio is empty")
-        params = _job_params(data, blob.key)
+        params = _job_params(body.fields, blob.key)
         try:
-            audio.probe(blob.path)
+            with store.open(blob.key) as stored:
+                audio.probe(stored)
         except audio.AudioError as exc:
             raise QiniuError(JOB_ERRORS.get(exc.code, 119), exc.message) from exc
-        job_id = submit_transcription(params, app_pk=app.pk)
-        return _answer(0, "success", session_id=job_id)
-    finally:
-        body.discard()
+    except BaseException:
+        body.abort()
+        store.discard([blob])
+        raise
+    submit_transcription(params, app_pk=app.pk, job_id=job_id, inputs=[blob])
+    return _answer(0, "success", session_id=job_id)
 
 
 def _render(job: JobView) -> dict[str, Any]:
@@ -264,12 +280,8 @@ def _render(job: JobView) -> dict[str, Any]:
     }
 
 
-def _pull(app: AppInfo, body: Any) -> JSONResponse:
-    try:
-        data, _ = split_base64_field(body, "audio", max_decoded=0)
-    finally:
-        body.discard()
-    session_id = data.get("session_id")
+def _pull(app: AppInfo, body: JsonUpload) -> JSONResponse:
+    session_id = body.fields.get("session_id")
     if not isinstance(session_id, str) or not session_id:
         raise QiniuError(100, "session_id is required")
     try:
@@ -297,9 +309,10 @@ async def qiniu_command(request: Request) -> Response:
     if command not in ("async", "pull"):
         return _answer(100, "cmd must be async or pull")
     try:
-        app, body = await _authenticated_body(request)
-        if command == "async":
-            return await in_thread(_submit, app, body)
+        job_id = new_job_id() if command == "async" else None
+        app, body = await _authenticated_body(request, job_id)
+        if job_id is not None:
+            return await in_thread(_submit, app, body, job_id)
         return await in_thread(_pull, app, body)
     except QiniuError as exc:
         return _answer(exc.ret, exc.msg, exc.status)

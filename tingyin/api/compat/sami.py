@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -23,11 +24,11 @@ from tingyin import audio
 from tingyin.api.deps import in_thread
 from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
 from tingyin.api.middleware import register_body_limit
-from tingyin.api.spool import BadBase64, SpooledBody, split_base64_field, spool_body
+from tingyin.api.spool import BadBase64, receive_json_upload
 from tingyin.audio.fetch import FetchError, fetch_to_file
-from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest, QuotaExceeded, ServiceUnavailable, TingyinError, Unauthorized
 from tingyin.store.apps import AppInfo, authenticate_token
+from tingyin.store.blobs import blob_store
 from tingyin.store.quota import consume
 
 router = APIRouter(tags=["sami"])
@@ -148,16 +149,10 @@ def _decode(path: Any, info: dict[str, Any]) -> audio.DecodedAudio:
     return audio.decode(path, max_bytes=MAX_AUDIO_BYTES, max_seconds=MAX_SECONDS)
 
 
-def _invoke(body: SpooledBody, query: dict[str, str]) -> JSONResponse:
+def _invoke(fields: dict[str, Any], sent: Path | None, query: dict[str, str]) -> JSONResponse:
+    """``sent``: the decoded ``data`` field in a scratch file (None when the field was empty)."""
     from tingyin.music.service import analyse_music
 
-    try:
-        try:
-            fields, blob = split_base64_field(body, "data", max_decoded=MAX_AUDIO_BYTES)
-        except BadBase64 as exc:
-            raise SamiError(BAD_REQUEST, exc.message) from exc
-    finally:
-        body.discard()
     namespace = str(fields.get("namespace") or query.get("namespace") or "")
     if namespace != NAMESPACE:
         raise SamiError(BAD_REQUEST, f'namespace must be "{NAMESPACE}"')
@@ -177,15 +172,12 @@ def _invoke(body: SpooledBody, query: dict[str, str]) -> JSONResponse:
         raise SamiError(BAD_REQUEST, "extra.top_num must be a positive integer")
     enable_tag = _bool(extra.get("enable_tag"), True, "enable_tag")
     enable_embed = _bool(extra.get("enable_embed"), False, "enable_embed")
-    if blob is not None:
-        decoded = _decode(blob.path, info)
+    if sent is not None:
+        decoded = _decode(sent, info)
     elif payload.get("url"):
-        target = get_settings().blob_dir / "tmp" / f"sami-{uuid.uuid4().hex}"
-        try:
+        with blob_store().scratch.file() as target:
             fetch_to_file(str(payload["url"]), target)
             decoded = _decode(target, info)
-        finally:
-            target.unlink(missing_ok=True)
     else:
         raise SamiError(BAD_REQUEST, "send the audio in data, or its address in payload.url")
     inner = analyse_music(
@@ -204,9 +196,17 @@ async def invoke(request: Request) -> JSONResponse:
     from tingyin.music.service import NotMusic
 
     query = dict(request.query_params)
+    scratch = blob_store().scratch
     try:
-        body = await spool_body(request)
-        return await in_thread(_invoke, body, query)
+        with scratch.file() as spool:  # nothing of the request is kept once it is answered
+            try:
+                upload = await receive_json_upload(
+                    request, "data", lambda: scratch.writer(spool), max_decoded=MAX_AUDIO_BYTES
+                )
+            except BadBase64 as exc:
+                raise SamiError(BAD_REQUEST, exc.message) from exc
+            sent = await in_thread(upload.commit)
+            return await in_thread(_invoke, upload.fields, spool if sent else None, query)
     except SamiError as exc:
         return _answer(exc.code, exc.text)
     except NotMusic as exc:

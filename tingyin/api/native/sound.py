@@ -2,21 +2,29 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
+from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, Field
 
 from tingyin import audio
 from tingyin.api.deps import in_thread, native_app
+from tingyin.api.middleware import register_body_limit
+from tingyin.api.spool import receive_upload, stored_object_response, upload_chunks
 from tingyin.errors import InvalidRequest
 from tingyin.sound import platform
 from tingyin.store.apps import AppInfo
+from tingyin.store.blobs import blob_store
 
 router = APIRouter(prefix="/v1/sound", tags=["sound classification"])
-ZIP_MAX_BYTES = 5 * 1024**3
+ZIP_MAX_BYTES = 5 * 1024**3  # the seed's limit for a dataset archive
 CLIP_MAX_BYTES = 4 * 1024**2
+_IMPORTS = re.compile(r"/v1/sound/datasets/[^/]+/imports")
+_PREDICT = re.compile(r"/v1/sound/models/[^/]+/versions/[^/]+/predict")
+register_body_limit(lambda path: _IMPORTS.fullmatch(path) is not None, ZIP_MAX_BYTES)
+register_body_limit(lambda path: _PREDICT.fullmatch(path) is not None, CLIP_MAX_BYTES)
 
 
 class ModelIn(BaseModel):
@@ -84,16 +92,21 @@ async def get_dataset(dataset_id: int, app: AppInfo = Depends(native_app)) -> di
 
 @router.post("/datasets/{dataset_id}/imports", status_code=202)
 async def import_zip(dataset_id: int, request: Request, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
-    """Upload a zip (raw body) whose top-level folders are class names; runs as a job whose result is
-    the import report (accepted, duplicates, rejected files with reasons, warnings)."""
-    from tingyin.jobs import get_job
-    from tingyin.store.blobs import put_blob
+    """Upload a zip (raw body, up to 5 GB) whose top-level folders are class names; runs as a job
+    whose result is the import report (accepted, duplicates, rejected files with reasons, warnings).
+    The archive streams into storage as it arrives and is deleted when the import ends."""
+    from tingyin.jobs import get_job, input_key, new_job_id
 
-    chunks = [chunk async for chunk in request.stream() if chunk]
-    if not chunks:
-        raise InvalidRequest("send the zip archive as the request body")
-    blob = await in_thread(put_blob, chunks, max_bytes=ZIP_MAX_BYTES)
-    job_id = await in_thread(platform.start_import, app.pk, dataset_id, blob.key)
+    await in_thread(platform.get_dataset, app.pk, dataset_id)  # a wrong id is refused before the upload
+    job_id = new_job_id()
+    writer = blob_store().writer(input_key(job_id, "dataset.zip"))
+    archive = await receive_upload(
+        upload_chunks(request),
+        writer,
+        max_bytes=ZIP_MAX_BYTES,
+        empty_message="send the zip archive as the request body",
+    )
+    await in_thread(platform.start_import, app.pk, dataset_id, archive, job_id)
     return (await in_thread(get_job, job_id)).as_dict()
 
 
@@ -132,10 +145,12 @@ async def validate(
 
 
 @router.get("/models/{model_id}/versions/{version}/export")
-async def export(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> FileResponse:
+async def export(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> StreamingResponse:
     """A zip with sound_classifier.onnx (audio in, scores out; onnxruntime alone runs it) and labels.txt."""
-    path = await in_thread(platform.export_version, app.pk, model_id, version)
-    return FileResponse(path, media_type="application/zip", filename=f"model{model_id}-V{version}-onnx.zip")
+    key = await in_thread(platform.export_version, app.pk, model_id, version)
+    return await stored_object_response(
+        key, media_type="application/zip", filename=f"model{model_id}-V{version}-onnx.zip"
+    )
 
 
 @router.put("/services/{suffix}")
@@ -228,15 +243,13 @@ async def import_uploaded_zip(
 ) -> dict[str, Any]:
     """Import a zip sent through the resumable ``/v1/uploads`` (large archives, up to 5 GB); the job's
     result is the import report, as for ``/imports``."""
-    import zipfile
-
-    from tingyin.jobs import get_job
+    from tingyin.jobs import get_job, input_key, new_job_id
     from tingyin.store.uploads import take_upload
 
-    blob, _name = await in_thread(take_upload, app.pk, body.upload_id)
-    if not await in_thread(zipfile.is_zipfile, blob.path):
-        raise InvalidRequest("the file is not a zip archive (zip one folder per class)")
-    job_id = await in_thread(platform.start_import, app.pk, dataset_id, blob.key)
+    await in_thread(platform.get_dataset, app.pk, dataset_id)  # a wrong id is refused before the move
+    job_id = new_job_id()
+    archive, _name = await in_thread(take_upload, app.pk, body.upload_id, input_key(job_id, "dataset.zip"))
+    await in_thread(platform.start_import, app.pk, dataset_id, archive, job_id)
     return (await in_thread(get_job, job_id)).as_dict()
 
 
@@ -302,14 +315,14 @@ async def delete_clips(dataset_id: int, body: ClipIds, app: AppInfo = Depends(na
     return Count(deleted=await in_thread(platform.delete_clips, app.pk, dataset_id, body.ids))
 
 
-@router.get("/datasets/{dataset_id}/clips/{clip_id}/audio", response_class=FileResponse)
-async def clip_audio(dataset_id: int, clip_id: int, app: AppInfo = Depends(native_app)) -> FileResponse:
+@router.get("/datasets/{dataset_id}/clips/{clip_id}/audio")
+async def clip_audio(dataset_id: int, clip_id: int, app: AppInfo = Depends(native_app)) -> StreamingResponse:
     """The clip's file as uploaded (for playback)."""
     import mimetypes
 
-    path, name = await in_thread(platform.clip_file, app.pk, dataset_id, clip_id)
+    key, name = await in_thread(platform.clip_file, app.pk, dataset_id, clip_id)
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media, filename=name, content_disposition_type="inline")
+    return await stored_object_response(key, media_type=media, filename=name)
 
 
 @router.get("/models/{model_id}/versions/{version}/misclassified", response_model=MisclassifiedOut)

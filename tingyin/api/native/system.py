@@ -25,11 +25,16 @@ def _readiness() -> tuple[bool, dict[str, Any]]:
     from tingyin.jobs.celery_app import ping_broker
     from tingyin.models import get_manager
     from tingyin.speech.models import speech_models
+    from tingyin.store.blobs import blob_store
     from tingyin.store.db import ping
 
     checks: dict[str, Any] = {}
     ready = True
-    for name, probe in (("database", ping), ("broker", ping_broker)):
+    for name, probe in (
+        ("database", ping),
+        ("broker", ping_broker),
+        ("storage", lambda: blob_store().ping()),
+    ):
         try:
             probe()
             checks[name] = "ok"
