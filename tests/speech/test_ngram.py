@@ -158,10 +158,11 @@ def test_unreadable_files_are_value_errors(tmp_path: Path, tiny: NgramModel) -> 
     with pytest.raises(ValueError):
         open_model(truncated)
     kenlm_file = (FIXTURES / "small.quant-array.klm").read_bytes()
-    cut = tmp_path / "cut.klm"
-    cut.write_bytes(kenlm_file[:3000])
-    with pytest.raises(ValueError):
-        open_model(cut)
+    for size in (100, 140, 3000, len(kenlm_file) - 200):  # in the header, the counts, the trie, the words
+        cut = tmp_path / f"cut{size}.klm"
+        cut.write_bytes(kenlm_file[:size])
+        with pytest.raises(ValueError):
+            open_model(cut)
     with pytest.raises(ValueError):
         arpa_model(["\\data\\", "ngram 1=1", "", "\\2-grams:", "-1\ta b"])
     with pytest.raises(OSError):

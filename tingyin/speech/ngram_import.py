@@ -43,8 +43,16 @@ UNKNOWN_MISSING_LOGPROB = -100.0  # what KenLM gives <unk> when an ARPA file doe
 
 def read_kenlm_binary(path: Path, *, verify_vocabulary: bool = False) -> NgramModel:
     """A KenLM trie binary (any of the four trie types). ``verify_vocabulary`` also checks every word's
-    hash against the file's hash table (slow in Python: about a second per 100k words)."""
+    hash against the file's hash table (slow in Python: about a second per 100k words). ValueError when
+    the file is not one, or is damaged."""
     data = np.fromfile(path, dtype=np.uint8)
+    try:
+        return _parse_kenlm_binary(data, verify_vocabulary)
+    except (struct.error, IndexError, UnicodeDecodeError) as exc:
+        raise ValueError(f"damaged KenLM binary: {exc}") from exc
+
+
+def _parse_kenlm_binary(data: np.ndarray, verify_vocabulary: bool) -> NgramModel:
     raw = data.tobytes()
     if not raw.startswith(KENLM_MAGIC):
         raise ValueError("not a KenLM binary")
