@@ -44,8 +44,8 @@ class Settings(BaseSettings):
     max_body_bytes: int = 150 * 1024 * 1024
     model_idle_ttl_seconds: float = 900.0
     asr_model: str = "whisper-base"
-    # Chinese second pass (speech/zh_lm.py): a word-level KenLM file; empty = libime's model if installed,
-    # "off" = the unigram corrector only.
+    # Chinese second pass (speech/zh_lm.py): a word n-gram file (our .npz, ARPA or KenLM trie binary); empty
+    # = the packaged libime trigram, "off" = the unigram corrector only.
     zh_lm: str = ""
     compute_type: str = "int8"
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
