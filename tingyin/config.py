@@ -49,11 +49,10 @@ class Settings(BaseSettings):
     asr_model: str = Field(default="whisper-base", description="The ASR model requests get by default.")
     # The ASR models requests may choose among (``model=`` on the APIs): comma-separated names from
     # `tingyin models list`, or ``alias=reference`` where the reference is a local directory or
-    # ``hf:owner/repo``
-    # that only the operator sees. The default model is always enabled.
+    # ``hf:owner/repo`` that only the operator sees. The default model is always enabled.
     asr_models: str = ""
-    # Chinese second pass (speech/zh_lm.py): a word-level KenLM file; empty = libime's model if installed,
-    # "off" = the unigram corrector only.
+    # Chinese second pass (speech/zh_lm.py): a word n-gram file (our .npz, ARPA or KenLM trie binary); empty
+    # = the packaged libime trigram, "off" = the unigram corrector only.
     zh_lm: str = ""
     compute_type: str = "int8"
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
