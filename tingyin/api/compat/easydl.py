@@ -16,10 +16,10 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from tingyin import audio
-from tingyin.api.deps import in_thread
 from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
 from tingyin.api.middleware import register_body_limit
 from tingyin.errors import NotFound, QuotaExceeded, ServiceUnavailable, TingyinError, Unauthorized
+from tingyin.inference import InferenceExecutor
 from tingyin.sound import platform
 from tingyin.store.quota import consume
 from tingyin.store.tokens import TokenExpired, authenticate_access_token
@@ -116,7 +116,8 @@ async def classify(suffix: str, request: Request) -> JSONResponse:
     """A published sound classifier: the top ``top_num`` (default 6) classes with scores, best first."""
     token = request.query_params.get("access_token", "")
     try:
-        return JSONResponse(await in_thread(_classify, suffix, token, await request.body()))
+        inference: InferenceExecutor = request.app.state.inference
+        return JSONResponse(await inference.run(_classify, suffix, token, await request.body()))
     except EasyDLError as exc:
         return _error(exc.code, exc.detail)
     except ServiceUnavailable as exc:

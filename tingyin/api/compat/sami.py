@@ -27,6 +27,7 @@ from tingyin.api.middleware import register_body_limit
 from tingyin.api.spool import BadBase64, receive_json_upload
 from tingyin.audio.fetch import FetchError, fetch_to_file
 from tingyin.errors import InvalidRequest, QuotaExceeded, ServiceUnavailable, TingyinError, Unauthorized
+from tingyin.inference import InferenceExecutor
 from tingyin.store.apps import AppInfo, authenticate_token
 from tingyin.store.blobs import blob_store
 from tingyin.store.quota import consume
@@ -206,7 +207,8 @@ async def invoke(request: Request) -> JSONResponse:
             except BadBase64 as exc:
                 raise SamiError(BAD_REQUEST, exc.message) from exc
             sent = await in_thread(upload.commit)
-            return await in_thread(_invoke, upload.fields, spool if sent else None, query)
+            inference: InferenceExecutor = request.app.state.inference
+            return await inference.run(_invoke, upload.fields, spool if sent else None, query)
     except SamiError as exc:
         return _answer(exc.code, exc.text)
     except NotMusic as exc:

@@ -14,6 +14,7 @@ from tingyin.api.deps import in_thread, native_app
 from tingyin.api.middleware import register_body_limit
 from tingyin.api.spool import receive_upload, stored_object_response, upload_chunks
 from tingyin.errors import InvalidRequest
+from tingyin.inference import InferenceExecutor
 from tingyin.sound import platform
 from tingyin.store.apps import AppInfo
 from tingyin.store.blobs import blob_store
@@ -139,9 +140,13 @@ async def validate(
 ) -> dict[str, Any]:
     """Model validation (模型校验): send a clip as the body, get the top classes of this version."""
     data = await request.body()
-    decoded = await in_thread(audio.decode, data, max_bytes=CLIP_MAX_BYTES, max_seconds=600)
-    results = await in_thread(platform.validate, app.pk, model_id, version, decoded.mono(), top_num)
-    return {"results": results}
+
+    def run() -> list[dict[str, Any]]:
+        decoded = audio.decode(data, max_bytes=CLIP_MAX_BYTES, max_seconds=600)
+        return platform.validate(app.pk, model_id, version, decoded.mono(), top_num)
+
+    inference: InferenceExecutor = request.app.state.inference
+    return {"results": await inference.run(run)}
 
 
 @router.get("/models/{model_id}/versions/{version}/export")
