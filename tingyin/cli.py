@@ -663,6 +663,30 @@ def eval_sound(
     typer.echo(format_sound_report(evaluate_esc10(manifest)))
 
 
+@eval_app.command("sound-tasks")
+def eval_sound_tasks(
+    directory: Annotated[
+        Path, typer.Argument(help="Where the generated tasks are kept (created if absent).")
+    ],
+    testdata: Annotated[Path, typer.Option(help="The shared test data (zh_dev, en_dev, esc10).")] = Path(
+        "../shared/testdata"
+    ),
+    task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeat the option).")] = None,
+    size: Annotated[
+        list[int] | None, typer.Option(help="Training clips per class (default 10, 20, 50).")
+    ] = None,
+    open_set: Annotated[bool, typer.Option(help="Also score the unknown answer on unseen classes.")] = True,
+    seed: int = 0,
+) -> None:
+    """Dev tasks unlike ESC-10 (spoken words with unseen voices, instruments, speakers, music/speech/noise,
+    ESC-10 with few clips): generated once under DIRECTORY, then accuracy and train time per training size."""
+    from tingyin.eval.sound_tasks import TASKS, build_tasks, evaluate_tasks, format_task_report
+
+    manifests = build_tasks(directory, testdata, tasks=task or TASKS, seed=seed)
+    runs, open_runs = evaluate_tasks(manifests, sizes=size or (10, 20, 50), seed=seed, open_set=open_set)
+    typer.echo(format_task_report(runs, open_runs))
+
+
 def main() -> None:
     try:
         app()

@@ -46,6 +46,10 @@ class EvaluationReport:
     small_classes: list[str] = field(default_factory=list)
     caution: str | None = None
     caution_en: str | None = None
+    # How the figures were obtained, and of which model (the served one: see training.py).
+    method: str | None = None
+    # Features chosen and candidates tried, penalty, calibration (temperature, log loss, ECE), ...
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -64,6 +68,8 @@ def evaluate_predictions(
     class_counts: Mapping[str, int],
     *,
     train_count: int,
+    method: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> EvaluationReport:
     """Build the report; ``class_counts`` are the dataset's clips per class (for the small-class caution)."""
     index = {name: position for position, name in enumerate(classes)}
@@ -104,4 +110,6 @@ def evaluate_predictions(
         small_classes=small,
         caution=SMALL_CLASS_CAUTION_ZH if small else None,
         caution_en=SMALL_CLASS_CAUTION_EN if small else None,
+        method=method,
+        details=dict(extra or {}),
     )
