@@ -12,6 +12,10 @@ ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
 # The Mandarin trigram of the ASR second pass (tingyin/speech/zh_lm.py).
 ls /usr/lib/*/libime/zh_CN.lm >/dev/null 2>&1 || need+=(libime-data-language-model)
+# The sound dev tasks (tingyin/eval/sound_tasks.py): spoken words and rendered instruments.
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
+command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
+[ -f /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2

@@ -546,12 +546,34 @@ def sound_train(
 
 
 @sound_app.command("publish")
-def sound_publish(app_name: str, suffix: str, model_id: int, version: int, name: str = "") -> None:
+def sound_publish(
+    app_name: str,
+    suffix: str,
+    model_id: int,
+    version: int,
+    name: str = "",
+    unknown_threshold: Annotated[
+        str | None,
+        typer.Option(help='Open set: "auto" or a number in [0, 1) (docs/sound.md); off if absent.'),
+    ] = None,
+) -> None:
     """Publish (or hot-swap) a version at /rpc/2.0/ai_custom/v1/sound_cls/SUFFIX."""
     from tingyin.sound import platform
 
     try:
-        _print_json(platform.publish(_app_pk(app_name), suffix, name or suffix, model_id, version))
+        threshold = platform.parse_threshold(unknown_threshold)
+        _print_json(platform.publish(_app_pk(app_name), suffix, name or suffix, model_id, version, threshold))
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@sound_app.command("unpublish")
+def sound_unpublish(app_name: str, suffix: str) -> None:
+    """Take the service at SUFFIX offline (its model and versions stay)."""
+    from tingyin.sound import platform
+
+    try:
+        _print_json(platform.unpublish(_app_pk(app_name), suffix))
     except TingyinError as exc:
         _fail(exc)
 
@@ -581,6 +603,9 @@ def classify(
     model_id: Annotated[int, typer.Option("--model", help="Model id.")],
     version: Annotated[int, typer.Option(help="Version number (V1 = 1).")],
     top_num: Annotated[int, typer.Option(help="How many classes.")] = 6,
+    unknown_threshold: Annotated[
+        str | None, typer.Option(help='Answer [unknown] first below this familiarity ("auto" or a number).')
+    ] = None,
 ) -> None:
     """Classify a clip with a trained version, locally."""
     from tingyin import audio
@@ -588,9 +613,9 @@ def classify(
 
     try:
         decoded = audio.decode(path, max_seconds=600)
-        _print_json(
-            {"results": platform.validate(_app_pk(app_name), model_id, version, decoded.mono(), top_num)}
-        )
+        threshold = platform.parse_threshold(unknown_threshold)
+        results = platform.validate(_app_pk(app_name), model_id, version, decoded.mono(), top_num, threshold)
+        _print_json({"results": results})
     except TingyinError as exc:
         _fail(exc)
 

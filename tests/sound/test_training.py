@@ -253,3 +253,43 @@ def test_stereo_input_is_mixed_down(trained: TrainingResult) -> None:
     rain = decode(sorted((FIXTURES / "rain").glob("*.flac"))[1]).samples
     stereo = np.stack([rain, rain])
     assert_same_ranking(trained.classifier.predict(stereo, 3), trained.classifier.predict(rain, 3))
+
+
+@pytest.mark.parametrize("music", [None, "musicnn-mtt"])
+def test_export_of_every_feature_kind_matches_serving(tmp_path: Path, music: str | None) -> None:
+    """Whatever training chooses (log-mel statistics with Whisper layers, a musicnn part next to them),
+    the export is one graph that onnxruntime alone runs, scores and familiarity equal to serving."""
+    import onnxruntime as ort
+
+    from tingyin.sound.classifier import OpenSet
+    from tingyin.sound.whisper_onnx import MEL_LAYER
+
+    features = FeatureSpec(EmbedderSpec(layers=(MEL_LAYER, 1), poolings=("mean", "std")), music=music)
+    rng = np.random.default_rng(0)
+    dim = features.dim
+    classifier = TrainedClassifier(
+        classes=CLASSES,
+        features=features,
+        mean=rng.normal(size=dim).astype(np.float32),
+        scale=(np.abs(rng.normal(size=dim)) + 0.5).astype(np.float32),
+        weights=[0.05 * rng.normal(size=(dim, 3)).astype(np.float32), np.zeros(3, np.float32)],
+        temperature=0.5,
+        normalize_rows=True,
+        open_set=OpenSet(
+            centroids=np.eye(3, dim, dtype=np.float32),
+            logit_mean=0.0,
+            logit_std=1.0,
+            cosine_mean=0.0,
+            cosine_std=0.1,
+            calibration=np.sort(rng.normal(size=40)).astype(np.float32),
+            default_threshold=0.05,
+        ),
+    )
+    onnx_path, _ = classifier.export_onnx(tmp_path)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for label in CLASSES:
+        audio = decode(sorted((FIXTURES / label).glob("*.flac"))[0]).samples
+        scores, familiarity = session.run(["scores", "familiarity"], {"audio": audio[None]})
+        served = classifier.classify(audio)
+        np.testing.assert_allclose(scores[0], served.scores, atol=1e-4)
+        assert familiarity[0] == pytest.approx(served.familiarity, abs=1.5 / 40)

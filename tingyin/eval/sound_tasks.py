@@ -10,7 +10,9 @@ Tasks (classes, how the test side differs from the training side):
 - ``words``: 10 spoken command words (Speech-Commands style) by ``espeak-ng`` voices, accents x voice
   variants with random pitch and speed; test voices (variants) are never heard in training.
 - ``instruments``: 10 General MIDI instruments rendered with ``fluidsynth`` and FluidR3_GM; random
-  melodies, tempos and dynamics; test melodies are never heard in training.
+  melodies, tempos and dynamics. The test side is another recording situation: new melodies in the upper
+  part of each instrument's range (training: the lower part, overlapping by a fourth), a large reverberant
+  room with chorus (training: a small dry one) and more background noise.
 - ``speakers``: 9 voices from the dev speech sets. ``en_dev`` has one speaker and ``zh_dev`` two, so each
   real speaker also appears pitch-shifted by -2.5 and +2.5 semitones (tempo kept; pitch and formants
   move, as a shorter or longer vocal tract would), the pseudo-speaker trick of speaker-recognition
@@ -189,8 +191,26 @@ def midi_file(events: Sequence[tuple[float, bytes]], ticks_per_second: int = 100
     return header + b"MTrk" + struct.pack(">I", len(track)) + bytes(track)
 
 
-def render_midi(midi: bytes) -> np.ndarray:
-    """``midi`` rendered by fluidsynth with FluidR3_GM, 16 kHz mono float32."""
+SMALL_ROOM = (
+    "-o",
+    "synth.reverb.room-size=0.1",
+    "-o",
+    "synth.reverb.level=0.2",
+    "-o",
+    "synth.chorus.active=0",
+)
+LARGE_ROOM = (
+    "-o",
+    "synth.reverb.room-size=0.9",
+    "-o",
+    "synth.reverb.level=0.8",
+    "-o",
+    "synth.chorus.active=1",
+)
+
+
+def render_midi(midi: bytes, settings: Sequence[str] = ()) -> np.ndarray:
+    """``midi`` rendered by fluidsynth with FluidR3_GM (extra ``-o`` settings), 16 kHz mono float32."""
     _require("fluidsynth")
     if not SOUNDFONT.exists():
         raise InvalidRequest(f"{SOUNDFONT} is missing (Debian package fluid-soundfont-gm)")
@@ -198,7 +218,7 @@ def render_midi(midi: bytes) -> np.ndarray:
         source, target = Path(scratch) / "in.mid", Path(scratch) / "out.wav"
         source.write_bytes(midi)
         subprocess.run(
-            [*FLUIDSYNTH, "-r", str(SAMPLE_RATE), "-F", str(target), str(SOUNDFONT), str(source)],
+            [*FLUIDSYNTH, *settings, "-r", str(SAMPLE_RATE), "-F", str(target), str(SOUNDFONT), str(source)],
             check=True,
             capture_output=True,
         )
@@ -222,12 +242,14 @@ def _melody(
     return events
 
 
-def _render_batch(pieces: list[list[tuple[float, bytes]]], slot: float, keep: float) -> list[np.ndarray]:
+def _render_batch(
+    pieces: list[list[tuple[float, bytes]]], slot: float, keep: float, settings: Sequence[str] = ()
+) -> list[np.ndarray]:
     """Render pieces laid one after another every ``slot`` seconds in one fluidsynth run, cut apart."""
     events = []
     for index, piece in enumerate(pieces):
         events += [(index * slot + when, message) for when, message in piece]
-    audio = render_midi(midi_file(events))
+    audio = render_midi(midi_file(events), settings)
     size, keep_size = int(slot * SAMPLE_RATE), int(keep * SAMPLE_RATE)
     audio = np.pad(audio, (0, max(0, len(pieces) * size - audio.shape[0])))
     return [audio[i * size : i * size + keep_size] for i in range(len(pieces))]
@@ -237,12 +259,16 @@ def _instruments_task(root: Path, rng: np.random.Generator) -> list[TaskClip]:
     clips = []
     for label, program in INSTRUMENTS.items():
         low, high = RANGES[label]
-        plan = [("train", i) for i in range(TRAIN_POOL)] + [("test", i) for i in range(TEST_PER_CLASS)]
-        pieces = [_melody(rng, 0, program, low, high, 0.0, 3.0) for _ in plan]
-        for (split, index), audio in zip(plan, _render_batch(pieces, 5.0, 3.5), strict=True):
-            name = f"{split}/{label}/{index:03d}.flac"
-            _write_flac(root / name, _with_noise(audio, float(rng.uniform(25, 45)), rng))
-            clips.append(TaskClip(name, label, split, f"{label}-{split}-{index}"))
+        middle = (low + high) // 2
+        for split, count, (bottom, top), room, snr in (
+            ("train", TRAIN_POOL, (low, middle + 2), SMALL_ROOM, (30.0, 45.0)),
+            ("test", TEST_PER_CLASS, (middle - 2, high), LARGE_ROOM, (15.0, 30.0)),
+        ):
+            pieces = [_melody(rng, 0, program, bottom, top, 0.0, 3.0) for _ in range(count)]
+            for index, audio in enumerate(_render_batch(pieces, 5.0, 3.5, room)):
+                name = f"{split}/{label}/{index:03d}.flac"
+                _write_flac(root / name, _with_noise(audio, float(rng.uniform(*snr)), rng))
+                clips.append(TaskClip(name, label, split, f"{label}-{split}-{index}"))
     return clips
 
 
@@ -390,13 +416,13 @@ def build_tasks(
     if unknown:
         raise InvalidRequest(f"unknown task(s) {', '.join(unknown)}; known: {', '.join(TASKS)}")
     manifests = {}
-    for number, task in enumerate(tasks):
+    for task in tasks:
         root = destination / task
         manifest = root / "manifest.csv"
         manifests[task] = manifest
         if manifest.exists():
             continue
-        rng = np.random.default_rng([seed, number, 17])
+        rng = np.random.default_rng([seed, TASKS.index(task), 17])
         if log:
             log(f"generating {task} ...")
         if root.exists():

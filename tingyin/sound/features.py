@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from tingyin.errors import InvalidRequest
-from tingyin.sound.whisper_onnx import MEL_LAYER, N_MELS, EmbedderSpec, embedder_dim
+from tingyin.sound.whisper_onnx import MEL_LAYER, N_MELS, OPSET, EmbedderSpec, embedder_dim
 
 if TYPE_CHECKING:
     import onnx
@@ -200,17 +200,17 @@ class FeatureExtractor:
             from tingyin.music.embedder import music_embedder_onnx
 
             graphs.append(music_embedder_onnx(self.spec.music))
-        if len(graphs) == 1:
-            return graphs[0]
-        # One opset for the merged graph: the musicnn graph (opset 13) is converted up to the Whisper
-        # graph's (ReduceMax/ReduceMean take their axes as an input from opset 18 on).
+        # One opset for the whole graph and for the head appended to it (ReduceMax/ReduceMean/ReduceL2
+        # take their axes as an input from opset 18 on): the musicnn graph (opset 13) is converted up.
         from onnx import version_converter
 
-        target = max(_default_opset(graph) for graph in graphs)
+        graphs = [_unique_opsets(graph) for graph in graphs]
         graphs = [
-            graph if _default_opset(graph) == target else version_converter.convert_version(graph, target)
+            graph if _default_opset(graph) >= OPSET else version_converter.convert_version(graph, OPSET)
             for graph in graphs
         ]
+        if len(graphs) == 1:
+            return graphs[0]
         # Prefix each part, feed both from one "audio" input, concatenate their embeddings.
         opsets: dict[str, int] = {}
         for graph in graphs:
@@ -241,3 +241,17 @@ class FeatureExtractor:
 
 def _default_opset(model: onnx.ModelProto) -> int:
     return max(opset.version for opset in model.opset_import if opset.domain in ("", "ai.onnx"))
+
+
+def _unique_opsets(model: onnx.ModelProto) -> onnx.ModelProto:
+    """``model`` with one opset import per domain (a merged graph may list one twice, which the version
+    converter then updates only once)."""
+    seen: dict[str, int] = {}
+    for opset in model.opset_import:
+        domain = "" if opset.domain == "ai.onnx" else opset.domain
+        seen[domain] = max(seen.get(domain, 0), opset.version)
+    del model.opset_import[:]
+    for domain, version in seen.items():
+        entry = model.opset_import.add()
+        entry.domain, entry.version = domain, version
+    return model
