@@ -8,9 +8,9 @@ A feature set is the concatenation of embeddings from the shipped weights:
 
 Training (``training.py``) embeds the clips once with the union of the Whisper layers of every affordable
 candidate (a superset spec; sub-specs are column slices of it, see ``whisper_columns``) and scores each
-candidate by exact leave-one-out. Costs are per 5 s clip on an idle 2-core machine (measured with
-``scripts``-free timing in docs/sound.md) and only rank candidates and bound the budget: they are
-estimates, deliberately static so that the same data always gives the same choice.
+candidate by exact leave-one-out. Costs are per 5 s clip on an idle 2-core machine (docs/sound.md) and
+only rank candidates and bound the budget: they are estimates, deliberately static so that the same data
+always gives the same choice, however busy the machine is.
 """
 
 from __future__ import annotations

@@ -536,7 +536,8 @@ def _prior(init_from: TrainedClassifier | None, classes: int, dim: int) -> list[
     if extra:
         weight = np.concatenate([weight, np.zeros((dim, extra))], axis=1)
         bias = np.concatenate([bias, np.full(extra, -1.0)])
-    # Ridge logits live on the +1/-1 target scale; heads of other scales are rescaled to it.
+    # A new class starts at -1, the ridge's "not this class" target; the fit moves it from there. (A head
+    # of an older version, a logistic one, is used as it is: the ridge fits whatever it leaves.)
     return [weight, bias]
 
 
