@@ -12,9 +12,9 @@ Steps (docs/sound.md has the figures behind each choice):
    (``ridge.py``); the best leave-one-out accuracy wins, the cheaper at a tie. Its penalty is chosen the
    same way: the closed form has no iterations, and leave-one-out over the penalty path is what early
    stopping on a validation split approximates for an iterative head.
-4. Augmentation, when the budget left allows it: one audio variant per clip (time shift, gain, another
-   clip of the dataset mixed in 15-25 dB down as background) embedded with the chosen features; variants
-   join the fit, and a clip's leave-one-out prediction leaves out its variant too (group leave-out).
+4. Augmentation, when the plan with it still fits the budget: one audio variant per clip (time shift,
+   gain, another clip of the dataset mixed in 15-25 dB down as background) embedded with the chosen
+   features; variants join the fit, and a clip's leave-one-out prediction leaves out its variant too.
 5. Class balance: rows are weighted inversely to their class's size.
 6. Calibration: a temperature for ``softmax(logits / T)`` fitted on the leave-one-out logits.
 7. Open set: class centroids and the distribution of the training clips' typicality, each clip scored
@@ -427,11 +427,13 @@ def train_classifier(
     select_done = time.perf_counter()
     report_progress(0.75, f"features: {features.key}")
 
-    # Audio variants when what is left of the budget covers embedding them with the chosen features.
-    elapsed = time.perf_counter() - started
+    # Audio variants when the plan (candidates' pass + variants with the chosen features, decoding a
+    # background clip for each) fits the budget; estimated, like the plan, so that it does not depend on
+    # how busy the machine is.
     augment = config.augment
     if augment is None:
-        augment = elapsed + 2 * embedding_seconds([features], audio_seconds) < budget_s
+        planned = embedding_seconds(specs, audio_seconds) + 1.2 * embedding_seconds([features], audio_seconds)
+        augment = planned <= 0.8 * budget_s
     variants = np.zeros((0, base.shape[1]), dtype=np.float32)
     if augment:
         variants = embed_clips(
