@@ -1,4 +1,4 @@
-"""Data augmentation on the audio (noise, gain, time shift, mixing) and on embeddings (mixup, jitter).
+"""Data augmentation on the audio: noise, gain, time shift, mixing.
 
 An audio-level variant must be embedded again (about as much as the clip itself), so training adds one
 per clip only when its time budget allows (``training.py``).
@@ -38,27 +38,3 @@ def random_audio_variant(audio: np.ndarray, rng: np.random.Generator, *, noise: 
     shifted = time_shift(audio, int(rng.integers(0, max(1, audio.shape[-1] // 2))))
     gained = apply_gain(shifted, float(rng.uniform(-6.0, 6.0)))
     return add_noise(gained, float(rng.uniform(10.0, 30.0)), rng) if noise else gained
-
-
-def mixup_embeddings(
-    features: np.ndarray,
-    targets: np.ndarray,
-    count: int,
-    rng: np.random.Generator,
-    *,
-    alpha: float = 0.4,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` convex mixes of random pairs of rows with their soft targets mixed alike."""
-    if count <= 0 or len(features) < 2:
-        return features[:0], targets[:0]
-    first = rng.integers(0, len(features), count)
-    second = rng.integers(0, len(features), count)
-    weight = rng.beta(alpha, alpha, count).astype(np.float32)[:, None]
-    mixed = weight * features[first] + (1.0 - weight) * features[second]
-    mixed_targets = weight * targets[first] + (1.0 - weight) * targets[second]
-    return mixed.astype(np.float32), mixed_targets.astype(np.float32)
-
-
-def jitter_embeddings(features: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian noise of ``scale`` (in standardised units) added to each feature."""
-    return (features + scale * rng.standard_normal(features.shape).astype(np.float32)).astype(np.float32)
