@@ -10,6 +10,7 @@ from tingyin.sound.classifier import OpenSet
 from tingyin.sound.features import CANDIDATES, FeatureSpec, superset, whisper_columns
 from tingyin.sound.ridge import balanced_weights, ridge_loo
 from tingyin.sound.training import (
+    choose_features,
     embedding_seconds,
     expected_calibration_error,
     fit_temperature,
@@ -152,3 +153,16 @@ def test_open_set_familiarity_is_a_p_value() -> None:
     logits_near, logits_far = np.array([[1.0, -1.0]]), np.array([[-1.0, -1.0]])
     assert open_set.familiarity(near, logits_near)[0] > 0.8
     assert open_set.familiarity(far, logits_far)[0] < 0.2
+
+
+def test_a_candidate_must_beat_the_reference_by_a_standard_error() -> None:
+    cheap, reference, deep = CANDIDATES[0], CANDIDATES[2], CANDIDATES[4]
+    specs = [cheap, reference, deep]
+    # 400 clips at 95 %: one standard error is about 1.1 points.
+    assert choose_features(specs, [0.955, 0.95, 0.955], 400) == reference  # ties and near-ties: reference
+    assert choose_features(specs, [0.97, 0.95, 0.975], 400) == deep  # clearly better: the best
+    assert choose_features(specs, [0.97, 0.95, 0.97], 400) == cheap  # equally better: the cheaper
+    # Without the reference (a large dataset's plan), the cheapest is the reference.
+    assert choose_features([cheap, deep], [0.90, 0.905], 1000) == cheap
+    # At least one clip of margin when the reference is perfect.
+    assert choose_features(specs, [1.0, 1.0, 1.0], 20) == reference
