@@ -17,6 +17,8 @@ command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 # does not work offline) and a CJK font so the Chinese UI renders in the screenshots.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
+# The sound dev tasks (tingyin/eval/sound_tasks.py): spoken words (the instruments share fluidsynth above).
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2

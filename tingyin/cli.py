@@ -559,12 +559,34 @@ def sound_train(
 
 
 @sound_app.command("publish")
-def sound_publish(app_name: str, suffix: str, model_id: int, version: int, name: str = "") -> None:
+def sound_publish(
+    app_name: str,
+    suffix: str,
+    model_id: int,
+    version: int,
+    name: str = "",
+    unknown_threshold: Annotated[
+        str | None,
+        typer.Option(help='Open set: "auto" or a number in [0, 1) (docs/sound.md); off if absent.'),
+    ] = None,
+) -> None:
     """Publish (or hot-swap) a version at /rpc/2.0/ai_custom/v1/sound_cls/SUFFIX."""
     from tingyin.sound import platform
 
     try:
-        _print_json(platform.publish(_app_pk(app_name), suffix, name or suffix, model_id, version))
+        threshold = platform.parse_threshold(unknown_threshold)
+        _print_json(platform.publish(_app_pk(app_name), suffix, name or suffix, model_id, version, threshold))
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@sound_app.command("unpublish")
+def sound_unpublish(app_name: str, suffix: str) -> None:
+    """Take the service at SUFFIX offline (its model and versions stay)."""
+    from tingyin.sound import platform
+
+    try:
+        _print_json(platform.unpublish(_app_pk(app_name), suffix))
     except TingyinError as exc:
         _fail(exc)
 
@@ -594,6 +616,9 @@ def classify(
     model_id: Annotated[int, typer.Option("--model", help="Model id.")],
     version: Annotated[int, typer.Option(help="Version number (V1 = 1).")],
     top_num: Annotated[int, typer.Option(help="How many classes.")] = 6,
+    unknown_threshold: Annotated[
+        str | None, typer.Option(help='Answer [unknown] first below this familiarity ("auto" or a number).')
+    ] = None,
 ) -> None:
     """Classify a clip with a trained version, locally."""
     from tingyin import audio
@@ -601,9 +626,9 @@ def classify(
 
     try:
         decoded = audio.decode(path, max_seconds=600)
-        _print_json(
-            {"results": platform.validate(_app_pk(app_name), model_id, version, decoded.mono(), top_num)}
-        )
+        threshold = platform.parse_threshold(unknown_threshold)
+        results = platform.validate(_app_pk(app_name), model_id, version, decoded.mono(), top_num, threshold)
+        _print_json({"results": results})
     except TingyinError as exc:
         _fail(exc)
 
@@ -811,6 +836,30 @@ def eval_recordings(
         log=typer.echo,
     )
     run_benchmark(config)
+
+
+@eval_app.command("sound-tasks")
+def eval_sound_tasks(
+    directory: Annotated[
+        Path, typer.Argument(help="Where the generated tasks are kept (created if absent).")
+    ],
+    testdata: Annotated[Path, typer.Option(help="The shared test data (zh_dev, en_dev, esc10).")] = Path(
+        "../shared/testdata"
+    ),
+    task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeat the option).")] = None,
+    size: Annotated[
+        list[int] | None, typer.Option(help="Training clips per class (default 10, 20, 50).")
+    ] = None,
+    open_set: Annotated[bool, typer.Option(help="Also score the unknown answer on unseen classes.")] = True,
+    seed: int = 0,
+) -> None:
+    """Dev tasks unlike ESC-10 (spoken words with unseen voices, instruments, speakers, music/speech/noise,
+    ESC-10 with few clips): generated once under DIRECTORY, then accuracy and train time per training size."""
+    from tingyin.eval.sound_tasks import TASKS, build_tasks, evaluate_tasks, format_task_report
+
+    manifests = build_tasks(directory, testdata, tasks=task or TASKS, seed=seed)
+    runs, open_runs = evaluate_tasks(manifests, sizes=size or (10, 20, 50), seed=seed, open_set=open_set)
+    typer.echo(format_task_report(runs, open_runs))
 
 
 def main() -> None:

@@ -97,6 +97,13 @@ class Settings(BaseSettings):
     # Music tagging (SAMI): "refuse" answers speech, noise and silence with "not music" as the vendor does;
     # "tag" tags whatever it is sent (the detector's verdict is still logged).
     music_non_music: Literal["refuse", "tag"] = "refuse"
+    # Sound training picks its features within this budget (docs/sound.md): wall seconds for embedding
+    # and fitting, the larger of a floor and a rate per second of training audio (60 s per 1,000 clips of
+    # 5 s, import included, is the target on 2 cores). Candidates whose prediction would cost more than
+    # sound_predict_budget_ms on a 5 s clip are never chosen.
+    sound_train_budget_floor_s: float = 60.0
+    sound_train_budget_ms_per_audio_s: float = 9.0
+    sound_predict_budget_ms: float = 100.0
     log_json: bool = True
     log_level: str = "INFO"
 

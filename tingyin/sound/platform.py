@@ -13,7 +13,7 @@ from __future__ import annotations
 import re
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import func, select
@@ -165,14 +165,55 @@ def get_model(app_pk: int, model_id: int) -> dict[str, Any]:
         return _model_dict(row, versions)
 
 
-def delete_model(app_pk: int, model_id: int) -> None:
-    with session_scope() as session:
-        row = _model(session, app_pk, model_id)
-        version_ids = list(session.scalars(select(ModelVersion.id).where(ModelVersion.model_id == model_id)))
-        session.delete(row)
+class ServiceInUse(InvalidRequest):
+    """A model or version still backs a published service: unpublish it (or re-point it) first."""
+
+    code = "in_use"
+    http_status = 409
+
+
+def _refuse_if_published(session: Any, model_id: int, version_ids: list[int], what: str) -> None:
+    suffixes = list(
+        session.scalars(
+            select(SoundService.suffix)
+            .where(SoundService.model_id == model_id, SoundService.version_id.in_(version_ids))
+            .order_by(SoundService.suffix)
+        )
+    )
+    if suffixes:
+        raise ServiceInUse(
+            f"{what} backs the published service(s) {', '.join(suffixes)}: unpublish them "
+            "(DELETE /v1/sound/services/<suffix>) or publish another version there first"
+        )
+
+
+def _remove_versions(version_ids: list[int]) -> None:
     for version_id in version_ids:
         get_manager().unload(f"sound:{version_id}")
         blob_store().release_quietly(Owner.model_version(version_id))
+
+
+def delete_model(app_pk: int, model_id: int) -> None:
+    """Delete a model and its versions; refused (``ServiceInUse``) while any version is published."""
+    with session_scope() as session:
+        row = _model(session, app_pk, model_id)
+        version_ids = list(session.scalars(select(ModelVersion.id).where(ModelVersion.model_id == model_id)))
+        _refuse_if_published(session, model_id, version_ids, f"model {model_id}")
+        session.delete(row)
+    _remove_versions(version_ids)
+
+
+def delete_version(app_pk: int, model_id: int, version: int) -> None:
+    """Delete one version; refused while it is published or still queued/training (cancel it first)."""
+    with session_scope() as session:
+        _model(session, app_pk, model_id)
+        row = _version(session, model_id, version)
+        _refuse_if_published(session, model_id, [row.id], f"V{version}")
+        if row.status in ("queued", "training"):
+            raise ServiceInUse(f"V{version} is {row.status}: cancel it before deleting it")
+        version_id = int(row.id)
+        session.delete(row)
+    _remove_versions([version_id])
 
 
 # ---------------------------------------------------------------- datasets
@@ -591,7 +632,7 @@ def _set_version(version_id: int, **values: Any) -> None:
 @job_handler("sound_training")
 def training_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin.sound.embeddings import Embedder
-    from tingyin.sound.training import HeadConfig, train_classifier
+    from tingyin.sound.training import TrainingConfig, train_classifier
     from tingyin.sound.types import LabeledClip, TrainingCancelled
 
     version_id = int(ctx.params["version_id"])
@@ -614,16 +655,15 @@ def training_job(ctx: JobContext) -> dict[str, Any]:
         chosen = [(r.file_name, r.label, r.content_hash) for r in rows]
         version.status = "training"
     init_from = _load_version(base_id) if base_id is not None else None
-    embedder: Embedder | None = None  # sound_classification: the Whisper embedder (or the base version's)
-    config: HeadConfig | None = None
+    embedder: Embedder | None = None  # sound_classification: features chosen per dataset
+    config: TrainingConfig | None = None
     if music:
         from tingyin.music.embedder import get_music_embedder
 
         embedder = get_music_embedder()
-        # No audio-level augmentation (noise at 10-30 dB SNR, shifts) for music: on held-out sections of
-        # five tracks it changed one window in 50 (docs/music.md) at twice the embedding time, and white
-        # noise over band-limited recordings taught the head that a filled-in top band means "another class".
-        config = HeadConfig(audio_augment_max_clips=0)
+        # No audio-level variants for music: on held-out sections of five tracks they changed one window
+        # in 50 (docs/music.md) at twice the embedding time.
+        config = TrainingConfig(augment=False)
     store, files_owner = blob_store(), Owner.model_version(version_id)
     try:
         # The clips are read where they are stored (a scratch copy of them when the store is remote).
@@ -726,18 +766,25 @@ def load_classifier(version_id: int) -> Any:
     return get_manager().get(f"sound:{version_id}", lambda: _load_version(version_id))
 
 
-def predict_version(version_id: int, audio: np.ndarray, top_num: int) -> list[dict[str, Any]]:
-    return [
-        {"name": name, "score": round(score, 6)}
-        for name, score in load_classifier(version_id).predict(audio, top_num=top_num)
-    ]
+def predict_version(
+    version_id: int, audio: np.ndarray, top_num: int, unknown_threshold: float | str | None = None
+) -> list[dict[str, Any]]:
+    """The best ``top_num`` classes (at most all of them); with ``unknown_threshold`` ("auto" or a
+    number, see classifier.py) a clip far from every class is answered ``[unknown]`` first."""
+    ranked = load_classifier(version_id).predict(audio, top_num=top_num, unknown_threshold=unknown_threshold)
+    return [{"name": name, "score": round(score, 6)} for name, score in ranked]
 
 
 def validate(
-    app_pk: int, model_id: int, version: int, audio: np.ndarray, top_num: int
+    app_pk: int,
+    model_id: int,
+    version: int,
+    audio: np.ndarray,
+    top_num: int,
+    unknown_threshold: float | str | None = None,
 ) -> list[dict[str, Any]]:
     """Model 校验: scores of any ready version for an uploaded clip."""
-    return predict_version(_ready_version_id(app_pk, model_id, version), audio, top_num)
+    return predict_version(_ready_version_id(app_pk, model_id, version), audio, top_num, unknown_threshold)
 
 
 def export_version(app_pk: int, model_id: int, version: int) -> str:
@@ -773,12 +820,45 @@ output "scores" float32 [1, classes], in the order of labels.txt (one class per 
 # ---------------------------------------------------------------- services
 
 
-def publish(app_pk: int, suffix: str, name: str, model_id: int, version: int) -> dict[str, Any]:
-    """Put a version online at ``suffix`` (or swap the version behind an existing suffix)."""
+def _threshold_text(value: float | str | None) -> str | None:
+    """The stored form of a service's open-set threshold: None (off), "auto" or a number in [0, 1)."""
+    if value is None or value == "off":
+        return None
+    if value == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not 0.0 <= number < 1.0:
+        raise InvalidRequest('unknown_threshold must be "off", "auto" or a number in [0, 1)')
+    return repr(number)
+
+
+def parse_threshold(text: str | None) -> float | str | None:
+    """A threshold given as text (a query parameter): checked, then None, "auto" or a number."""
+    return _threshold_value(_threshold_text(text))
+
+
+def _threshold_value(text: str | None) -> float | str | None:
+    return None if text is None else ("auto" if text == "auto" else float(text))
+
+
+def publish(
+    app_pk: int,
+    suffix: str,
+    name: str,
+    model_id: int,
+    version: int,
+    unknown_threshold: float | str | None = None,
+) -> dict[str, Any]:
+    """Put a version online at ``suffix`` (or swap the version behind an existing suffix). With
+    ``unknown_threshold`` the service answers ``[unknown]`` for clips far from every class."""
     if not SUFFIX.match(suffix):
         raise InvalidRequest("the URL suffix takes 1-64 letters, digits or '_'")
     if not name or len(name) > 64:
         raise InvalidRequest("the service name takes 1-64 characters")
+    threshold = _threshold_text(unknown_threshold)
     version_id = _ready_version_id(app_pk, model_id, version)
     load_classifier(version_id)  # warm before the swap: the first request must not wait
     with session_scope() as session:
@@ -787,11 +867,17 @@ def publish(app_pk: int, suffix: str, name: str, model_id: int, version: int) ->
             raise InvalidRequest(f"the URL suffix {suffix!r} is taken")
         if row is None:
             row = SoundService(
-                app_pk=app_pk, suffix=suffix, name=name, model_id=model_id, version_id=version_id
+                app_pk=app_pk,
+                suffix=suffix,
+                name=name,
+                model_id=model_id,
+                version_id=version_id,
+                unknown_threshold=threshold,
             )
             session.add(row)
         else:
             row.name, row.model_id, row.version_id, row.updated_at = name, model_id, version_id, utcnow()
+            row.unknown_threshold = threshold
         session.flush()
         return _service_dict(row, version)
 
@@ -802,8 +888,21 @@ def _service_dict(row: SoundService, version: int) -> dict[str, Any]:
         "name": row.name,
         "model_id": row.model_id,
         "version": version,
+        "unknown_threshold": _threshold_value(row.unknown_threshold),
         "url": f"/rpc/2.0/ai_custom/v1/sound_cls/{row.suffix}",
     }
+
+
+def unpublish(app_pk: int, suffix: str) -> dict[str, Any]:
+    """Take the service at ``suffix`` offline (its model and versions stay); returns what it served."""
+    with session_scope() as session:
+        row = session.scalar(select(SoundService).where(SoundService.suffix == suffix))
+        if row is None or row.app_pk != app_pk:
+            raise NotFound(f"no service at {suffix}")
+        version = session.get(ModelVersion, row.version_id)
+        served = _service_dict(row, int(version.version) if version is not None else 0)
+        session.delete(row)
+    return served
 
 
 def list_services(app_pk: int) -> list[dict[str, Any]]:
@@ -817,19 +916,18 @@ def list_services(app_pk: int) -> list[dict[str, Any]]:
         ]
 
 
-def unpublish(app_pk: int, suffix: str) -> None:
-    """Take a service offline; its URL answers "no service" from now on (the version stays)."""
-    with session_scope() as session:
-        row = session.scalar(select(SoundService).where(SoundService.suffix == suffix))
-        if row is None or row.app_pk != app_pk:
-            raise NotFound(f"no service at {suffix}")
-        session.delete(row)
+class ServiceTarget(NamedTuple):
+    """What a published service serves: its owner, the version and its open-set threshold."""
+
+    app_pk: int
+    version_id: int
+    unknown_threshold: float | str | None
 
 
-def service_version(suffix: str) -> tuple[int, int]:
-    """(owning app, version id) of the service at ``suffix``."""
+def service_version(suffix: str) -> ServiceTarget:
+    """The owning app, version id and open-set threshold of the service at ``suffix``."""
     with session_scope() as session:
         row = session.scalar(select(SoundService).where(SoundService.suffix == suffix))
         if row is None:
             raise NotFound(f"no service at {suffix}")
-        return int(row.app_pk), int(row.version_id)
+        return ServiceTarget(int(row.app_pk), int(row.version_id), _threshold_value(row.unknown_threshold))

@@ -220,6 +220,8 @@ class SoundService(Base):
     name: Mapped[str] = mapped_column(String(64))
     model_id: Mapped[int] = mapped_column(ForeignKey("sound_models.id", ondelete="CASCADE"))
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    # Open-set answer of the service: NULL (off), "auto" (the version's default) or a number in [0, 1).
+    unknown_threshold: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 

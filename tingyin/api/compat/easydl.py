@@ -33,13 +33,15 @@ MESSAGES = {
     6: "No permission to access data",
     17: "Open api daily request limit reached",
     18: "Open api qps request limit reached",
+    100: "Invalid parameter",
     110: "Access token invalid or no longer valid",
     111: "Access token expired",
     216100: "invalid param",
     216101: "not enough param",
     216102: "service not support",
     216103: "param too long",
-    282000: "internal error",
+    216630: "recognize error",
+    336000: "Internal error",
     336001: "Invalid Argument",
 }
 
@@ -58,7 +60,7 @@ def _error(code: int, detail: str = "") -> JSONResponse:
 def _dialect(request: Request, info: ErrorInfo) -> Response:
     code = {401: 110, 404: 216102, 413: 216103, 429: 18, 503: 2}.get(info.status)
     if code is None:
-        code = 336001 if info.status < 500 else 282000
+        code = 336001 if info.status < 500 else 336000
     return _error(code, info.message)
 
 
@@ -66,7 +68,27 @@ register_dialect(Dialect("easydl", lambda path, _q: path.startswith(PREFIX), _di
 register_body_limit(lambda path: path.startswith(PREFIX), MAX_SOUND_BASE64 + 64 * 1024)
 
 
-def _classify(suffix: str, token: str, raw: bytes) -> dict[str, Any]:
+def _top_num(value: Any) -> int:
+    """The seed types ``top_num`` as "number": 6, "6" and 6.0 all mean 6; 6.5, "six", true do not."""
+    if isinstance(value, bool):
+        raise EasyDLError(216100, "top_num must be a positive integer")
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise EasyDLError(216100, "top_num must be a positive integer") from None
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if not isinstance(value, int) or value < 1:
+        raise EasyDLError(216100, "top_num must be a positive integer")
+    return value
+
+
+def _classify(suffix: str, token: str | None, raw: bytes) -> dict[str, Any]:
+    # The seed: 100 "Invalid parameter" is a missing or malformed access_token parameter; 110 a token
+    # that is not (or no longer) valid, which the official SDK answers by fetching a new one and retrying.
+    if not token:
+        raise EasyDLError(100, "the access_token parameter is missing")
     try:
         app = authenticate_access_token(token)
     except TokenExpired as exc:
@@ -74,10 +96,10 @@ def _classify(suffix: str, token: str, raw: bytes) -> dict[str, Any]:
     except Unauthorized as exc:
         raise EasyDLError(110) from exc
     try:
-        owner, version_id = platform.service_version(suffix)
+        target = platform.service_version(suffix)
     except NotFound as exc:
         raise EasyDLError(216102, f"no service at {suffix}") from exc
-    if owner != app.pk:
+    if target.app_pk != app.pk:
         raise EasyDLError(6, "this service belongs to another app")
     try:
         consume(app, f"easydl:{suffix}")
@@ -96,9 +118,7 @@ def _classify(suffix: str, token: str, raw: bytes) -> dict[str, Any]:
         raise EasyDLError(216100, "sound must be a base64 string")
     if len(sound) > MAX_SOUND_BASE64:
         raise EasyDLError(216103, "sound is larger than 4 MB in base64")
-    top_num = body.get("top_num", 6)
-    if isinstance(top_num, bool) or not isinstance(top_num, int) or top_num < 1:
-        raise EasyDLError(216100, "top_num must be a positive integer")
+    top_num = 6 if body.get("top_num") is None else _top_num(body["top_num"])  # null: the default
     try:
         data = base64.b64decode(sound, validate=True)
     except (binascii.Error, ValueError):
@@ -107,14 +127,21 @@ def _classify(suffix: str, token: str, raw: bytes) -> dict[str, Any]:
         decoded = audio.decode(data, max_seconds=600)
     except audio.AudioError as exc:
         raise EasyDLError(336001, exc.message) from exc
-    results = platform.predict_version(version_id, decoded.mono(), top_num)
+    try:
+        results = platform.predict_version(
+            target.version_id, decoded.mono(), top_num, target.unknown_threshold
+        )
+    except ServiceUnavailable:
+        raise
+    except TingyinError as exc:  # the model failed on this clip: the seed's "recognize error"
+        raise EasyDLError(216630, exc.message) from exc
     return {"log_id": secrets.randbelow(10**16), "results": results}
 
 
 @router.post(PREFIX + "{suffix}")
 async def classify(suffix: str, request: Request) -> JSONResponse:
     """A published sound classifier: the top ``top_num`` (default 6) classes with scores, best first."""
-    token = request.query_params.get("access_token", "")
+    token = request.query_params.get("access_token")
     try:
         inference: InferenceExecutor = request.app.state.inference
         return JSONResponse(await inference.run(_classify, suffix, token, await request.body()))
@@ -123,4 +150,4 @@ async def classify(suffix: str, request: Request) -> JSONResponse:
     except ServiceUnavailable as exc:
         return _error(2, exc.message)
     except TingyinError as exc:
-        return _error(282000, exc.message)
+        return _error(336000, exc.message)

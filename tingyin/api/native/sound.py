@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -51,6 +51,11 @@ class PublishIn(BaseModel):
     name: str
     model_id: int
     version: int
+    unknown_threshold: float | Literal["auto", "off"] | None = Field(
+        default=None,
+        description='open set: "auto" (the version\'s default, 0.05) or a number in [0, 1): a clip whose '
+        "familiarity is below it is answered [unknown] first; off by default (docs/sound.md)",
+    )
 
 
 @router.post("/models", status_code=201)
@@ -72,6 +77,7 @@ async def get_model(model_id: int, app: AppInfo = Depends(native_app)) -> dict[s
 
 @router.delete("/models/{model_id}")
 async def delete_model(model_id: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+    """Delete a model and all its versions; 409 while one of them is published (unpublish first)."""
     await in_thread(platform.delete_model, app.pk, model_id)
     return {"deleted": model_id}
 
@@ -125,6 +131,13 @@ async def get_version(model_id: int, version: int, app: AppInfo = Depends(native
     return await in_thread(platform.get_version, app.pk, model_id, version)
 
 
+@router.delete("/models/{model_id}/versions/{version}")
+async def delete_version(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+    """Delete one version; 409 while it is published (unpublish first) or still training (cancel first)."""
+    await in_thread(platform.delete_version, app.pk, model_id, version)
+    return {"deleted": {"model_id": model_id, "version": version}}
+
+
 @router.post("/models/{model_id}/versions/{version}/cancel")
 async def cancel(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     return await in_thread(platform.cancel_version, app.pk, model_id, version)
@@ -136,14 +149,19 @@ async def validate(
     version: int,
     request: Request,
     top_num: int = Query(6, ge=1, le=1000),
+    unknown_threshold: str | None = Query(
+        None, description='"auto" or a number in [0, 1): answer [unknown] first for unfamiliar clips'
+    ),
     app: AppInfo = Depends(native_app),
 ) -> dict[str, Any]:
     """Model validation (模型校验): send a clip as the body, get the top classes of this version."""
     data = await request.body()
 
+    threshold = platform.parse_threshold(unknown_threshold)
+
     def run() -> list[dict[str, Any]]:
         decoded = audio.decode(data, max_bytes=CLIP_MAX_BYTES, max_seconds=600)
-        return platform.validate(app.pk, model_id, version, decoded.mono(), top_num)
+        return platform.validate(app.pk, model_id, version, decoded.mono(), top_num, threshold)
 
     inference: InferenceExecutor = request.app.state.inference
     return {"results": await inference.run(run)}
@@ -162,7 +180,16 @@ async def export(model_id: int, version: int, app: AppInfo = Depends(native_app)
 async def publish(suffix: str, body: PublishIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     """Publish a version at /rpc/2.0/ai_custom/v1/sound_cls/{suffix}; publishing another version at the
     same suffix swaps it in place (the new version is loaded before the swap)."""
-    return await in_thread(platform.publish, app.pk, suffix, body.name, body.model_id, body.version)
+    return await in_thread(
+        platform.publish, app.pk, suffix, body.name, body.model_id, body.version, body.unknown_threshold
+    )
+
+
+@router.delete("/services/{suffix}")
+async def unpublish(suffix: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+    """Take a service offline: its URL answers "service not support" (EasyDL 216102) from then on; the
+    model and its versions stay and can be published again."""
+    return {"unpublished": await in_thread(platform.unpublish, app.pk, suffix)}
 
 
 @router.get("/services")
@@ -335,14 +362,3 @@ async def misclassified(model_id: int, version: int, app: AppInfo = Depends(nati
     """The held-out clips this version got wrong (playable through their clip id)."""
     rows = await in_thread(platform.misclassified, app.pk, model_id, version)
     return MisclassifiedOut(clips=[Misclassified.model_validate(r) for r in rows])
-
-
-class Unpublished(BaseModel):
-    unpublished: str
-
-
-@router.delete("/services/{suffix}", response_model=Unpublished)
-async def unpublish(suffix: str, app: AppInfo = Depends(native_app)) -> Unpublished:
-    """Take a published service offline (its version stays and can be published again)."""
-    await in_thread(platform.unpublish, app.pk, suffix)
-    return Unpublished(unpublished=suffix)
