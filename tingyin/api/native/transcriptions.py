@@ -7,14 +7,29 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, JobId, in_thread, native_app
+from tingyin.api.params import number, string
 from tingyin.errors import InvalidRequest
 from tingyin.store.apps import AppInfo
 
-router = APIRouter(prefix="/v1", tags=["speech"])
+router = APIRouter(prefix="/v1", tags=["speech"], route_class=AuthenticatedRoute)
 
 SYNC_MAX_SECONDS = 300.0
 UPLOAD_MAX_BYTES = 500 * 1024 * 1024
+
+
+MAX_HOT_WORDS = 100
+MAX_HOT_WORD_CHARS = 50
+
+
+def _model(model: str | None) -> str | None:
+    """A model the operator installed: a caller names one, never a directory or a hub repository."""
+    from tingyin.config import get_settings
+    from tingyin.models.registry import BUILTIN_MODELS
+
+    if model is None or model == get_settings().asr_model or model in BUILTIN_MODELS:
+        return model
+    raise InvalidRequest(f"model must be one of {', '.join(sorted(BUILTIN_MODELS))}")
 
 
 def _options(
@@ -29,14 +44,18 @@ def _options(
         if not item.strip():
             continue
         text, _, weight = item.partition(":")
-        try:
-            value = float(weight) if weight else 5.0
-        except ValueError:
-            raise InvalidRequest(f"hot word weight must be a number: {item!r}") from None
-        if not -10 <= value <= 10:
-            raise InvalidRequest("hot word weights run from -10 to 10")
-        words.append({"text": text.strip(), "weight": value})
-    return {"language": language, "itn": itn, "punctuation": punctuation, "hot_words": words, "model": model}
+        text = string(text.strip(), "hot word", max_length=MAX_HOT_WORD_CHARS)
+        value = number(weight, "hot word weight", low=-10, high=10) if weight else 5.0
+        words.append({"text": text, "weight": value})
+    if len(words) > MAX_HOT_WORDS:
+        raise InvalidRequest(f"at most {MAX_HOT_WORDS} hot words")
+    return {
+        "language": language,
+        "itn": itn,
+        "punctuation": punctuation,
+        "hot_words": words,
+        "model": _model(model),
+    }
 
 
 async def _upload_chunks(request: Request) -> AsyncIterator[bytes]:
@@ -116,21 +135,21 @@ async def create_transcription(
 
 
 @router.get("/transcriptions/{job_id}")
-async def get_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import get_job
 
     return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()
 
 
 @router.delete("/transcriptions/{job_id}")
-async def cancel_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def cancel_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import cancel_job
 
     return (await in_thread(cancel_job, job_id, app_pk=app.pk)).as_dict()
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-async def get_any_job(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_any_job(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import get_job
 
     return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()
