@@ -67,9 +67,11 @@ def _progress() -> Progress:
 
 
 class WorkerSupervisor:
-    """Runs ``tingyin worker`` as a child process and restarts it when it dies."""
+    """Runs ``tingyin worker`` as a child process and restarts it when it dies; stops it with the
+    server (SIGTERM, then SIGKILL if it has not exited within the grace period and a margin). The
+    child also stops by itself if this process disappears (``--exit-with-parent``)."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, grace_s: float) -> None:
         self.command = [
             sys.executable,
             "-m",
@@ -79,9 +81,12 @@ class WorkerSupervisor:
             str(concurrency),
             "--name",
             f"embedded-{os.getpid()}",
+            "--exit-with-parent",
         ]
+        self.grace_s = grace_s
         self.process: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
 
     def start(self) -> WorkerSupervisor:
@@ -92,7 +97,10 @@ class WorkerSupervisor:
         backoff = 1.0
         while not self._stop.is_set():
             started = time.monotonic()
-            self.process = subprocess.Popen(self.command)
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self.process = subprocess.Popen(self.command)
             log.info(json.dumps({"event": "worker_started", "pid": self.process.pid}))
             code = self.process.wait()
             if self._stop.is_set():
@@ -102,14 +110,25 @@ class WorkerSupervisor:
             backoff = 1.0 if time.monotonic() - started > 60 else min(30.0, backoff * 2)
             self._stop.wait(backoff)
 
+    def begin_stop(self) -> None:
+        """Ask the worker to stop (its running job goes back to the queue) without waiting."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            if self.process and self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
-        self._stop.set()
+        self.begin_stop()
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=self.grace_s + 5)
             except subprocess.TimeoutExpired:
+                log.warning(json.dumps({"event": "worker_killed", "pid": self.process.pid}))
                 self.process.kill()
+                self.process.wait()
+        log.info(json.dumps({"event": "worker_stopped"}))
 
 
 def _preload() -> None:
@@ -137,7 +156,10 @@ def serve(
     ] = None,
     preload: Annotated[bool, typer.Option(help="Load the default ASR model at start.")] = True,
 ) -> None:
-    """Start the HTTP server, with an embedded job worker (data under $TINGYIN_HOME)."""
+    """Start the HTTP server, with an embedded job worker (data under $TINGYIN_HOME).
+
+    SIGTERM or SIGINT: stop accepting connections, let in-flight requests finish (up to
+    TINGYIN_SHUTDOWN_GRACE_S), stop the worker (its running job goes back to the queue), exit 0."""
     import uvicorn
 
     from tingyin.api.app import create_app
@@ -148,36 +170,69 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    get_engine()  # create or migrate the database before anything uses it
-    supervisor = None
-    if worker if worker is not None else settings.embedded_worker:
-        supervisor = WorkerSupervisor(settings.worker_concurrency).start()
-    sweeper = JobSweeper().start()
-    # The app imports every module the preload needs: built first, so no two threads import them at once.
-    application = create_app()
-    if preload:
-        threading.Thread(target=_preload, name="preload", daemon=True).start()
-    try:
-        uvicorn.run(
-            application,
+    supervisor: WorkerSupervisor | None = None
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # The worker starts handing its job back while the requests drain, not after.
+            if supervisor is not None:
+                supervisor.begin_stop()
+            super().handle_exit(sig, frame)
+
+    server = Server(
+        uvicorn.Config(
+            create_app(),
             host=host or settings.host,
             port=port or settings.port,
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
         )
+    )
+    # Until uvicorn installs its handlers (and after it restores these, when it re-raises the
+    # signal it caught), a signal only asks the server to stop: the cleanup below always runs.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, server.handle_exit)
+    get_engine()  # create or migrate the database before anything uses it
+    if worker if worker is not None else settings.embedded_worker:
+        supervisor = WorkerSupervisor(settings.worker_concurrency, settings.shutdown_grace_s).start()
+    sweeper = JobSweeper().start()
+    if preload:
+        threading.Thread(target=_preload, name="preload", daemon=True).start()
+    try:
+        server.run()
     finally:
         sweeper.stop()
         if supervisor:
             supervisor.stop()
+    log.info(json.dumps({"event": "server_stopped"}))
+
+
+def _exit_with_parent() -> None:
+    """Stop this worker (gracefully, as on SIGTERM) when the process that started it is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        log.warning(json.dumps({"event": "parent_gone", "parent": parent}))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @app.command()
 def worker(
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once (threads).")] = None,
     name: Annotated[str | None, typer.Option(help="Worker name (default: host and pid).")] = None,
+    exit_with_parent: Annotated[
+        bool, typer.Option("--exit-with-parent", hidden=True, help="Stop when the parent process exits.")
+    ] = False,
 ) -> None:
-    """Run a job worker (start any number, on any machine sharing the database and broker)."""
+    """Run a job worker (start any number, on any machine sharing the database and broker).
+
+    SIGTERM or SIGINT: the running job goes back to the queue (within TINGYIN_SHUTDOWN_GRACE_S) and
+    the worker exits 0."""
     from tingyin.api.middleware import configure_logging
     from tingyin.config import get_settings
     from tingyin.jobs.celery_app import QUEUE, celery_app
@@ -185,6 +240,8 @@ def worker(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    if exit_with_parent:
+        _exit_with_parent()
     get_engine()
     node = f"{name or 'worker'}-{os.getpid()}@%h"
     celery_app.worker_main(
@@ -246,7 +303,8 @@ def apps_show(name: str) -> None:
 
 @apps_app.command("rotate")
 def apps_rotate(name: str) -> None:
-    """Issue new api_key, secret_key and app_token (the old ones stop working at once)."""
+    """Issue new api_key, secret_key and app_token. The old ones, and every OAuth access and refresh
+    token issued with them, stop working at once."""
     from tingyin.store.apps import rotate_app
 
     try:
@@ -254,6 +312,19 @@ def apps_rotate(name: str) -> None:
     except TingyinError as exc:
         _fail(exc)
     _print_json({k: v for k, v in credentials.as_dict().items() if k != "name"})
+
+
+@apps_app.command("revoke")
+def apps_revoke(name: str) -> None:
+    """Revoke every OAuth access and refresh token of an app now (its credentials stay; clients get a
+    new token with them)."""
+    from tingyin.store.apps import revoke_tokens
+
+    try:
+        count = revoke_tokens(name)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json({"name": name, "revoked_tokens": count})
 
 
 @apps_app.command("limits")
@@ -297,7 +368,7 @@ def apps_vocab(
 
 @apps_app.command("delete")
 def apps_delete(name: str, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
-    """Delete an app and everything it owns."""
+    """Delete an app and everything it owns (its credentials and tokens stop working at once)."""
     from tingyin.store.apps import delete_app
 
     if not yes and not typer.confirm(f"Delete app {name} and all its data?"):

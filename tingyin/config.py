@@ -64,6 +64,20 @@ class Settings(BaseSettings):
     inference_admission_timeout_s: float = Field(default=20.0, gt=0)
     # Web console sign-ins last this long (the cookie and its server-side session).
     console_session_ttl_s: int = 12 * 3600
+    # OAuth refresh tokens (Baidu/EasyDL): each is good for one refresh, within this long.
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Failed authentications tolerated per client address and per presented key (app id, API key,
+    # AccessKey) within auth_failure_window_s; beyond them, requests are refused (429) before their
+    # body is read until the window has passed. 0 turns a limit off.
+    auth_failures_per_address: int = 50
+    auth_failures_per_key: int = 100
+    auth_failure_window_s: float = 60.0
+    # Bodies whose credentials are inside them (SAMI, Qiniu signatures) stream into node-local scratch
+    # until checked; all such bodies together may hold at most this many bytes at once.
+    unauthenticated_body_bytes: int = 1024 * 1024 * 1024
+    # SIGTERM/SIGINT: in-flight requests get this long to finish, and a worker's running job this long
+    # to hand itself back to the queue, before the process exits anyway.
+    shutdown_grace_s: float = 10.0
     # Synchronous recognition gives up after these (Baidu answers 3313 / 3315).
     asr_decode_timeout_s: float = 30.0
     asr_recognize_timeout_s: float = 60.0

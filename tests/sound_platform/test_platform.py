@@ -285,10 +285,17 @@ def test_easydl_error_codes(platform: tuple[Server, dict[str, str]]) -> None:
     ):
         pytest.skip("needs the service published by test_whole_flow")
     assert code("farm_sounds", {"sound": sound}, access_token="24.bogus") == 110
-    assert code("farm_sounds", {"sound": sound}, access_token=other_token) == 6
+    # Another app's service answers exactly as a suffix nobody uses.
+    foreign = httpx.post(f"{base}/farm_sounds?access_token={other_token}", json={"sound": sound}).json()
+    unused = httpx.post(f"{base}/farm_sound?access_token={other_token}", json={"sound": sound}).json()
+    assert foreign["error_code"] == unused["error_code"] == 216102
+    assert foreign["error_msg"].replace("farm_sounds", "X") == unused["error_msg"].replace("farm_sound", "X")
     assert code("no_such_service", {"sound": sound}) == 216102
     assert code("farm_sounds", {"top_num": 3}) == 216101
     assert code("farm_sounds", {"sound": sound, "top_num": "three"}) == 216100
+    assert code("farm_sounds", {"sound": sound, "top_num": 10**19}) == 216100  # once accepted silently
+    assert code("farm_sounds", {"sound": sound, "top_num": 1e19}) == 216100
+    assert code("farm_sounds", {"sound": sound, "top_num": True}) == 216100
     assert code("farm_sounds", {"sound": "A" * (4 * 1024 * 1024 + 8)}) == 216103
     assert code("farm_sounds", {"sound": "data:audio/wav;base64," + sound}) == 336001
     assert code("farm_sounds", None, raw=b"sound=abc") == 336001

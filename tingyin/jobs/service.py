@@ -50,6 +50,10 @@ class LeaseLost(Exception):
     """Another worker took this job over; stop without writing anything."""
 
 
+class WorkerStopping(Exception):
+    """The worker is shutting down: hand the job back to the queue instead of finishing it."""
+
+
 @dataclass
 class JobContext:
     """What a handler gets: its parameters, a place for files, and progress/cancel hooks."""
@@ -60,6 +64,9 @@ class JobContext:
     app_pk: int | None
     lease_owner: str
     attempt: int
+    # Set when the worker process is asked to stop (SIGTERM): the job gives itself up at its next
+    # progress report, and another worker runs it again.
+    stopping: threading.Event | None = field(default=None, repr=False)
     _last_progress: float = field(default=-1.0, repr=False)
 
     @property
@@ -69,6 +76,8 @@ class JobContext:
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress (0..1). Cheap to call often: writes only on a visible change."""
+        if self.stopping is not None and self.stopping.is_set():
+            raise WorkerStopping(self.job_id)
         fraction = max(0.0, min(1.0, fraction))
         if fraction - self._last_progress < 0.01 and message is None and fraction < 1.0:
             return
@@ -351,6 +360,7 @@ def _claim(job_id: str, owner: str) -> Claim:
             row.error_message = f"the job was started {row.attempts} times without finishing"
             return Claim("ended")
         # Compare-and-set on the lease so two workers racing for the same job cannot both win.
+        attempt = row.attempts + 1  # read before the update, which refreshes ``row``
         taken = _rows_changed(
             session,
             update(Job)
@@ -359,13 +369,13 @@ def _claim(job_id: str, owner: str) -> Claim:
                 status="running",
                 lease_owner=owner,
                 lease_until=now + timedelta(seconds=lease),
-                attempts=row.attempts + 1,
+                attempts=attempt,
                 started_at=row.started_at or now,
             ),
         )
         if taken != 1:
             return Claim("busy", retry_in=1.0)
-        context = JobContext(job_id, row.kind, dict(row.params or {}), row.app_pk, owner, row.attempts + 1)
+        context = JobContext(job_id, row.kind, dict(row.params or {}), row.app_pk, owner, attempt)
         return Claim("claimed", context)
 
 
@@ -438,19 +448,51 @@ class _Heartbeat:
         self.thread.join(timeout=5)
 
 
-def execute_job(job_id: str, owner: str | None = None) -> Claim:
-    """Run a job in this process if it can be claimed. Returns the claim (for the task to retry)."""
+def _server_failure(job_id: str, exc: TingyinError) -> TingyinError:
+    """What the job's owner reads of a failure of the server: its code and general description; the
+    detail (a library's message, a path) goes to the log with the traceback, under the job id."""
+    log.error("job %s failed: %s", job_id, exc.message, exc_info=exc)
+    public = TingyinError(f"{exc.summary} The server log has the details under job {job_id}.")
+    public.code = exc.code
+    return public
+
+
+def release_job(job_id: str, owner: str) -> bool:
+    """Give a running job back: its lease ends now, so the sweeper re-dispatches it at its next pass,
+    exactly as when a worker dies (the attempt counts)."""
+    with session_scope() as session:
+        changed = _rows_changed(
+            session,
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+            .values(lease_until=utcnow(), dispatched_at=None),
+        )
+        return changed == 1
+
+
+def execute_job(job_id: str, owner: str | None = None, stopping: threading.Event | None = None) -> Claim:
+    """Run a job in this process if it can be claimed. Returns the claim (for the task to retry).
+
+    ``stopping``: the worker's shutdown flag; once set, no job is claimed and a running one is
+    handed back at its next progress report."""
     owner = owner or worker_identity()
+    if stopping is not None and stopping.is_set():
+        return Claim("busy", retry_in=1.0)
     claim = claim_job(job_id, owner)
     if claim.context is None:
         return claim
     context = claim.context
+    context.stopping = stopping
     log.info("job %s (%s) started, attempt %d", job_id, context.kind, context.attempt)
     with _Heartbeat(job_id, owner):
         try:
             result = handler_for(context.kind)(context)
         except LeaseLost:
             log.warning("job %s was taken over by another worker; dropping this run", job_id)
+            return claim
+        except WorkerStopping:
+            release_job(job_id, owner)
+            log.warning("job %s handed back to the queue: this worker is stopping", job_id)
             return claim
         except ServiceUnavailable:
             # The database or the object store is down for a while: that is no verdict on the job.
@@ -460,10 +502,12 @@ def execute_job(job_id: str, owner: str | None = None) -> Claim:
         except JobCancelled as exc:
             finish_job(job_id, owner, error=exc, status="cancelled")
         except TingyinError as exc:
-            finish_job(job_id, owner, error=exc)
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            finish_job(job_id, owner, error=TingyinError(f"{type(exc).__name__}: {exc}"))
+            finish_job(job_id, owner, error=exc if exc.http_status < 500 else _server_failure(job_id, exc))
+        except Exception:
+            # The caller reads the job's error: the traceback stays in the log, under the job id.
+            log.exception("job %s failed on an internal error", job_id)
+            error = TingyinError(f"internal error; the server log has the details under job {job_id}")
+            finish_job(job_id, owner, error=error)
         else:
             if not finish_job(job_id, owner, result=result):
                 log.warning("job %s finished but its lease had passed to another worker", job_id)

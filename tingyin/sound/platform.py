@@ -19,8 +19,15 @@ import numpy as np
 from sqlalchemy import func, select
 
 from tingyin.config import get_settings
-from tingyin.errors import InvalidRequest, NotFound
-from tingyin.jobs.service import JobCancelled, JobContext, job_handler, submit_job
+from tingyin.errors import InvalidRequest, NotFound, TingyinError
+from tingyin.jobs.service import (
+    JobCancelled,
+    JobContext,
+    LeaseLost,
+    WorkerStopping,
+    job_handler,
+    submit_job,
+)
 from tingyin.models import get_manager
 from tingyin.store.blobs import Owner, StoredBlob, blob_store
 from tingyin.store.db import session_scope
@@ -688,8 +695,13 @@ def training_job(ctx: JobContext) -> dict[str, Any]:
     except JobCancelled:  # seen by a progress report rather than by the trainer's own cancel check
         _set_version(version_id, status="cancelled", finished_at=utcnow())
         raise
+    except (WorkerStopping, LeaseLost):
+        _set_version(version_id, status="queued")  # another worker trains it again
+        raise
     except Exception as exc:
-        _set_version(version_id, status="failed", error=str(exc)[:2000], finished_at=utcnow())
+        # The caller reads this; an unexpected error's detail stays in the log.
+        message = exc.message if isinstance(exc, TingyinError) else f"internal error (job {ctx.job_id})"
+        _set_version(version_id, status="failed", error=message[:2000], finished_at=utcnow())
         raise
     report = result.report.to_dict()
     report["timings"] = result.timings

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from tingyin import __version__
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
+from tingyin.api.errors import without_server_paths
 from tingyin.store.apps import AppInfo
 
-router = APIRouter()
+router = APIRouter(route_class=AuthenticatedRoute)
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz", tags=["system"])
@@ -39,7 +42,9 @@ def _readiness() -> tuple[bool, dict[str, Any]]:
             probe()
             checks[name] = "ok"
         except Exception as exc:
-            checks[name] = f"unavailable: {exc}"
+            # The operator's probe: the reason, but no server path (the detail is in the log).
+            log.warning("readiness: %s unavailable: %s", name, exc)
+            checks[name] = f"unavailable: {without_server_paths(str(exc))}"
             ready = False
     checks["models_loaded"] = get_manager().loaded()
     default_asr = get_settings().asr_model

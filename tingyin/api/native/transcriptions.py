@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, JobId, in_thread, native_app
 from tingyin.api.middleware import register_body_limit
 from tingyin.api.spool import receive_upload, stored_object_response, upload_chunks
 from tingyin.errors import InvalidRequest, NotFound
@@ -22,7 +22,7 @@ from tingyin.speech.options import DecodeOptions, HotWord, Language
 from tingyin.speech.pipeline import MAX_SPEAKERS, RecordingOptions, RecordingResult
 from tingyin.store.apps import AppInfo
 
-router = APIRouter(prefix="/v1", tags=["speech"])
+router = APIRouter(prefix="/v1", tags=["speech"], route_class=AuthenticatedRoute)
 
 SYNC_MAX_SECONDS = 300.0
 UPLOAD_MAX_BYTES = 500 * 1024 * 1024
@@ -204,7 +204,7 @@ def _finished_result(job_id: str, app_pk: int) -> dict[str, Any]:
     responses={200: {"content": {"text/plain": {}, "application/x-subrip": {}, "text/vtt": {}}}},
 )
 async def download_transcript(
-    job_id: str,
+    job_id: JobId,
     format: Literal["txt", "srt", "vtt", "json"] = Query("txt"),
     app: AppInfo = Depends(native_app),
 ) -> Response:
@@ -254,28 +254,28 @@ def _audio_of(job_id: str, app_pk: int) -> tuple[str, str]:
 
 
 @router.get("/transcriptions/{job_id}/audio")
-async def transcription_audio(job_id: str, app: AppInfo = Depends(native_app)) -> Response:
+async def transcription_audio(job_id: JobId, app: AppInfo = Depends(native_app)) -> Response:
     """The uploaded audio of a job (for playback beside its transcript), while the job keeps it."""
     key, media = await in_thread(_audio_of, job_id, app.pk)
     return await stored_object_response(key, media_type=media, filename=f"audio-{job_id[:8]}")
 
 
 @router.get("/transcriptions/{job_id}")
-async def get_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import get_job
 
     return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()
 
 
 @router.delete("/transcriptions/{job_id}")
-async def cancel_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def cancel_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import cancel_job
 
     return (await in_thread(cancel_job, job_id, app_pk=app.pk)).as_dict()
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-async def get_any_job(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_any_job(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import get_job
 
     return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()
