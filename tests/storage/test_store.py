@@ -69,7 +69,9 @@ def test_owners_release_sweep_and_check(any_store: str) -> None:
     # A job owns its upload from the transaction that creates it.
     job_id = new_job_id()
     upload = store.put_bytes(input_key(job_id), b"audio bytes")
-    submit_job("transcribe", {"blob": upload.key}, job_id=job_id, dispatch=False, inputs=[upload])
+    submit_job(
+        "transcription", {"source": {"blob": upload.key}}, job_id=job_id, dispatch=False, inputs=[upload]
+    )
     # A dataset that does not exist (deleted while its sweeper was down) still has records.
     gone = Owner.dataset(424242)
     store.record_now(gone, [store.put_bytes(gone.key("clip.wav"), b"c" * 100)])
@@ -77,7 +79,7 @@ def test_owners_release_sweep_and_check(any_store: str) -> None:
     orphan = store.put_bytes(Owner.job(new_job_id()).key("input"), b"o" * 50)
     missing_owner = Owner.job(new_job_id())
     submit_job(
-        "transcribe",
+        "transcription",
         {},
         job_id=missing_owner.id,
         dispatch=False,
