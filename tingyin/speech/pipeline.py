@@ -11,7 +11,7 @@ render it in their wire format.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -23,6 +23,9 @@ from tingyin.speech.postprocess import join_texts
 from tingyin.speech.recognizer import Recognizer
 from tingyin.speech.types import Utterance, UtteranceRecord
 from tingyin.validation import FrozenModel
+
+if TYPE_CHECKING:
+    from tingyin.speech.diarization import SpeakerTurn
 
 ProgressCallback = Callable[[float, str | None], None]
 MAX_SPEAKERS = 32
@@ -37,6 +40,7 @@ class RecordingOptions(FrozenModel):
     )
     diarize: bool = Field(default=False, description="find who speaks when in a single-channel recording")
     num_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] | None = None
+    min_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] = 1
     max_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] = 8
     roles: bool = Field(default=False, description="agent (S) / customer (C) per speaker; implies diarize")
     require_speech: bool = Field(default=True, description="no speech at all is an error (NoSpeech)")
@@ -45,6 +49,10 @@ class RecordingOptions(FrozenModel):
     def _speakers(self) -> RecordingOptions:
         if self.num_speakers is not None and self.num_speakers > self.max_speakers:
             raise ValueError("num_speakers is larger than max_speakers")
+        if self.min_speakers > self.max_speakers:
+            raise ValueError("min_speakers is larger than max_speakers")
+        if self.num_speakers is not None and self.num_speakers < self.min_speakers:
+            raise ValueError("num_speakers is smaller than min_speakers")
         return self
 
     @property
@@ -144,10 +152,32 @@ def _channels(audio: DecodedAudio, split: bool) -> list[np.ndarray]:
 def _with_speakers(
     samples: np.ndarray, utterances: list[Utterance], options: RecordingOptions
 ) -> list[Utterance]:
-    from tingyin.speech.diarization import assign_speakers, diarize
+    from tingyin.speech.diarization import assign_speakers
 
-    turns = diarize(samples, num_speakers=options.num_speakers, max_speakers=options.max_speakers)
-    return assign_speakers(utterances, turns)
+    return assign_speakers(utterances, speaker_turns(samples, options))
 
 
-__all__ = ["RecordingOptions", "RecordingResult", "transcribe_recording"]
+def speaker_turns(samples: np.ndarray, options: RecordingOptions) -> list[SpeakerTurn]:
+    """Who speaks when in mono 16 kHz ``samples``, with the speaker counts ``options`` give."""
+    from tingyin.speech.diarization import diarize
+
+    return diarize(
+        samples,
+        num_speakers=options.num_speakers,
+        min_speakers=options.min_speakers,
+        max_speakers=options.max_speakers,
+    )
+
+
+def diarize_recording(audio: DecodedAudio, options: RecordingOptions) -> list[SpeakerTurn]:
+    """Speaker turns of a recording without recognising its words (the channels are mixed)."""
+    return speaker_turns(audio.mono(), options)
+
+
+__all__ = [
+    "RecordingOptions",
+    "RecordingResult",
+    "diarize_recording",
+    "speaker_turns",
+    "transcribe_recording",
+]
