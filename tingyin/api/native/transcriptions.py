@@ -214,10 +214,11 @@ def _finished_result(job_id: str, app_pk: int) -> dict[str, Any]:
 )
 async def download_transcript(
     job_id: str,
-    format: Literal["txt", "srt", "vtt", "json"] = Query("txt"),
+    format: Literal["txt", "srt", "vtt", "rttm", "json"] = Query("txt"),
     app: AppInfo = Depends(native_app),
 ) -> Response:
-    """The finished transcript as a file: plain text, SubRip, WebVTT or the job's JSON result."""
+    """The finished transcript as a file: plain text, SubRip, WebVTT, RTTM (who spoke when, one line per
+    utterance) or the job's JSON result."""
     import json
 
     from tingyin.speech import subtitles
@@ -230,6 +231,8 @@ async def download_transcript(
         body, media = subtitles.to_srt(result), "application/x-subrip"
     elif format == "vtt":
         body, media = subtitles.to_vtt(result), "text/vtt"
+    elif format == "rttm":
+        body, media = subtitles.to_rttm(result, f"transcript-{job_id[:8]}"), "text/plain"
     else:
         body, media = subtitles.to_text(result), "text/plain"
     return Response(
