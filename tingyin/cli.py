@@ -90,6 +90,9 @@ class WorkerSupervisor:
             self.process = subprocess.Popen(self.command)
             log.info(json.dumps({"event": "worker_started", "pid": self.process.pid}))
             code = self.process.wait()
+            from tingyin.metrics import process_exited
+
+            process_exited(self.process.pid)
             if self._stop.is_set():
                 return
             log.warning(json.dumps({"event": "worker_exited", "code": code, "restart_in_s": backoff}))
@@ -139,10 +142,13 @@ def serve(
     from tingyin.api.middleware import configure_logging
     from tingyin.config import get_settings
     from tingyin.jobs.service import JobSweeper
+    from tingyin.metrics import prepare_multiprocess
     from tingyin.store.db import get_engine
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    # Before anything imports prometheus_client: the embedded worker inherits the directory.
+    prepare_multiprocess(settings.metrics_path, clear=True)
     get_engine()  # create or migrate the database before anything uses it
     supervisor = None
     if worker if worker is not None else settings.embedded_worker:
@@ -176,10 +182,12 @@ def worker(
     from tingyin.api.middleware import configure_logging
     from tingyin.config import get_settings
     from tingyin.jobs.celery_app import QUEUE, celery_app
+    from tingyin.metrics import prepare_multiprocess
     from tingyin.store.db import get_engine
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    prepare_multiprocess(settings.metrics_path, clear=False)  # a server on this machine shows its numbers
     get_engine()
     node = f"{name or 'worker'}-{os.getpid()}@%h"
     celery_app.worker_main(

@@ -14,7 +14,7 @@ from tingyin import __version__
 from tingyin.api.errors import ErrorInfo, info_from_exception, render_error
 from tingyin.api.middleware import BodyTooLarge, RequestContextMiddleware, body_limit_for
 from tingyin.config import get_settings
-from tingyin.errors import PayloadTooLarge, TingyinError
+from tingyin.errors import InvalidRequest, PayloadTooLarge, TingyinError
 from tingyin.inference import InferenceExecutor
 
 log = logging.getLogger(__name__)
@@ -26,6 +26,7 @@ COMPAT_MODULES = [
     "tingyin.api.compat.qiniu",
     "tingyin.api.compat.sami",
     "tingyin.api.compat.easydl",
+    "tingyin.api.compat.openai",
 ]
 
 
@@ -58,7 +59,11 @@ def create_app() -> FastAPI:
         queue_size=settings.inference_queue,
         admission_timeout_s=settings.inference_admission_timeout_s,
     )
+    from tingyin.api.metrics import router as metrics_router
+    from tingyin.metrics import process_metrics
+
     app.include_router(native_router)
+    app.include_router(metrics_router)
     _include_compat(app)
     from tingyin.api.console import install_console
 
@@ -82,7 +87,9 @@ def create_app() -> FastAPI:
         details = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
         )
-        return render_error(request, ErrorInfo(400, "invalid_request", details or "invalid request"))
+        first = [str(p) for p in exc.errors()[0].get("loc", ())][-1:] if exc.errors() else []
+        error = InvalidRequest(details or "invalid request", param=first[0] if first else None)
+        return render_error(request, ErrorInfo(400, "invalid_request", error.message, error))
 
     @app.exception_handler(Exception)
     async def any_error(request: Request, exc: Exception) -> Response:
@@ -91,7 +98,11 @@ def create_app() -> FastAPI:
             log.exception("unhandled error in %s %s", request.method, request.url.path)
         return render_error(request, info)
 
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        observe=process_metrics().observe_request,
+    )
     return app
 
 

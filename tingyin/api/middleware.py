@@ -12,8 +12,12 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tingyin.api.errors import info_from_exception, render_error
+from tingyin.api.errors import dialect_for, info_from_exception, render_error
 from tingyin.errors import PayloadTooLarge
+from tingyin.metrics import current_api
+
+# Called once per request with (dialect, route template, method, status, seconds): the metrics hook.
+RequestObserver = Callable[[str, str, str, int, float], None]
 
 log = logging.getLogger("tingyin.access")
 
@@ -41,9 +45,10 @@ class RequestContextMiddleware:
     over the limit before reading them (by Content-Length, or while streaming when chunked), and
     writes one JSON access-log line per request."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, max_body_bytes: int, observe: RequestObserver | None = None) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -55,6 +60,9 @@ class RequestContextMiddleware:
         scope.setdefault("state", {})["request_id"] = rid
         status_holder: dict[str, int] = {"status": 0}
         limit = body_limit_for(scope["path"], self.max_body_bytes)
+        dialect = dialect_for(scope["path"], scope.get("query_string", b"").decode("latin-1"))
+        api = dialect.name if dialect else "native"
+        current_api.set(api)  # what the work done for this request counts as (audio seconds per API)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -68,7 +76,7 @@ class RequestContextMiddleware:
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._reject(scope, send_with_id, limit)
-            self._log(scope, rid, 413, started)
+            self._finish(scope, rid, 413, started, api)
             return
 
         received = 0
@@ -88,7 +96,14 @@ class RequestContextMiddleware:
             if status_holder["status"] == 0:
                 await self._reject(scope, send_with_id, limit)
             status_holder["status"] = 413
-        self._log(scope, rid, status_holder["status"], started)
+        self._finish(scope, rid, status_holder["status"], started, api)
+
+    def _finish(self, scope: Scope, rid: str, status: int, started: float, api: str) -> None:
+        self._log(scope, rid, status, started)
+        if self.observe is not None:
+            # The route template (bounded label values), never the raw path.
+            route = getattr(scope.get("route"), "path", None) or ("unmatched" if status == 404 else "other")
+            self.observe(api, str(route), str(scope.get("method")), status, time.perf_counter() - started)
 
     async def _reject(self, scope: Scope, send: Send, limit: int) -> None:
         request = Request(scope)

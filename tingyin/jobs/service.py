@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -386,6 +387,8 @@ def execute_job(job_id: str, owner: str | None = None) -> Claim:
         return claim
     context = claim.context
     log.info("job %s (%s) started, attempt %d", job_id, context.kind, context.attempt)
+    started = time.monotonic()
+    state = "succeeded"
     with _Heartbeat(job_id, owner):
         try:
             result = handler_for(context.kind)(context)
@@ -393,17 +396,23 @@ def execute_job(job_id: str, owner: str | None = None) -> Claim:
             log.warning("job %s was taken over by another worker; dropping this run", job_id)
             return claim
         except JobCancelled as exc:
+            state = "cancelled"
             finish_job(job_id, owner, error=exc, status="cancelled")
         except TingyinError as exc:
+            state = "failed"
             finish_job(job_id, owner, error=exc)
         except Exception as exc:
             log.exception("job %s failed", job_id)
+            state = "failed"
             finish_job(job_id, owner, error=TingyinError(f"{type(exc).__name__}: {exc}"))
         else:
             if not finish_job(job_id, owner, result=result):
                 log.warning("job %s finished but its lease had passed to another worker", job_id)
                 return claim
     log.info("job %s ended", job_id)
+    from tingyin.metrics import process_metrics
+
+    process_metrics().job_finished(context.kind, state, time.monotonic() - started)
     hook = finish_hook_for(context.kind)
     if hook is not None:
         from tingyin.jobs.celery_app import send_finish_hook

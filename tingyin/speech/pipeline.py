@@ -10,13 +10,15 @@ render it in their wire format.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from tingyin.audio import DecodedAudio
+from tingyin.errors import InvalidRequest
+from tingyin.metrics import process_metrics
 from tingyin.speech.errors import NoSpeech
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.postprocess import join_texts
@@ -29,6 +31,7 @@ if TYPE_CHECKING:
 
 ProgressCallback = Callable[[float, str | None], None]
 MAX_SPEAKERS = 32
+DIARIZATION_MODEL = "speaker-dvector"  # the speaker encoder's model name, for the audio-seconds metric
 
 
 class RecordingOptions(FrozenModel):
@@ -128,6 +131,7 @@ def transcribe_recording(
             u._replace(role=roles.get(u.speaker)) if u.speaker is not None else u for u in utterances
         ]
     language = languages[0] if languages else ""
+    process_metrics().audio_processed(recognizer.name, audio.duration_s)
     return RecordingResult(
         duration_ms=round(audio.duration_s * 1000),
         language=language,
@@ -171,7 +175,26 @@ def speaker_turns(samples: np.ndarray, options: RecordingOptions) -> list[Speake
 
 def diarize_recording(audio: DecodedAudio, options: RecordingOptions) -> list[SpeakerTurn]:
     """Speaker turns of a recording without recognising its words (the channels are mixed)."""
-    return speaker_turns(audio.mono(), options)
+    turns = speaker_turns(audio.mono(), options)
+    process_metrics().audio_processed(DIARIZATION_MODEL, audio.duration_s)
+    return turns
+
+
+def stream_utterances(
+    audio: DecodedAudio,
+    options: RecordingOptions,
+    recognizer: Recognizer,
+    *,
+    progress: Callable[[float], None] | None = None,
+    deadline: float | None = None,
+) -> Iterator[Utterance]:
+    """The utterances of a recording's mix as they are decoded, for callers that show text as it comes.
+    Speakers and channels need the whole recording first, so they are refused here."""
+    if options.wants_speakers or options.split_channels:
+        raise InvalidRequest("speakers and channels need the whole recording and cannot be streamed")
+    samples = audio.mono()
+    yield from recognizer.iter_utterances(samples, options.decode, progress=progress, deadline=deadline)
+    process_metrics().audio_processed(recognizer.name, audio.duration_s)
 
 
 __all__ = [
@@ -179,5 +202,6 @@ __all__ = [
     "RecordingResult",
     "diarize_recording",
     "speaker_turns",
+    "stream_utterances",
     "transcribe_recording",
 ]
