@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TypeVar
 
-from fastapi import Request
+from fastapi import Request, Security
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 
 from tingyin.errors import Unauthorized
@@ -22,7 +23,24 @@ def bearer_token(request: Request) -> str:
     return value.strip()
 
 
-async def native_app(request: Request) -> AppInfo:
+# The schemes as OpenAPI documents them ("Authorize" in /docs); checking stays in the functions below, so
+# every failure is answered in the API's own dialect.
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="appToken", description="Authorization: Bearer <app_token>"
+)
+session_scheme = APIKeyCookie(
+    name="tingyin_session",
+    auto_error=False,
+    scheme_name="consoleSession",
+    description="the web console's sign-in cookie (POST /v1/session); state-changing calls add X-CSRF-Token",
+)
+
+
+async def native_app(
+    request: Request,
+    _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+    _cookie: str | None = Security(session_scheme),
+) -> AppInfo:
     """The app calling the native API: from its bearer token, or else from the web console's session
     cookie (with its CSRF token on state-changing calls; see ``tingyin.api.session``)."""
     from tingyin.api.session import has_session_cookie, session_app
@@ -37,4 +55,4 @@ async def in_thread(function: Callable[..., T], *args: object, **kwargs: object)
     return await run_in_threadpool(function, *args, **kwargs)
 
 
-__all__ = ["bearer_token", "in_thread", "native_app"]
+__all__ = ["bearer_scheme", "bearer_token", "in_thread", "native_app", "session_scheme"]

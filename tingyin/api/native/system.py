@@ -53,8 +53,11 @@ async def readyz() -> JSONResponse:
     return JSONResponse({"ready": ready, "checks": checks}, status_code=200 if ready else 503)
 
 
-@router.get("/v1/models", tags=["system"])
+@router.get("/v1/system/models", tags=["system"])
 async def list_models() -> dict[str, Any]:
+    """Every model the server knows (ASR, VAD, speaker, sound), whether it is downloaded, enabled for
+    requests and loaded now. (``GET /v1/models`` is the OpenAI-shaped list of the ASR models requests may
+    name.)"""
     from tingyin.models import get_store
     from tingyin.speech.models import speech_models
 

@@ -1,0 +1,782 @@
+"""OpenAI's audio API (``/v1/audio/transcriptions``, ``/v1/audio/translations``, ``/v1/models``) and a
+diarization endpoint in the same dialect (``/v1/audio/diarization``), for the many clients that speak it
+(the official ``openai`` SDKs, Open WebUI, n8n, scripts).
+
+A thin translator like the other vendor adapters: the multipart form becomes ``RecordingOptions`` (``model``
+``whisper-1`` is the operator's default model), the recording pipeline runs on the inference executor, and
+its result is rendered as OpenAI renders Whisper's (``json``, ``text``, ``srt``, ``vtt``, ``verbose_json``
+with Whisper's per-segment figures, ``diarized_json``) or streamed as server-sent events
+(``transcript.text.delta`` ... ``transcript.text.done``). Extensions as extra form fields: ``hotwords``
+(``phrase:weight,phrase``), ``itn``, ``diarize`` (a speaker on every segment and word). Errors are
+``{"error": {"message", "type", "param", "code"}}``. The token is the app's ``app_token``; quotas count
+under the API name ``openai``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from fastapi import APIRouter, Request, Security
+from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials
+from pydantic import BaseModel, Field
+from starlette.datastructures import UploadFile
+
+from tingyin import audio
+from tingyin.api.deps import bearer_scheme, bearer_token, in_thread
+from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
+from tingyin.config import get_settings
+from tingyin.errors import EngineError, InvalidRequest, QuotaExceeded, TingyinError
+from tingyin.inference import InferenceExecutor, ServerBusy
+from tingyin.speech.options import MAX_PROMPT_CHARS, DecodeOptions, HotWord, Language
+from tingyin.speech.pipeline import MAX_SPEAKERS, RecordingOptions, RecordingResult
+from tingyin.store.apps import AppInfo, authenticate_token
+from tingyin.validation import FrozenModel
+
+if TYPE_CHECKING:
+    from tingyin.speech.diarization import SpeakerTurn
+    from tingyin.speech.types import Utterance
+
+router = APIRouter(tags=["openai"])
+
+API = "openai"  # quota and usage name
+DEFAULT_MODEL_ALIAS = "whisper-1"  # OpenAI's name for Whisper: the operator's default model here
+LANGUAGES: dict[str, Language] = {"zh": "zh", "en": "en", "yue": "yue", "zh-en": "zh-en", "auto": "auto"}
+MAX_HOTWORDS_CHARS = 20_000
+MAX_FORM_FIELDS = 32
+
+
+def _is_openai(path: str, _query: str) -> bool:
+    return path.startswith("/v1/audio/") or path == "/v1/models" or path.startswith("/v1/models/")
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+class ClientGone(TingyinError):
+    """The client closed the connection; the work for it stopped."""
+
+    code = "client_closed_request"
+    http_status = 499
+
+
+ERROR_TYPES = {401: "invalid_request_error", 403: "permission_error", 404: "invalid_request_error"}
+
+
+def _error_body(info: ErrorInfo) -> dict[str, Any]:
+    error = info.error
+    param = getattr(error, "param", None)
+    if info.status == 429:
+        daily = isinstance(error, QuotaExceeded) and error.kind == "daily"
+        kind = "insufficient_quota" if daily else "requests"
+        code = "insufficient_quota" if daily else "rate_limit_exceeded"
+        return {"message": info.message, "type": kind, "param": None, "code": code}
+    server = info.status >= 500
+    kind = "server_error" if server else ERROR_TYPES.get(info.status, "invalid_request_error")
+    code = "invalid_api_key" if info.status == 401 else info.code
+    return {"message": info.message, "type": kind, "param": param, "code": code}
+
+
+def _render(request: Request, info: ErrorInfo) -> Response:
+    headers = {}
+    if isinstance(info.error, ServerBusy):
+        headers["Retry-After"] = str(max(1, round(info.error.retry_after_s)))
+    return JSONResponse({"error": _error_body(info)}, status_code=info.status, headers=headers)
+
+
+register_dialect(Dialect("openai", _is_openai, _render))
+
+
+class ErrorDetail(BaseModel):
+    message: str
+    type: str = Field(description="invalid_request_error, requests, insufficient_quota, server_error...")
+    param: str | None = Field(description="the form field at fault, when one is")
+    code: str | None
+
+
+class ErrorOut(BaseModel):
+    """OpenAI's error shape."""
+
+    error: ErrorDetail
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    status: {"model": ErrorOut, "description": text}
+    for status, text in (
+        (400, "a parameter or the audio is invalid"),
+        (401, "missing or unknown app_token"),
+        (404, "no such model"),
+        (413, "the request body is too large"),
+        (429, "the app's QPS or daily quota is used up"),
+        (500, "the recognizer failed"),
+        (503, "every inference slot is busy (Retry-After), or a backing service is down"),
+    )
+}
+
+# ------------------------------------------------------------------------------------------------- forms
+
+
+class _Form(FrozenModel):
+    """Form fields as OpenAI sends them (strings; lists as ``name[]``)."""
+
+    @classmethod
+    def schema_for_docs(cls) -> dict[str, Any]:
+        """The multipart request body of the operation, for OpenAPI (the form is parsed by hand so that the
+        token is checked before a large upload is read)."""
+        schema = cls.model_json_schema(by_alias=True)
+        properties = {"file": {"type": "string", "format": "binary", "description": "the audio file"}}
+        properties.update(schema["properties"])
+        return {
+            "requestBody": {
+                "required": True,
+                "content": {
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": properties,
+                            "required": ["file", *schema.get("required", [])],
+                        }
+                    }
+                },
+            }
+        }
+
+
+class _SpeechForm(_Form):
+    model: Annotated[str, Field(min_length=1, max_length=100)] = Field(
+        description=f"one of the server's ASR models (GET /v1/models); {DEFAULT_MODEL_ALIAS} is its default"
+    )
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = Field(
+        default=None, description="text the speech follows on from: names, spelling, style"
+    )
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.0, description="0: beam search; above 0: sampling at this temperature"
+    )
+    hotwords: Annotated[str, Field(max_length=MAX_HOTWORDS_CHARS)] | None = Field(
+        default=None,
+        description="extension: phrases to favour (weight > 0) or suppress, 'phrase:weight,phrase'",
+    )
+    itn: bool = Field(default=True, description="extension: numbers, dates and money as digits")
+
+
+class TranscriptionForm(_SpeechForm):
+    language: Annotated[str, Field(max_length=16)] | None = Field(
+        default=None,
+        description="zh, en or yue (ISO-639-1; yue Cantonese), or zh-en for mixed speech; absent: detected",
+    )
+    response_format: Literal["json", "text", "srt", "vtt", "verbose_json", "diarized_json"] = "json"
+    timestamp_granularities: list[Literal["word", "segment"]] = Field(
+        default=["segment"],
+        alias="timestamp_granularities[]",
+        max_length=2,
+        description="verbose_json: segments, words or both",
+    )
+    stream: bool = Field(default=False, description="server-sent events (json or text)")
+    diarize: bool = Field(default=False, description="extension: a speaker on every segment and word")
+
+
+class TranslationForm(_SpeechForm):
+    response_format: Literal["json", "text", "srt", "vtt", "verbose_json"] = "json"
+
+
+class DiarizationForm(_Form):
+    response_format: Literal["json", "rttm"] = "json"
+    num_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] | None = Field(
+        default=None, description="the number of speakers, when known"
+    )
+    min_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] | None = None
+    max_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] | None = Field(
+        default=None, description="default 8 (or num_speakers / min_speakers when larger)"
+    )
+
+
+async def _read_form(request: Request, form_model: type[_Form]) -> tuple[bytes, Any]:
+    form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
+    fields: dict[str, Any] = {}
+    upload: UploadFile | None = None
+    for key in set(form.keys()):
+        values = form.getlist(key)
+        if key == "file":
+            if len(values) != 1 or not isinstance(values[0], UploadFile):
+                raise InvalidRequest("'file' must be one uploaded file", param="file")
+            upload = values[0]
+            continue
+        if any(not isinstance(v, str) for v in values):
+            raise InvalidRequest(f"{key!r} must be a text field", param=key)
+        name = "timestamp_granularities[]" if key == "timestamp_granularities" else key
+        if name.endswith("[]"):
+            fields[name] = [v for v in values if v != ""]
+        elif len(values) > 1:
+            raise InvalidRequest(f"{key!r} is given more than once", param=key)
+        elif values[0] != "":  # an empty field is an absent one
+            fields[name] = values[0]
+    if upload is None:
+        raise InvalidRequest("send the audio as the multipart field 'file'", param="file")
+    parsed = form_model.parse(fields)
+    data = await upload.read()
+    if not data:
+        raise InvalidRequest("the file is empty", param="file")
+    return data, parsed
+
+
+def _decode(data: bytes) -> audio.DecodedAudio:
+    try:
+        return audio.decode(data, max_seconds=get_settings().openai_max_audio_s)
+    except audio.AudioError as exc:
+        exc.param = "file"
+        raise
+
+
+def _model(name: str) -> str | None:
+    """The enabled model a request names (``whisper-1``: the default); InvalidRequest otherwise."""
+    from tingyin.speech.models import speech_models
+
+    if name == DEFAULT_MODEL_ALIAS:
+        return None
+    try:
+        return speech_models().resolve(name)
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.message, param="model") from None
+
+
+def _language(code: str | None) -> Language:
+    if code is None:
+        return "auto"
+    language = LANGUAGES.get(code.lower())
+    if language is None:
+        raise InvalidRequest(
+            f"language {code!r} is not offered here ({', '.join(LANGUAGES)}); leave it out to detect any "
+            "language",
+            param="language",
+        )
+    return language
+
+
+def _hot_words(spec: str | None) -> tuple[HotWord, ...]:
+    try:
+        return HotWord.parse_list(spec)
+    except InvalidRequest as exc:
+        raise InvalidRequest(exc.message, param="hotwords") from None
+
+
+async def _admit(request: Request) -> AppInfo:
+    """The calling app (bearer app_token), counted against its quota: before the upload is read."""
+    from tingyin.store.quota import consume
+
+    app = await in_thread(authenticate_token, bearer_token(request))
+    await in_thread(consume, app, API)
+    return app
+
+
+# ------------------------------------------------------------------------------------------ recognition
+
+
+class _Cancelled:
+    """Set when the client went away: the recognition stops at its next progress report."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def check(self, *_: object) -> None:
+        if self.event.is_set():
+            raise ClientGone("the client closed the connection")
+
+
+async def _watch_disconnect(request: Request, cancelled: _Cancelled) -> None:
+    while not cancelled.event.is_set():
+        await asyncio.sleep(1.0)
+        if await request.is_disconnected():
+            cancelled.event.set()
+
+
+class _Recognised:
+    def __init__(self, result: RecordingResult, tokens: list[list[int]]) -> None:
+        self.result = result
+        self.tokens = tokens
+
+
+def _recognise(data: bytes, options: RecordingOptions, cancelled: _Cancelled) -> _Recognised:
+    from tingyin.speech.models import speech_models
+    from tingyin.speech.pipeline import transcribe_recording
+
+    decoded = _decode(data)
+    with speech_models().use(options.decode.model) as recognizer:
+        result = transcribe_recording(decoded, options, recognizer, progress=cancelled.check)
+        tokens = [recognizer.text_tokens(u.text, u.language, options.decode.task) for u in result.utterances]
+    return _Recognised(result, tokens)
+
+
+async def _run(request: Request, function: Callable[..., Any], *args: Any) -> Any:
+    """Run on the inference executor (busy: 503 at once); the work stops if the client goes away."""
+    inference: InferenceExecutor = request.app.state.inference
+    cancelled = _Cancelled()
+    watcher = asyncio.create_task(_watch_disconnect(request, cancelled))
+    try:
+        return await inference.run(function, *args, cancelled)
+    finally:
+        cancelled.event.set()
+        watcher.cancel()
+
+
+# ----------------------------------------------------------------------------------------------- answers
+
+
+class Usage(BaseModel):
+    type: Literal["duration"] = "duration"
+    seconds: float = Field(description="seconds of audio")
+
+
+class TranscriptionOut(BaseModel):
+    """``json``."""
+
+    text: str
+    usage: Usage
+
+
+class SegmentOut(BaseModel):
+    id: int
+    seek: int = Field(description="start of the decoded chunk this segment came from, in mel frames")
+    start: float
+    end: float
+    text: str
+    tokens: list[int] = Field(description="the model's token ids of the text")
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+    speaker: str | None = Field(default=None, description="with diarize: SPEAKER_00, SPEAKER_01...")
+
+
+class WordOut(BaseModel):
+    word: str
+    start: float
+    end: float
+    speaker: str | None = Field(default=None, description="with diarize")
+
+
+class VerboseOut(BaseModel):
+    """``verbose_json``: Whisper's segments (with ``timestamp_granularities[]=segment``, the default) and
+    words (``=word``); times in seconds."""
+
+    task: Literal["transcribe", "translate"]
+    language: str = Field(description="the spoken language's English name (translations: english)")
+    duration: float
+    text: str
+    segments: list[SegmentOut] | None = None
+    words: list[WordOut] | None = None
+    usage: Usage | None = None
+
+
+class DiarizedSegmentOut(BaseModel):
+    type: Literal["transcript.text.segment"] = "transcript.text.segment"
+    id: str
+    start: float
+    end: float
+    text: str
+    speaker: str = Field(description="A, B, C... in order of first appearance")
+
+
+class DiarizedOut(BaseModel):
+    """``diarized_json``: OpenAI's diarized transcript."""
+
+    task: Literal["transcribe"] = "transcribe"
+    duration: float
+    text: str
+    segments: list[DiarizedSegmentOut]
+    usage: Usage
+
+
+class DiarizationSegmentOut(BaseModel):
+    id: int
+    speaker: str = Field(description="SPEAKER_00, SPEAKER_01... in order of first appearance")
+    start: float
+    end: float
+
+
+class DiarizationOut(BaseModel):
+    duration: float
+    speakers: list[str]
+    segments: list[DiarizationSegmentOut]
+
+
+def _seconds(ms: int) -> float:
+    return round(ms / 1000, 3)
+
+
+def _stats(utterance: Utterance) -> Any:
+    if utterance.decoding is None:  # every utterance the decoder writes has them
+        raise EngineError("the recognizer gave an utterance without its decoding statistics")
+    return utterance.decoding
+
+
+def _label(speaker: int | None) -> str | None:
+    from tingyin.speech.subtitles import speaker_label
+
+    return None if speaker is None else speaker_label(speaker)
+
+
+def _verbose(recognised: _Recognised, task: str, granularities: list[str]) -> VerboseOut:
+    from tingyin.speech.languages import language_name
+
+    result = recognised.result
+    utterances = result.utterance_list()
+    segments = None
+    if "segment" in granularities or not granularities:
+        segments = []
+        for index, (u, tokens) in enumerate(zip(utterances, recognised.tokens, strict=True)):
+            stats = _stats(u)
+            segments.append(
+                SegmentOut(
+                    id=index,
+                    seek=stats.seek,
+                    start=_seconds(u.start_ms),
+                    end=_seconds(u.end_ms),
+                    text=u.text,
+                    tokens=tokens,
+                    temperature=stats.temperature,
+                    avg_logprob=round(stats.avg_logprob, 6),
+                    compression_ratio=round(stats.compression_ratio, 6),
+                    no_speech_prob=round(stats.no_speech_prob, 6),
+                    speaker=_label(u.speaker),
+                )
+            )
+    words = None
+    if "word" in granularities:
+        words = [
+            WordOut(
+                word=w.text, start=_seconds(w.start_ms), end=_seconds(w.end_ms), speaker=_label(u.speaker)
+            )
+            for u in utterances
+            for w in u.words
+        ]
+    duration = _seconds(result.duration_ms)
+    return VerboseOut(
+        task="translate" if task == "translate" else "transcribe",
+        language="english" if task == "translate" else language_name(result.language),
+        duration=duration,
+        text=result.text,
+        segments=segments,
+        words=words,
+        usage=Usage(seconds=duration),
+    )
+
+
+def _diarized(result: RecordingResult) -> DiarizedOut:
+    letters: dict[int | None, str] = {}
+    segments = []
+    for index, u in enumerate(result.utterance_list()):
+        if u.speaker not in letters:
+            letters[u.speaker] = _letter(len(letters))
+        segments.append(
+            DiarizedSegmentOut(
+                id=f"seg_{index}",
+                start=_seconds(u.start_ms),
+                end=_seconds(u.end_ms),
+                text=u.text,
+                speaker=letters[u.speaker],
+            )
+        )
+    duration = _seconds(result.duration_ms)
+    return DiarizedOut(duration=duration, text=result.text, segments=segments, usage=Usage(seconds=duration))
+
+
+def _letter(index: int) -> str:
+    """A, B, ... Z, AA, AB, ..."""
+    name = ""
+    index += 1
+    while index:
+        index, rest = divmod(index - 1, 26)
+        name = chr(ord("A") + rest) + name
+    return name
+
+
+def _answer(recognised: _Recognised, response_format: str, task: str, granularities: list[str]) -> Response:
+    from tingyin.speech import subtitles
+
+    result = recognised.result
+    if response_format == "text":
+        return PlainTextResponse(result.text + "\n")
+    if response_format in ("srt", "vtt"):
+        render = subtitles.to_srt if response_format == "srt" else subtitles.to_vtt
+        return PlainTextResponse(render(result.to_dict()))
+    if response_format == "verbose_json":
+        return _json(_verbose(recognised, task, granularities))
+    if response_format == "diarized_json":
+        return _json(_diarized(result))
+    return _json(TranscriptionOut(text=result.text, usage=Usage(seconds=_seconds(result.duration_ms))))
+
+
+def _json(model: BaseModel) -> JSONResponse:
+    return JSONResponse(model.model_dump(mode="json", exclude_none=True))
+
+
+def _speech_responses(*models: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
+    schemas = [{"$ref": f"#/components/schemas/{m.__name__}"} for m in models]
+    return {
+        200: {
+            "description": "the transcript in the response_format asked for",
+            "content": {
+                "application/json": {"schema": {"anyOf": schemas}},
+                "text/plain": {"schema": {"type": "string"}},
+                "text/event-stream": {"schema": {"type": "string"}},
+            },
+        },
+        **ERRORS,
+    }
+
+
+# -------------------------------------------------------------------------------------------- streaming
+
+
+def _sse(event: Mapping[str, Any]) -> bytes:
+    return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
+
+
+async def _stream(request: Request, data: bytes, options: RecordingOptions) -> StreamingResponse:
+    """``transcript.text.delta`` per utterance as it is decoded, then ``transcript.text.done``. The
+    inference slot is taken (or ``busy`` answered) and the audio decoded before the stream starts, so those
+    errors are ordinary error answers; a failure later is an ``error`` event."""
+    from tingyin.speech.models import speech_models
+    from tingyin.speech.pipeline import stream_utterances
+
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    cancelled = _Cancelled()
+
+    def put(kind: str, value: Any) -> None:
+        loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
+
+    def work(_: _Cancelled) -> None:
+        decoded = _decode(data)
+        with speech_models().use(options.decode.model) as recognizer:
+            utterances = stream_utterances(decoded, options, recognizer, progress=cancelled.check)
+            put("started", None)
+            for utterance in utterances:
+                cancelled.check()
+                put("utterance", utterance)
+
+    inference: InferenceExecutor = request.app.state.inference
+    task = asyncio.create_task(inference.run(work, cancelled))
+
+    def finished(done: asyncio.Task[None]) -> None:
+        if not done.cancelled():
+            done.exception()  # retrieved: the events below report it, or nobody listens any more
+        queue.put_nowait(("end", done))
+
+    task.add_done_callback(finished)
+    kind, value = await queue.get()
+    if kind == "end":  # refused or failed before the first event: an ordinary error answer
+        value.result()
+        raise EngineError("the recognition ended before it started")
+
+    async def events() -> AsyncIterator[bytes]:
+        from tingyin.api.errors import info_from_exception
+        from tingyin.speech.postprocess import join_texts
+
+        texts: list[str] = []
+        try:
+            while True:
+                kind, value = await queue.get()
+                if kind == "utterance":
+                    before = join_texts(texts)
+                    texts.append(value.text)
+                    delta = join_texts(texts)[len(before) :]
+                    if delta:
+                        yield _sse({"type": "transcript.text.delta", "delta": delta})
+                elif kind == "end":
+                    if value.exception() is not None:
+                        info = info_from_exception(value.exception())
+                        yield _sse({"type": "error", "error": _error_body(info)})
+                    else:
+                        yield _sse({"type": "transcript.text.done", "text": join_texts(texts)})
+                    return
+        finally:
+            cancelled.event.set()  # the client left early: stop decoding
+
+    return StreamingResponse(events(), media_type="text/event-stream", headers={"Cache-Control": "no-cache"})
+
+
+# --------------------------------------------------------------------------------------------- endpoints
+
+
+@router.post(
+    "/v1/audio/transcriptions",
+    summary="Transcribe audio (OpenAI)",
+    responses=_speech_responses(TranscriptionOut, VerboseOut, DiarizedOut),
+    openapi_extra=TranscriptionForm.schema_for_docs(),
+)
+async def create_transcription(
+    request: Request, _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
+) -> Response:
+    """OpenAI's transcription: the words in the spoken language."""
+    await _admit(request)
+    data, form = await _read_form(request, TranscriptionForm)
+    assert isinstance(form, TranscriptionForm)
+    model = _model(form.model)
+    wants_speakers = form.diarize or form.response_format == "diarized_json"
+    if form.stream and (form.response_format not in ("json", "text") or wants_speakers):
+        raise InvalidRequest(
+            "stream=true gives text as it is decoded (response_format json or text, without speakers)",
+            param="stream",
+        )
+    if form.timestamp_granularities != ["segment"] and form.response_format != "verbose_json":
+        raise InvalidRequest(
+            "timestamp_granularities[] needs response_format verbose_json", param="timestamp_granularities[]"
+        )
+    options = RecordingOptions.parse(
+        decode=DecodeOptions.parse(
+            language=_language(form.language),
+            itn=form.itn,
+            hot_words=_hot_words(form.hotwords),
+            model=model,
+            temperature=form.temperature,
+            prompt=form.prompt,
+        ),
+        diarize=wants_speakers,
+        require_speech=False,
+    )
+    if form.stream:
+        return await _stream(request, data, options)
+    recognised = await _run(request, _recognise, data, options)
+    return _answer(recognised, form.response_format, "transcribe", list(form.timestamp_granularities))
+
+
+@router.post(
+    "/v1/audio/translations",
+    summary="Translate audio into English (OpenAI)",
+    responses=_speech_responses(TranscriptionOut, VerboseOut),
+    openapi_extra=TranslationForm.schema_for_docs(),
+)
+async def create_translation(
+    request: Request, _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
+) -> Response:
+    """OpenAI's translation: English text for speech in any language (Whisper's translate task)."""
+    await _admit(request)
+    data, form = await _read_form(request, TranslationForm)
+    assert isinstance(form, TranslationForm)
+    options = RecordingOptions.parse(
+        decode=DecodeOptions.parse(
+            task="translate",
+            itn=form.itn,
+            hot_words=_hot_words(form.hotwords),
+            model=_model(form.model),
+            temperature=form.temperature,
+            prompt=form.prompt,
+        ),
+        require_speech=False,
+    )
+    recognised = await _run(request, _recognise, data, options)
+    return _answer(recognised, form.response_format, "translate", ["segment"])
+
+
+def _diarize(data: bytes, options: RecordingOptions, _: _Cancelled) -> tuple[float, list[SpeakerTurn]]:
+    from tingyin.speech.pipeline import diarize_recording
+
+    decoded = _decode(data)
+    return decoded.duration_s, diarize_recording(decoded, options)
+
+
+@router.post(
+    "/v1/audio/diarization",
+    summary="Who spoke when",
+    responses={
+        200: {
+            "description": "speaker segments (json) or RTTM lines (rttm)",
+            "content": {
+                "application/json": {"schema": {"$ref": "#/components/schemas/DiarizationOut"}},
+                "text/plain": {"schema": {"type": "string"}},
+            },
+        },
+        **ERRORS,
+    },
+    openapi_extra=DiarizationForm.schema_for_docs(),
+)
+async def create_diarization(
+    request: Request, _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
+) -> Response:
+    """Speaker turns without the words: ``json`` segments ``{id, speaker, start, end}`` or ``rttm``."""
+    from tingyin.speech.subtitles import rttm, speaker_label
+
+    await _admit(request)
+    data, form = await _read_form(request, DiarizationForm)
+    assert isinstance(form, DiarizationForm)
+    options = RecordingOptions.parse(
+        diarize=True,
+        num_speakers=form.num_speakers,
+        min_speakers=form.min_speakers or 1,
+        max_speakers=form.max_speakers or max(8, form.num_speakers or 1, form.min_speakers or 1),
+    )
+    duration, turns = await _run(request, _diarize, data, options)
+    if form.response_format == "rttm":
+        return PlainTextResponse(
+            rttm("audio", [(t.start_ms / 1000, t.end_ms / 1000, speaker_label(t.speaker)) for t in turns])
+        )
+    segments = [
+        DiarizationSegmentOut(
+            id=i, speaker=speaker_label(t.speaker), start=_seconds(t.start_ms), end=_seconds(t.end_ms)
+        )
+        for i, t in enumerate(turns)
+    ]
+    speakers = sorted({s.speaker for s in segments})
+    return _json(DiarizationOut(duration=round(duration, 3), speakers=speakers, segments=segments))
+
+
+# ------------------------------------------------------------------------------------------------ models
+
+
+class ModelOut(BaseModel):
+    id: str
+    object: Literal["model"] = "model"
+    created: int = Field(description="when the model was installed on this server (Unix time; 0: unknown)")
+    owned_by: str
+
+
+class ModelListOut(BaseModel):
+    object: Literal["list"] = "list"
+    data: list[ModelOut]
+
+
+def _models() -> list[ModelOut]:
+    from tingyin.models import get_store
+    from tingyin.speech.models import speech_models
+
+    models = speech_models()
+    store = get_store()
+    enabled = models.enabled()
+    out = [
+        ModelOut(id=alias, created=int(store.installed_at(reference) or 0), owned_by="tingyin")
+        for alias, reference in enabled.items()
+    ]
+    default = models.settings.asr_model
+    created = int(store.installed_at(enabled[default]) or 0)
+    return [*out, ModelOut(id=DEFAULT_MODEL_ALIAS, created=created, owned_by="tingyin")]
+
+
+@router.get("/v1/models", response_model=ModelListOut, responses=ERRORS, summary="List models (OpenAI)")
+async def list_models(
+    request: Request, _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
+) -> ModelListOut:
+    """The ASR models a request may name, and ``whisper-1`` (the default one). Every model the server knows,
+    with its state, is at ``GET /v1/system/models``."""
+    await in_thread(authenticate_token, bearer_token(request))
+    return ModelListOut(data=await in_thread(_models))
+
+
+@router.get("/v1/models/{model_id}", response_model=ModelOut, responses=ERRORS, summary="A model (OpenAI)")
+async def get_model(
+    model_id: str, request: Request, _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
+) -> ModelOut:
+    from tingyin.errors import NotFound
+
+    await in_thread(authenticate_token, bearer_token(request))
+    for model in await in_thread(_models):
+        if model.id == model_id:
+            return model
+    raise NotFound(f"the model {model_id!r} does not exist on this server")
+
+
+__all__ = ["router"]
