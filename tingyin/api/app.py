@@ -68,6 +68,9 @@ def create_app() -> FastAPI:
     from tingyin.api.console import install_console
 
     install_console(app)
+    from tingyin.api.openapi import install_openapi
+
+    install_openapi(app)
 
     @app.exception_handler(TingyinError)
     async def tingyin_error(request: Request, exc: TingyinError) -> Response:
@@ -80,7 +83,9 @@ def create_app() -> FastAPI:
             return render_error(request, info_from_exception(PayloadTooLarge.over(limit)))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return render_error(request, ErrorInfo(exc.status_code, code, message))
+        response = render_error(request, ErrorInfo(exc.status_code, code, message))
+        response.headers.update(exc.headers or {})  # a 405's Allow: the methods the route does take
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:

@@ -163,7 +163,8 @@ register_body_limit(lambda path: path in ASR_PATHS, MAX_BODY_BYTES)
 # ---------------------------------------------------------------- OAuth
 
 
-@router.api_route("/oauth/2.0/token", methods=["GET", "POST"])
+@router.get("/oauth/2.0/token", operation_id="baidu_oauth_token_get")
+@router.post("/oauth/2.0/token", operation_id="baidu_oauth_token_post")
 async def oauth_token(request: Request) -> JSONResponse:
     """``grant_type=client_credentials`` with client_id (api_key) and client_secret (secret_key), or
     ``grant_type=refresh_token``; parameters in the query string or a form body."""
