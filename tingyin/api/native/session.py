@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, Request, Response
 from pydantic import BaseModel, Field
 
 from tingyin.api.deps import in_thread
+from tingyin.api.native.system import AppOut
 from tingyin.api.session import (
     check_same_origin,
     clear_session_cookie,
@@ -25,16 +26,6 @@ class SignInIn(BaseModel):
     api_key: str | None = Field(default=None, description="with secret_key")
     secret_key: str | None = None
     app_token: str | None = Field(default=None, description="instead of api_key + secret_key")
-
-
-class AppOut(BaseModel):
-    name: str
-    app_id: str
-    api_key: str
-    qps_limit: int | None
-    daily_limit: int | None
-    created_at: str
-    rotated_at: str | None
 
 
 class SessionOut(BaseModel):
