@@ -14,6 +14,7 @@ from fastapi.responses import FileResponse, PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
 from tingyin.api.deps import in_thread, native_app
+from tingyin.api.native.jobs import TranscriptionJobOut
 from tingyin.errors import InvalidRequest, NotFound
 from tingyin.inference import InferenceExecutor
 from tingyin.speech.options import DecodeOptions, HotWord, Language
@@ -24,6 +25,28 @@ router = APIRouter(prefix="/v1", tags=["speech"])
 
 SYNC_MAX_SECONDS = 300.0
 UPLOAD_MAX_BYTES = 500 * 1024 * 1024
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def audio_body(*, required: bool = True, description: str = "") -> dict[str, Any]:
+    """OpenAPI of a raw-upload body: the audio's bytes in any container (or a multipart ``file``)."""
+    return {
+        "requestBody": {
+            "required": required,
+            "description": description or "the audio: its bytes as the body, or the multipart field 'file'",
+            "content": {
+                "application/octet-stream": _BINARY,
+                "audio/*": _BINARY,
+                "multipart/form-data": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"file": {"type": "string", "format": "binary"}},
+                        "required": ["file"],
+                    }
+                },
+            },
+        }
+    }
 
 
 class RecordingQuery:
@@ -98,7 +121,7 @@ def _recognize(blob_key: str, fmt: str | None, options: RecordingOptions) -> Rec
         return transcribe_recording(decoded, options.model_copy(update={"require_speech": False}), recognizer)
 
 
-@router.post("/recognize", response_model=RecordingResult)
+@router.post("/recognize", response_model=RecordingResult, openapi_extra=audio_body())
 async def recognize(
     request: Request,
     query: RecordingQuery = Depends(),
@@ -114,7 +137,12 @@ async def recognize(
     return await inference.run(_recognize, blob_key, format, query.options)
 
 
-@router.post("/transcriptions", status_code=202)
+@router.post(
+    "/transcriptions",
+    status_code=202,
+    response_model=TranscriptionJobOut,
+    openapi_extra=audio_body(required=False, description="the audio (or give its address as url)"),
+)
 async def create_transcription(
     request: Request,
     query: RecordingQuery = Depends(),
@@ -122,7 +150,7 @@ async def create_transcription(
     url: str | None = Query(None, description="fetch the audio from this address instead of the body"),
     filename: str | None = Query(None, max_length=255, description="shown in job lists"),
     app: AppInfo = Depends(native_app),
-) -> dict[str, Any]:
+) -> object:
     """Queue a transcription job for audio of any length (the body, or ``url``); poll
     ``GET /v1/transcriptions/{id}``. The result has ``utterances`` (with ``speaker``/``role`` when
     diarized), ``speakers`` and ``roles``."""
@@ -210,7 +238,17 @@ def _finished_result(job_id: str, app_pk: int) -> dict[str, Any]:
 @router.get(
     "/transcriptions/{job_id}/transcript",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}, "application/x-subrip": {}, "text/vtt": {}}}},
+    responses={
+        200: {
+            "description": "the transcript file (json: the job's result)",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/x-subrip": {"schema": {"type": "string"}},
+                "text/vtt": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/RecordingResult"}},
+            },
+        }
+    },
 )
 async def download_transcript(
     job_id: str,
@@ -264,29 +302,37 @@ def _audio_of(job_id: str, app_pk: int) -> tuple[Any, str]:
     return path, media
 
 
-@router.get("/transcriptions/{job_id}/audio", response_class=FileResponse)
+@router.get(
+    "/transcriptions/{job_id}/audio",
+    response_class=FileResponse,
+    responses={200: {"description": "the audio as uploaded", "content": {"audio/*": _BINARY}}},
+)
 async def transcription_audio(job_id: str, app: AppInfo = Depends(native_app)) -> FileResponse:
     """The uploaded audio of a job (for playback beside its transcript)."""
     path, media = await in_thread(_audio_of, job_id, app.pk)
     return FileResponse(path, media_type=media, content_disposition_type="inline")
 
 
-@router.get("/transcriptions/{job_id}")
-async def get_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+def _transcription_job(job_id: str, app_pk: int) -> dict[str, Any]:
     from tingyin.jobs import get_job
+    from tingyin.jobs.transcription import KIND
 
-    return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()
+    job = get_job(job_id, app_pk=app_pk)
+    if job.kind != KIND:
+        raise NotFound(f"no transcription {job_id}")
+    return job.as_dict()
 
 
-@router.delete("/transcriptions/{job_id}")
-async def cancel_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/transcriptions/{job_id}", response_model=TranscriptionJobOut)
+async def get_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> object:
+    """A transcription job: its state and, once it succeeded, its result."""
+    return await in_thread(_transcription_job, job_id, app.pk)
+
+
+@router.delete("/transcriptions/{job_id}", response_model=TranscriptionJobOut)
+async def cancel_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> object:
+    """Cancel a queued or running transcription (a finished one is left as it is)."""
     from tingyin.jobs import cancel_job
 
+    await in_thread(_transcription_job, job_id, app.pk)
     return (await in_thread(cancel_job, job_id, app_pk=app.pk)).as_dict()
-
-
-@router.get("/jobs/{job_id}", tags=["jobs"])
-async def get_any_job(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
-    from tingyin.jobs import get_job
-
-    return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()
