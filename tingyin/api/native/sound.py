@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.responses import FileResponse
 from pydantic import BaseModel, Field
 
 from tingyin import audio
 from tingyin.api.deps import in_thread, native_app
+from tingyin.api.native.jobs import DatasetImportJobOut, EvaluationReportOut
 from tingyin.errors import InvalidRequest
 from tingyin.sound import platform
 from tingyin.store.apps import AppInfo
@@ -17,6 +18,88 @@ from tingyin.store.apps import AppInfo
 router = APIRouter(prefix="/v1/sound", tags=["sound classification"])
 ZIP_MAX_BYTES = 5 * 1024**3
 CLIP_MAX_BYTES = 4 * 1024**2
+MAX_ID = 2**63 - 1  # database row ids are 64-bit: larger numbers name nothing
+# Path ids: a number out of range is a 400, never a database overflow.
+ModelId = Annotated[int, Path(ge=1, le=MAX_ID)]
+DatasetId = Annotated[int, Path(ge=1, le=MAX_ID)]
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_ID, description="1 for V1, 2 for V2...")]
+ClipId = Annotated[int, Path(ge=1, le=MAX_ID)]
+_BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def _body(media: dict[str, Any], description: str) -> dict[str, Any]:
+    return {"requestBody": {"required": True, "description": description, "content": media}}
+
+
+AUDIO_CLIP_BODY = _body({"application/octet-stream": _BINARY, "audio/*": _BINARY}, "the audio file's bytes")
+ZIP_BODY = _body(
+    {"application/zip": _BINARY, "application/octet-stream": _BINARY}, "a zip, one folder per class"
+)
+VersionStatus = Literal["queued", "training", "ready", "failed", "cancelled"]
+
+
+class VersionOut(BaseModel):
+    version: int
+    name: str = Field(description="V1, V2...")
+    status: VersionStatus
+    dataset_id: int | None
+    base_version: int | None
+    classes: list[str]
+    job_id: str | None
+    error: str | None
+    report: EvaluationReportOut | None = Field(description="once ready")
+    created_at: str
+    finished_at: str | None
+
+
+class SoundModelOut(BaseModel):
+    id: int
+    name: str
+    type: Literal["sound_classification", "music_tagging"]
+    description: str
+    contact: str
+    created_at: str
+    versions: list[VersionOut]
+
+
+class SoundModelList(BaseModel):
+    models: list[SoundModelOut]
+
+
+class DatasetOut(BaseModel):
+    id: int
+    name: str
+    classes: dict[str, int] = Field(description="clips per class")
+    total: int
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetOut]
+
+
+class DeletedId(BaseModel):
+    deleted: int
+
+
+class Prediction(BaseModel):
+    name: str
+    score: float
+
+
+class PredictionsOut(BaseModel):
+    results: list[Prediction] = Field(description="best first")
+
+
+class ServiceOut(BaseModel):
+    suffix: str
+    name: str
+    model_id: int
+    version: int
+    url: str = Field(description="the published EasyDL-compatible address")
+
+
+class ServiceList(BaseModel):
+    services: list[ServiceOut]
 
 
 class ModelIn(BaseModel):
@@ -31,59 +114,64 @@ class DatasetIn(BaseModel):
 
 
 class TrainIn(BaseModel):
-    dataset_id: int
+    dataset_id: int = Field(ge=1, le=MAX_ID)
     classes: list[str] | None = Field(default=None, description="default: every class of the dataset")
     base_version: int | None = Field(
-        default=None, description="iterate from this version (its classes, weights)"
+        default=None, ge=1, le=MAX_ID, description="iterate from this version (its classes, weights)"
     )
 
 
 class PublishIn(BaseModel):
     name: str
-    model_id: int
-    version: int
+    model_id: int = Field(ge=1, le=MAX_ID)
+    version: int = Field(ge=1, le=MAX_ID)
 
 
-@router.post("/models", status_code=201)
-async def create_model(body: ModelIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post("/models", status_code=201, response_model=SoundModelOut)
+async def create_model(body: ModelIn, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(
         platform.create_model, app.pk, body.name, body.type, body.description, body.contact
     )
 
 
-@router.get("/models")
-async def list_models(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/models", response_model=SoundModelList)
+async def list_models(app: AppInfo = Depends(native_app)) -> object:
     return {"models": await in_thread(platform.list_models, app.pk)}
 
 
-@router.get("/models/{model_id}")
-async def get_model(model_id: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/models/{model_id}", response_model=SoundModelOut)
+async def get_model(model_id: ModelId, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(platform.get_model, app.pk, model_id)
 
 
-@router.delete("/models/{model_id}")
-async def delete_model(model_id: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.delete("/models/{model_id}", response_model=DeletedId)
+async def delete_model(model_id: ModelId, app: AppInfo = Depends(native_app)) -> DeletedId:
     await in_thread(platform.delete_model, app.pk, model_id)
-    return {"deleted": model_id}
+    return DeletedId(deleted=model_id)
 
 
-@router.post("/datasets", status_code=201)
-async def create_dataset(body: DatasetIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post("/datasets", status_code=201, response_model=DatasetOut)
+async def create_dataset(body: DatasetIn, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(platform.create_dataset, app.pk, body.name)
 
 
-@router.get("/datasets")
-async def list_datasets(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/datasets", response_model=DatasetList)
+async def list_datasets(app: AppInfo = Depends(native_app)) -> object:
     return {"datasets": await in_thread(platform.list_datasets, app.pk)}
 
 
-@router.get("/datasets/{dataset_id}")
-async def get_dataset(dataset_id: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/datasets/{dataset_id}", response_model=DatasetOut)
+async def get_dataset(dataset_id: DatasetId, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(platform.get_dataset, app.pk, dataset_id)
 
 
-@router.post("/datasets/{dataset_id}/imports", status_code=202)
-async def import_zip(dataset_id: int, request: Request, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post(
+    "/datasets/{dataset_id}/imports",
+    status_code=202,
+    response_model=DatasetImportJobOut,
+    openapi_extra=ZIP_BODY,
+)
+async def import_zip(dataset_id: DatasetId, request: Request, app: AppInfo = Depends(native_app)) -> object:
     """Upload a zip (raw body) whose top-level folders are class names; runs as a job whose result is
     the import report (accepted, duplicates, rejected files with reasons, warnings)."""
     from tingyin.jobs import get_job
@@ -97,33 +185,39 @@ async def import_zip(dataset_id: int, request: Request, app: AppInfo = Depends(n
     return (await in_thread(get_job, job_id)).as_dict()
 
 
-@router.post("/models/{model_id}/versions", status_code=202)
-async def train(model_id: int, body: TrainIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post("/models/{model_id}/versions", status_code=202, response_model=VersionOut)
+async def train(model_id: ModelId, body: TrainIn, app: AppInfo = Depends(native_app)) -> object:
     """Train the next version (V1, V2, ...); poll the version or its job for progress."""
     return await in_thread(
         platform.start_training, app.pk, model_id, body.dataset_id, body.classes, body.base_version
     )
 
 
-@router.get("/models/{model_id}/versions/{version}")
-async def get_version(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/models/{model_id}/versions/{version}", response_model=VersionOut)
+async def get_version(
+    model_id: ModelId, version: VersionNumber, app: AppInfo = Depends(native_app)
+) -> object:
     """Status and, once trained, the evaluation report (accuracy, per-class P/R/F1, confusion matrix)."""
     return await in_thread(platform.get_version, app.pk, model_id, version)
 
 
-@router.post("/models/{model_id}/versions/{version}/cancel")
-async def cancel(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post("/models/{model_id}/versions/{version}/cancel", response_model=VersionOut)
+async def cancel(model_id: ModelId, version: VersionNumber, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(platform.cancel_version, app.pk, model_id, version)
 
 
-@router.post("/models/{model_id}/versions/{version}/predict")
+@router.post(
+    "/models/{model_id}/versions/{version}/predict",
+    response_model=PredictionsOut,
+    openapi_extra=AUDIO_CLIP_BODY,
+)
 async def validate(
-    model_id: int,
-    version: int,
+    model_id: ModelId,
+    version: VersionNumber,
     request: Request,
     top_num: int = Query(6, ge=1, le=1000),
     app: AppInfo = Depends(native_app),
-) -> dict[str, Any]:
+) -> object:
     """Model validation (模型校验): send a clip as the body, get the top classes of this version."""
     data = await request.body()
     decoded = await in_thread(audio.decode, data, max_bytes=CLIP_MAX_BYTES, max_seconds=600)
@@ -131,22 +225,30 @@ async def validate(
     return {"results": results}
 
 
-@router.get("/models/{model_id}/versions/{version}/export")
-async def export(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> FileResponse:
+@router.get(
+    "/models/{model_id}/versions/{version}/export",
+    response_class=FileResponse,
+    responses={
+        200: {"description": "the ONNX model and its labels, zipped", "content": {"application/zip": _BINARY}}
+    },
+)
+async def export(
+    model_id: ModelId, version: VersionNumber, app: AppInfo = Depends(native_app)
+) -> FileResponse:
     """A zip with sound_classifier.onnx (audio in, scores out; onnxruntime alone runs it) and labels.txt."""
     path = await in_thread(platform.export_version, app.pk, model_id, version)
     return FileResponse(path, media_type="application/zip", filename=f"model{model_id}-V{version}-onnx.zip")
 
 
-@router.put("/services/{suffix}")
-async def publish(suffix: str, body: PublishIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.put("/services/{suffix}", response_model=ServiceOut)
+async def publish(suffix: str, body: PublishIn, app: AppInfo = Depends(native_app)) -> object:
     """Publish a version at /rpc/2.0/ai_custom/v1/sound_cls/{suffix}; publishing another version at the
     same suffix swaps it in place (the new version is loaded before the swap)."""
     return await in_thread(platform.publish, app.pk, suffix, body.name, body.model_id, body.version)
 
 
-@router.get("/services")
-async def list_services(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/services", response_model=ServiceList)
+async def list_services(app: AppInfo = Depends(native_app)) -> object:
     return {"services": await in_thread(platform.list_services, app.pk)}
 
 
@@ -181,7 +283,7 @@ class ClipPage(BaseModel):
 
 
 class ClipIds(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=10_000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=10_000)
 
 
 class Count(BaseModel):
@@ -216,16 +318,18 @@ class MisclassifiedOut(BaseModel):
 
 
 @router.delete("/datasets/{dataset_id}", response_model=Count)
-async def delete_dataset(dataset_id: int, app: AppInfo = Depends(native_app)) -> Count:
+async def delete_dataset(dataset_id: DatasetId, app: AppInfo = Depends(native_app)) -> Count:
     """Delete a dataset and its clips (versions trained on it keep their weights and reports)."""
     await in_thread(platform.delete_dataset, app.pk, dataset_id)
     return Count(deleted=1)
 
 
-@router.post("/datasets/{dataset_id}/imports/from-upload", status_code=202)
+@router.post(
+    "/datasets/{dataset_id}/imports/from-upload", status_code=202, response_model=DatasetImportJobOut
+)
 async def import_uploaded_zip(
-    dataset_id: int, body: FromUploadIn, app: AppInfo = Depends(native_app)
-) -> dict[str, Any]:
+    dataset_id: DatasetId, body: FromUploadIn, app: AppInfo = Depends(native_app)
+) -> object:
     """Import a zip sent through the resumable ``/v1/uploads`` (large archives, up to 5 GB); the job's
     result is the import report, as for ``/imports``."""
     import zipfile
@@ -241,7 +345,7 @@ async def import_uploaded_zip(
 
 
 @router.get("/datasets/{dataset_id}/classes", response_model=ClassTable)
-async def dataset_classes(dataset_id: int, app: AppInfo = Depends(native_app)) -> ClassTable:
+async def dataset_classes(dataset_id: DatasetId, app: AppInfo = Depends(native_app)) -> ClassTable:
     """Per class: clips and total duration."""
     rows = await in_thread(platform.class_table, app.pk, dataset_id)
     return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
@@ -249,28 +353,30 @@ async def dataset_classes(dataset_id: int, app: AppInfo = Depends(native_app)) -
 
 @router.patch("/datasets/{dataset_id}/classes/{label}", response_model=ClassTable)
 async def rename_class(
-    dataset_id: int, label: str, body: RenameIn, app: AppInfo = Depends(native_app)
+    dataset_id: DatasetId, label: str, body: RenameIn, app: AppInfo = Depends(native_app)
 ) -> ClassTable:
     rows = await in_thread(platform.rename_class, app.pk, dataset_id, label, body.name)
     return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
 
 
 @router.delete("/datasets/{dataset_id}/classes/{label}", response_model=Count)
-async def delete_class(dataset_id: int, label: str, app: AppInfo = Depends(native_app)) -> Count:
+async def delete_class(dataset_id: DatasetId, label: str, app: AppInfo = Depends(native_app)) -> Count:
     return Count(deleted=await in_thread(platform.delete_class, app.pk, dataset_id, label))
 
 
 @router.post("/datasets/{dataset_id}/classes/merge", response_model=ClassTable)
-async def merge_classes(dataset_id: int, body: MergeIn, app: AppInfo = Depends(native_app)) -> ClassTable:
+async def merge_classes(
+    dataset_id: DatasetId, body: MergeIn, app: AppInfo = Depends(native_app)
+) -> ClassTable:
     rows = await in_thread(platform.merge_classes, app.pk, dataset_id, body.sources, body.into)
     return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
 
 
 @router.get("/datasets/{dataset_id}/clips", response_model=ClipPage)
 async def list_clips(
-    dataset_id: int,
+    dataset_id: DatasetId,
     label: str | None = Query(None, description="one class; all classes when absent"),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
     limit: int = Query(50, ge=1, le=500),
     app: AppInfo = Depends(native_app),
 ) -> ClipPage:
@@ -278,9 +384,11 @@ async def list_clips(
     return ClipPage.model_validate(page)
 
 
-@router.post("/datasets/{dataset_id}/clips", status_code=201, response_model=ClipOut)
+@router.post(
+    "/datasets/{dataset_id}/clips", status_code=201, response_model=ClipOut, openapi_extra=AUDIO_CLIP_BODY
+)
 async def add_clip(
-    dataset_id: int,
+    dataset_id: DatasetId,
     request: Request,
     label: str = Query(description="the class (created when new)"),
     filename: str = Query(description="original file name; its extension tells the format"),
@@ -297,13 +405,19 @@ async def add_clip(
 
 
 @router.post("/datasets/{dataset_id}/clips/delete", response_model=Count)
-async def delete_clips(dataset_id: int, body: ClipIds, app: AppInfo = Depends(native_app)) -> Count:
+async def delete_clips(dataset_id: DatasetId, body: ClipIds, app: AppInfo = Depends(native_app)) -> Count:
     """Delete clips by id."""
     return Count(deleted=await in_thread(platform.delete_clips, app.pk, dataset_id, body.ids))
 
 
-@router.get("/datasets/{dataset_id}/clips/{clip_id}/audio", response_class=FileResponse)
-async def clip_audio(dataset_id: int, clip_id: int, app: AppInfo = Depends(native_app)) -> FileResponse:
+@router.get(
+    "/datasets/{dataset_id}/clips/{clip_id}/audio",
+    response_class=FileResponse,
+    responses={200: {"description": "the clip as uploaded", "content": {"audio/*": _BINARY}}},
+)
+async def clip_audio(
+    dataset_id: DatasetId, clip_id: ClipId, app: AppInfo = Depends(native_app)
+) -> FileResponse:
     """The clip's file as uploaded (for playback)."""
     import mimetypes
 
@@ -313,7 +427,9 @@ async def clip_audio(dataset_id: int, clip_id: int, app: AppInfo = Depends(nativ
 
 
 @router.get("/models/{model_id}/versions/{version}/misclassified", response_model=MisclassifiedOut)
-async def misclassified(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> MisclassifiedOut:
+async def misclassified(
+    model_id: ModelId, version: VersionNumber, app: AppInfo = Depends(native_app)
+) -> MisclassifiedOut:
     """The held-out clips this version got wrong (playable through their clip id)."""
     rows = await in_thread(platform.misclassified, app.pk, model_id, version)
     return MisclassifiedOut(clips=[Misclassified.model_validate(r) for r in rows])
