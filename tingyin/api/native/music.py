@@ -67,7 +67,20 @@ def _tag(data: bytes, task_types: list[str], top_num: int, embed: bool) -> Music
     )
 
 
-@router.post("/tags", response_model=MusicTagsOut)
+@router.post(
+    "/tags",
+    response_model=MusicTagsOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "the track's bytes, any container",
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                "audio/*": {"schema": {"type": "string", "format": "binary"}},
+            },
+        }
+    },
+)
 async def tag_music(
     request: Request,
     tasks: str = Query(",".join(DIMENSIONS), description="comma-separated SAMI task types"),

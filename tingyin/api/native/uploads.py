@@ -22,7 +22,7 @@ router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
 
 class UploadIn(BaseModel):
     filename: str = Field(max_length=255)
-    size: int = Field(description=f"bytes, 1 to {uploads.MAX_UPLOAD_BYTES}")
+    size: int = Field(description=f"bytes, 1 to {uploads.MAX_UPLOAD_BYTES} (checked by the store)")
 
 
 class UploadOut(BaseModel):
@@ -48,11 +48,23 @@ async def get_upload(upload_id: str, app: AppInfo = Depends(native_app)) -> Uplo
     return _out(await in_thread(uploads.get_upload, app.pk, upload_id))
 
 
-@router.put("/{upload_id}", response_model=UploadOut)
+@router.put(
+    "/{upload_id}",
+    response_model=UploadOut,
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "description": "the next bytes of the file",
+            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+        }
+    },
+)
 async def put_chunk(
     upload_id: str,
     request: Request,
-    offset: int = Query(ge=0, description="must equal `received`; 409 otherwise"),
+    offset: int = Query(
+        ge=0, le=uploads.MAX_UPLOAD_BYTES, description="must equal `received`; 409 otherwise"
+    ),
     app: AppInfo = Depends(native_app),
 ) -> UploadOut:
     """Append the body (at most max_chunk_bytes) at ``offset``; a failed chunk leaves nothing behind."""
