@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 
 from tingyin.api.errors import dialect_for
 
-OPENAI_ERROR = "#/components/schemas/ErrorOut"
+OPENAI_ERROR = "#/components/schemas/OpenAIError"
 NATIVE_ERROR = "#/components/schemas/NativeError"
 VENDOR_ERROR = "#/components/schemas/VendorError"
 DESCRIPTIONS = {

@@ -91,21 +91,21 @@ def _render(request: Request, info: ErrorInfo) -> Response:
 register_dialect(Dialect("openai", _is_openai, _render))
 
 
-class ErrorDetail(BaseModel):
+class OpenAIErrorDetail(BaseModel):
     message: str
     type: str = Field(description="invalid_request_error, requests, insufficient_quota, server_error...")
     param: str | None = Field(description="the form field at fault, when one is")
     code: str | None
 
 
-class ErrorOut(BaseModel):
+class OpenAIError(BaseModel):
     """OpenAI's error shape."""
 
-    error: ErrorDetail
+    error: OpenAIErrorDetail
 
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": ErrorOut, "description": text}
+    status: {"model": OpenAIError, "description": text}
     for status, text in (
         (400, "a parameter or the audio is invalid"),
         (401, "missing or unknown app_token"),
@@ -325,19 +325,19 @@ async def _run(request: Request, function: Callable[..., Any], *args: Any) -> An
 # ----------------------------------------------------------------------------------------------- answers
 
 
-class Usage(BaseModel):
+class OpenAIUsage(BaseModel):
     type: Literal["duration"] = "duration"
     seconds: float = Field(description="seconds of audio")
 
 
-class TranscriptionOut(BaseModel):
+class OpenAITranscription(BaseModel):
     """``json``."""
 
     text: str
-    usage: Usage
+    usage: OpenAIUsage
 
 
-class SegmentOut(BaseModel):
+class OpenAISegment(BaseModel):
     id: int
     seek: int = Field(description="start of the decoded chunk this segment came from, in mel frames")
     start: float
@@ -351,14 +351,14 @@ class SegmentOut(BaseModel):
     speaker: str | None = Field(default=None, description="with diarize: SPEAKER_00, SPEAKER_01...")
 
 
-class WordOut(BaseModel):
+class OpenAIWord(BaseModel):
     word: str
     start: float
     end: float
     speaker: str | None = Field(default=None, description="with diarize")
 
 
-class VerboseOut(BaseModel):
+class OpenAIVerboseTranscription(BaseModel):
     """``verbose_json``: Whisper's segments (with ``timestamp_granularities[]=segment``, the default) and
     words (``=word``); times in seconds."""
 
@@ -366,12 +366,12 @@ class VerboseOut(BaseModel):
     language: str = Field(description="the spoken language's English name (translations: english)")
     duration: float
     text: str
-    segments: list[SegmentOut] | None = None
-    words: list[WordOut] | None = None
-    usage: Usage | None = None
+    segments: list[OpenAISegment] | None = None
+    words: list[OpenAIWord] | None = None
+    usage: OpenAIUsage | None = None
 
 
-class DiarizedSegmentOut(BaseModel):
+class OpenAIDiarizedSegment(BaseModel):
     type: Literal["transcript.text.segment"] = "transcript.text.segment"
     id: str
     start: float
@@ -380,27 +380,27 @@ class DiarizedSegmentOut(BaseModel):
     speaker: str = Field(description="A, B, C... in order of first appearance")
 
 
-class DiarizedOut(BaseModel):
+class OpenAIDiarizedTranscription(BaseModel):
     """``diarized_json``: OpenAI's diarized transcript."""
 
     task: Literal["transcribe"] = "transcribe"
     duration: float
     text: str
-    segments: list[DiarizedSegmentOut]
-    usage: Usage
+    segments: list[OpenAIDiarizedSegment]
+    usage: OpenAIUsage
 
 
-class DiarizationSegmentOut(BaseModel):
+class DiarizationSegment(BaseModel):
     id: int
     speaker: str = Field(description="SPEAKER_00, SPEAKER_01... in order of first appearance")
     start: float
     end: float
 
 
-class DiarizationOut(BaseModel):
+class Diarization(BaseModel):
     duration: float
     speakers: list[str]
-    segments: list[DiarizationSegmentOut]
+    segments: list[DiarizationSegment]
 
 
 def _seconds(ms: int) -> float:
@@ -419,7 +419,7 @@ def _label(speaker: int | None) -> str | None:
     return None if speaker is None else speaker_label(speaker)
 
 
-def _verbose(recognised: _Recognised, task: str, granularities: list[str]) -> VerboseOut:
+def _verbose(recognised: _Recognised, task: str, granularities: list[str]) -> OpenAIVerboseTranscription:
     from tingyin.speech.languages import language_name
 
     result = recognised.result
@@ -430,7 +430,7 @@ def _verbose(recognised: _Recognised, task: str, granularities: list[str]) -> Ve
         for index, (u, tokens) in enumerate(zip(utterances, recognised.tokens, strict=True)):
             stats = _stats(u)
             segments.append(
-                SegmentOut(
+                OpenAISegment(
                     id=index,
                     seek=stats.seek,
                     start=_seconds(u.start_ms),
@@ -447,32 +447,32 @@ def _verbose(recognised: _Recognised, task: str, granularities: list[str]) -> Ve
     words = None
     if "word" in granularities:
         words = [
-            WordOut(
+            OpenAIWord(
                 word=w.text, start=_seconds(w.start_ms), end=_seconds(w.end_ms), speaker=_label(u.speaker)
             )
             for u in utterances
             for w in u.words
         ]
     duration = _seconds(result.duration_ms)
-    return VerboseOut(
+    return OpenAIVerboseTranscription(
         task="translate" if task == "translate" else "transcribe",
         language="english" if task == "translate" else language_name(result.language),
         duration=duration,
         text=result.text,
         segments=segments,
         words=words,
-        usage=Usage(seconds=duration),
+        usage=OpenAIUsage(seconds=duration),
     )
 
 
-def _diarized(result: RecordingResult) -> DiarizedOut:
+def _diarized(result: RecordingResult) -> OpenAIDiarizedTranscription:
     letters: dict[int | None, str] = {}
     segments = []
     for index, u in enumerate(result.utterance_list()):
         if u.speaker not in letters:
             letters[u.speaker] = _letter(len(letters))
         segments.append(
-            DiarizedSegmentOut(
+            OpenAIDiarizedSegment(
                 id=f"seg_{index}",
                 start=_seconds(u.start_ms),
                 end=_seconds(u.end_ms),
@@ -481,7 +481,9 @@ def _diarized(result: RecordingResult) -> DiarizedOut:
             )
         )
     duration = _seconds(result.duration_ms)
-    return DiarizedOut(duration=duration, text=result.text, segments=segments, usage=Usage(seconds=duration))
+    return OpenAIDiarizedTranscription(
+        duration=duration, text=result.text, segments=segments, usage=OpenAIUsage(seconds=duration)
+    )
 
 
 def _letter(index: int) -> str:
@@ -507,20 +509,21 @@ def _answer(recognised: _Recognised, response_format: str, task: str, granularit
         return _json(_verbose(recognised, task, granularities))
     if response_format == "diarized_json":
         return _json(_diarized(result))
-    return _json(TranscriptionOut(text=result.text, usage=Usage(seconds=_seconds(result.duration_ms))))
+    return _json(
+        OpenAITranscription(text=result.text, usage=OpenAIUsage(seconds=_seconds(result.duration_ms)))
+    )
 
 
 def _json(model: BaseModel) -> JSONResponse:
     return JSONResponse(model.model_dump(mode="json", exclude_none=True))
 
 
-def _speech_responses(*models: type[BaseModel]) -> dict[int | str, dict[str, Any]]:
-    schemas = [{"$ref": f"#/components/schemas/{m.__name__}"} for m in models]
+def _speech_responses(answer: Any) -> dict[int | str, dict[str, Any]]:
     return {
         200: {
+            "model": answer,
             "description": "the transcript in the response_format asked for",
             "content": {
-                "application/json": {"schema": {"anyOf": schemas}},
                 "text/plain": {"schema": {"type": "string"}},
                 "text/event-stream": {"schema": {"type": "string"}},
             },
@@ -606,7 +609,9 @@ async def _stream(request: Request, data: bytes, options: RecordingOptions) -> S
 @router.post(
     "/v1/audio/transcriptions",
     summary="Transcribe audio (OpenAI)",
-    responses=_speech_responses(TranscriptionOut, VerboseOut, DiarizedOut),
+    responses=_speech_responses(
+        OpenAITranscription | OpenAIVerboseTranscription | OpenAIDiarizedTranscription
+    ),
     openapi_extra=TranscriptionForm.schema_for_docs(),
 )
 async def create_transcription(
@@ -648,7 +653,7 @@ async def create_transcription(
 @router.post(
     "/v1/audio/translations",
     summary="Translate audio into English (OpenAI)",
-    responses=_speech_responses(TranscriptionOut, VerboseOut),
+    responses=_speech_responses(OpenAITranscription | OpenAIVerboseTranscription),
     openapi_extra=TranslationForm.schema_for_docs(),
 )
 async def create_translation(
@@ -685,11 +690,9 @@ def _diarize(data: bytes, options: RecordingOptions, _: _Cancelled) -> tuple[flo
     summary="Who spoke when",
     responses={
         200: {
+            "model": Diarization,
             "description": "speaker segments (json) or RTTM lines (rttm)",
-            "content": {
-                "application/json": {"schema": {"$ref": "#/components/schemas/DiarizationOut"}},
-                "text/plain": {"schema": {"type": "string"}},
-            },
+            "content": {"text/plain": {"schema": {"type": "string"}}},
         },
         **ERRORS,
     },
@@ -716,31 +719,31 @@ async def create_diarization(
             rttm("audio", [(t.start_ms / 1000, t.end_ms / 1000, speaker_label(t.speaker)) for t in turns])
         )
     segments = [
-        DiarizationSegmentOut(
+        DiarizationSegment(
             id=i, speaker=speaker_label(t.speaker), start=_seconds(t.start_ms), end=_seconds(t.end_ms)
         )
         for i, t in enumerate(turns)
     ]
     speakers = sorted({s.speaker for s in segments})
-    return _json(DiarizationOut(duration=round(duration, 3), speakers=speakers, segments=segments))
+    return _json(Diarization(duration=round(duration, 3), speakers=speakers, segments=segments))
 
 
 # ------------------------------------------------------------------------------------------------ models
 
 
-class ModelOut(BaseModel):
+class OpenAIModel(BaseModel):
     id: str
     object: Literal["model"] = "model"
     created: int = Field(description="when the model was installed on this server (Unix time; 0: unknown)")
     owned_by: str
 
 
-class ModelListOut(BaseModel):
+class OpenAIModelList(BaseModel):
     object: Literal["list"] = "list"
-    data: list[ModelOut]
+    data: list[OpenAIModel]
 
 
-def _models() -> list[ModelOut]:
+def _models() -> list[OpenAIModel]:
     from tingyin.models import get_store
     from tingyin.speech.models import speech_models
 
@@ -748,28 +751,28 @@ def _models() -> list[ModelOut]:
     store = get_store()
     enabled = models.enabled()
     out = [
-        ModelOut(id=alias, created=int(store.installed_at(reference) or 0), owned_by="tingyin")
+        OpenAIModel(id=alias, created=int(store.installed_at(reference) or 0), owned_by="tingyin")
         for alias, reference in enabled.items()
     ]
     default = models.settings.asr_model
     created = int(store.installed_at(enabled[default]) or 0)
-    return [*out, ModelOut(id=DEFAULT_MODEL_ALIAS, created=created, owned_by="tingyin")]
+    return [*out, OpenAIModel(id=DEFAULT_MODEL_ALIAS, created=created, owned_by="tingyin")]
 
 
-@router.get("/v1/models", response_model=ModelListOut, responses=ERRORS, summary="List models (OpenAI)")
+@router.get("/v1/models", response_model=OpenAIModelList, responses=ERRORS, summary="List models (OpenAI)")
 async def list_models(
     request: Request, _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
-) -> ModelListOut:
+) -> OpenAIModelList:
     """The ASR models a request may name, and ``whisper-1`` (the default one). Every model the server knows,
     with its state, is at ``GET /v1/system/models``."""
     await in_thread(authenticate_token, bearer_token(request))
-    return ModelListOut(data=await in_thread(_models))
+    return OpenAIModelList(data=await in_thread(_models))
 
 
-@router.get("/v1/models/{model_id}", response_model=ModelOut, responses=ERRORS, summary="A model (OpenAI)")
+@router.get("/v1/models/{model_id}", response_model=OpenAIModel, responses=ERRORS, summary="A model (OpenAI)")
 async def get_model(
     model_id: str, request: Request, _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
-) -> ModelOut:
+) -> OpenAIModel:
     from tingyin.errors import NotFound
 
     await in_thread(authenticate_token, bearer_token(request))

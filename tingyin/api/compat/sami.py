@@ -137,11 +137,15 @@ def _decode(path: Any, info: dict[str, Any]) -> audio.DecodedAudio:
         rate, channels = info.get("sample_rate"), info.get("channel") or 1
         if not rate:
             raise SamiError(BAD_REQUEST, "pcm audio needs audio_info.sample_rate")
+        try:
+            pcm_rate, pcm_channels = int(rate), int(channels)
+        except (TypeError, ValueError):
+            raise SamiError(BAD_REQUEST, "audio_info.sample_rate and channel must be integers") from None
         return audio.decode(
             path,
             format="pcm",
-            pcm_rate=int(rate),
-            pcm_channels=int(channels),
+            pcm_rate=pcm_rate,
+            pcm_channels=pcm_channels,
             max_bytes=MAX_AUDIO_BYTES,
             max_seconds=MAX_SECONDS,
         )
