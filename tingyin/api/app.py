@@ -84,7 +84,9 @@ def create_app() -> FastAPI:
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
         response = render_error(request, ErrorInfo(exc.status_code, code, message))
-        response.headers.update(exc.headers or {})  # a 405's Allow: the methods the route does take
+        if exc.status_code == 405:  # an HTTP-level answer in every dialect, with the methods the route takes
+            response.status_code = 405
+            response.headers.update(exc.headers or {})
         return response
 
     @app.exception_handler(RequestValidationError)

@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 from pydantic import BaseModel, Field
 
-from tingyin.api.errors import dialect_for
+from tingyin.api.errors import Dialect, dialect_for
 
 OPENAI_ERROR = "#/components/schemas/OpenAIError"
 NATIVE_ERROR = "#/components/schemas/NativeError"
@@ -39,6 +39,11 @@ class NativeError(BaseModel):
     """Every error of the native API."""
 
     error: NativeErrorDetail
+
+
+def path_dialect(path: str) -> Dialect | None:
+    """The error dialect of an OpenAPI path (Qiniu's API is "/" with its cmd= query)."""
+    return dialect_for(path) or dialect_for(path, "cmd=")
 
 
 def _error_statuses(path: str, method: str, operation: dict[str, Any], vendor: bool) -> list[str]:
@@ -71,7 +76,7 @@ def build_openapi(app: FastAPI) -> dict[str, Any]:
         "description": "the error body of the vendor whose API this is (docs/api.md lists its codes)",
     }
     for path, item in schema.get("paths", {}).items():
-        dialect = dialect_for(path) or dialect_for(path, "cmd=")  # Qiniu's API is "/" with its cmd= query
+        dialect = path_dialect(path)
         vendor = dialect is not None
         ref = NATIVE_ERROR if dialect is None else OPENAI_ERROR if dialect.name == "openai" else VENDOR_ERROR
         for method, operation in item.items():
@@ -102,4 +107,4 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["NativeError", "build_openapi", "install_openapi"]
+__all__ = ["NativeError", "build_openapi", "install_openapi", "path_dialect"]

@@ -413,7 +413,12 @@ async def delete_clips(dataset_id: DatasetId, body: ClipIds, app: AppInfo = Depe
 @router.get(
     "/datasets/{dataset_id}/clips/{clip_id}/audio",
     response_class=FileResponse,
-    responses={200: {"description": "the clip as uploaded", "content": {"audio/*": _BINARY}}},
+    responses={
+        200: {
+            "description": "the clip as uploaded",
+            "content": {"audio/*": _BINARY, "application/octet-stream": _BINARY},
+        }
+    },
 )
 async def clip_audio(
     dataset_id: DatasetId, clip_id: ClipId, app: AppInfo = Depends(native_app)

@@ -305,7 +305,12 @@ def _audio_of(job_id: str, app_pk: int) -> tuple[Any, str]:
 @router.get(
     "/transcriptions/{job_id}/audio",
     response_class=FileResponse,
-    responses={200: {"description": "the audio as uploaded", "content": {"audio/*": _BINARY}}},
+    responses={
+        200: {
+            "description": "the audio as uploaded",
+            "content": {"audio/*": _BINARY, "application/octet-stream": _BINARY},
+        }
+    },
 )
 async def transcription_audio(job_id: str, app: AppInfo = Depends(native_app)) -> FileResponse:
     """The uploaded audio of a job (for playback beside its transcript)."""
