@@ -182,12 +182,16 @@ def worker(
     from tingyin.api.middleware import configure_logging
     from tingyin.config import get_settings
     from tingyin.jobs.celery_app import QUEUE, celery_app
-    from tingyin.metrics import prepare_multiprocess
+    from tingyin.metrics import MULTIPROC_ENV, prepare_multiprocess
     from tingyin.store.db import get_engine
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    prepare_multiprocess(settings.metrics_path, clear=False)  # a server on this machine shows its numbers
+    if settings.metrics_dir is not None or os.environ.get(MULTIPROC_ENV):
+        # The embedded worker (it inherits the server's directory), or one the operator pointed at the
+        # directory of a server on this machine: that server's /metrics shows its numbers. Not by default,
+        # since a home shared between machines must not have two hosts' processes writing one directory.
+        prepare_multiprocess(settings.metrics_path, clear=False)
     get_engine()
     node = f"{name or 'worker'}-{os.getpid()}@%h"
     celery_app.worker_main(

@@ -6,8 +6,9 @@ the worker that ran them) and models loaded (by the model manager). Job counts b
 runs and the inference queue are read at scrape time from the database and the executor.
 
 Several processes: ``tingyin serve`` points ``PROMETHEUS_MULTIPROC_DIR`` at ``TINGYIN_METRICS_DIR`` (default
-``$TINGYIN_HOME/metrics``) before anything imports ``prometheus_client``; its embedded worker inherits it
-and so does a ``tingyin worker`` on the same machine, and ``/metrics`` adds up every process's samples.
+``$TINGYIN_HOME/metrics``) before anything imports ``prometheus_client``; its embedded worker inherits it, a
+``tingyin worker`` on the same machine joins when ``TINGYIN_METRICS_DIR`` names it, and ``/metrics`` adds up
+every process's samples.
 A process without that directory (the CLI, an app built in a test) keeps its metrics in its own registry.
 """
 
