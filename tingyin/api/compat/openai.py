@@ -18,7 +18,7 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
@@ -194,11 +194,15 @@ class DiarizationForm(_Form):
     )
 
 
-async def _read_form(request: Request, form_model: type[_Form]) -> tuple[bytes, Any]:
+FormT = TypeVar("FormT", bound=_Form)
+
+
+async def _read_form(request: Request, form_model: type[FormT]) -> tuple[bytes, FormT]:
+    """The audio and the other fields of the multipart form, checked (unknown fields refused by name)."""
     form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
     fields: dict[str, Any] = {}
     upload: UploadFile | None = None
-    for key in set(form.keys()):
+    for key in dict.fromkeys(form.keys()):
         values = form.getlist(key)
         if key == "file":
             if len(values) != 1 or not isinstance(values[0], UploadFile):
@@ -620,7 +624,6 @@ async def create_transcription(
     """OpenAI's transcription: the words in the spoken language."""
     await _admit(request)
     data, form = await _read_form(request, TranscriptionForm)
-    assert isinstance(form, TranscriptionForm)
     model = _model(form.model)
     wants_speakers = form.diarize or form.response_format == "diarized_json"
     if form.stream and (form.response_format not in ("json", "text") or wants_speakers):
@@ -662,7 +665,6 @@ async def create_translation(
     """OpenAI's translation: English text for speech in any language (Whisper's translate task)."""
     await _admit(request)
     data, form = await _read_form(request, TranslationForm)
-    assert isinstance(form, TranslationForm)
     options = RecordingOptions.parse(
         decode=DecodeOptions.parse(
             task="translate",
@@ -706,7 +708,6 @@ async def create_diarization(
 
     await _admit(request)
     data, form = await _read_form(request, DiarizationForm)
-    assert isinstance(form, DiarizationForm)
     options = RecordingOptions.parse(
         diarize=True,
         num_speakers=form.num_speakers,
