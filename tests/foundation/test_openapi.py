@@ -13,6 +13,7 @@ import pytest
 
 from tests.conftest import Server, bearer
 from tingyin.api.app import create_app
+from tingyin.api.deps import MAX_ID
 from tingyin.api.openapi import path_dialect
 
 
@@ -51,8 +52,14 @@ def _untyped_objects(spec: dict[str, Any], schema: Any, seen: set[str], where: s
         seen.add(name)
         return _untyped_objects(spec, spec["components"]["schemas"][name], seen, name)
     found = []
-    if not schema or schema.get("additionalProperties") is True or (
-        schema.get("type") == "object" and "properties" not in schema and "additionalProperties" not in schema
+    if (
+        not schema
+        or schema.get("additionalProperties") is True
+        or (
+            schema.get("type") == "object"
+            and "properties" not in schema
+            and "additionalProperties" not in schema
+        )
     ):
         found.append(where)
     for key, value in schema.items():
@@ -132,7 +139,7 @@ def test_security_schemes_and_upload_bodies(spec: dict[str, Any]) -> None:
     assert form["properties"]["response_format"]["enum"][:5] == ["json", "text", "srt", "vtt", "verbose_json"]
     assert "timestamp_granularities[]" in form["properties"]
     ids = paths["/v1/sound/models/{model_id}"]["get"]["parameters"][0]["schema"]
-    assert ids["maximum"] == 2**63 - 1 and ids["minimum"] == 1
+    assert ids["maximum"] == MAX_ID and ids["minimum"] == 1
 
 
 def test_inputs_that_were_500s_are_400s(server: Server, demo_app: dict[str, str]) -> None:

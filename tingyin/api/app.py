@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,12 +11,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tingyin import __version__
 from tingyin.api.errors import ErrorInfo, info_from_exception, render_error
+from tingyin.api.guard import AuthGuard
 from tingyin.api.middleware import BodyTooLarge, RequestContextMiddleware, body_limit_for
 from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest, PayloadTooLarge, TingyinError
 from tingyin.inference import InferenceExecutor
-
-log = logging.getLogger(__name__)
 
 # Vendor adapters: each module exposes ``router`` (and registers its error dialect on import).
 COMPAT_MODULES = [
@@ -41,14 +39,22 @@ def _include_compat(app: FastAPI) -> None:
         app.include_router(module.router)
 
 
+def _validation_message(error: dict[str, object]) -> str:
+    if error.get("type") == "string_pattern_mismatch":
+        return "holds characters that are not allowed here (control characters, or see the API docs)"
+    if error.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    return str(error.get("msg"))
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
         title="tingyin",
         version=__version__,
         description="Self-hosted audio AI: speech recognition, sound classification, music tagging. "
-        "Native API under /v1; vendor-compatible APIs (Baidu, Volcano Engine, Qiniu, SAMI, EasyDL) "
-        "at the vendors' paths. Web console at /console.",
+        "Native API under /v1; vendor-compatible APIs (Baidu, Volcano Engine, Qiniu, SAMI, EasyDL, "
+        "OpenAI audio) at the vendors' paths. Web console at /console.",
         docs_url=None,  # served from local assets by tingyin.api.console (works offline)
         redoc_url=None,
     )
@@ -62,6 +68,8 @@ def create_app() -> FastAPI:
     from tingyin.api.metrics import router as metrics_router
     from tingyin.metrics import process_metrics
 
+    guard = AuthGuard.from_settings(settings)
+    app.state.auth_guard = guard
     app.include_router(native_router)
     app.include_router(metrics_router)
     _include_compat(app)
@@ -74,7 +82,7 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(TingyinError)
     async def tingyin_error(request: Request, exc: TingyinError) -> Response:
-        return render_error(request, info_from_exception(exc))
+        return render_error(request, info_from_exception(exc, request))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -92,22 +100,17 @@ def create_app() -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         details = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {_validation_message(e)}" for e in exc.errors()
         )
         first = [str(p) for p in exc.errors()[0].get("loc", ())][-1:] if exc.errors() else []
         error = InvalidRequest(details or "invalid request", param=first[0] if first else None)
         return render_error(request, ErrorInfo(400, "invalid_request", error.message, error))
 
-    @app.exception_handler(Exception)
-    async def any_error(request: Request, exc: Exception) -> Response:
-        info = info_from_exception(exc)
-        if info.status >= 500 and info.code == "internal_error":
-            log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return render_error(request, info)
-
+    # Unexpected exceptions become a 500 in RequestContextMiddleware (logged once, access-logged).
     app.add_middleware(
         RequestContextMiddleware,
         max_body_bytes=settings.max_body_bytes,
+        guard=guard,
         observe=process_metrics().observe_request,
     )
     return app

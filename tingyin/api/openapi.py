@@ -27,6 +27,31 @@ DESCRIPTIONS = {
     "503": "a backing service is unavailable, or every inference slot is busy",
 }
 BODY_METHODS = ("post", "put", "patch")
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def raw_body(media: dict[str, Any], description: str, *, required: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` of a route that reads its body itself (streamed uploads): what it accepts."""
+    return {"requestBody": {"required": required, "description": description, "content": media}}
+
+
+def audio_body(*, required: bool = True, description: str = "") -> dict[str, Any]:
+    """A raw-upload body of audio: its bytes in any container, or the multipart field ``file``."""
+    return raw_body(
+        {
+            "application/octet-stream": BINARY,
+            "audio/*": BINARY,
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "required": ["file"],
+                }
+            },
+        },
+        description or "the audio: its bytes as the body, or the multipart field 'file'",
+        required=required,
+    )
 
 
 class NativeErrorDetail(BaseModel):
@@ -107,4 +132,12 @@ def install_openapi(app: FastAPI) -> None:
     app.openapi = openapi  # type: ignore[method-assign]
 
 
-__all__ = ["NativeError", "build_openapi", "install_openapi", "path_dialect"]
+__all__ = [
+    "BINARY",
+    "NativeError",
+    "audio_body",
+    "build_openapi",
+    "install_openapi",
+    "path_dialect",
+    "raw_body",
+]

@@ -18,17 +18,21 @@ import asyncio
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 from fastapi import APIRouter, Request, Security
 from fastapi.responses import JSONResponse, PlainTextResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials
 from pydantic import BaseModel, Field
-from starlette.datastructures import UploadFile
 
 from tingyin import audio
 from tingyin.api.deps import bearer_scheme, bearer_token, in_thread
 from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
+from tingyin.api.guard import authenticate
+from tingyin.api.middleware import register_body_limit
+from tingyin.api.spool import FormFields, receive_upload, upload_chunks
 from tingyin.config import get_settings
 from tingyin.errors import EngineError, InvalidRequest, QuotaExceeded, TingyinError
 from tingyin.inference import InferenceExecutor, ServerBusy
@@ -48,6 +52,12 @@ DEFAULT_MODEL_ALIAS = "whisper-1"  # OpenAI's name for Whisper: the operator's d
 LANGUAGES: dict[str, Language] = {"zh": "zh", "en": "en", "yue": "yue", "zh-en": "zh-en", "auto": "auto"}
 MAX_HOTWORDS_CHARS = 20_000
 MAX_FORM_FIELDS = 32
+MAX_FIELDS_BYTES = 64 * 1024  # the form's fields besides the file (a prompt, hot words...)
+MAX_UPLOAD_BYTES = 25 * 1024 * 1024  # OpenAI's limit for an audio file
+# The multipart form wraps the file in boundaries, headers and the other fields.
+register_body_limit(
+    lambda path: path.startswith("/v1/audio/"), MAX_UPLOAD_BYTES + MAX_FIELDS_BYTES + 64 * 1024
+)
 
 
 def _is_openai(path: str, _query: str) -> bool:
@@ -197,39 +207,46 @@ class DiarizationForm(_Form):
 FormT = TypeVar("FormT", bound=_Form)
 
 
-async def _read_form(request: Request, form_model: type[FormT]) -> tuple[bytes, FormT]:
-    """The audio and the other fields of the multipart form, checked (unknown fields refused by name)."""
-    form = await request.form(max_files=1, max_fields=MAX_FORM_FIELDS)
-    fields: dict[str, Any] = {}
-    upload: UploadFile | None = None
-    for key in dict.fromkeys(form.keys()):
-        values = form.getlist(key)
-        if key == "file":
-            if len(values) != 1 or not isinstance(values[0], UploadFile):
-                raise InvalidRequest("'file' must be one uploaded file", param="file")
-            upload = values[0]
-            continue
-        if any(not isinstance(v, str) for v in values):
-            raise InvalidRequest(f"{key!r} must be a text field", param=key)
+def _form_of(fields: dict[str, list[str]], form_model: type[FormT]) -> FormT:
+    """The form's text fields, checked in the order sent (unknown fields refused by name)."""
+    values: dict[str, Any] = {}
+    for key, sent in fields.items():
         name = "timestamp_granularities[]" if key == "timestamp_granularities" else key
         if name.endswith("[]"):
-            fields[name] = [v for v in values if v != ""]
-        elif len(values) > 1:
+            values[name] = [v for v in sent if v != ""]
+        elif len(sent) > 1:
             raise InvalidRequest(f"{key!r} is given more than once", param=key)
-        elif values[0] != "":  # an empty field is an absent one
-            fields[name] = values[0]
-    if upload is None:
-        raise InvalidRequest("send the audio as the multipart field 'file'", param="file")
-    parsed = form_model.parse(fields)
-    data = await upload.read()
-    if not data:
-        raise InvalidRequest("the file is empty", param="file")
-    return data, parsed
+        elif sent[0] != "":  # an empty field is an absent one
+            values[name] = sent[0]
+    return form_model.parse(values)
 
 
-def _decode(data: bytes) -> audio.DecodedAudio:
+@asynccontextmanager
+async def _received(request: Request, form_model: type[FormT]) -> AsyncIterator[tuple[Path, FormT]]:
+    """The form's audio, streamed into a node-local scratch file (deleted when the block ends), and its
+    other fields, checked. Called once the app is authenticated and counted."""
+    from tingyin.store.blobs import blob_store
+
+    scratch = blob_store().scratch
+    fields = FormFields(max_fields=MAX_FORM_FIELDS, max_bytes=MAX_FIELDS_BYTES)
+    with scratch.file() as path:
+        try:
+            await receive_upload(
+                upload_chunks(request, fields=fields),
+                scratch.writer(path),
+                max_bytes=MAX_UPLOAD_BYTES,
+                empty_message="the file is empty",
+            )
+        except InvalidRequest as exc:
+            if exc.param is None and "file" in exc.message:
+                exc.param = "file"
+            raise
+        yield path, _form_of(fields.values, form_model)
+
+
+def _decode(path: Path) -> audio.DecodedAudio:
     try:
-        return audio.decode(data, max_seconds=get_settings().openai_max_audio_s)
+        return audio.decode(path, max_seconds=get_settings().openai_max_audio_s)
     except audio.AudioError as exc:
         exc.param = "file"
         raise
@@ -267,11 +284,16 @@ def _hot_words(spec: str | None) -> tuple[HotWord, ...]:
         raise InvalidRequest(exc.message, param="hotwords") from None
 
 
+async def _authenticated(request: Request) -> AppInfo:
+    """The calling app, from its bearer app_token, under the guard (failures counted per address and key)."""
+    return await authenticate(request, authenticate_token, bearer_token(request))
+
+
 async def _admit(request: Request) -> AppInfo:
-    """The calling app (bearer app_token), counted against its quota: before the upload is read."""
+    """The calling app, counted against its quota: before the upload is read."""
     from tingyin.store.quota import consume
 
-    app = await in_thread(authenticate_token, bearer_token(request))
+    app = await _authenticated(request)
     await in_thread(consume, app, API)
     return app
 
@@ -303,11 +325,11 @@ class _Recognised:
         self.tokens = tokens
 
 
-def _recognise(data: bytes, options: RecordingOptions, cancelled: _Cancelled) -> _Recognised:
+def _recognise(path: Path, options: RecordingOptions, cancelled: _Cancelled) -> _Recognised:
     from tingyin.speech.models import speech_models
     from tingyin.speech.pipeline import transcribe_recording
 
-    decoded = _decode(data)
+    decoded = _decode(path)
     with speech_models().use(options.decode.model) as recognizer:
         result = transcribe_recording(decoded, options, recognizer, progress=cancelled.check)
         tokens = [recognizer.text_tokens(u.text, u.language, options.decode.task) for u in result.utterances]
@@ -543,10 +565,11 @@ def _sse(event: Mapping[str, Any]) -> bytes:
     return f"data: {json.dumps(event, ensure_ascii=False)}\n\n".encode()
 
 
-async def _stream(request: Request, data: bytes, options: RecordingOptions) -> StreamingResponse:
+async def _stream(request: Request, path: Path, options: RecordingOptions) -> StreamingResponse:
     """``transcript.text.delta`` per utterance as it is decoded, then ``transcript.text.done``. The
     inference slot is taken (or ``busy`` answered) and the audio decoded before the stream starts, so those
-    errors are ordinary error answers; a failure later is an ``error`` event."""
+    errors are ordinary error answers; a failure later is an ``error`` event. The file at ``path`` is read
+    whole before the first event, so it may go once this returns."""
     from tingyin.speech.models import speech_models
     from tingyin.speech.pipeline import stream_utterances
 
@@ -558,7 +581,7 @@ async def _stream(request: Request, data: bytes, options: RecordingOptions) -> S
         loop.call_soon_threadsafe(queue.put_nowait, (kind, value))
 
     def work(_: _Cancelled) -> None:
-        decoded = _decode(data)
+        decoded = _decode(path)
         with speech_models().use(options.decode.model) as recognizer:
             utterances = stream_utterances(decoded, options, recognizer, progress=cancelled.check)
             put("started", None)
@@ -623,7 +646,11 @@ async def create_transcription(
 ) -> Response:
     """OpenAI's transcription: the words in the spoken language."""
     await _admit(request)
-    data, form = await _read_form(request, TranscriptionForm)
+    async with _received(request, TranscriptionForm) as (path, form):
+        return await _transcribe(request, path, form)
+
+
+async def _transcribe(request: Request, path: Path, form: TranscriptionForm) -> Response:
     model = _model(form.model)
     wants_speakers = form.diarize or form.response_format == "diarized_json"
     if form.stream and (form.response_format not in ("json", "text") or wants_speakers):
@@ -648,8 +675,8 @@ async def create_transcription(
         require_speech=False,
     )
     if form.stream:
-        return await _stream(request, data, options)
-    recognised = await _run(request, _recognise, data, options)
+        return await _stream(request, path, options)
+    recognised = await _run(request, _recognise, path, options)
     return _answer(recognised, form.response_format, "transcribe", list(form.timestamp_granularities))
 
 
@@ -664,7 +691,11 @@ async def create_translation(
 ) -> Response:
     """OpenAI's translation: English text for speech in any language (Whisper's translate task)."""
     await _admit(request)
-    data, form = await _read_form(request, TranslationForm)
+    async with _received(request, TranslationForm) as (path, form):
+        return await _translate(request, path, form)
+
+
+async def _translate(request: Request, path: Path, form: TranslationForm) -> Response:
     options = RecordingOptions.parse(
         decode=DecodeOptions.parse(
             task="translate",
@@ -676,14 +707,14 @@ async def create_translation(
         ),
         require_speech=False,
     )
-    recognised = await _run(request, _recognise, data, options)
+    recognised = await _run(request, _recognise, path, options)
     return _answer(recognised, form.response_format, "translate", ["segment"])
 
 
-def _diarize(data: bytes, options: RecordingOptions, _: _Cancelled) -> tuple[float, list[SpeakerTurn]]:
+def _diarize(path: Path, options: RecordingOptions, _: _Cancelled) -> tuple[float, list[SpeakerTurn]]:
     from tingyin.speech.pipeline import diarize_recording
 
-    decoded = _decode(data)
+    decoded = _decode(path)
     return decoded.duration_s, diarize_recording(decoded, options)
 
 
@@ -704,17 +735,21 @@ async def create_diarization(
     request: Request, _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme)
 ) -> Response:
     """Speaker turns without the words: ``json`` segments ``{id, speaker, start, end}`` or ``rttm``."""
+    await _admit(request)
+    async with _received(request, DiarizationForm) as (path, form):
+        return await _diarization(request, path, form)
+
+
+async def _diarization(request: Request, path: Path, form: DiarizationForm) -> Response:
     from tingyin.speech.subtitles import rttm, speaker_label
 
-    await _admit(request)
-    data, form = await _read_form(request, DiarizationForm)
     options = RecordingOptions.parse(
         diarize=True,
         num_speakers=form.num_speakers,
         min_speakers=form.min_speakers or 1,
         max_speakers=form.max_speakers or max(8, form.num_speakers or 1, form.min_speakers or 1),
     )
-    duration, turns = await _run(request, _diarize, data, options)
+    duration, turns = await _run(request, _diarize, path, options)
     if form.response_format == "rttm":
         return PlainTextResponse(
             rttm("audio", [(t.start_ms / 1000, t.end_ms / 1000, speaker_label(t.speaker)) for t in turns])
@@ -766,7 +801,7 @@ async def list_models(
 ) -> OpenAIModelList:
     """The ASR models a request may name, and ``whisper-1`` (the default one). Every model the server knows,
     with its state, is at ``GET /v1/system/models``."""
-    await in_thread(authenticate_token, bearer_token(request))
+    await _authenticated(request)
     return OpenAIModelList(data=await in_thread(_models))
 
 
@@ -776,7 +811,7 @@ async def get_model(
 ) -> OpenAIModel:
     from tingyin.errors import NotFound
 
-    await in_thread(authenticate_token, bearer_token(request))
+    await _authenticated(request)
     for model in await in_thread(_models):
         if model.id == model_id:
             return model

@@ -8,11 +8,11 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, Depends
 from pydantic import BaseModel, Field
 
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, JobId, in_thread, native_app
 from tingyin.speech.pipeline import RecordingResult
 from tingyin.store.apps import AppInfo
 
-router = APIRouter(prefix="/v1", tags=["jobs"])
+router = APIRouter(prefix="/v1", tags=["jobs"], route_class=AuthenticatedRoute)
 
 JobStatus = Literal["queued", "running", "succeeded", "failed", "cancelled"]
 
@@ -53,6 +53,28 @@ class MisclassifiedClipOut(BaseModel):
     score: float | None
 
 
+class FeatureCandidateOut(BaseModel):
+    features: str
+    loo_accuracy: float = Field(description="leave-one-out accuracy of the ridge head on these features")
+    alpha: float = Field(description="the ridge penalty chosen for them")
+    predict_cost_ms: float = Field(description="estimated embedding time of a 5 s clip")
+
+
+class TrainingDetailsOut(BaseModel):
+    """How the served recipe was chosen and calibrated (docs/sound.md); empty for older versions."""
+
+    features: str | None = Field(default=None, description="the feature set served")
+    selection: list[FeatureCandidateOut] = Field(default_factory=list, description="every candidate tried")
+    penalty: float | None = None
+    temperature: float | None = Field(default=None, description="calibration temperature of the scores")
+    log_loss: float | None = None
+    expected_calibration_error: float | None = None
+    augmented_clips: int | None = Field(default=None, description="audio variants added to the training set")
+    unknown_threshold_default: float | None = Field(
+        default=None, description='the open-set threshold "auto" stands for'
+    )
+
+
 class EvaluationReportOut(BaseModel):
     """A trained version's figures on its held-out clips."""
 
@@ -68,6 +90,8 @@ class EvaluationReportOut(BaseModel):
     caution: str | None
     caution_en: str | None
     misclassified: list[MisclassifiedClipOut]
+    method: str | None = Field(default=None, description="how the figures were obtained, of which model")
+    details: TrainingDetailsOut = Field(default_factory=TrainingDetailsOut)
     timings: dict[str, float] = Field(default_factory=dict, description="seconds per training stage")
 
 
@@ -130,7 +154,7 @@ JobOut = Annotated[TranscriptionJobOut | DatasetImportJobOut | TrainingJobOut, F
 
 
 @router.get("/jobs/{job_id}", response_model=JobOut)
-async def get_any_job(job_id: str, app: AppInfo = Depends(native_app)) -> object:
+async def get_any_job(job_id: JobId, app: AppInfo = Depends(native_app)) -> object:
     """Any job of the app: its state and, once it succeeded, its result (by kind)."""
     from tingyin.jobs import get_job
 

@@ -10,16 +10,17 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from tingyin import audio
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, native_app
+from tingyin.api.openapi import BINARY, raw_body
 from tingyin.errors import InvalidRequest
+from tingyin.inference import InferenceExecutor
 from tingyin.store.apps import AppInfo
 
-router = APIRouter(prefix="/v1/music", tags=["music"])
+router = APIRouter(prefix="/v1/music", tags=["music"], route_class=AuthenticatedRoute)
 MAX_BYTES = 100 * 1024 * 1024
 DIMENSIONS = (
     "MusicTaggingGenre34",
     "MusicTaggingMood10",
-    "MusicTaggingTheme24",
     "MusicTaggingVocal",
     "MusicTaggingLang30",
 )
@@ -70,16 +71,9 @@ def _tag(data: bytes, task_types: list[str], top_num: int, embed: bool) -> Music
 @router.post(
     "/tags",
     response_model=MusicTagsOut,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "description": "the track's bytes, any container",
-            "content": {
-                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
-                "audio/*": {"schema": {"type": "string", "format": "binary"}},
-            },
-        }
-    },
+    openapi_extra=raw_body(
+        {"application/octet-stream": BINARY, "audio/*": BINARY}, "the track's bytes, any container"
+    ),
 )
 async def tag_music(
     request: Request,
@@ -95,4 +89,5 @@ async def tag_music(
         if len(data) > MAX_BYTES:
             raise InvalidRequest(f"a track takes at most {MAX_BYTES // 1024**2} MB")
     task_types = [t.strip() for t in tasks.split(",") if t.strip()]
-    return await in_thread(_tag, bytes(data), task_types, top_num, embed)
+    inference: InferenceExecutor = request.app.state.inference
+    return await inference.run(_tag, bytes(data), task_types, top_num, embed)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Literal
 
 from fastapi import APIRouter, Depends
@@ -9,10 +10,12 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from tingyin import __version__
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
+from tingyin.api.errors import without_server_paths
 from tingyin.store.apps import AppInfo
 
-router = APIRouter()
+router = APIRouter(route_class=AuthenticatedRoute)
+log = logging.getLogger(__name__)
 
 
 class HealthOut(BaseModel):
@@ -29,6 +32,7 @@ async def healthz() -> HealthOut:
 class ReadyChecks(BaseModel):
     database: str = Field(description='"ok" or why it is unavailable')
     broker: str = Field(description='"ok" or why it is unavailable')
+    storage: str = Field(description='"ok" or why the blob store is unavailable')
     models_loaded: list[str] = Field(description="model manager keys loaded in this process")
     asr_model: str = Field(description='"ok" once the default ASR model is loaded')
 
@@ -43,16 +47,23 @@ def _readiness() -> ReadyOut:
     from tingyin.jobs.celery_app import ping_broker
     from tingyin.models import get_manager
     from tingyin.speech.models import speech_models
+    from tingyin.store.blobs import blob_store
     from tingyin.store.db import ping
 
     states: dict[str, str] = {}
     ready = True
-    for name, probe in (("database", ping), ("broker", ping_broker)):
+    for name, probe in (
+        ("database", ping),
+        ("broker", ping_broker),
+        ("storage", lambda: blob_store().ping()),
+    ):
         try:
             probe()
             states[name] = "ok"
         except Exception as exc:
-            states[name] = f"unavailable: {exc}"
+            # The operator's probe: the reason, but no server path (the detail is in the log).
+            log.warning("readiness: %s unavailable: %s", name, exc)
+            states[name] = f"unavailable: {without_server_paths(str(exc))}"
             ready = False
     default_asr = get_settings().asr_model
     loaded = default_asr in speech_models().loaded()
@@ -62,6 +73,7 @@ def _readiness() -> ReadyOut:
         checks=ReadyChecks(
             database=states["database"],
             broker=states["broker"],
+            storage=states["storage"],
             models_loaded=get_manager().loaded(),
             asr_model="ok" if loaded else f"{default_asr} not loaded yet",
         ),
@@ -75,7 +87,7 @@ def _readiness() -> ReadyOut:
     responses={503: {"model": ReadyOut, "description": "not ready: the failing checks say why"}},
 )
 async def readyz() -> JSONResponse:
-    """Readiness: database and broker reachable, default ASR model loaded."""
+    """Readiness: database, broker and blob store reachable, default ASR model loaded."""
     ready = await in_thread(_readiness)
     return JSONResponse(ready.model_dump(mode="json"), status_code=200 if ready.ready else 503)
 

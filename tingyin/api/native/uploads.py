@@ -13,11 +13,12 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
+from tingyin.api.openapi import BINARY, raw_body
 from tingyin.store import uploads
 from tingyin.store.apps import AppInfo
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"], route_class=AuthenticatedRoute)
 
 
 class UploadIn(BaseModel):
@@ -51,13 +52,7 @@ async def get_upload(upload_id: str, app: AppInfo = Depends(native_app)) -> Uplo
 @router.put(
     "/{upload_id}",
     response_model=UploadOut,
-    openapi_extra={
-        "requestBody": {
-            "required": True,
-            "description": "the next bytes of the file",
-            "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
-        }
-    },
+    openapi_extra=raw_body({"application/octet-stream": BINARY}, "the next bytes of the file"),
 )
 async def put_chunk(
     upload_id: str,
