@@ -20,7 +20,7 @@ from tingyin.errors import InvalidRequest
 from tingyin.inference import InferenceExecutor
 from tingyin.sound import platform
 from tingyin.store.apps import AppInfo
-from tingyin.store.blobs import blob_store
+from tingyin.store.blobs import StoredBlob, blob_store
 
 router = APIRouter(prefix="/v1/sound", tags=["sound classification"], route_class=AuthenticatedRoute)
 ZIP_MAX_BYTES = 5 * 1024**3  # the seed's limit for a dataset archive
@@ -224,6 +224,7 @@ async def import_zip(dataset_id: RowId, request: Request, app: AppInfo = Depends
         max_bytes=ZIP_MAX_BYTES,
         empty_message="send the zip archive as the request body",
     )
+    await _refuse_unless_zip(archive)
     await in_thread(platform.start_import, app.pk, dataset_id, archive, job_id)
     return (await in_thread(get_job, job_id)).as_dict()
 
@@ -406,9 +407,7 @@ async def import_uploaded_zip(
     await in_thread(platform.get_dataset, app.pk, dataset_id)  # a wrong id is refused before the move
     job_id = new_job_id()
     archive, _name = await in_thread(take_upload, app.pk, body.upload_id, input_key(job_id, "dataset.zip"))
-    if not await in_thread(_is_zip, archive.key):
-        await in_thread(blob_store().discard, [archive])
-        raise InvalidRequest("the file is not a zip archive (zip one folder per class)")
+    await _refuse_unless_zip(archive)
     await in_thread(platform.start_import, app.pk, dataset_id, archive, job_id)
     return (await in_thread(get_job, job_id)).as_dict()
 
@@ -418,6 +417,13 @@ def _is_zip(key: str) -> bool:
 
     with blob_store().open(key) as stream:
         return zipfile.is_zipfile(stream)
+
+
+async def _refuse_unless_zip(archive: StoredBlob) -> None:
+    """A 400 now for a file that is not a zip (and its bytes gone), not a failed import job later."""
+    if not await in_thread(_is_zip, archive.key):
+        await in_thread(blob_store().discard, [archive])
+        raise InvalidRequest("the file is not a zip archive (zip one folder per class)")
 
 
 @router.get("/datasets/{dataset_id}/classes", response_model=ClassTable)
