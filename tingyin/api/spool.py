@@ -56,6 +56,10 @@ async def _abort(writer: BlobWriter | None) -> None:
 # ---------------------------------------------------------------- raw and multipart bodies
 
 
+class FormFieldError(InvalidRequest):
+    """A multipart form's text fields are refused (not the file): too many, too long, not text."""
+
+
 class FormFields:
     """The text fields of a multipart form besides its file, as sent (a name may repeat, in order), within
     a count and a byte budget: a form's small fields are read into memory, its file never is."""
@@ -71,13 +75,13 @@ class FormFields:
         self._count += 1
         self._size += len(value)
         if self._count > self.max_fields:
-            raise InvalidRequest(f"the form holds more than {self.max_fields} fields")
+            raise FormFieldError(f"the form holds more than {self.max_fields} fields")
         if self._size > self.max_bytes:
-            raise InvalidRequest(f"the form's fields besides the file hold more than {self.max_bytes} bytes")
+            raise FormFieldError(f"the form's fields besides the file hold more than {self.max_bytes} bytes")
         try:
             text = value.decode("utf-8")
         except UnicodeDecodeError:
-            raise InvalidRequest(f"the field {name!r} is not UTF-8 text") from None
+            raise FormFieldError(f"the field {name!r} is not UTF-8 text", param=name) from None
         self.values.setdefault(name, []).append(text)
 
 
@@ -176,7 +180,7 @@ class _MultipartFile:
         elif self.fields is not None:
             self._other_name = options.get(b"name", b"").decode("utf-8", "replace")
             if b"filename" in options:
-                raise InvalidRequest(f"{self._other_name!r} must be a text field")
+                raise FormFieldError(f"{self._other_name!r} must be a text field", param=self._other_name)
             self._other = bytearray()
 
     def _data(self, data: bytes, start: int, end: int) -> None:
@@ -185,7 +189,7 @@ class _MultipartFile:
         elif self._other is not None and self.fields is not None:
             self._other += data[start:end]
             if len(self._other) > self.fields.max_bytes:
-                raise InvalidRequest(f"the field {self._other_name!r} is too long")
+                raise FormFieldError(f"the field {self._other_name!r} is too long", param=self._other_name)
 
     def _end(self) -> None:
         self._inside = False

@@ -32,7 +32,7 @@ from tingyin.api.deps import bearer_scheme, bearer_token, in_thread
 from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
 from tingyin.api.guard import authenticate
 from tingyin.api.middleware import register_body_limit
-from tingyin.api.spool import FormFields, receive_upload, upload_chunks
+from tingyin.api.spool import FormFieldError, FormFields, receive_upload, upload_chunks
 from tingyin.config import get_settings
 from tingyin.errors import EngineError, InvalidRequest, QuotaExceeded, TingyinError
 from tingyin.inference import InferenceExecutor, ServerBusy
@@ -237,9 +237,10 @@ async def _received(request: Request, form_model: type[FormT]) -> AsyncIterator[
                 max_bytes=MAX_UPLOAD_BYTES,
                 empty_message="the file is empty",
             )
-        except InvalidRequest as exc:
-            if exc.param is None and "file" in exc.message:
-                exc.param = "file"
+        except FormFieldError:
+            raise
+        except InvalidRequest as exc:  # the body or its file part: missing, empty, too large, malformed
+            exc.param = exc.param or "file"
             raise
         yield path, _form_of(fields.values, form_model)
 
