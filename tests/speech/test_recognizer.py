@@ -207,3 +207,44 @@ def test_without_word_timestamps_utterances_still_span_the_speech(
 def test_generator_checks_audio_at_the_call(recognizer: Recognizer) -> None:
     with pytest.raises(InvalidRequest):
         recognizer.iter_utterances(np.zeros((2, 3, 4), dtype=np.float32))
+
+
+def test_translation_writes_english_for_mandarin_speech(recognizer: Recognizer) -> None:
+    audio = _clip("BAC009S0252W0396")  # 马龙以一百一十七比一百一十六收获前两局胜利
+    translated = recognizer.transcribe(audio, DecodeOptions(language="zh", task="translate"))
+    assert translated.text and not any("\u4e00" <= ch <= "\u9fff" for ch in translated.text)
+    assert "117" in translated.text and "116" in translated.text
+    assert translated.language == "zh"  # the spoken language; the text is English
+    assert all(u.language == "zh" for u in translated.utterances)
+    _assert_timestamps_sane(translated)
+    # English speech "translated" to English is its transcript.
+    english = _clip("LJ002-0114")
+    reference = "and imprisonment for debt has almost entirely disappeared"
+    text = recognizer.transcribe(english, DecodeOptions(task="translate")).text
+    assert edit_counts(scoring_units(reference, "WER"), scoring_units(text, "WER")).errors <= 1
+
+
+def test_utterances_carry_the_statistics_of_their_decode(
+    recognizer: Recognizer, finance_zh: Transcript
+) -> None:
+    for utterance in finance_zh.utterances:
+        stats = utterance.decoding
+        assert stats is not None
+        assert stats.temperature == 0.0  # beam search
+        assert -1.0 < stats.avg_logprob < 0.0 and 0.0 <= stats.no_speech_prob < 0.5
+        assert 0.5 < stats.compression_ratio < 2.4
+        assert stats.seek * 160 <= utterance.start_ms * 16  # the chunk starts at or before the utterance
+    tokens = recognizer.text_tokens(finance_zh.utterances[0].text, "zh")
+    assert tokens and recognizer.runner.tokenizer("zh").decode(tokens) == finance_zh.utterances[0].text
+    english = recognizer.text_tokens("Most of the letters", "en")
+    assert recognizer.runner.tokenizer("en").decode(english) == " Most of the letters"
+
+
+def test_sampling_temperature_and_caller_prompt(recognizer: Recognizer) -> None:
+    audio = _clip("LJ001-0126")  # "Most of Jenson's letters..."; the plain model writes "Jensen's"
+    prompted = recognizer.transcribe(
+        audio, DecodeOptions(language="en", prompt="Nicolas Jenson, the printer.")
+    )
+    assert "Jenson's" in prompted.text
+    sampled = recognizer.transcribe(_clip("LJ002-0114"), DecodeOptions(language="en", temperature=0.3))
+    assert sampled.text and all(u.decoding and u.decoding.temperature == 0.3 for u in sampled.utterances)

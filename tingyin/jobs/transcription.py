@@ -119,8 +119,14 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
     def report(fraction: float, message: str | None) -> None:
         ctx.progress(0.05 + 0.93 * fraction, message)
 
-    with speech_models().use(params.recording.decode.model) as recognizer:
-        result = transcribe_recording(decoded, params.recording, recognizer, progress=report)
+    from tingyin.metrics import current_api
+
+    api = current_api.set(params.vendor)  # the audio seconds of this job count for the API that submitted it
+    try:
+        with speech_models().use(params.recording.decode.model) as recognizer:
+            result = transcribe_recording(decoded, params.recording, recognizer, progress=report)
+    finally:
+        current_api.reset(api)
     ctx.progress(0.98, "rendering")
     return result.to_dict()
 

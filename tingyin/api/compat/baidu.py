@@ -190,7 +190,8 @@ async def _oauth_params(request: Request) -> dict[str, str]:
     return params
 
 
-@router.api_route("/oauth/2.0/token", methods=["GET", "POST"])
+@router.get("/oauth/2.0/token", operation_id="baidu_oauth_token_get")
+@router.post("/oauth/2.0/token", operation_id="baidu_oauth_token_post")
 async def oauth_token(request: Request) -> JSONResponse:
     """``grant_type=client_credentials`` with client_id (api_key) and client_secret (secret_key), or
     ``grant_type=refresh_token`` with refresh_token, client_id and client_secret; parameters in the
