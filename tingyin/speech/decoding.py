@@ -25,7 +25,7 @@ from tingyin.speech import guards, hotwords, textnorm
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.postprocess import DecodedChunk
-from tingyin.speech.rescoring import SecondPass, UnigramChooser
+from tingyin.speech.rescoring import SecondPass, UnigramChooser, biased_choice
 from tingyin.speech.timing import TimedChar, timed_chars
 from tingyin.speech.whisper import Generated, Hypothesis, WhisperModelRunner, speech_frames, window_frames
 
@@ -192,7 +192,7 @@ class ChunkDecoder:
             elif self.unigram is not None:
                 chosen.append(self.unigram.choose(result.hypotheses, languages[i], bias))
             else:
-                chosen.append(result.hypotheses[0] if result.hypotheses else Hypothesis([], "", 0.0))
+                chosen.append(biased_choice(result.hypotheses, bias))
         return chosen, rescored
 
     # --------------------------------------------------------------------------------------- the batch
@@ -234,7 +234,8 @@ class ChunkDecoder:
             if guards.is_loop(hypothesis.text):
                 hypothesis = self._resample(run, k) or hypothesis
             tokens, text = hypothesis.tokens, hypothesis.text
-            if guards.is_hallucination(text) or i in doubted:
+            style = STYLE_PROMPTS.get(run.languages[k], "")
+            if guards.is_hallucination(text) or guards.echoes_prompt(text, style) or i in doubted:
                 tokens, text = [], ""
             token_lists.append(tokens)
             rescored = k in run.rescored and tokens == run.chosen[k].tokens
