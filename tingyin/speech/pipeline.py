@@ -147,6 +147,10 @@ def _with_speakers(
     from tingyin.speech.diarization import assign_speakers, diarize
 
     turns = diarize(samples, num_speakers=options.num_speakers, max_speakers=options.max_speakers)
+    if not turns:
+        # Too little speech for the diarizer to find turns in: whoever spoke is the one speaker. A caller
+        # that asked for speakers gets one on every utterance (Volcano clients index additions.speaker).
+        return [u._replace(speaker=1) for u in utterances]
     return assign_speakers(utterances, turns)
 
 
