@@ -425,10 +425,19 @@ def test_official_sdk_8khz_speech_is_recognised_like_its_16khz_original(
     samples = audio.decode(ZH_CLIP).samples
     narrow = audio.resample(samples, 16000, 8000)
     wide = client.asr(pcm16k_of(samples), "pcm", 16000, {"dev_pid": 1537})
-    for fmt, data in (("pcm", pcm16k_of(narrow)), ("wav", wav_with_header_rate(narrow, 8000))):
+    narrow_files = (
+        ("pcm", pcm16k_of(narrow)),
+        ("wav", wav_with_header_rate(narrow, 8000)),
+        ("amr", encode(samples, 16000, "amr")),  # AMR-NB: 8 kHz by definition
+    )
+    for fmt, data in narrow_files:
         result = client.asr(data, fmt, 8000, {"dev_pid": 1537})
         assert result["err_no"] == 0, result
-        assert cer(reference, result["result"][0]) <= cer(reference, wide["result"][0]) + 0.1, (result, wide)
+        assert cer(reference, result["result"][0]) <= cer(reference, wide["result"][0]) + 0.15, (
+            fmt,
+            result,
+            wide,
+        )
     # Only where the standard version takes 8 kHz: not English, not the pro version, not a 16 kHz header.
     assert client.asr(pcm16k_of(narrow), "pcm", 8000, {"dev_pid": 1737})["err_no"] == 3311
     assert client.asr(wav_with_header_rate(samples, 16000), "wav", 8000, {"dev_pid": 1537})["err_no"] == 3316

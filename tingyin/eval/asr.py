@@ -132,8 +132,7 @@ def evaluate_asr(
     telephony): each clip is first brought down to this sample rate, as a narrow-band caller would send it;
     it is resampled back to the model's 16 kHz as the server does with such input.
     """
-    from tingyin.audio import resample
-    from tingyin.audio import decode
+    from tingyin.audio import decode, resample
     from tingyin.speech.models import speech_models
     from tingyin.speech.options import DecodeOptions
 
