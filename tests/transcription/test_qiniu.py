@@ -239,3 +239,18 @@ def test_hot_word_factors_on_real_clips(qiniu_server: Server, keys: dict[str, st
     steered = sync(qiniu_server, keys, homophone, hot_words=[{"hot_word": "警卫", "factor": -5}])["all_text"]
     assert "警卫" not in steered and "经纬" in steered, steered
     assert len(steered) == len(plain) and "调查" in steered
+
+
+def test_cantonese_model_on_cantonese_speech(qiniu_server: Server, keys: dict[str, str]) -> None:
+    """model_type cantonese on Cantonese (espeak-ng's yue voice): Chinese text or nothing, never the
+    decoder's Cantonese style prompt (docs/speech.md, Limits, says how far from right it is)."""
+    from tests.audiofactory import CANTONESE_SENTENCES, cantonese_speech
+
+    wav = cantonese_speech(CANTONESE_SENTENCES[0])
+    if wav is None:
+        pytest.skip("espeak-ng is not installed")
+    answer = sync(qiniu_server, keys, wav, model_type="cantonese")
+    assert answer["ret"] == 0, answer
+    text = answer["all_text"]
+    assert "广东话" not in text and "廣東話" not in text, text
+    assert len((set(text) & set(CANTONESE_SENTENCES[0])) - set("，。")) >= 2, text

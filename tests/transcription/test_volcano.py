@@ -21,11 +21,13 @@ from tingyin import audio
 @pytest.fixture(scope="module")
 def files() -> Iterator[FileServer]:
     talk, _ = conversation()
+    quick, _ = conversation(gap_s=0.2)
     english = audio.decode(EN_CLIP).samples
     narrow = audio.resample(english, 16000, 8000)
     server = FileServer(
         {
             "talk.wav": talk,
+            "quick-talk.wav": quick,  # turns 0.2 s apart: shorter than a pause that ends an utterance
             "mandarin.flac": SPEAKER_B[0].read_bytes(),
             "english.ogg": encode(english, 16000, "ogg"),  # Opus in OGG
             "english.opus": encode(english, 16000, "opus"),
@@ -331,3 +333,20 @@ def test_processing_deadline_is_1021(tmp_path: Path, files: FileServer) -> None:
         assert "Traceback" not in failed["message"]
     finally:
         server.stop()
+
+
+def test_utterances_split_where_the_speaker_changes(auc: Server, files: FileServer) -> None:
+    """Turns 0.2 s apart would be one utterance by pauses alone; with speakers no utterance spans two."""
+    app = auc.create_app("volc-quick-turns")
+    _, turns = conversation(gap_s=0.2)
+    accepted = submit(auc, app, f"{files.url}/quick-talk.wav", additions={"with_speaker_info": "True"})
+    done = query(auc, app, accepted["id"])
+    assert done["code"] == 1000, done
+    spanning = []
+    for utterance in done["utterances"]:
+        start, end = utterance["start_time"] / 1000, utterance["end_time"] / 1000
+        inside = [s for t0, t1, s in turns if min(end, t1) - max(start, t0) > 0.3]
+        if len(set(inside)) > 1:
+            spanning.append((utterance["text"], inside))
+    assert not spanning, spanning
+    assert {u["additions"]["speaker"] for u in done["utterances"]} == {"1", "2"}
