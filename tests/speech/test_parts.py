@@ -15,7 +15,7 @@ from tingyin.speech.options import DecodeOptions, HotWord
 from tingyin.speech.pipeline import RecordingOptions
 from tingyin.speech.postprocess import DecodedChunk
 from tingyin.speech.textnorm import strip_punctuation
-from tingyin.speech.timing import TimedChar
+from tingyin.speech.timing import TimedChar, snap_to_speech
 
 S = SAMPLE_RATE
 
@@ -80,6 +80,22 @@ def test_long_speech_is_split_at_its_least_speech_like_frame() -> None:
     assert len(regions) == 2
     assert abs(regions[0][1] / S - 9.0) < 0.1
     assert regions[0][1] == regions[1][0]
+
+
+def test_a_long_character_starts_after_the_last_pause_it_spans() -> None:
+    frame = 512 / S
+    probabilities = np.zeros(int(4.0 / frame), dtype=np.float32)
+    probabilities[int(0.5 / frame) : int(1.5 / frame)] = 0.9  # the previous character's speech
+    probabilities[int(2.1 / frame) : int(3.0 / frame)] = 0.9  # this one's, after a 0.6 s pause
+    probabilities[int(2.5 / frame) : int(2.7 / frame)] = 0.1  # a dip inside it is no pause
+    speech = SpeechMap(probabilities, len(probabilities) * 512)
+    previous, spanning, short = snap_to_speech(
+        [TimedChar("类", 0.2, 1.4), TimedChar("观", 1.3, 2.6), TimedChar("察", 2.6, 2.9)], speech
+    )
+    assert abs(previous.start - 0.5) < frame  # a chunk's first character: where its speech begins
+    assert abs(spanning.start - 2.1) < frame and spanning.end == 2.6  # after the pause, not at its start
+    assert short == TimedChar("察", 2.6, 2.9)  # short characters keep the alignment's times
+    assert speech.last_onset(3.2, 3.9) is None
 
 
 def test_short_unit_loops_are_loops() -> None:

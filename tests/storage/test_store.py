@@ -70,7 +70,11 @@ def test_owners_release_sweep_and_check(any_store: str) -> None:
     job_id = new_job_id()
     upload = store.put_bytes(input_key(job_id), b"audio bytes")
     submit_job(
-        "transcription", {"source": {"blob": upload.key}}, job_id=job_id, dispatch=False, inputs=[upload]
+        "dataset_import",
+        {"dataset_id": 1, "blob": upload.key},
+        job_id=job_id,
+        dispatch=False,
+        inputs=[upload],
     )
     # A dataset that does not exist (deleted while its sweeper was down) still has records.
     gone = Owner.dataset(424242)
