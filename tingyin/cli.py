@@ -783,6 +783,9 @@ def eval_asr(
     api_key: Annotated[str | None, typer.Option(help="With --server: the app's api_key.")] = None,
     secret_key: Annotated[str | None, typer.Option(help="With --server: the app's secret_key.")] = None,
     dev_pid: Annotated[int, typer.Option(help="With --server: the Baidu dev_pid.")] = 1537,
+    rate: Annotated[
+        int | None, typer.Option(help="Bring each clip down to this sample rate first (8000: telephony).")
+    ] = None,
 ) -> None:
     """CER (zh) or WER (en) and real-time factor over a manifest."""
     from tingyin.eval.asr import BaiduEndpoint, evaluate_asr, format_asr_report
@@ -806,6 +809,7 @@ def eval_asr(
             progress=lambda done, total: progress.update(task, completed=done, total=total),
             extra=_decoder_options(option or []),
             endpoint=endpoint,
+            rate=rate,
         )
     typer.echo(format_asr_report(result))
 

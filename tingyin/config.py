@@ -87,6 +87,11 @@ class Settings(BaseSettings):
     # Synchronous recognition gives up after these (Baidu answers 3313 / 3315).
     asr_decode_timeout_s: float = 30.0
     asr_recognize_timeout_s: float = 60.0
+    # A transcription job (native, Volcano, Qiniu async) fails with recognition_timeout (Volcano 1021,
+    # Qiniu 106) when one attempt runs longer than this, counted from its start (queueing does not
+    # count); 0 = no deadline. The default leaves whisper-base on two cores room for the longest
+    # recording accepted (5 h).
+    transcription_deadline_s: float = Field(default=6 * 3600.0, ge=0)
     # Audio fetched from user URLs (Volcano AUC, SAMI): hosts/addresses/CIDRs exempt from the rule that
     # refuses loopback, private and link-local targets, e.g. "10.0.0.0/8,files.internal".
     fetch_allow: str = ""

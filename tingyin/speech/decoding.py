@@ -25,7 +25,7 @@ from tingyin.speech import guards, hotwords, textnorm
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.postprocess import DecodedChunk
-from tingyin.speech.rescoring import SecondPass, UnigramChooser
+from tingyin.speech.rescoring import SecondPass, UnigramChooser, biased_choice
 from tingyin.speech.timing import TimedChar, timed_chars
 from tingyin.speech.types import DecodingStats
 from tingyin.speech.whisper import (
@@ -208,7 +208,7 @@ class ChunkDecoder:
                 written = "en" if options.translating else languages[i]
                 chosen.append(self.unigram.choose(result.hypotheses, written, bias))
             else:
-                chosen.append(result.hypotheses[0] if result.hypotheses else Hypothesis([], "", 0.0))
+                chosen.append(biased_choice(result.hypotheses, bias))
         return chosen, rescored
 
     # --------------------------------------------------------------------------------------- the batch
@@ -251,7 +251,8 @@ class ChunkDecoder:
             if guards.is_loop(hypothesis.text):
                 hypothesis, temperature = self._resample(run, k, options) or (hypothesis, temperature)
             tokens, text = hypothesis.tokens, hypothesis.text
-            if guards.is_hallucination(text) or i in doubted:
+            style = STYLE_PROMPTS.get(run.languages[k], "")
+            if guards.is_hallucination(text) or guards.echoes_prompt(text, style) or i in doubted:
                 tokens, text = [], ""
             token_lists.append(tokens)
             rescored = k in run.rescored and tokens == run.chosen[k].tokens

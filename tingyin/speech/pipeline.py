@@ -158,7 +158,12 @@ def _with_speakers(
 ) -> list[Utterance]:
     from tingyin.speech.diarization import assign_speakers
 
-    return assign_speakers(utterances, speaker_turns(samples, options))
+    turns = speaker_turns(samples, options)
+    if not turns:
+        # Too little speech for the diarizer to find turns in: whoever spoke is the one speaker. A caller
+        # that asked for speakers gets one on every utterance (Volcano clients index additions.speaker).
+        return [u._replace(speaker=1) for u in utterances]
+    return assign_speakers(utterances, turns)
 
 
 def speaker_turns(samples: np.ndarray, options: RecordingOptions) -> list[SpeakerTurn]:

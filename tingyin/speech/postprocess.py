@@ -1,7 +1,7 @@
 """From a decoded chunk to the utterances a caller sees: script, numbers, hot words, punctuation, splitting.
 
 Text: Traditional → Simplified, loops cut, numbers as digits (ITN on) or words (ITN off), hot-word correction,
-suppressed phrases removed, pause-based punctuation for Chinese (or none). Times are carried through every
+pause-based punctuation for Chinese (or none). Times are carried through every
 rewrite (``timing.retime``) and utterances split at sentence ends and long pauses.
 """
 
@@ -65,8 +65,6 @@ def rewrite_text(
         else textnorm.numbers_to_words(text, language)
     )
     text = hotwords.correct(text, bias)
-    if bias.suppressed and hotwords.contains_suppressed(text, bias):
-        text = hotwords.remove_suppressed(text, bias)
     return text.strip()
 
 
