@@ -122,7 +122,7 @@ def test_unexpected_exception_is_a_500_in_the_dialect_logged_once(failing: Serve
     assert_clean(native.text, server)
     assert access_line(server, "trace-unhandled")["status"] == 500
     logged = errors_of(server, "trace-unhandled")
-    assert len(logged) == 1 and "NotADirectoryError" in logged[0]["exception"], logged
+    assert len(logged) == 1 and "FileExistsError" in logged[0]["exception"], logged
 
     sami = httpx.post(
         f"{server.url}/api/v1/invoke",
