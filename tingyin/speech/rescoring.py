@@ -8,6 +8,8 @@ each
 ``TextScorer`` with its weight, and keeps the best sum. The winner's alignment is reused for its timestamps.
 
 Another language model joins by implementing ``TextScorer`` and being passed to ``SecondPass`` with a weight.
+An expensive one (the accurate mode's neural model) is a *reranker* instead: it only scores the few candidates
+that lead after Whisper's score (``RERANK_TOP`` per chunk), so its cost does not grow with the pool.
 Without any scorer (``TINGYIN_ZH_LM=off``) the ``UnigramChooser`` re-ranks the n-best with a word-frequency
 model instead.
 """
@@ -32,6 +34,7 @@ HOT_WORD_BONUS = 0.5  # nats per unit of hot-word weight for a candidate contain
 ALIGN_BATCH = 16  # candidates per teacher-forced scoring call
 SCORING_MARGIN_FRAMES = 50  # encoder frames (1 s) after the speech kept for teacher-forced scoring
 PRUNE_MARGIN = 0.0  # nats of text score below the beam's choice that still earn a teacher-forced score
+RERANK_TOP = 4  # candidates per chunk, best by sound + sense, that the rerankers score
 # The unigram fallback (no trigram): beam log-probability + weight × unigram log-probability.
 UNIGRAM_WEIGHT = 0.2  # tuned on 40 zh_dev clips
 UNIGRAM_LENGTH_REWARD = 0.5
@@ -117,10 +120,15 @@ class SecondPass:
         runner: WhisperModelRunner,
         proposer: RewriteProposer,
         scorers: Sequence[tuple[TextScorer, float]],
+        *,
+        rerankers: Sequence[tuple[TextScorer, float]] = (),
+        rerank_length_reward: float = 0.0,
     ) -> None:
         self.runner = runner
         self.proposer = proposer
         self.scorers = list(scorers)
+        self.rerankers = list(rerankers)
+        self.rerank_length_reward = rerank_length_reward  # nats per character, beside the rerankers
 
     def pool(
         self,
@@ -205,12 +213,34 @@ class SecondPass:
             for result in results:
                 probs = np.maximum(np.asarray(result.text_token_probs, dtype=np.float64), 1e-10)
                 acoustic.append(float(np.log(probs).sum()))
+        values = [sound + candidate.logprob for (_, candidate), sound in zip(rows, acoustic, strict=True)]
+        if self.rerankers:
+            values = self._rerank(rows, values)
         best: dict[int, tuple[float, Choice]] = {}
-        for (i, candidate), sound, alignment in zip(rows, acoustic, alignments, strict=True):
-            value = sound + candidate.logprob  # logprob holds the text score here
+        for (i, candidate), sound, alignment, value in zip(rows, acoustic, alignments, values, strict=True):
             if i not in best or value > best[i][0]:
                 best[i] = (value, Choice(candidate._replace(logprob=sound), alignment))
         return {i: choice for i, (_, choice) in best.items()}
+
+    def _rerank(self, rows: list[tuple[int, Hypothesis]], values: list[float]) -> list[float]:
+        """``values`` with the rerankers' weighted scores added to the ``RERANK_TOP`` best rows of each
+        chunk (all chunks in one call per reranker); the other rows can no longer win."""
+        by_chunk: dict[int, list[int]] = {}
+        for row, (i, _) in enumerate(rows):
+            by_chunk.setdefault(i, []).append(row)
+        top = [
+            row
+            for members in by_chunk.values()
+            for row in sorted(members, key=lambda r: values[r], reverse=True)[:RERANK_TOP]
+        ]
+        texts = [rows[row][1].text for row in top]
+        reranked = [-np.inf] * len(values)
+        for row, text in zip(top, texts, strict=True):
+            reranked[row] = values[row] + self.rerank_length_reward * len(flat(text))
+        for scorer, weight in self.rerankers:
+            for row, score in zip(top, scorer.score_texts(texts), strict=True):
+                reranked[row] += weight * score
+        return reranked
 
 
 __all__ = ["Choice", "RewriteProposer", "SecondPass", "TextScorer", "UnigramChooser", "flat"]
