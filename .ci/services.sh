@@ -10,8 +10,6 @@ STATE=${TINGYIN_TEST_SERVICES_DIR:-/tmp/tingyin-test-services}
 need=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || need+=(postgresql)
 command -v redis-server >/dev/null 2>&1 || need+=(redis-server)
-# The Mandarin trigram of the ASR second pass (tingyin/speech/zh_lm.py).
-ls /usr/lib/*/libime/zh_CN.lm >/dev/null 2>&1 || need+=(libime-data-language-model)
 # The music development data (tingyin/music/devset.py): General MIDI renders of real pieces.
 command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 [ -e /usr/share/sounds/sf2/FluidR3_GM.sf2 ] || need+=(fluid-soundfont-gm)
@@ -19,6 +17,8 @@ command -v fluidsynth >/dev/null 2>&1 || need+=(fluidsynth)
 # does not work offline) and a CJK font so the Chinese UI renders in the screenshots.
 command -v chromium >/dev/null 2>&1 || need+=(chromium)
 ls /usr/share/fonts/truetype/wqy/wqy-microhei.ttc >/dev/null 2>&1 || need+=(fonts-wqy-microhei)
+# The sound dev tasks (tingyin/eval/sound_tasks.py): spoken words (the instruments share fluidsynth above).
+command -v espeak-ng >/dev/null 2>&1 || need+=(espeak-ng)
 if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   apt-get update -qq >&2

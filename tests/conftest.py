@@ -51,7 +51,7 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A fresh TINGYIN_HOME with SQLite, and the shared model cache."""
     monkeypatch.setenv("TINGYIN_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TINGYIN_MODELS_DIR", str(MODEL_CACHE))
-    for name in ("TINGYIN_DATABASE_URL", "TINGYIN_BROKER_URL", "TINGYIN_REDIS_URL"):
+    for name in ("TINGYIN_DATABASE_URL", "TINGYIN_BROKER_URL", "TINGYIN_REDIS_URL", "TINGYIN_BLOB_URL"):
         monkeypatch.delenv(name, raising=False)
     _reset()
     yield tmp_path / "home"
@@ -130,7 +130,9 @@ def bearer(app: dict[str, str]) -> dict[str, str]:
 class Server:
     """A real ``tingyin serve`` process on a free port."""
 
-    def __init__(self, home: Path, env: dict[str, str] | None = None, worker: bool = True) -> None:
+    def __init__(
+        self, home: Path, env: dict[str, str] | None = None, worker: bool = True, preload: bool = True
+    ) -> None:
         self.home = home
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -146,6 +148,8 @@ class Server:
         args = [sys.executable, "-m", "tingyin.cli", "serve", "--port", str(self.port)]
         if not worker:
             args.append("--no-worker")
+        if not preload:
+            args.append("--no-preload")  # wait_ready(path="/healthz"): /readyz waits for the model
         self._log = self.log_path.open("wb")
         self.process = subprocess.Popen(
             args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
@@ -217,10 +221,16 @@ class Server:
 
 @pytest.fixture(scope="session")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    """One running server (embedded worker, SQLite) shared by the HTTP tests of the whole run."""
-    # Requests wait for an inference slot as long as they need: the shared server's tests check answers,
-    # not admission (tests/foundation/test_inference.py checks that).
-    env = {"TINGYIN_JOB_LEASE_SECONDS": "10", "TINGYIN_INFERENCE_ADMISSION_TIMEOUT_S": "600"}
+    """One running server (embedded worker, SQLite) shared by the HTTP tests of the whole run. Requests
+    wait for an inference slot as long as they need (tests/foundation/test_inference.py checks admission),
+    and its limits on failed authentications are off: many tests fail on purpose, all from 127.0.0.1
+    (tests/security has a server of its own with them on)."""
+    env = {
+        "TINGYIN_JOB_LEASE_SECONDS": "10",
+        "TINGYIN_INFERENCE_ADMISSION_TIMEOUT_S": "600",
+        "TINGYIN_AUTH_FAILURES_PER_ADDRESS": "0",
+        "TINGYIN_AUTH_FAILURES_PER_KEY": "0",
+    }
     instance = Server(tmp_path_factory.mktemp("server") / "home", env=env).wait_ready()
     yield instance
     instance.stop()

@@ -1,4 +1,5 @@
-"""Command line: ``tingyin serve``, ``worker``, ``apps``, ``models``, ``transcribe``, ``eval``."""
+"""Command line: ``tingyin serve``, ``worker``, ``apps``, ``models``, ``transcribe``, ``sound``,
+``storage``, ``eval``."""
 
 from __future__ import annotations
 
@@ -28,10 +29,14 @@ eval_app = typer.Typer(help="Evaluation scripts that print figures.", no_args_is
 sound_app = typer.Typer(
     help="Custom sound classifiers: models, datasets, training, publishing.", no_args_is_help=True
 )
+storage_app = typer.Typer(
+    help="Stored objects: what each owner holds, orphans, sweeping.", no_args_is_help=True
+)
 app.add_typer(apps_app, name="apps")
 app.add_typer(models_app, name="models")
 app.add_typer(eval_app, name="eval")
 app.add_typer(sound_app, name="sound")
+app.add_typer(storage_app, name="storage")
 
 console = Console(stderr=True)
 log = logging.getLogger("tingyin.cli")
@@ -62,9 +67,11 @@ def _progress() -> Progress:
 
 
 class WorkerSupervisor:
-    """Runs ``tingyin worker`` as a child process and restarts it when it dies."""
+    """Runs ``tingyin worker`` as a child process and restarts it when it dies; stops it with the
+    server (SIGTERM, then SIGKILL if it has not exited within the grace period and a margin). The
+    child also stops by itself if this process disappears (``--exit-with-parent``)."""
 
-    def __init__(self, concurrency: int) -> None:
+    def __init__(self, concurrency: int, grace_s: float) -> None:
         self.command = [
             sys.executable,
             "-m",
@@ -74,9 +81,12 @@ class WorkerSupervisor:
             str(concurrency),
             "--name",
             f"embedded-{os.getpid()}",
+            "--exit-with-parent",
         ]
+        self.grace_s = grace_s
         self.process: subprocess.Popen[bytes] | None = None
         self._stop = threading.Event()
+        self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._run, name="worker-supervisor", daemon=True)
 
     def start(self) -> WorkerSupervisor:
@@ -87,7 +97,10 @@ class WorkerSupervisor:
         backoff = 1.0
         while not self._stop.is_set():
             started = time.monotonic()
-            self.process = subprocess.Popen(self.command)
+            with self._lock:
+                if self._stop.is_set():
+                    return
+                self.process = subprocess.Popen(self.command)
             log.info(json.dumps({"event": "worker_started", "pid": self.process.pid}))
             code = self.process.wait()
             if self._stop.is_set():
@@ -97,14 +110,25 @@ class WorkerSupervisor:
             backoff = 1.0 if time.monotonic() - started > 60 else min(30.0, backoff * 2)
             self._stop.wait(backoff)
 
+    def begin_stop(self) -> None:
+        """Ask the worker to stop (its running job goes back to the queue) without waiting."""
+        with self._lock:
+            if self._stop.is_set():
+                return
+            self._stop.set()
+            if self.process and self.process.poll() is None:
+                self.process.send_signal(signal.SIGTERM)
+
     def stop(self) -> None:
-        self._stop.set()
+        self.begin_stop()
         if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGTERM)
             try:
-                self.process.wait(timeout=15)
+                self.process.wait(timeout=self.grace_s + 5)
             except subprocess.TimeoutExpired:
+                log.warning(json.dumps({"event": "worker_killed", "pid": self.process.pid}))
                 self.process.kill()
+                self.process.wait()
+        log.info(json.dumps({"event": "worker_stopped"}))
 
 
 def _preload() -> None:
@@ -132,7 +156,10 @@ def serve(
     ] = None,
     preload: Annotated[bool, typer.Option(help="Load the default ASR model at start.")] = True,
 ) -> None:
-    """Start the HTTP server, with an embedded job worker (data under $TINGYIN_HOME)."""
+    """Start the HTTP server, with an embedded job worker (data under $TINGYIN_HOME).
+
+    SIGTERM or SIGINT: stop accepting connections, let in-flight requests finish (up to
+    TINGYIN_SHUTDOWN_GRACE_S), stop the worker (its running job goes back to the queue), exit 0."""
     import uvicorn
 
     from tingyin.api.app import create_app
@@ -143,36 +170,69 @@ def serve(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
-    get_engine()  # create or migrate the database before anything uses it
-    supervisor = None
-    if worker if worker is not None else settings.embedded_worker:
-        supervisor = WorkerSupervisor(settings.worker_concurrency).start()
-    sweeper = JobSweeper().start()
-    # The app imports every module the preload needs: built first, so no two threads import them at once.
-    application = create_app()
-    if preload:
-        threading.Thread(target=_preload, name="preload", daemon=True).start()
-    try:
-        uvicorn.run(
-            application,
+    supervisor: WorkerSupervisor | None = None
+
+    class Server(uvicorn.Server):
+        def handle_exit(self, sig: int, frame: Any) -> None:
+            # The worker starts handing its job back while the requests drain, not after.
+            if supervisor is not None:
+                supervisor.begin_stop()
+            super().handle_exit(sig, frame)
+
+    server = Server(
+        uvicorn.Config(
+            create_app(),
             host=host or settings.host,
             port=port or settings.port,
             log_config=None,
             access_log=False,
-            timeout_graceful_shutdown=10,
+            timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
         )
+    )
+    # Until uvicorn installs its handlers (and after it restores these, when it re-raises the
+    # signal it caught), a signal only asks the server to stop: the cleanup below always runs.
+    for stop_signal in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(stop_signal, server.handle_exit)
+    get_engine()  # create or migrate the database before anything uses it
+    if worker if worker is not None else settings.embedded_worker:
+        supervisor = WorkerSupervisor(settings.worker_concurrency, settings.shutdown_grace_s).start()
+    sweeper = JobSweeper().start()
+    if preload:
+        threading.Thread(target=_preload, name="preload", daemon=True).start()
+    try:
+        server.run()
     finally:
         sweeper.stop()
         if supervisor:
             supervisor.stop()
+    log.info(json.dumps({"event": "server_stopped"}))
+
+
+def _exit_with_parent() -> None:
+    """Stop this worker (gracefully, as on SIGTERM) when the process that started it is gone."""
+    parent = os.getppid()
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        log.warning(json.dumps({"event": "parent_gone", "parent": parent}))
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
 
 
 @app.command()
 def worker(
     concurrency: Annotated[int | None, typer.Option(help="Jobs run at once (threads).")] = None,
     name: Annotated[str | None, typer.Option(help="Worker name (default: host and pid).")] = None,
+    exit_with_parent: Annotated[
+        bool, typer.Option("--exit-with-parent", hidden=True, help="Stop when the parent process exits.")
+    ] = False,
 ) -> None:
-    """Run a job worker (start any number, on any machine sharing the database and broker)."""
+    """Run a job worker (start any number, on any machine sharing the database and broker).
+
+    SIGTERM or SIGINT: the running job goes back to the queue (within TINGYIN_SHUTDOWN_GRACE_S) and
+    the worker exits 0."""
     from tingyin.api.middleware import configure_logging
     from tingyin.config import get_settings
     from tingyin.jobs.celery_app import QUEUE, celery_app
@@ -180,6 +240,8 @@ def worker(
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    if exit_with_parent:
+        _exit_with_parent()
     get_engine()
     node = f"{name or 'worker'}-{os.getpid()}@%h"
     celery_app.worker_main(
@@ -241,7 +303,8 @@ def apps_show(name: str) -> None:
 
 @apps_app.command("rotate")
 def apps_rotate(name: str) -> None:
-    """Issue new api_key, secret_key and app_token (the old ones stop working at once)."""
+    """Issue new api_key, secret_key and app_token. The old ones, and every OAuth access and refresh
+    token issued with them, stop working at once."""
     from tingyin.store.apps import rotate_app
 
     try:
@@ -249,6 +312,19 @@ def apps_rotate(name: str) -> None:
     except TingyinError as exc:
         _fail(exc)
     _print_json({k: v for k, v in credentials.as_dict().items() if k != "name"})
+
+
+@apps_app.command("revoke")
+def apps_revoke(name: str) -> None:
+    """Revoke every OAuth access and refresh token of an app now (its credentials stay; clients get a
+    new token with them)."""
+    from tingyin.store.apps import revoke_tokens
+
+    try:
+        count = revoke_tokens(name)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json({"name": name, "revoked_tokens": count})
 
 
 @apps_app.command("limits")
@@ -292,7 +368,7 @@ def apps_vocab(
 
 @apps_app.command("delete")
 def apps_delete(name: str, yes: Annotated[bool, typer.Option("--yes", help="Do not ask.")] = False) -> None:
-    """Delete an app and everything it owns."""
+    """Delete an app and everything it owns (its credentials and tokens stop working at once)."""
     from tingyin.store.apps import delete_app
 
     if not yes and not typer.confirm(f"Delete app {name} and all its data?"):
@@ -514,18 +590,16 @@ def sound_import(
     archive: Annotated[Path, typer.Argument(exists=True, dir_okay=False, help="Zip: one folder per class.")],
 ) -> None:
     """Import a zip of class folders into a dataset; prints the import report."""
-    from tingyin.jobs.service import submit_job
+    from tingyin.jobs.service import input_key, new_job_id
     from tingyin.sound import platform
-    from tingyin.store.blobs import put_blob
+    from tingyin.store.blobs import blob_store
 
     try:
         pk = _app_pk(app_name)
         platform.get_dataset(pk, dataset_id)
-        with archive.open("rb") as handle:
-            blob = put_blob(iter(lambda: handle.read(1024 * 1024), b""))
-        job_id = submit_job(
-            "dataset_import", {"dataset_id": dataset_id, "blob": blob.key}, app_pk=pk, dispatch=False
-        )
+        job_id = new_job_id()
+        stored = blob_store().put_file(input_key(job_id, "dataset.zip"), archive)
+        platform.start_import(pk, dataset_id, stored, job_id, dispatch=False)
     except TingyinError as exc:
         _fail(exc)
     _print_json(_run_job_here(job_id, "import"))
@@ -556,12 +630,34 @@ def sound_train(
 
 
 @sound_app.command("publish")
-def sound_publish(app_name: str, suffix: str, model_id: int, version: int, name: str = "") -> None:
+def sound_publish(
+    app_name: str,
+    suffix: str,
+    model_id: int,
+    version: int,
+    name: str = "",
+    unknown_threshold: Annotated[
+        str | None,
+        typer.Option(help='Open set: "auto" or a number in [0, 1) (docs/sound.md); off if absent.'),
+    ] = None,
+) -> None:
     """Publish (or hot-swap) a version at /rpc/2.0/ai_custom/v1/sound_cls/SUFFIX."""
     from tingyin.sound import platform
 
     try:
-        _print_json(platform.publish(_app_pk(app_name), suffix, name or suffix, model_id, version))
+        threshold = platform.parse_threshold(unknown_threshold)
+        _print_json(platform.publish(_app_pk(app_name), suffix, name or suffix, model_id, version, threshold))
+    except TingyinError as exc:
+        _fail(exc)
+
+
+@sound_app.command("unpublish")
+def sound_unpublish(app_name: str, suffix: str) -> None:
+    """Take the service at SUFFIX offline (its model and versions stay)."""
+    from tingyin.sound import platform
+
+    try:
+        _print_json(platform.unpublish(_app_pk(app_name), suffix))
     except TingyinError as exc:
         _fail(exc)
 
@@ -591,6 +687,9 @@ def classify(
     model_id: Annotated[int, typer.Option("--model", help="Model id.")],
     version: Annotated[int, typer.Option(help="Version number (V1 = 1).")],
     top_num: Annotated[int, typer.Option(help="How many classes.")] = 6,
+    unknown_threshold: Annotated[
+        str | None, typer.Option(help='Answer [unknown] first below this familiarity ("auto" or a number).')
+    ] = None,
 ) -> None:
     """Classify a clip with a trained version, locally."""
     from tingyin import audio
@@ -598,14 +697,54 @@ def classify(
 
     try:
         decoded = audio.decode(path, max_seconds=600)
-        _print_json(
-            {"results": platform.validate(_app_pk(app_name), model_id, version, decoded.mono(), top_num)}
-        )
+        threshold = platform.parse_threshold(unknown_threshold)
+        results = platform.validate(_app_pk(app_name), model_id, version, decoded.mono(), top_num, threshold)
+        _print_json({"results": results})
     except TingyinError as exc:
         _fail(exc)
 
 
 # ---------------------------------------------------------------- evaluation
+
+
+# ---------------------------------------------------------------- storage
+
+
+@storage_app.command("check")
+def storage_check() -> None:
+    """Objects and bytes per owner kind (job, dataset, model_version), and what should not be there:
+    objects without an owner record, records whose owner is gone, records whose object is missing,
+    unfinished uploads, this node's scratch files. Exit code 1 when anything is wrong."""
+    from tingyin.store.blobs import blob_store
+
+    try:
+        report = blob_store().check()
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json(report)
+    wrong = ("orphans", "ownerless_records", "missing_objects")
+    if any(report[name]["objects"] for name in wrong):
+        raise typer.Exit(code=1)
+
+
+@storage_app.command("sweep")
+def storage_sweep(
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            help="Seconds an object without an owner is spared (default TINGYIN_STORAGE_ORPHAN_GRACE_S)."
+        ),
+    ] = None,
+) -> None:
+    """Delete now what the periodic sweeper deletes: objects of owners that are gone, objects without an
+    owner older than the grace period, abandoned uploads and this node's abandoned scratch files."""
+    from tingyin.store.blobs import blob_store
+
+    try:
+        report = blob_store().sweep(list_objects=True, grace_s=grace, abort_uploads=True)
+    except TingyinError as exc:
+        _fail(exc)
+    _print_json(report.as_dict())
 
 
 @eval_app.command("asr")
@@ -768,6 +907,30 @@ def eval_recordings(
         log=typer.echo,
     )
     run_benchmark(config)
+
+
+@eval_app.command("sound-tasks")
+def eval_sound_tasks(
+    directory: Annotated[
+        Path, typer.Argument(help="Where the generated tasks are kept (created if absent).")
+    ],
+    testdata: Annotated[Path, typer.Option(help="The shared test data (zh_dev, en_dev, esc10).")] = Path(
+        "../shared/testdata"
+    ),
+    task: Annotated[list[str] | None, typer.Option(help="Only these tasks (repeat the option).")] = None,
+    size: Annotated[
+        list[int] | None, typer.Option(help="Training clips per class (default 10, 20, 50).")
+    ] = None,
+    open_set: Annotated[bool, typer.Option(help="Also score the unknown answer on unseen classes.")] = True,
+    seed: int = 0,
+) -> None:
+    """Dev tasks unlike ESC-10 (spoken words with unseen voices, instruments, speakers, music/speech/noise,
+    ESC-10 with few clips): generated once under DIRECTORY, then accuracy and train time per training size."""
+    from tingyin.eval.sound_tasks import TASKS, build_tasks, evaluate_tasks, format_task_report
+
+    manifests = build_tasks(directory, testdata, tasks=task or TASKS, seed=seed)
+    runs, open_runs = evaluate_tasks(manifests, sizes=size or (10, 20, 50), seed=seed, open_set=open_set)
+    typer.echo(format_task_report(runs, open_runs))
 
 
 def main() -> None:

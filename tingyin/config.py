@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -42,16 +42,17 @@ class Settings(BaseSettings):
     job_lease_seconds: float = 60.0
     # Redis transport: how long an unacknowledged message waits before redelivery.
     broker_visibility_timeout: float = 120.0
-    max_body_bytes: int = 150 * 1024 * 1024
+    # Body limit of routes without their own (JSON APIs); upload routes set theirs from the vendors'
+    # documents (dataset zip 5 GB, Qiniu ~134 MB of JSON, SAMI, native audio 500 MB) and stream.
+    max_body_bytes: int = 16 * 1024 * 1024
     model_idle_ttl_seconds: float = 900.0
     asr_model: str = Field(default="whisper-base", description="The ASR model requests get by default.")
     # The ASR models requests may choose among (``model=`` on the APIs): comma-separated names from
     # `tingyin models list`, or ``alias=reference`` where the reference is a local directory or
-    # ``hf:owner/repo``
-    # that only the operator sees. The default model is always enabled.
+    # ``hf:owner/repo`` that only the operator sees. The default model is always enabled.
     asr_models: str = ""
-    # Chinese second pass (speech/zh_lm.py): a word-level KenLM file; empty = libime's model if installed,
-    # "off" = the unigram corrector only.
+    # Chinese second pass (speech/zh_lm.py): a word n-gram file (our .npz, ARPA or KenLM trie binary); empty
+    # = the packaged libime trigram, "off" = the unigram corrector only.
     zh_lm: str = ""
     # Recognition accuracy when a request does not choose: "default" (Whisper + the trigram second pass) or
     # "accurate" (adds the neural language model of speech/neural_lm.py: the `accurate` extra). A server
@@ -67,6 +68,20 @@ class Settings(BaseSettings):
     inference_admission_timeout_s: float = Field(default=20.0, gt=0)
     # Web console sign-ins last this long (the cookie and its server-side session).
     console_session_ttl_s: int = 12 * 3600
+    # OAuth refresh tokens (Baidu/EasyDL): each is good for one refresh, within this long.
+    refresh_token_ttl_seconds: int = 30 * 24 * 3600
+    # Failed authentications tolerated per client address and per presented key (app id, API key,
+    # AccessKey) within auth_failure_window_s; beyond them, requests are refused (429) before their
+    # body is read until the window has passed. 0 turns a limit off.
+    auth_failures_per_address: int = 50
+    auth_failures_per_key: int = 100
+    auth_failure_window_s: float = 60.0
+    # Bodies whose credentials are inside them (SAMI, Qiniu signatures) stream into node-local scratch
+    # until checked; all such bodies together may hold at most this many bytes at once.
+    unauthenticated_body_bytes: int = 1024 * 1024 * 1024
+    # SIGTERM/SIGINT: in-flight requests get this long to finish, and a worker's running job this long
+    # to hand itself back to the queue, before the process exits anyway.
+    shutdown_grace_s: float = 10.0
     # Synchronous recognition gives up after these (Baidu answers 3313 / 3315).
     asr_decode_timeout_s: float = 30.0
     asr_recognize_timeout_s: float = 60.0
@@ -75,8 +90,24 @@ class Settings(BaseSettings):
     fetch_allow: str = ""
     fetch_max_bytes: int = 512 * 1024 * 1024
     fetch_timeout_s: float = 300.0
-    # Finished transcription jobs (and their audio) are purged after this long.
+    # Finished jobs (their results) are purged after this long; their input files go when they finish.
     job_retention_s: float = 7 * 24 * 3600.0
+    # Where stored objects (job inputs, dataset clips, trained models, exports) live: empty = the local
+    # directory home/blobs; "s3://bucket/prefix" = S3-compatible object storage (MinIO, Ceph RGW, AWS,
+    # Aliyun OSS, Tencent COS, Qiniu Kodo) reached with the s3_* settings below.
+    blob_url: str = ""
+    s3_endpoint_url: str | None = Field(default=None, description="e.g. http://minio:9000; empty = AWS.")
+    s3_region: str | None = None
+    # Empty: boto3's own chain (AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, ~/.aws, instance roles).
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    # "path" (MinIO, Ceph), "virtual" (Aliyun OSS requires it) or "auto" (boto3 decides).
+    s3_addressing_style: str = "auto"
+    # Objects nobody owns (a crash between storing and recording) are deleted once this old; the same
+    # age marks node-local scratch files as abandoned.
+    storage_orphan_grace_s: float = 3600.0
+    # How often each node lists the whole store for owner-less objects (records are checked every sweep).
+    storage_sweep_interval_s: float = 3600.0
     # Qiniu: a fetched result can be pulled again for this long, then the answer is 1013.
     qiniu_repull_window_s: float = 600.0
     # Sound classification platform (EasyDL): models per app and type.
@@ -84,6 +115,13 @@ class Settings(BaseSettings):
     # Music tagging (SAMI): "refuse" answers speech, noise and silence with "not music" as the vendor does;
     # "tag" tags whatever it is sent (the detector's verdict is still logged).
     music_non_music: Literal["refuse", "tag"] = "refuse"
+    # Sound training picks its features within this budget (docs/sound.md): wall seconds for embedding
+    # and fitting, the larger of a floor and a rate per second of training audio (60 s per 1,000 clips of
+    # 5 s, import included, is the target on 2 cores). Candidates whose prediction would cost more than
+    # sound_predict_budget_ms on a 5 s clip are never chosen.
+    sound_train_budget_floor_s: float = 60.0
+    sound_train_budget_ms_per_audio_s: float = 9.0
+    sound_predict_budget_ms: float = 100.0
     log_json: bool = True
     log_level: str = "INFO"
 
@@ -120,11 +158,16 @@ class Settings(BaseSettings):
         return self.home / "blobs"
 
     @property
+    def scratch_dir(self) -> Path:
+        """Node-local temporary files: request spools, job work directories, copies of stored objects."""
+        return self.home / "scratch"
+
+    @property
     def model_dir(self) -> Path:
         return self.models_dir or self.home / "models"
 
     def ensure_dirs(self) -> None:
-        for path in (self.home, self.blob_dir, self.model_dir):
+        for path in (self.home, self.scratch_dir, self.model_dir):
             path.mkdir(parents=True, exist_ok=True)
 
 

@@ -16,6 +16,13 @@ class TingyinError(Exception):
     def message(self) -> str:
         return str(self.args[0])
 
+    @property
+    def summary(self) -> str:
+        """What the error is, in general terms (its class's docstring): what a caller may read of a
+        failure of the server, whose message may hold internal detail."""
+        doc = (type(self).__doc__ or "").strip() if type(self) is not TingyinError else ""
+        return doc.splitlines()[0] if doc else "Internal error."
+
 
 class InvalidRequest(TingyinError):
     """The request is malformed or a parameter is invalid."""

@@ -86,7 +86,12 @@ def test_oauth_token_shape_and_errors(baidu: tuple[Server, dict[str, str], str])
     assert unsupported.json()["error"] == "unsupported_grant_type"
     refreshed = httpx.post(
         f"{server.url}/oauth/2.0/token",
-        data={"grant_type": "refresh_token", "refresh_token": answer["refresh_token"]},
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": answer["refresh_token"],
+            "client_id": app["api_key"],
+            "client_secret": app["secret_key"],
+        },
     ).json()
     assert refreshed["access_token"] != answer["access_token"]
 

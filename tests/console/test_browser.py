@@ -390,7 +390,7 @@ def test_music_tags_and_not_music(console: Console) -> None:
     page.get_by_test_id("tag-music").click()
     dimensions = page.locator("[data-dimension]")
     dimensions.first.wait_for(timeout=300_000)
-    assert dimensions.count() == 5
+    assert dimensions.count() == 4
     genre = page.locator("[data-dimension=MusicTaggingGenre34] .bar-row")
     assert genre.count() > 3
     assert page.get_by_test_id("vocal").inner_text() in ("纯音乐", "有人声")

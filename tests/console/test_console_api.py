@@ -317,7 +317,6 @@ def test_music_tags_native(server: Server) -> None:
     assert [d["task_type"] for d in body["dimensions"]] == [
         "MusicTaggingGenre34",
         "MusicTaggingMood10",
-        "MusicTaggingTheme24",
         "MusicTaggingVocal",
         "MusicTaggingLang30",
     ]

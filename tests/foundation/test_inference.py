@@ -7,8 +7,10 @@ import asyncio
 import base64
 import threading
 import time
+from collections.abc import Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any, TypeVar
 
 import httpx
 import numpy as np
@@ -16,6 +18,14 @@ import numpy as np
 from tests.conftest import FIXTURES, Server
 from tingyin.audio import decode
 from tingyin.inference import InferenceExecutor, ServerBusy
+
+T = TypeVar("T")
+
+
+def run_loop(coroutine: Coroutine[Any, Any, T]) -> T:
+    """``asyncio.run`` on a thread of its own (a browser test may leave a loop running on this one)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 def test_at_most_concurrency_run_and_the_rest_wait_in_turn() -> None:
@@ -36,7 +46,7 @@ def test_at_most_concurrency_run_and_the_rest_wait_in_turn() -> None:
     async def main() -> list[float]:
         return await asyncio.gather(*(executor.run(work, 0.1) for _ in range(6)))
 
-    assert asyncio.run(main()) == [0.1] * 6
+    assert run_loop(main()) == [0.1] * 6
     assert peak == 2 and executor.running == 0 and executor.waiting == 0
 
 
@@ -48,7 +58,7 @@ def test_a_full_queue_and_a_long_wait_are_refused_as_busy() -> None:
         return await asyncio.gather(*tasks, return_exceptions=True)
 
     started = time.monotonic()
-    outcomes = asyncio.run(main())
+    outcomes = run_loop(main())
     # One runs; one waits 0.3 s and gives up; the third finds the queue full and is refused at once.
     assert outcomes[0] is None
     assert all(isinstance(o, ServerBusy) for o in outcomes[1:])

@@ -22,6 +22,8 @@ from tingyin.errors import InvalidRequest
 from tingyin.music.embedder import DEFAULT_MUSIC_EMBEDDER, MusicEmbedder, get_music_embedder
 from tingyin.music.tagger import music_embedding
 from tingyin.sound.classifier import META_FILE, WHISPER_EMBEDDER, TrainedClassifier
+from tingyin.sound.features import FeatureSpec
+from tingyin.sound.whisper_onnx import EmbedderSpec
 
 RATE = 16000
 WINDOW = 3 * RATE
@@ -175,15 +177,18 @@ def test_music_embedder_matches_the_tagger_embeddings() -> None:
 
 def small_classifier(embedder_model: str, dim: int) -> TrainedClassifier:
     rng = np.random.default_rng(0)
+    features = (
+        FeatureSpec(whisper=EmbedderSpec(layers=(1, 2, 3)))
+        if embedder_model == WHISPER_EMBEDDER
+        else FeatureSpec(music=embedder_model)
+    )
     return TrainedClassifier(
         classes=["a", "b", "c"],
-        embedder_layers=(1, 2, 3) if embedder_model == WHISPER_EMBEDDER else (),
-        quantized=embedder_model == WHISPER_EMBEDDER,
+        features=features,
         mean=rng.normal(size=dim).astype(np.float32),
         scale=np.abs(rng.normal(size=dim)).astype(np.float32) + 0.5,
         weights=[rng.normal(size=(dim, 3)).astype(np.float32), rng.normal(size=3).astype(np.float32)],
         info={"seed": 0},
-        embedder_model=embedder_model,
     )
 
 
@@ -193,6 +198,9 @@ def test_whisper_classifier_saved_before_music_models_loads(tmp_path: Path, old_
     original.save(tmp_path)
     meta_path = tmp_path / META_FILE
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
+    meta["format_version"] = 1  # as written before feature sets: only the embedder record
+    for key in ("features", "temperature", "normalize_rows", "open_set"):
+        del meta[key]
     if old_embedder == "absent":
         del meta["embedder"]
     else:
@@ -200,8 +208,8 @@ def test_whisper_classifier_saved_before_music_models_loads(tmp_path: Path, old_
     meta_path.write_text(json.dumps(meta), encoding="utf-8")
 
     loaded = TrainedClassifier.load(tmp_path)
-    assert loaded.embedder_model == WHISPER_EMBEDDER and not loaded.is_music
-    assert loaded.embedder_layers == (1, 2, 3) and loaded.quantized
+    assert loaded.features == FeatureSpec(whisper=EmbedderSpec(layers=(1, 2, 3)), quantized=True)
+    assert not loaded.is_music and loaded.temperature == 1.0 and loaded.open_set is None
     features = np.random.default_rng(1).normal(size=(4, 1536)).astype(np.float32)
     np.testing.assert_allclose(
         loaded.scores_from_embeddings(features), original.scores_from_embeddings(features), atol=1e-6

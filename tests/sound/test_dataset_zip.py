@@ -15,6 +15,7 @@ from tingyin.sound.dataset_zip import (
     ZipBombDetected,
     ZipLimits,
     ZipMember,
+    directory_writer,
     import_zip,
     scan_zip,
 )
@@ -40,7 +41,7 @@ def reasons(report: ImportReport) -> dict[str, str]:
 def test_good_zip_imports_every_clip_by_content_hash(tmp_path: Path) -> None:
     entries = {f"dog_bark/{i}.flac": clip_bytes("dog_bark", i) for i in range(3)}
     entries |= {f"rain/{i}.flac": clip_bytes("rain", i) for i in range(2)}
-    report = import_zip(write_zip(tmp_path / "d.zip", entries), tmp_path / "out")
+    report = import_zip(write_zip(tmp_path / "d.zip", entries), directory_writer(tmp_path / "out"))
     assert report.class_counts == {"dog_bark": 3, "rain": 2}
     assert report.rejected == [] and report.duplicates == []
     for clip in report.accepted:
@@ -57,7 +58,7 @@ def test_single_wrapping_folder_is_looked_through(tmp_path: Path) -> None:
         "my_data/dog_bark/a.flac": clip_bytes("dog_bark", 0),
         "my_data/rain/b.flac": clip_bytes("rain", 0),
     }
-    report = import_zip(write_zip(tmp_path / "d.zip", entries), tmp_path / "out")
+    report = import_zip(write_zip(tmp_path / "d.zip", entries), directory_writer(tmp_path / "out"))
     assert report.class_counts == {"dog_bark": 1, "rain": 1}
 
 
@@ -74,7 +75,7 @@ def test_rule_violations_get_per_file_reasons(tmp_path: Path) -> None:
     }
     report = import_zip(
         write_zip(tmp_path / "d.zip", entries, compression=zipfile.ZIP_STORED),
-        tmp_path / "o",
+        directory_writer(tmp_path / "o"),
         limits=ZipLimits(max_file_bytes=64 * 1024),
     )
     codes = reasons(report)
@@ -91,11 +92,13 @@ def test_rule_violations_get_per_file_reasons(tmp_path: Path) -> None:
 def test_duplicates_are_counted_once_within_and_across_imports(tmp_path: Path) -> None:
     data = clip_bytes("rooster", 0)
     entries = {"rooster/a.flac": data, "rooster/copy.flac": data, "dog_bark/same.flac": data}
-    report = import_zip(write_zip(tmp_path / "d.zip", entries), tmp_path / "out")
+    report = import_zip(write_zip(tmp_path / "d.zip", entries), directory_writer(tmp_path / "out"))
     assert len(report.accepted) == 1 and len(report.duplicates) == 2
     assert {d.first_label for d in report.duplicates} == {"rooster"}
     again = import_zip(
-        tmp_path / "d.zip", tmp_path / "out", existing_hashes={c.content_hash for c in report.accepted}
+        tmp_path / "d.zip",
+        directory_writer(tmp_path / "out"),
+        existing_hashes={c.content_hash for c in report.accepted},
     )
     assert again.accepted == [] and len(again.duplicates) == 3
 
@@ -103,12 +106,16 @@ def test_duplicates_are_counted_once_within_and_across_imports(tmp_path: Path) -
 def test_too_many_files_and_classes(tmp_path: Path) -> None:
     entries = {f"c{i}/x{i}.flac": clip_bytes("rain", i) for i in range(4)}
     report = import_zip(
-        write_zip(tmp_path / "d.zip", entries), tmp_path / "out", limits=ZipLimits(max_classes=2)
+        write_zip(tmp_path / "d.zip", entries),
+        directory_writer(tmp_path / "out"),
+        limits=ZipLimits(max_classes=2),
     )
     assert len(report.accepted) == 2
     assert sorted(reasons(report).values()) == ["too_many_classes", "too_many_classes"]
     report = import_zip(
-        write_zip(tmp_path / "e.zip", entries), tmp_path / "out2", limits=ZipLimits(max_files=3)
+        write_zip(tmp_path / "e.zip", entries),
+        directory_writer(tmp_path / "out2"),
+        limits=ZipLimits(max_files=3),
     )
     assert len(report.accepted) == 3 and list(reasons(report).values()) == ["too_many_files"]
 
@@ -127,7 +134,7 @@ def test_zip_slip_entries_are_refused_and_nothing_escapes(tmp_path: Path) -> Non
         link.external_attr = (stat.S_IFLNK | 0o777) << 16
         archive.writestr(link, "/etc/passwd")
     out = tmp_path / "deep" / "out"
-    report = import_zip(path, out)
+    report = import_zip(path, directory_writer(out))
     codes = reasons(report)
     assert set(codes.values()) == {"unsafe_path"}
     assert len(codes) == 5
@@ -191,7 +198,7 @@ def test_not_a_zip_and_oversized_zip(tmp_path: Path) -> None:
     junk = tmp_path / "x.zip"
     junk.write_bytes(b"this is not a zip")
     with pytest.raises(DatasetZipError):
-        import_zip(junk, tmp_path / "out")
+        import_zip(junk, directory_writer(tmp_path / "out"))
     good = write_zip(tmp_path / "g.zip", {"rain/a.flac": clip_bytes("rain", 0)})
     with pytest.raises(DatasetZipError):
         list(scan_zip(good, limits=ZipLimits(max_zip_bytes=100)))

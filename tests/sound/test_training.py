@@ -1,4 +1,5 @@
-"""Training on real ESC-10 clips through the frozen Whisper encoder: accuracy, iteration, cancel, export."""
+"""Training on real ESC-10 clips through the frozen Whisper encoder: accuracy, feature selection,
+calibration, open set, iteration, cancel, export."""
 
 from __future__ import annotations
 
@@ -9,12 +10,25 @@ import numpy as np
 import pytest
 
 from tingyin.audio import decode
-from tingyin.sound.classifier import TrainedClassifier
+from tingyin.sound.classifier import UNKNOWN, TrainedClassifier
+from tingyin.sound.embeddings import get_embedder
 from tingyin.sound.evaluation import SMALL_CLASS_CAUTION_ZH
-from tingyin.sound.training import LabeledClip, TrainingCancelled, TrainingResult, train_classifier
+from tingyin.sound.features import DEFAULT_FEATURES, FeatureSpec, superset, whisper_columns
+from tingyin.sound.training import (
+    LabeledClip,
+    TrainingCancelled,
+    TrainingConfig,
+    TrainingResult,
+    choose_features,
+    train_classifier,
+)
+from tingyin.sound.whisper_onnx import EmbedderSpec
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "sound"
 CLASSES = ["dog_bark", "rain", "rooster"]
+# One candidate and audio variants on: the same work whatever the machine's load (the budget decides
+# otherwise, see test_selection_between_candidates).
+FIXED = TrainingConfig(candidates=(DEFAULT_FEATURES,), augment=True)
 
 pytestmark = pytest.mark.slow
 
@@ -50,22 +64,47 @@ def trained(cache_dir: Path) -> TrainingResult:
         cancel=None,
         seed=0,
         cache_dir=cache_dir,
+        config=FIXED,
     )
     assert steps[0] == 0.0 and steps[-1] == 1.0 and steps == sorted(steps)
     return result
 
 
-def test_held_out_accuracy_well_above_chance(trained: TrainingResult) -> None:
+def test_leave_one_out_report_of_the_served_recipe(trained: TrainingResult) -> None:
     report = trained.report
     assert trained.classifier.classes == CLASSES
-    assert report.held_out_count == 6  # 20 % of 8 clips per class, stratified
+    assert report.held_out_count == 24  # every clip, each predicted without itself and its variant
     assert report.accuracy >= 0.8  # chance is 1/3
     assert sum(map(sum, report.confusion_matrix)) == report.held_out_count
-    assert [m.support for m in report.per_class] == [2, 2, 2]
+    assert [m.support for m in report.per_class] == [8, 8, 8]
+    assert report.method is not None and "leave-one-out" in report.method
+    assert report.details["features"] == DEFAULT_FEATURES.key
+    assert 0.0 <= report.details["expected_calibration_error"] <= 1.0
     # Every class has fewer than 100 clips: the seed's caution is attached.
     assert report.caution == SMALL_CLASS_CAUTION_ZH and report.small_classes == CLASSES
     json.dumps(report.to_dict())  # JSON-serialisable
-    assert trained.augmented_count == 24  # small dataset: one audio variant per clip
+    assert trained.augmented_count == 24  # one audio variant per clip
+
+
+def test_scores_are_calibrated_not_saturated(trained: TrainingResult) -> None:
+    clip = sorted((FIXTURES / "rooster").glob("*.flac"))[0]
+    scores = trained.classifier.classify(decode(clip).samples).scores
+    # 24 clips cannot justify certainty: the smoothed temperature keeps the best score below 1.
+    assert 0.5 < scores.max() < 0.9999 and abs(float(scores.sum()) - 1.0) < 1e-5
+
+
+def test_unknown_answer_for_a_clip_unlike_every_class(trained: TrainingResult) -> None:
+    rate = 16000
+    time = np.arange(5 * rate) / rate
+    tone = (0.3 * np.sin(2 * np.pi * 440 * time)).astype(np.float32)  # a pure tone: no dog, rain or rooster
+    classifier = trained.classifier
+    assert classifier.open_set is not None and classifier.open_set.default_threshold == 0.05
+    familiarity = classifier.classify(tone).familiarity
+    assert familiarity is not None and familiarity < 0.05
+    assert classifier.predict(tone, top_num=2, unknown_threshold="auto")[0][0] == UNKNOWN
+    assert classifier.predict(tone, top_num=2)[0][0] in CLASSES  # off unless asked for
+    rooster = decode(sorted((FIXTURES / "rooster").glob("*.flac"))[1]).samples
+    assert classifier.predict(rooster, top_num=1, unknown_threshold="auto")[0][0] == "rooster"
 
 
 def test_predict_sorted_and_right_on_training_clips(trained: TrainingResult) -> None:
@@ -104,8 +143,10 @@ def test_iterate_from_version_keeps_classes(trained: TrainingResult, cache_dir: 
         cancel=None,
         seed=1,
         cache_dir=cache_dir,
+        config=FIXED,
     )
     assert result.classifier.classes == CLASSES
+    assert result.classifier.features == trained.classifier.features
     assert result.classifier.mean == pytest.approx(trained.classifier.mean)
     rain = decode(sorted((FIXTURES / "rain").glob("*.flac"))[0]).samples
     assert len(result.classifier.predict(rain, 6)) == 3
@@ -127,6 +168,7 @@ def test_cancel_raises_typed_error(cache_dir: Path) -> None:
             cancel=cancel,
             seed=0,
             cache_dir=cache_dir,
+            config=FIXED,
         )
 
 
@@ -155,17 +197,48 @@ def test_onnx_export_runs_in_onnxruntime_and_matches(trained: TrainingResult, tm
     session = ort.InferenceSession(str(onnx_path), options, providers=["CPUExecutionProvider"])
     for label in CLASSES:
         audio = decode(sorted((FIXTURES / label).glob("*.flac"))[-1]).samples
-        (scores,) = session.run(["scores"], {"audio": audio[None].astype(np.float32)})
-        expected = dict(trained.classifier.predict(audio, top_num=3))
-        assert scores.shape == (1, 3)
-        assert scores[0] == pytest.approx([expected[name] for name in labels], abs=1e-4)
+        scores, familiarity = session.run(
+            ["scores", "familiarity"], {"audio": audio[None].astype(np.float32)}
+        )
+        expected = trained.classifier.classify(audio)
+        assert scores.shape == (1, 3) and familiarity.shape == (1,)
+        assert scores[0] == pytest.approx(expected.scores, abs=1e-4)
+        assert familiarity[0] == pytest.approx(expected.familiarity, abs=1.5 / 24)  # one calibration step
+
+
+def test_selection_between_candidates(cache_dir: Path) -> None:
+    # Two candidates: layer 1 alone, and layers 1-3 (the reference); both are scored in the report.
+    first = FeatureSpec(EmbedderSpec(layers=(1,)))
+    result = train_classifier(
+        fixture_clips(),
+        cache_dir=cache_dir,
+        config=TrainingConfig(candidates=(DEFAULT_FEATURES, first), augment=False),
+    )
+    tried = {entry["features"]: entry["loo_accuracy"] for entry in result.selection}
+    assert set(tried) == {first.key, DEFAULT_FEATURES.key}
+    expected = choose_features([first, DEFAULT_FEATURES], [tried[first.key], tried[DEFAULT_FEATURES.key]], 24)
+    assert result.classifier.features == expected and result.augmented_count == 0
+    # The chosen features' sub-graph gives the same embedding as the columns sliced from the superset.
+    audio = decode(sorted((FIXTURES / "rain").glob("*.flac"))[0]).samples
+    whole = get_embedder(superset([first.whisper, DEFAULT_FEATURES.whisper])).embed(audio)  # type: ignore[list-item]
+    for spec in (first, DEFAULT_FEATURES):
+        assert spec.whisper is not None
+        own = get_embedder(spec.whisper).embed(audio)
+        sliced = whole[whisper_columns(superset([first.whisper, DEFAULT_FEATURES.whisper]), spec.whisper)]  # type: ignore[list-item]
+        np.testing.assert_allclose(own, sliced, rtol=1e-3, atol=1e-3)
 
 
 def test_fold_evaluation_script_on_fixture_manifest(cache_dir: Path) -> None:
     from tingyin.eval.sound import evaluate_esc10, format_sound_report
 
     result = evaluate_esc10(
-        FIXTURES / "manifest.csv", folds=[1], cache_dir=cache_dir, timing_clips=0, latency_runs=3, log=None
+        FIXTURES / "manifest.csv",
+        folds=[1],
+        cache_dir=cache_dir,
+        timing_clips=0,
+        latency_runs=3,
+        log=None,
+        config=FIXED,
     )
     assert [fold.fold for fold in result.folds] == [1]
     assert result.folds[0].test_clips == sum(1 for _ in (FIXTURES).glob("*/1-*.flac"))
@@ -179,3 +252,43 @@ def test_stereo_input_is_mixed_down(trained: TrainingResult) -> None:
     rain = decode(sorted((FIXTURES / "rain").glob("*.flac"))[1]).samples
     stereo = np.stack([rain, rain])
     assert_same_ranking(trained.classifier.predict(stereo, 3), trained.classifier.predict(rain, 3))
+
+
+@pytest.mark.parametrize("music", [None, "musicnn-mtt"])
+def test_export_of_every_feature_kind_matches_serving(tmp_path: Path, music: str | None) -> None:
+    """Whatever training chooses (log-mel statistics with Whisper layers, a musicnn part next to them),
+    the export is one graph that onnxruntime alone runs, scores and familiarity equal to serving."""
+    import onnxruntime as ort
+
+    from tingyin.sound.classifier import OpenSet
+    from tingyin.sound.whisper_onnx import MEL_LAYER
+
+    features = FeatureSpec(EmbedderSpec(layers=(MEL_LAYER, 1), poolings=("mean", "std")), music=music)
+    rng = np.random.default_rng(0)
+    dim = features.dim
+    classifier = TrainedClassifier(
+        classes=CLASSES,
+        features=features,
+        mean=rng.normal(size=dim).astype(np.float32),
+        scale=(np.abs(rng.normal(size=dim)) + 0.5).astype(np.float32),
+        weights=[0.05 * rng.normal(size=(dim, 3)).astype(np.float32), np.zeros(3, np.float32)],
+        temperature=0.5,
+        normalize_rows=True,
+        open_set=OpenSet(
+            centroids=np.eye(3, dim, dtype=np.float32),
+            logit_mean=0.0,
+            logit_std=1.0,
+            cosine_mean=0.0,
+            cosine_std=0.1,
+            calibration=np.sort(rng.normal(size=40)).astype(np.float32),
+            default_threshold=0.05,
+        ),
+    )
+    onnx_path, _ = classifier.export_onnx(tmp_path)
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    for label in CLASSES:
+        audio = decode(sorted((FIXTURES / label).glob("*.flac"))[0]).samples
+        scores, familiarity = session.run(["scores", "familiarity"], {"audio": audio[None]})
+        served = classifier.classify(audio)
+        np.testing.assert_allclose(scores[0], served.scores, atol=1e-4)
+        assert familiarity[0] == pytest.approx(served.familiarity, abs=1.5 / 40)

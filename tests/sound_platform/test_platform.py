@@ -285,12 +285,134 @@ def test_easydl_error_codes(platform: tuple[Server, dict[str, str]]) -> None:
     ):
         pytest.skip("needs the service published by test_whole_flow")
     assert code("farm_sounds", {"sound": sound}, access_token="24.bogus") == 110
-    assert code("farm_sounds", {"sound": sound}, access_token=other_token) == 6
+    # Another app's service answers exactly as a suffix nobody uses.
+    foreign = httpx.post(f"{base}/farm_sounds?access_token={other_token}", json={"sound": sound}).json()
+    unused = httpx.post(f"{base}/farm_sound?access_token={other_token}", json={"sound": sound}).json()
+    assert foreign["error_code"] == unused["error_code"] == 216102
+    assert foreign["error_msg"].replace("farm_sounds", "X") == unused["error_msg"].replace("farm_sound", "X")
     assert code("no_such_service", {"sound": sound}) == 216102
     assert code("farm_sounds", {"top_num": 3}) == 216101
     assert code("farm_sounds", {"sound": sound, "top_num": "three"}) == 216100
+    assert code("farm_sounds", {"sound": sound, "top_num": 10**19}) == 216100  # once accepted silently
+    assert code("farm_sounds", {"sound": sound, "top_num": 1e19}) == 216100
+    assert code("farm_sounds", {"sound": sound, "top_num": True}) == 216100
     assert code("farm_sounds", {"sound": "A" * (4 * 1024 * 1024 + 8)}) == 216103
     assert code("farm_sounds", {"sound": "data:audio/wav;base64," + sound}) == 336001
     assert code("farm_sounds", None, raw=b"sound=abc") == 336001
     assert code("farm_sounds", {"sound": base64.b64encode(b"not audio at all" * 10).decode()}) == 336001
     assert code("farm_sounds", {"sound": sound}) == 0
+
+
+def _tone(seconds: float = 5.0) -> bytes:
+    time_axis = np.arange(int(seconds * 16000)) / 16000
+    return audio.encode_wav((0.3 * np.sin(2 * np.pi * 440 * time_axis)).astype(np.float32))
+
+
+def test_easydl_seed_details_with_the_official_client(platform: tuple[Server, dict[str, str]]) -> None:
+    """Issue 15 (EasyDL): 100 vs 110 for the access token, top_num as a number in any JSON form, the open-set
+    answer of a service, and a report that describes the served model."""
+    from aip.easydl import EasyDL
+
+    server, app = platform
+    base = f"{server.url}/v1/sound"
+    services = httpx.get(f"{base}/services", headers=bearer(app)).json()["services"]
+    farm = next((s for s in services if s["suffix"] == "farm_sounds"), None)
+    if farm is None:
+        pytest.skip("needs the service published by test_whole_flow")
+    url = f"{server.url}{farm['url']}"
+    rooster = audio.encode_wav(audio.decode(clips_of("rooster")[-1]).samples)
+    sound = base64.b64encode(rooster).decode()
+
+    # The seed: 100 "Invalid parameter" (the access_token parameter is missing), 110 (not a valid token).
+    missing = httpx.post(url, json={"sound": sound}).json()
+    assert missing["error_code"] == 100 and "access_token" in missing["error_msg"]
+    assert httpx.post(f"{url}?access_token=", json={"sound": sound}).json()["error_code"] == 100
+    assert httpx.post(f"{url}?access_token=24.nope", json={"sound": sound}).json()["error_code"] == 110
+
+    # The official client fetches a new token and retries when it hears 110 (aip/base.py): a client
+    # holding a token the server no longer knows recovers by itself.
+    client = EasyDL(app["app_id"], app["api_key"], app["secret_key"])
+    client._AipBase__accessTokenUrl = f"{server.url}/oauth/2.0/token"
+    assert client.predictSound(url, rooster, {"top_num": 1})["results"][0]["name"] == "rooster"
+    client._authObj["access_token"] = "24.revoked-or-forgotten"
+    recovered = client.predictSound(url, rooster, {"top_num": 1})
+    assert recovered["results"][0]["name"] == "rooster", recovered
+    assert client._authObj["access_token"] != "24.revoked-or-forgotten"
+
+    # top_num: 2, "2" and 2.0 mean the same; more than the classes gives every class once.
+    for top_num in (2, "2", 2.0, " 2 "):
+        answer = client.predictSound(url, rooster, {"top_num": top_num})
+        assert len(answer["results"]) == 2, (top_num, answer)
+    assert len(client.predictSound(url, rooster, {"top_num": 6})["results"]) == len(CLASSES)
+    assert len(client.predictSound(url, rooster, {"top_num": "1000"})["results"]) == len(CLASSES)
+    assert len(client.predictSound(url, rooster, {"top_num": None})["results"]) == len(CLASSES)  # default 6
+    for bad in (2.5, "two", True, 0, -1, [2]):
+        answer = client.predictSound(url, rooster, {"top_num": bad})
+        assert answer.get("error_code") == 216100, (bad, answer)
+
+    # The open set is off by default; published with unknown_threshold "auto", a pure tone (no dog, rain
+    # or rooster) is answered "[unknown]" first, while a rooster stays a rooster.
+    assert client.predictSound(url, _tone(), {"top_num": 1})["results"][0]["name"] in CLASSES
+    model_id = farm["model_id"]
+    republished = httpx.put(
+        f"{base}/services/farm_sounds",
+        headers=bearer(app),
+        json={"name": "farm", "model_id": model_id, "version": farm["version"], "unknown_threshold": "auto"},
+    ).json()
+    assert republished["unknown_threshold"] == "auto"
+    unknown = client.predictSound(url, _tone(), {"top_num": 2})["results"]
+    assert unknown[0]["name"] == "[unknown]" and len(unknown) == 2, unknown
+    assert client.predictSound(url, rooster, {"top_num": 1})["results"][0]["name"] == "rooster"
+    wrong = httpx.put(
+        f"{base}/services/farm_sounds",
+        headers=bearer(app),
+        json={"name": "farm", "model_id": model_id, "version": farm["version"], "unknown_threshold": 1.5},
+    )
+    assert wrong.status_code in (400, 422)
+    validated = httpx.post(
+        f"{base}/models/{model_id}/versions/{farm['version']}/predict?top_num=1&unknown_threshold=0.05",
+        headers=bearer(app),
+        content=_tone(),
+        timeout=60,
+    ).json()["results"]
+    assert validated[0]["name"] == "[unknown]"
+
+    # The report describes the served version: leave-one-out of its own recipe, features named.
+    version = httpx.get(f"{base}/models/{model_id}/versions/{farm['version']}", headers=bearer(app)).json()
+    report = version["report"]
+    assert "leave-one-out" in report["method"] and report["held_out_count"] == report["train_count"]
+    assert report["details"]["features"].startswith("whisper-base")
+    assert report["details"]["selection"] and 0.0 <= report["details"]["expected_calibration_error"] <= 1.0
+
+
+def test_unpublish_before_delete(platform: tuple[Server, dict[str, str]]) -> None:
+    """Deleting what backs a live service is refused with a clear message; unpublish, then delete."""
+    server, app = platform
+    base = f"{server.url}/v1/sound"
+    services = httpx.get(f"{base}/services", headers=bearer(app)).json()["services"]
+    farm = next((s for s in services if s["suffix"] == "farm_sounds"), None)
+    if farm is None:
+        pytest.skip("needs the service published by test_whole_flow")
+    model_id, served = farm["model_id"], farm["version"]
+
+    refused = httpx.delete(f"{base}/models/{model_id}", headers=bearer(app))
+    assert refused.status_code == 409, refused.text
+    message = refused.json()["error"]["message"]
+    assert "farm_sounds" in message and "unpublish" in message
+    refused_version = httpx.delete(f"{base}/models/{model_id}/versions/{served}", headers=bearer(app))
+    assert refused_version.status_code == 409 and "unpublish" in refused_version.json()["error"]["message"]
+    # A version nobody serves can go; the service keeps working.
+    other = 1 if served != 1 else 2
+    assert httpx.delete(f"{base}/models/{model_id}/versions/{other}", headers=bearer(app)).status_code == 200
+    assert httpx.get(f"{base}/models/{model_id}/versions/{other}", headers=bearer(app)).status_code == 404
+    token = server.access_token(app)
+    url = f"{server.url}{farm['url']}?access_token={token}"
+    sound = base64.b64encode(clips_of("rooster")[0].read_bytes()).decode()
+    assert "results" in httpx.post(url, json={"sound": sound}, timeout=60).json()
+
+    gone = httpx.delete(f"{base}/services/farm_sounds", headers=bearer(app))
+    assert gone.status_code == 200 and gone.json()["unpublished"]["version"] == served
+    assert httpx.post(url, json={"sound": sound}, timeout=60).json()["error_code"] == 216102
+    assert httpx.delete(f"{base}/services/farm_sounds", headers=bearer(app)).status_code == 404
+    assert httpx.delete(f"{base}/models/{model_id}", headers=bearer(app)).status_code == 200
+    assert httpx.get(f"{base}/models/{model_id}", headers=bearer(app)).status_code == 404

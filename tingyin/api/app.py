@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import logging
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -12,12 +11,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tingyin import __version__
 from tingyin.api.errors import ErrorInfo, info_from_exception, render_error
+from tingyin.api.guard import AuthGuard
 from tingyin.api.middleware import BodyTooLarge, RequestContextMiddleware, body_limit_for
 from tingyin.config import get_settings
 from tingyin.errors import PayloadTooLarge, TingyinError
 from tingyin.inference import InferenceExecutor
-
-log = logging.getLogger(__name__)
 
 # Vendor adapters: each module exposes ``router`` (and registers its error dialect on import).
 COMPAT_MODULES = [
@@ -40,6 +38,14 @@ def _include_compat(app: FastAPI) -> None:
         app.include_router(module.router)
 
 
+def _validation_message(error: dict[str, object]) -> str:
+    if error.get("type") == "string_pattern_mismatch":
+        return "holds characters that are not allowed here (control characters, or see the API docs)"
+    if error.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    return str(error.get("msg"))
+
+
 def create_app() -> FastAPI:
     settings = get_settings()
     app = FastAPI(
@@ -58,6 +64,8 @@ def create_app() -> FastAPI:
         queue_size=settings.inference_queue,
         admission_timeout_s=settings.inference_admission_timeout_s,
     )
+    guard = AuthGuard.from_settings(settings)
+    app.state.auth_guard = guard
     app.include_router(native_router)
     _include_compat(app)
     from tingyin.api.console import install_console
@@ -66,7 +74,7 @@ def create_app() -> FastAPI:
 
     @app.exception_handler(TingyinError)
     async def tingyin_error(request: Request, exc: TingyinError) -> Response:
-        return render_error(request, info_from_exception(exc))
+        return render_error(request, info_from_exception(exc, request))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> Response:
@@ -80,18 +88,12 @@ def create_app() -> FastAPI:
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         details = "; ".join(
-            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {_validation_message(e)}" for e in exc.errors()
         )
         return render_error(request, ErrorInfo(400, "invalid_request", details or "invalid request"))
 
-    @app.exception_handler(Exception)
-    async def any_error(request: Request, exc: Exception) -> Response:
-        info = info_from_exception(exc)
-        if info.status >= 500 and info.code == "internal_error":
-            log.exception("unhandled error in %s %s", request.method, request.url.path)
-        return render_error(request, info)
-
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes)
+    # Unexpected exceptions become a 500 in RequestContextMiddleware (logged once, access-logged).
+    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, guard=guard)
     return app
 
 

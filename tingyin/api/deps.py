@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TypeVar
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Request
+from fastapi import Path, Request
+from fastapi.dependencies.models import Dependant
+from fastapi.routing import APIRoute
 from starlette.concurrency import run_in_threadpool
+from starlette.responses import Response
 
+from tingyin.api.guard import authenticate
 from tingyin.errors import Unauthorized
 from tingyin.store.apps import AppInfo, authenticate_token
 
 T = TypeVar("T")
+
+# Row ids in paths and bodies: the columns are 32-bit on PostgreSQL, so anything larger is refused
+# as a bad request before it reaches the database.
+MAX_ID = 2**31 - 1
+RowId = Annotated[int, Path(ge=1, le=MAX_ID)]
+JobId = Annotated[str, Path(max_length=64, pattern=r"^[A-Za-z0-9_-]+$")]
 
 
 def bearer_token(request: Request) -> str:
@@ -22,14 +32,43 @@ def bearer_token(request: Request) -> str:
     return value.strip()
 
 
-async def native_app(request: Request) -> AppInfo:
-    """The app calling the native API: from its bearer token, or else from the web console's session
-    cookie (with its CSRF token on state-changing calls; see ``tingyin.api.session``)."""
+async def _resolve_app(request: Request) -> AppInfo:
+    """The calling app, from the request's headers alone (never its body): its bearer token, or else the
+    web console's session cookie (with its CSRF token on state-changing calls; see
+    ``tingyin.api.session``)."""
     from tingyin.api.session import has_session_cookie, session_app
 
     if not request.headers.get("authorization") and has_session_cookie(request):
         return await session_app(request)
-    return await run_in_threadpool(authenticate_token, bearer_token(request))
+    return await authenticate(request, authenticate_token, bearer_token(request))
+
+
+async def native_app(request: Request) -> AppInfo:
+    """The app calling the native API (resolved once per request, before the body is read)."""
+    app: AppInfo | None = getattr(request.state, "app", None)
+    if app is None:
+        app = request.state.app = await _resolve_app(request)
+    return app
+
+
+def _needs_app(dependant: Dependant) -> bool:
+    return any(d.call is native_app or _needs_app(d) for d in dependant.dependencies)
+
+
+class AuthenticatedRoute(APIRoute):
+    """A native route that depends on ``native_app`` authenticates before anything else happens:
+    FastAPI would otherwise read and parse a JSON body before it resolves dependencies."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+        if not _needs_app(self.dependant):
+            return handler
+
+        async def authenticated_first(request: Request) -> Response:
+            await native_app(request)
+            return await handler(request)
+
+        return authenticated_first
 
 
 async def in_thread(function: Callable[..., T], *args: object, **kwargs: object) -> T:
@@ -37,4 +76,4 @@ async def in_thread(function: Callable[..., T], *args: object, **kwargs: object)
     return await run_in_threadpool(function, *args, **kwargs)
 
 
-__all__ = ["bearer_token", "in_thread", "native_app"]
+__all__ = ["MAX_ID", "AuthenticatedRoute", "JobId", "RowId", "bearer_token", "in_thread", "native_app"]

@@ -4,11 +4,19 @@ A vendor adapter registers a ``Dialect`` for its paths; anything raised on those
 route that does not exist, a body over the limit, a validation failure or an unexpected exception)
 is rendered by that dialect. Other paths get the native shape
 ``{"error": {"code", "message", "request_id"}}``.
+
+What a caller reads is decided here (``client_message``): the message of an error in the request
+(4xx), without any server path; for a failure of the server (5xx), its generic description, while
+the detail and traceback go to the log, once, under the request id the caller is given.
 """
 
 from __future__ import annotations
 
+import json
 import logging
+import re
+import sys
+import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,7 +84,54 @@ def render_error(request: Request, info: ErrorInfo) -> Response:
     return response
 
 
-def info_from_exception(exc: BaseException) -> ErrorInfo:
+def _server_roots() -> list[str]:
+    from tingyin.config import get_settings
+
+    settings = get_settings()
+    roots = {str(settings.home), str(settings.model_dir), sys.prefix, sys.base_prefix, tempfile.gettempdir()}
+    return sorted((r.rstrip("/") for r in roots if len(r) > 1), key=len, reverse=True)
+
+
+def without_server_paths(text: str) -> str:
+    """``text`` with every file path under the server's directories replaced by "<server path>"."""
+    for root in _server_roots():
+        text = re.sub(r"(?<![^\s'\"(\[=:])" + re.escape(root) + r"(?:/[^\s'\"]*)?", "<server path>", text)
+    return text
+
+
+def generic_message(exc: BaseException, rid: str) -> str:
+    """The description of a server-side failure a caller may read (its class's docstring)."""
+    summary = exc.summary if isinstance(exc, TingyinError) else "Internal error."
+    return f"{summary} Quote request id {rid} to the operator." if rid else summary
+
+
+def log_server_error(request: Request, exc: BaseException) -> None:
+    """One log record per server-side failure: the request id, the route and the traceback."""
+    record = {
+        "event": "server_error",
+        "request_id": request_id(request),
+        "method": request.method,
+        "path": request.url.path,
+        "error": getattr(exc, "code", "internal_error"),
+    }
+    log.error(json.dumps(record), exc_info=(type(exc), exc, exc.__traceback__))
+
+
+def client_message(request: Request, exc: TingyinError) -> str:
+    """What the caller of ``request`` may read about ``exc`` (see the module's docstring)."""
+    if exc.http_status >= 500:
+        log_server_error(request, exc)
+        return generic_message(exc, request_id(request))
+    return without_server_paths(exc.message)
+
+
+def info_from_exception(exc: BaseException, request: Request | None = None) -> ErrorInfo:
+    """The error as the dialects render it. With ``request``, a ``TingyinError`` of the server is
+    logged here; an unexpected exception is logged by whoever caught it."""
     if isinstance(exc, TingyinError):
-        return ErrorInfo(exc.http_status, exc.code, exc.message, exc)
-    return ErrorInfo(500, "internal_error", "internal error; see the server log for the request id")
+        if request is not None:
+            return ErrorInfo(exc.http_status, exc.code, client_message(request, exc), exc)
+        message = exc.message if exc.http_status < 500 else generic_message(exc, "")
+        return ErrorInfo(exc.http_status, exc.code, without_server_paths(message), exc)
+    rid = request_id(request) if request is not None else ""
+    return ErrorInfo(500, "internal_error", generic_message(exc, rid))

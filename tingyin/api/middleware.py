@@ -1,9 +1,11 @@
-"""ASGI middleware: request ids and structured access logs; body limits enforced before reading."""
+"""ASGI middleware: request ids, structured access logs, server errors, limits enforced before reading."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -12,7 +14,8 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tingyin.api.errors import info_from_exception, render_error
+from tingyin.api.errors import info_from_exception, log_server_error, render_error
+from tingyin.api.guard import AuthGuard, TooManyFailures, client_address
 from tingyin.errors import PayloadTooLarge
 
 log = logging.getLogger("tingyin.access")
@@ -26,9 +29,11 @@ def register_body_limit(matches: Callable[[str], bool], limit: int) -> None:
 
 
 def body_limit_for(path: str, default: int) -> int:
+    """A route's own limit (the vendor's document, e.g. a 5 GB dataset zip), else ``default``
+    (``TINGYIN_MAX_BODY_BYTES``). Routes with a limit above a few megabytes stream their bodies."""
     for matches, limit in _body_limits:
         if matches(path):
-            return min(limit, default)
+            return limit
     return default
 
 
@@ -36,14 +41,23 @@ class BodyTooLarge(Exception):
     pass
 
 
-class RequestContextMiddleware:
-    """Gives each request an id (``X-Request-Id``, honoured if the client sent one), refuses bodies
-    over the limit before reading them (by Content-Length, or while streaming when chunked), and
-    writes one JSON access-log line per request."""
+REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+# Liveness and readiness answer whoever asks: an orchestrator behind the same address as a client
+# that failed to authenticate must not restart the server.
+PROBES = ("/healthz", "/readyz")
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int) -> None:
+
+class RequestContextMiddleware:
+    """Gives each request an id (``X-Request-Id``, honoured if the client sent a plain one), refuses
+    a client that failed authentication too often and bodies over the limit before reading them (by
+    Content-Length, or while streaming when chunked), turns an unexpected exception into a 500 in
+    the route's dialect (logged once, with its traceback and the request id), and writes one JSON
+    access-log line per request, with the vendor ids the route noted (``note_ids``)."""
+
+    def __init__(self, app: ASGIApp, max_body_bytes: int, guard: AuthGuard) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
+        self.guard = guard
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -51,23 +65,32 @@ class RequestContextMiddleware:
             return
         started = time.perf_counter()
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        rid = headers.get("x-request-id", "")[:64] or uuid.uuid4().hex
-        scope.setdefault("state", {})["request_id"] = rid
+        sent_id = headers.get("x-request-id", "")
+        rid = sent_id if REQUEST_ID.match(sent_id) else uuid.uuid4().hex
+        state = scope.setdefault("state", {})
+        state["request_id"] = rid
+        state["log_ids"] = {}
         status_holder: dict[str, int] = {"status": 0}
         limit = body_limit_for(scope["path"], self.max_body_bytes)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
                 status_holder["status"] = message["status"]
-                raw = list(message.get("headers", []))
-                if not any(k.lower() == b"x-request-id" for k, _ in raw):
-                    raw.append((b"x-request-id", rid.encode()))
+                raw = [(k, v) for k, v in message.get("headers", []) if k.lower() != b"x-request-id"]
+                raw.append((b"x-request-id", rid.encode()))
                 message["headers"] = raw
             await send(message)
 
+        try:
+            if scope["path"] not in PROBES:
+                self.guard.check(client_address(scope))
+        except TooManyFailures as exc:
+            await self._reject(scope, send_with_id, exc)
+            self._log(scope, rid, 429, started)
+            return
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
-            await self._reject(scope, send_with_id, limit)
+            await self._reject(scope, send_with_id, PayloadTooLarge.over(limit))
             self._log(scope, rid, 413, started)
             return
 
@@ -86,13 +109,25 @@ class RequestContextMiddleware:
             await self.app(scope, counting_receive, send_with_id)
         except BodyTooLarge:
             if status_holder["status"] == 0:
-                await self._reject(scope, send_with_id, limit)
+                await self._reject(scope, send_with_id, PayloadTooLarge.over(limit))
             status_holder["status"] = 413
+        except asyncio.CancelledError:
+            # Cut off (the shutdown's grace period ran out): still one access-log line.
+            self._log(scope, rid, status_holder["status"] or 499, started)
+            raise
+        except Exception as exc:
+            # Handled here rather than re-raised: the server would log it a second time, and this
+            # access-log line would be lost.
+            request = Request(scope)
+            log_server_error(request, exc)
+            if status_holder["status"] == 0:
+                await self._reject(scope, send_with_id, exc)
+            status_holder["status"] = 500
         self._log(scope, rid, status_holder["status"], started)
 
-    async def _reject(self, scope: Scope, send: Send, limit: int) -> None:
+    async def _reject(self, scope: Scope, send: Send, exc: BaseException) -> None:
         request = Request(scope)
-        response = render_error(request, info_from_exception(PayloadTooLarge.over(limit)))
+        response = render_error(request, info_from_exception(exc, request))
 
         async def empty_receive() -> Message:
             return {"type": "http.disconnect"}
@@ -109,7 +144,17 @@ class RequestContextMiddleware:
             "status": status,
             "ms": round((time.perf_counter() - started) * 1000, 1),
         }
+        noted = scope.get("state", {}).get("log_ids")
+        if noted:
+            record["ids"] = noted
         log.info(json.dumps(record, ensure_ascii=False))
+
+
+def note_ids(request: Request, **ids: object) -> None:
+    """Put vendor ids a caller may quote (Baidu sn, EasyDL log_id, SAMI task_id, job ids) on the
+    request's access-log line, next to its request id."""
+    noted = request.scope.setdefault("state", {}).setdefault("log_ids", {})
+    noted.update({name: str(value) for name, value in ids.items() if value is not None})
 
 
 class JsonFormatter(logging.Formatter):

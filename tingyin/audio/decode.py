@@ -150,13 +150,19 @@ def _as_stream(source: AudioSource) -> tuple[BinaryIO, int]:
             size = path.stat().st_size
             return path.open("rb"), size
         except FileNotFoundError as exc:
-            raise AudioError(f"audio file not found: {path}") from exc
+            raise AudioError("the audio file is missing") from exc
     stream = source
     position = stream.tell()
     stream.seek(0, io.SEEK_END)
     size = stream.tell() - position
     stream.seek(position)
     return stream, size
+
+
+def _reason(exc: BaseException) -> str:
+    """FFmpeg's and the OS's reason without the file name they add (a server path)."""
+    reason = getattr(exc, "strerror", None)
+    return str(reason) if reason else str(exc)
 
 
 def _normalise_format(fmt: str | None) -> str | None:
@@ -227,7 +233,7 @@ def probe(
     except AudioError:
         raise
     except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
-        raise CorruptAudio(f"cannot read the audio: {exc}") from exc
+        raise CorruptAudio(f"cannot read the audio: {_reason(exc)}") from exc
 
 
 def _container_hint(fmt: str | None) -> str | None:
@@ -303,7 +309,7 @@ def _decode_container(
     try:
         container = av.open(stream, mode="r", format=_container_hint(fmt))
     except av.error.FFmpegError as exc:
-        raise CorruptAudio(f"not a readable audio file: {exc}") from exc
+        raise CorruptAudio(f"not a readable audio file: {_reason(exc)}") from exc
     with container:
         if not container.streams.audio:
             raise CorruptAudio("no audio stream in the data")
@@ -329,7 +335,7 @@ def _decode_container(
                     raise AudioTooLong(f"audio is longer than the limit of {max_seconds:g} s")
         except av.error.FFmpegError as exc:
             if not chunks:
-                raise CorruptAudio(f"cannot decode the audio: {exc}") from exc
+                raise CorruptAudio(f"cannot decode the audio: {_reason(exc)}") from exc
             # A truncated tail still yields what came before it; keep that like FFmpeg's CLI does.
         if not chunks:
             raise CorruptAudio("the audio stream decoded to nothing")

@@ -7,7 +7,9 @@ from tingyin.jobs.service import (
     JobView,
     cancel_job,
     get_job,
+    input_key,
     job_handler,
+    new_job_id,
     on_job_finished,
     submit_job,
 )
@@ -19,7 +21,9 @@ __all__ = [
     "JobView",
     "cancel_job",
     "get_job",
+    "input_key",
     "job_handler",
+    "new_job_id",
     "on_job_finished",
     "submit_job",
 ]

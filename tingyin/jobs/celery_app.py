@@ -6,10 +6,13 @@ Workers: ``tingyin worker`` (any number of machines), or the one ``tingyin serve
 from __future__ import annotations
 
 import logging
+import os
+import threading
+import time
 from typing import Any
 
 from celery import Celery, Task
-from celery.signals import worker_ready, worker_shutdown
+from celery.signals import worker_ready, worker_shutdown, worker_shutting_down
 from kombu.exceptions import OperationalError as KombuOperationalError
 
 from tingyin.config import get_settings
@@ -34,9 +37,40 @@ def _transport_options(broker_url: str, visibility_timeout: float) -> dict[str, 
     return {}
 
 
-def make_celery() -> Celery:
+class GracefulStop:
+    """A worker's shutdown (SIGTERM/SIGINT): no new job is claimed, a running job hands itself back
+    to the queue at its next progress report, and if it has not within the grace period, the
+    process exits anyway; its lease then runs out and another worker takes the job, as after a
+    crash. Either way the process exits 0."""
+
+    def __init__(self) -> None:
+        self.event = threading.Event()
+
+    def begin(self, grace_s: float) -> None:
+        if self.event.is_set():
+            return
+        self.event.set()
+        threading.Thread(target=self._deadline, args=(grace_s,), name="stop-deadline", daemon=True).start()
+
+    @staticmethod
+    def _deadline(grace_s: float) -> None:
+        time.sleep(grace_s)
+        log.warning("a job did not hand itself back within %.0f s; exiting anyway", grace_s)
+        logging.shutdown()
+        os._exit(0)
+
+
+class TingyinCelery(Celery):
+    """The Celery app, with the worker's graceful stop."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.graceful_stop = GracefulStop()
+
+
+def make_celery() -> TingyinCelery:
     settings = get_settings()
-    app = Celery("tingyin", broker=settings.celery_broker_url, backend=None)
+    app = TingyinCelery("tingyin", broker=settings.celery_broker_url, backend=None)
     app.conf.update(
         task_default_queue=QUEUE,
         task_acks_late=True,  # a message is acknowledged only after its job ran
@@ -63,7 +97,7 @@ celery_app = make_celery()
 def run_job_task(self: Task, job_id: str) -> None:
     from tingyin.jobs.service import execute_job
 
-    claim = execute_job(job_id)
+    claim = execute_job(job_id, stopping=celery_app.graceful_stop.event)
     if claim.outcome == "missing":
         # The submitter's transaction may not be committed yet; give it a moment, then give up.
         if self.request.retries < 10:
@@ -124,6 +158,12 @@ def _start_sweeper(**_: Any) -> None:
 
     get_engine()  # migrate before the first job
     _sweeper = JobSweeper().start()
+
+
+@worker_shutting_down.connect
+def _begin_graceful_stop(**_: Any) -> None:
+    # Sent from the signal handler of a warm shutdown: only set flags and start a timer here.
+    celery_app.graceful_stop.begin(get_settings().shutdown_grace_s)
 
 
 @worker_shutdown.connect

@@ -16,7 +16,7 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -26,13 +26,14 @@ from sqlalchemy import CursorResult, Update, or_, select, update
 from sqlalchemy.orm import Session
 
 from tingyin.config import get_settings
-from tingyin.errors import InvalidRequest, NotFound, TingyinError
+from tingyin.errors import InvalidRequest, NotFound, ServiceUnavailable, TingyinError
+from tingyin.store.blobs import Owner, StoredBlob, blob_store
 from tingyin.store.db import session_scope
-from tingyin.store.models import Job, utcnow
+from tingyin.store.models import JOB_KINDS_KEEPING_INPUTS, TERMINAL_JOB_STATUSES, Job, utcnow
 
 log = logging.getLogger(__name__)
 
-TERMINAL = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL = TERMINAL_JOB_STATUSES
 # Modules that register job handlers; imported on first use so the worker knows every kind.
 HANDLER_MODULES: list[str] = ["tingyin.jobs.transcription", "tingyin.sound.platform"]
 MAX_ATTEMPTS = 5
@@ -49,6 +50,10 @@ class LeaseLost(Exception):
     """Another worker took this job over; stop without writing anything."""
 
 
+class WorkerStopping(Exception):
+    """The worker is shutting down: hand the job back to the queue instead of finishing it."""
+
+
 @dataclass
 class JobContext:
     """What a handler gets: its parameters, a place for files, and progress/cancel hooks."""
@@ -59,16 +64,20 @@ class JobContext:
     app_pk: int | None
     lease_owner: str
     attempt: int
+    # Set when the worker process is asked to stop (SIGTERM): the job gives itself up at its next
+    # progress report, and another worker runs it again.
+    stopping: threading.Event | None = field(default=None, repr=False)
     _last_progress: float = field(default=-1.0, repr=False)
 
     @property
     def work_dir(self) -> Path:
-        path = get_settings().blob_dir / "jobs" / self.job_id
-        path.mkdir(parents=True, exist_ok=True)
-        return path
+        """Node-local scratch for this job, deleted when the job ends (not shared with other nodes)."""
+        return blob_store().scratch.job_dir(self.job_id)
 
     def progress(self, fraction: float, message: str | None = None) -> None:
         """Record progress (0..1). Cheap to call often: writes only on a visible change."""
+        if self.stopping is not None and self.stopping.is_set():
+            raise WorkerStopping(self.job_id)
         fraction = max(0.0, min(1.0, fraction))
         if fraction - self._last_progress < 0.01 and message is None and fraction < 1.0:
             return
@@ -96,7 +105,9 @@ _finish_hooks: dict[str, Callable[[str], None]] = {}
 
 def job_handler(kind: str) -> Callable[[Handler], Handler]:
     """Register the function that runs jobs of ``kind``. It must be idempotent: a job may be started
-    again after a crash, so it writes only under ``ctx.work_dir`` and returns its JSON result."""
+    again after a crash (on another node), so it writes only under ``ctx.work_dir`` or to stored
+    objects it owns, and returns its JSON result. Its input objects are read with
+    ``blob_store().open(key)`` and deleted when the job ends."""
 
     def register(function: Handler) -> Handler:
         _handlers[kind] = function
@@ -196,23 +207,63 @@ def submit_job(
     app_pk: int | None = None,
     job_id: str | None = None,
     dispatch: bool = True,
+    inputs: Sequence[StoredBlob] = (),
 ) -> str:
     """Create a job and hand it to the broker. If the broker is down, the job is not created
-    (``ServiceUnavailable``): the caller is told, and nothing half-written remains."""
-    handler_for(kind)  # unknown kinds fail here, not in a worker
-    job_id = job_id or str(uuid.uuid4())
-    with session_scope() as session:
-        session.add(
-            Job(id=job_id, kind=kind, params=params, app_pk=app_pk, status="queued", dispatched_at=utcnow())
-        )
-        session.flush()
-        if dispatch:
-            # Inside the transaction: a broker failure rolls the row back. A worker that gets the
-            # message before the commit retries until the row is visible.
-            from tingyin.jobs.celery_app import send_run_job
+    (``ServiceUnavailable``): the caller is told, and nothing half-written remains.
 
-            send_run_job(job_id)
+    ``inputs`` are objects already stored under ``new_job_id()``'s prefix (``input_key``): the job
+    becomes their owner in the same transaction, or, if the job cannot be created, they are deleted."""
+    try:
+        handler_for(kind)  # unknown kinds fail here, not in a worker
+        job_id = job_id or new_job_id()
+        with session_scope() as session:
+            session.add(
+                Job(
+                    id=job_id,
+                    kind=kind,
+                    params=params,
+                    app_pk=app_pk,
+                    status="queued",
+                    dispatched_at=utcnow(),
+                )
+            )
+            blob_store().record(session, Owner.job(job_id), inputs)
+            session.flush()
+            if dispatch:
+                # Inside the transaction: a broker failure rolls the row back. A worker that gets the
+                # message before the commit retries until the row is visible.
+                from tingyin.jobs.celery_app import send_run_job
+
+                send_run_job(job_id)
+    except BaseException:
+        blob_store().discard(inputs)
+        raise
     return job_id
+
+
+def new_job_id() -> str:
+    return str(uuid.uuid4())
+
+
+def input_key(job_id: str, name: str = "input") -> str:
+    """Where a job's uploaded input is stored (``jobs/<id>/input``) before the job is submitted."""
+    return Owner.job(job_id).key(name)
+
+
+def _release(job_id: str, *, purged: bool = False) -> None:
+    """A job has ended (or was purged): its scratch directory on this node goes, and its input objects
+    unless its kind keeps them until it is purged."""
+    store = blob_store()
+    if purged or _job_kind(job_id) not in JOB_KINDS_KEEPING_INPUTS:
+        store.release_quietly(Owner.job(job_id))
+    store.scratch.remove_job_dir(job_id)
+
+
+def _job_kind(job_id: str) -> str | None:
+    with session_scope() as session:
+        row = session.get(Job, job_id)
+        return row.kind if row is not None else None
 
 
 def get_job(job_id: str, *, app_pk: int | None = None) -> JobView:
@@ -252,7 +303,11 @@ def cancel_job(job_id: str, *, app_pk: int | None = None) -> JobView:
             if row.status == "queued":
                 row.status = "cancelled"
                 row.finished_at = utcnow()
-        return JobView.of(row)
+                row.expires_at = row.finished_at + timedelta(seconds=get_settings().job_retention_s)
+        view = JobView.of(row)
+    if view.status in TERMINAL:
+        _release(job_id)
+    return view
 
 
 def _rows_changed(session: Session, statement: Update) -> int:
@@ -266,15 +321,27 @@ def worker_identity() -> str:
 
 @dataclass
 class Claim:
-    outcome: str  # "claimed", "done" (nothing to do), "busy" (another live worker has it), "missing"
+    # "claimed", "done" (nothing to do), "busy" (another live worker has it), "missing";
+    # "ended" only inside claim_job: this claim just ended the job (cancelled, or too many attempts).
+    outcome: str
     context: JobContext | None = None
     retry_in: float = 0.0
 
 
 def claim_job(job_id: str, owner: str) -> Claim:
     """Take the job's lease if it is queued, or running under an expired lease."""
-    lease = get_settings().job_lease_seconds
+    claim = _claim(job_id, owner)
+    if claim.outcome == "ended":
+        _release(job_id)
+        return Claim("done")
+    return claim
+
+
+def _claim(job_id: str, owner: str) -> Claim:
+    settings = get_settings()
+    lease = settings.job_lease_seconds
     now = utcnow()
+    expires = now + timedelta(seconds=settings.job_retention_s)
     with session_scope() as session:
         row = session.get(Job, job_id)
         if row is None:
@@ -282,17 +349,18 @@ def claim_job(job_id: str, owner: str) -> Claim:
         if row.status in TERMINAL:
             return Claim("done")
         if row.cancel_requested:
-            row.status, row.finished_at = "cancelled", now
-            return Claim("done")
+            row.status, row.finished_at, row.expires_at = "cancelled", now, expires
+            return Claim("ended")
         lease_until = row.lease_until
         if row.status == "running" and lease_until is not None and lease_until > now:
             return Claim("busy", retry_in=(lease_until - now).total_seconds() + 1.0)
         if row.attempts >= MAX_ATTEMPTS:
-            row.status, row.finished_at = "failed", now
+            row.status, row.finished_at, row.expires_at = "failed", now, expires
             row.error_code = "too_many_attempts"
             row.error_message = f"the job was started {row.attempts} times without finishing"
-            return Claim("done")
+            return Claim("ended")
         # Compare-and-set on the lease so two workers racing for the same job cannot both win.
+        attempt = row.attempts + 1  # read before the update, which refreshes ``row``
         taken = _rows_changed(
             session,
             update(Job)
@@ -301,13 +369,13 @@ def claim_job(job_id: str, owner: str) -> Claim:
                 status="running",
                 lease_owner=owner,
                 lease_until=now + timedelta(seconds=lease),
-                attempts=row.attempts + 1,
+                attempts=attempt,
                 started_at=row.started_at or now,
             ),
         )
         if taken != 1:
             return Claim("busy", retry_in=1.0)
-        context = JobContext(job_id, row.kind, dict(row.params or {}), row.app_pk, owner, row.attempts + 1)
+        context = JobContext(job_id, row.kind, dict(row.params or {}), row.app_pk, owner, attempt)
         return Claim("claimed", context)
 
 
@@ -347,7 +415,9 @@ def finish_job(
             .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
             .values(**values),
         )
-        return changed == 1
+    if changed == 1:
+        _release(job_id)
+    return changed == 1
 
 
 class _Heartbeat:
@@ -378,13 +448,41 @@ class _Heartbeat:
         self.thread.join(timeout=5)
 
 
-def execute_job(job_id: str, owner: str | None = None) -> Claim:
-    """Run a job in this process if it can be claimed. Returns the claim (for the task to retry)."""
+def _server_failure(job_id: str, exc: TingyinError) -> TingyinError:
+    """What the job's owner reads of a failure of the server: its code and general description; the
+    detail (a library's message, a path) goes to the log with the traceback, under the job id."""
+    log.error("job %s failed: %s", job_id, exc.message, exc_info=exc)
+    public = TingyinError(f"{exc.summary} The server log has the details under job {job_id}.")
+    public.code = exc.code
+    return public
+
+
+def release_job(job_id: str, owner: str) -> bool:
+    """Give a running job back: its lease ends now, so the sweeper re-dispatches it at its next pass,
+    exactly as when a worker dies (the attempt counts)."""
+    with session_scope() as session:
+        changed = _rows_changed(
+            session,
+            update(Job)
+            .where(Job.id == job_id, Job.lease_owner == owner, Job.status == "running")
+            .values(lease_until=utcnow(), dispatched_at=None),
+        )
+        return changed == 1
+
+
+def execute_job(job_id: str, owner: str | None = None, stopping: threading.Event | None = None) -> Claim:
+    """Run a job in this process if it can be claimed. Returns the claim (for the task to retry).
+
+    ``stopping``: the worker's shutdown flag; once set, no job is claimed and a running one is
+    handed back at its next progress report."""
     owner = owner or worker_identity()
+    if stopping is not None and stopping.is_set():
+        return Claim("busy", retry_in=1.0)
     claim = claim_job(job_id, owner)
     if claim.context is None:
         return claim
     context = claim.context
+    context.stopping = stopping
     log.info("job %s (%s) started, attempt %d", job_id, context.kind, context.attempt)
     with _Heartbeat(job_id, owner):
         try:
@@ -392,13 +490,24 @@ def execute_job(job_id: str, owner: str | None = None) -> Claim:
         except LeaseLost:
             log.warning("job %s was taken over by another worker; dropping this run", job_id)
             return claim
+        except WorkerStopping:
+            release_job(job_id, owner)
+            log.warning("job %s handed back to the queue: this worker is stopping", job_id)
+            return claim
+        except ServiceUnavailable:
+            # The database or the object store is down for a while: that is no verdict on the job.
+            # Its lease runs out and the sweeper hands it out again (up to MAX_ATTEMPTS runs).
+            log.warning("job %s stopped: a backing service is unavailable; it will run again", job_id)
+            return claim
         except JobCancelled as exc:
             finish_job(job_id, owner, error=exc, status="cancelled")
         except TingyinError as exc:
-            finish_job(job_id, owner, error=exc)
-        except Exception as exc:
-            log.exception("job %s failed", job_id)
-            finish_job(job_id, owner, error=TingyinError(f"{type(exc).__name__}: {exc}"))
+            finish_job(job_id, owner, error=exc if exc.http_status < 500 else _server_failure(job_id, exc))
+        except Exception:
+            # The caller reads the job's error: the traceback stays in the log, under the job id.
+            log.exception("job %s failed on an internal error", job_id)
+            error = TingyinError(f"internal error; the server log has the details under job {job_id}")
+            finish_job(job_id, owner, error=error)
         else:
             if not finish_job(job_id, owner, result=result):
                 log.warning("job %s finished but its lease had passed to another worker", job_id)
@@ -458,16 +567,16 @@ def sweep(*, stale_dispatch_s: float | None = None) -> list[str]:
 
 
 def purge_expired(now: datetime | None = None) -> int:
-    """Delete finished jobs past their retention, with their files."""
-    import shutil
-
+    """Delete finished jobs past their retention, with anything they still own."""
     now = now or utcnow()
     with session_scope() as session:
         rows = session.scalars(select(Job).where(Job.expires_at < now, Job.status.in_(TERMINAL))).all()
+        purged = [row.id for row in rows]
         for row in rows:
-            shutil.rmtree(get_settings().blob_dir / "jobs" / row.id, ignore_errors=True)
             session.delete(row)
-        return len(rows)
+    for job_id in purged:
+        _release(job_id, purged=True)
+    return len(purged)
 
 
 def set_expiry(job_id: str, expires_at: datetime) -> None:
@@ -478,7 +587,8 @@ def set_expiry(job_id: str, expires_at: datetime) -> None:
 
 
 class JobSweeper:
-    """Background thread calling ``sweep`` and ``purge_expired`` periodically (serve and workers)."""
+    """Background thread calling ``sweep``, ``purge_expired`` and the storage sweep periodically
+    (serve and workers)."""
 
     def __init__(self, interval_s: float | None = None) -> None:
         lease = get_settings().job_lease_seconds
@@ -503,3 +613,7 @@ class JobSweeper:
                 purge_counters()
             except Exception:
                 log.warning("job sweep failed", exc_info=True)
+            try:
+                blob_store().sweep()
+            except Exception:
+                log.warning("storage sweep failed", exc_info=True)

@@ -7,14 +7,18 @@ recording pipeline; the result is vendor-neutral (``RecordingResult``) and adapt
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated, Any, Literal
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from tingyin.jobs.service import JobContext, job_handler, on_job_finished, submit_job
 from tingyin.speech.pipeline import RecordingOptions
 from tingyin.validation import FrozenModel
+
+if TYPE_CHECKING:
+    from tingyin.store.blobs import StoredBlob
 
 DEFAULT_MAX_SECONDS = 5 * 3600.0
 KIND = "transcription"
@@ -23,8 +27,15 @@ KIND = "transcription"
 class AudioSource(FrozenModel):
     """Where the audio is: a stored blob, or a URL fetched by the worker (SSRF rules apply)."""
 
-    blob: Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")] | None = None
+    blob: Annotated[str, Field(max_length=512)] | None = None
     url: Annotated[str, Field(min_length=1, max_length=4096)] | None = None
+
+    @field_validator("blob")
+    @classmethod
+    def _key(cls, value: str | None) -> str | None:
+        from tingyin.store.blobs import check_key
+
+        return None if value is None else check_key(value)
 
     @model_validator(mode="after")
     def _one(self) -> AudioSource:
@@ -54,26 +65,37 @@ class TranscriptionParams(FrozenModel):
     vendor_fields: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
 
 
-def submit_transcription(params: TranscriptionParams, *, app_pk: int | None) -> str:
-    """Queue a transcription job; returns its id."""
-    return submit_job(KIND, params.model_dump(mode="json"), app_pk=app_pk)
+def submit_transcription(
+    params: TranscriptionParams,
+    *,
+    app_pk: int | None,
+    job_id: str | None = None,
+    inputs: Sequence[StoredBlob] = (),
+) -> str:
+    """Queue a transcription job; returns its id. ``inputs`` (its uploaded audio, stored under the job's
+    prefix) become the job's in the same transaction, or are deleted when the job cannot be created."""
+    return submit_job(KIND, params.model_dump(mode="json"), app_pk=app_pk, job_id=job_id, inputs=inputs)
 
 
 def job_params(raw: dict[str, Any]) -> TranscriptionParams:
     return TranscriptionParams.parse(raw)
 
 
-def _audio_path(ctx: JobContext, source: AudioSource) -> Path:
+@contextmanager
+def _audio_source(ctx: JobContext, source: AudioSource) -> Iterator[Any]:
+    """The job's audio: its stored upload as a seekable stream, or its URL downloaded to scratch."""
     from tingyin.audio.fetch import fetch_to_file
-    from tingyin.store.blobs import get_blob
+    from tingyin.store.blobs import blob_store
 
     if source.blob is not None:
-        return get_blob(source.blob).path
+        with blob_store().open(source.blob) as stored:
+            yield stored
+        return
     assert source.url is not None
     # Fetched again on a retry: the file of a crashed attempt may be partial.
     target = ctx.work_dir / "download"
     fetch_to_file(source.url, target)
-    return target
+    yield target
 
 
 @job_handler(KIND)
@@ -83,16 +105,16 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin.speech.pipeline import transcribe_recording
 
     params = job_params(ctx.params)
-    path = _audio_path(ctx, params.source)
-    ctx.progress(0.02, "audio ready")
-    decoded = audio.decode(
-        path,
-        format=params.audio.format,
-        pcm_rate=params.audio.pcm_rate,
-        pcm_channels=params.audio.pcm_channels,
-        mono=not params.recording.split_channels,
-        max_seconds=params.audio.max_seconds,
-    )
+    with _audio_source(ctx, params.source) as source:
+        ctx.progress(0.02, "audio ready")
+        decoded = audio.decode(
+            source,
+            format=params.audio.format,
+            pcm_rate=params.audio.pcm_rate,
+            pcm_channels=params.audio.pcm_channels,
+            mono=not params.recording.split_channels,
+            max_seconds=params.audio.max_seconds,
+        )
 
     def report(fraction: float, message: str | None) -> None:
         ctx.progress(0.05 + 0.93 * fraction, message)

@@ -1,17 +1,12 @@
-"""Data augmentation: on the audio (noise, gain, time shift, mixing) or on embeddings (mixup, jitter).
+"""Data augmentation on the audio: noise, gain, time shift, mixing.
 
-Cost on 2 cores (measured, see docs/sound.md): an audio-level variant must be embedded again, about
-0.1-0.2 s per 5 s clip, so it is only affordable for small datasets; embedding-level mixup costs
-microseconds per sample. Training therefore always mixes embeddings and adds audio variants only when
-the dataset is small (``AUDIO_AUGMENT_MAX_CLIPS``).
+An audio-level variant must be embedded again (about as much as the clip itself), so training adds one
+per clip only when its time budget allows (``training.py``).
 """
 
 from __future__ import annotations
 
 import numpy as np
-
-# Datasets up to this many clips get audio-level variants as well (one per clip).
-AUDIO_AUGMENT_MAX_CLIPS = 500
 
 
 def add_noise(audio: np.ndarray, snr_db: float, rng: np.random.Generator) -> np.ndarray:
@@ -37,32 +32,9 @@ def mix(audio: np.ndarray, other: np.ndarray, other_weight: float) -> np.ndarray
     return ((1.0 - other_weight) * audio + other_weight * other[: audio.shape[-1]]).astype(np.float32)
 
 
-def random_audio_variant(audio: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """A random gain (±6 dB), time shift (up to half the clip) and background noise (10-30 dB SNR)."""
+def random_audio_variant(audio: np.ndarray, rng: np.random.Generator, *, noise: bool = True) -> np.ndarray:
+    """A random gain (±6 dB), time shift (up to half the clip) and, with ``noise``, white noise at
+    10-30 dB SNR."""
     shifted = time_shift(audio, int(rng.integers(0, max(1, audio.shape[-1] // 2))))
     gained = apply_gain(shifted, float(rng.uniform(-6.0, 6.0)))
-    return add_noise(gained, float(rng.uniform(10.0, 30.0)), rng)
-
-
-def mixup_embeddings(
-    features: np.ndarray,
-    targets: np.ndarray,
-    count: int,
-    rng: np.random.Generator,
-    *,
-    alpha: float = 0.4,
-) -> tuple[np.ndarray, np.ndarray]:
-    """``count`` convex mixes of random pairs of rows with their soft targets mixed alike."""
-    if count <= 0 or len(features) < 2:
-        return features[:0], targets[:0]
-    first = rng.integers(0, len(features), count)
-    second = rng.integers(0, len(features), count)
-    weight = rng.beta(alpha, alpha, count).astype(np.float32)[:, None]
-    mixed = weight * features[first] + (1.0 - weight) * features[second]
-    mixed_targets = weight * targets[first] + (1.0 - weight) * targets[second]
-    return mixed.astype(np.float32), mixed_targets.astype(np.float32)
-
-
-def jitter_embeddings(features: np.ndarray, scale: float, rng: np.random.Generator) -> np.ndarray:
-    """Gaussian noise of ``scale`` (in standardised units) added to each feature."""
-    return (features + scale * rng.standard_normal(features.shape).astype(np.float32)).astype(np.float32)
+    return add_noise(gained, float(rng.uniform(10.0, 30.0)), rng) if noise else gained

@@ -21,6 +21,7 @@ from collections import Counter
 from collections.abc import Callable, Container, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
 
 from tingyin.audio import AudioError, decode
 from tingyin.errors import InvalidRequest
@@ -117,6 +118,32 @@ class ImportReport:
 
 
 AudioValidator = Callable[[bytes, str], None]
+# Stores an accepted clip under its file name (``<sha256><ext>``); writing the same name twice is harmless.
+ClipWriter = Callable[[str, bytes], None]
+Archive = Path | BinaryIO  # a zip file, or a seekable stream of one (e.g. from object storage)
+
+
+def directory_writer(destination: Path) -> ClipWriter:
+    """A ``ClipWriter`` into a local directory (each file written whole, then renamed into place)."""
+    destination.mkdir(parents=True, exist_ok=True)
+
+    def write(file_name: str, data: bytes) -> None:
+        target = destination / file_name
+        if not target.exists():
+            temporary = target.with_name(file_name + ".part")
+            temporary.write_bytes(data)
+            temporary.replace(target)
+
+    return write
+
+
+def _archive_size(archive: Archive) -> int:
+    if isinstance(archive, Path):
+        return archive.stat().st_size
+    position = archive.tell()
+    size = archive.seek(0, os.SEEK_END)
+    archive.seek(position)
+    return size
 
 
 def validate_audio(data: bytes, extension: str) -> None:
@@ -230,7 +257,7 @@ def _read_member(
 
 
 def scan_zip(
-    path: Path, *, limits: ZipLimits | None = None, validate: AudioValidator | None = validate_audio
+    path: Archive, *, limits: ZipLimits | None = None, validate: AudioValidator | None = validate_audio
 ) -> Iterator[ZipMember | Rejection]:
     """Each file entry of the archive as an accepted ``ZipMember`` or a ``Rejection`` with its reason.
 
@@ -240,7 +267,7 @@ def scan_zip(
     """
     limits = limits or ZipLimits()
     try:
-        zip_size = path.stat().st_size
+        zip_size = _archive_size(path)
     except OSError as exc:
         raise DatasetZipError(f"cannot read the archive: {exc}") from exc
     if zip_size > limits.max_zip_bytes:
@@ -319,8 +346,8 @@ def scan_zip(
 
 
 def import_zip(
-    path: Path,
-    destination: Path,
+    path: Archive,
+    save: ClipWriter,
     *,
     limits: ZipLimits | None = None,
     existing_hashes: Container[str] = (),
@@ -328,14 +355,13 @@ def import_zip(
     progress: Callable[[float, str], None] | None = None,
     cancel: Callable[[], bool] | None = None,
 ) -> ImportReport:
-    """Scan ``path`` and write each accepted new clip to ``destination/<sha256><ext>``.
+    """Scan ``path`` and ``save`` each accepted new clip as ``<sha256><ext>``.
 
     A clip whose hash is in ``existing_hashes`` (already in the dataset) or was seen earlier in this
     archive is listed as a duplicate and counted once. Raises ``DatasetZipError`` for archive-level
-    problems; files already written stay (their names are content hashes, so a retry is idempotent).
+    problems; clips already saved stay (their names are content hashes, so a retry is idempotent).
     """
     limits = limits or ZipLimits()
-    destination.mkdir(parents=True, exist_ok=True)
     report = ImportReport()
     seen: dict[str, str] = {}
     try:
@@ -354,11 +380,7 @@ def import_zip(
             )
         else:
             file_name = item.content_hash + item.extension
-            target = destination / file_name
-            if not target.exists():
-                temporary = target.with_name(file_name + ".part")
-                temporary.write_bytes(item.data)
-                temporary.replace(target)
+            save(file_name, item.data)
             seen[item.content_hash] = item.label
             report.accepted.append(
                 ImportedClip(item.label, item.content_hash, file_name, item.name, len(item.data))

@@ -48,6 +48,10 @@ class EvaluationReport:
     caution_en: str | None = None
     # Held-out clips predicted wrongly: {content_hash, label, predicted, score} (the console plays them).
     misclassified: list[dict[str, Any]] = field(default_factory=list)
+    # How the figures were obtained, and of which model (the served one: see training.py).
+    method: str | None = None
+    # Features chosen and candidates tried, penalty, calibration (temperature, log loss, ECE), ...
+    details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -68,6 +72,8 @@ def evaluate_predictions(
     train_count: int,
     clip_hashes: Sequence[str] | None = None,
     scores: Sequence[float] | None = None,
+    method: str | None = None,
+    extra: Mapping[str, Any] | None = None,
 ) -> EvaluationReport:
     """Build the report; ``class_counts`` are the dataset's clips per class (for the small-class caution).
     With ``clip_hashes`` (and the predicted class's ``scores``) of the held-out clips, the report lists
@@ -120,4 +126,6 @@ def evaluate_predictions(
             for i, (truth, guess) in enumerate(zip(true_labels, predicted_labels, strict=True))
             if truth != guess and clip_hashes is not None
         ],
+        method=method,
+        details=dict(extra or {}),
     )

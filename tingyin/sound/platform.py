@@ -1,26 +1,35 @@
 """The custom sound-classification platform (EasyDL sound): models, datasets, versions, services.
 
-State lives in the database; clips under ``$TINGYIN_HOME/blobs/datasets/<id>/``, trained versions
-under ``$TINGYIN_HOME/trained/<version id>/``. Imports and training run as jobs. A published
-service points at one version; re-pointing it (hot swap) loads the new version first, so requests
-never wait on a cold model or fail during the swap.
+State lives in the database; files in the blob store (a local directory or object storage shared by
+every node): a dataset owns its clips (``datasets/<id>/<sha256><ext>``), a version its trained files
+(``models/<version id>/classifier/``) and its export (``models/<version id>/export.zip``); they are
+deleted with their owner. Imports and training run as jobs. A published service points at one
+version; re-pointing it (hot swap) loads the new version first, so requests never wait on a cold
+model or fail during the swap.
 """
 
 from __future__ import annotations
 
 import re
-import shutil
 import zipfile
 from pathlib import Path, PurePosixPath
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from sqlalchemy import func, select
 
 from tingyin.config import get_settings
-from tingyin.errors import InvalidRequest, NotFound
-from tingyin.jobs.service import JobCancelled, JobContext, job_handler, submit_job
+from tingyin.errors import InvalidRequest, NotFound, TingyinError
+from tingyin.jobs.service import (
+    JobCancelled,
+    JobContext,
+    LeaseLost,
+    WorkerStopping,
+    job_handler,
+    submit_job,
+)
 from tingyin.models import get_manager
+from tingyin.store.blobs import Owner, StoredBlob, blob_store
 from tingyin.store.db import session_scope
 from tingyin.store.models import DatasetClip, ModelVersion, SoundDataset, SoundModel, SoundService, utcnow
 
@@ -31,16 +40,22 @@ MAX_FILES_PER_DATASET = 100_000
 MAX_CLASSES = 1_000
 
 
-def _dataset_dir(dataset_id: int) -> Path:
-    return get_settings().blob_dir / "datasets" / str(dataset_id)
-
-
-def _version_dir(version_id: int) -> Path:
-    return get_settings().home / "trained" / str(version_id)
+CLASSIFIER = "classifier/"  # a version's trained files, under its owner prefix
+EXPORT = "export.zip"
 
 
 def _embedding_cache() -> Path:
+    # Per node, like the model weights: a cache of embeddings by clip hash, never shared.
     return get_settings().home / "embeddings"
+
+
+def _load_version(version_id: int) -> Any:
+    """A trained version, read from the store (a scratch copy when the store is remote)."""
+    from tingyin.sound.classifier import HEAD_FILE, META_FILE, TrainedClassifier
+
+    files = [CLASSIFIER + HEAD_FILE, CLASSIFIER + META_FILE]
+    with blob_store().local_directory(Owner.model_version(version_id), files) as directory:
+        return TrainedClassifier.load(directory / CLASSIFIER)
 
 
 def _model(session: Any, app_pk: int, model_id: int) -> SoundModel:
@@ -157,14 +172,55 @@ def get_model(app_pk: int, model_id: int) -> dict[str, Any]:
         return _model_dict(row, versions)
 
 
+class ServiceInUse(InvalidRequest):
+    """A model or version still backs a published service: unpublish it (or re-point it) first."""
+
+    code = "in_use"
+    http_status = 409
+
+
+def _refuse_if_published(session: Any, model_id: int, version_ids: list[int], what: str) -> None:
+    suffixes = list(
+        session.scalars(
+            select(SoundService.suffix)
+            .where(SoundService.model_id == model_id, SoundService.version_id.in_(version_ids))
+            .order_by(SoundService.suffix)
+        )
+    )
+    if suffixes:
+        raise ServiceInUse(
+            f"{what} backs the published service(s) {', '.join(suffixes)}: unpublish them "
+            "(DELETE /v1/sound/services/<suffix>) or publish another version there first"
+        )
+
+
+def _remove_versions(version_ids: list[int]) -> None:
+    for version_id in version_ids:
+        get_manager().unload(f"sound:{version_id}")
+        blob_store().release_quietly(Owner.model_version(version_id))
+
+
 def delete_model(app_pk: int, model_id: int) -> None:
+    """Delete a model and its versions; refused (``ServiceInUse``) while any version is published."""
     with session_scope() as session:
         row = _model(session, app_pk, model_id)
         version_ids = list(session.scalars(select(ModelVersion.id).where(ModelVersion.model_id == model_id)))
+        _refuse_if_published(session, model_id, version_ids, f"model {model_id}")
         session.delete(row)
-    for version_id in version_ids:
-        get_manager().unload(f"sound:{version_id}")
-        shutil.rmtree(_version_dir(version_id), ignore_errors=True)
+    _remove_versions(version_ids)
+
+
+def delete_version(app_pk: int, model_id: int, version: int) -> None:
+    """Delete one version; refused while it is published or still queued/training (cancel it first)."""
+    with session_scope() as session:
+        _model(session, app_pk, model_id)
+        row = _version(session, model_id, version)
+        _refuse_if_published(session, model_id, [row.id], f"V{version}")
+        if row.status in ("queued", "training"):
+            raise ServiceInUse(f"V{version} is {row.status}: cancel it before deleting it")
+        version_id = int(row.id)
+        session.delete(row)
+    _remove_versions([version_id])
 
 
 # ---------------------------------------------------------------- datasets
@@ -219,38 +275,79 @@ def list_datasets(app_pk: int) -> list[dict[str, Any]]:
         ]
 
 
-def start_import(app_pk: int, dataset_id: int, blob_key: str) -> str:
+def delete_dataset(app_pk: int, dataset_id: int) -> None:
+    """Delete a dataset and its clips (versions trained on it keep their files)."""
     with session_scope() as session:
-        _dataset(session, app_pk, dataset_id)
-    return submit_job("dataset_import", {"dataset_id": dataset_id, "blob": blob_key}, app_pk=app_pk)
+        session.delete(_dataset(session, app_pk, dataset_id))
+    blob_store().release_quietly(Owner.dataset(dataset_id))
+
+
+def start_import(
+    app_pk: int, dataset_id: int, archive: StoredBlob, job_id: str, *, dispatch: bool = True
+) -> str:
+    """Queue the import of ``archive``, stored at ``input_key(job_id)``; the job owns it from now on
+    (the archive is deleted when the import ends, or at once if the job cannot be created)."""
+    try:
+        with session_scope() as session:
+            _dataset(session, app_pk, dataset_id)
+    except BaseException:
+        blob_store().discard([archive])
+        raise
+    return submit_job(
+        "dataset_import",
+        {"dataset_id": dataset_id, "blob": archive.key},
+        app_pk=app_pk,
+        job_id=job_id,
+        dispatch=dispatch,
+        inputs=[archive],
+    )
 
 
 @job_handler("dataset_import")
 def import_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin.sound.dataset_zip import ZipLimits, import_zip
-    from tingyin.store.blobs import get_blob
 
     dataset_id = int(ctx.params["dataset_id"])
+    store, owner, importer = blob_store(), Owner.dataset(dataset_id), Owner.job(ctx.job_id)
+    saved: dict[str, StoredBlob] = {}
+    durations: dict[str, int | None] = {}
+    unrecorded: list[StoredBlob] = []
+
+    def save(file_name: str, data: bytes) -> None:
+        # Recorded as they are written, owned by this job until the clips join the dataset below: an
+        # import can outlast the sweeper's grace for unrecorded objects, and a failed one leaves nothing.
+        saved[file_name] = store.put_bytes(owner.key(file_name), data)
+        durations[file_name] = _duration_ms(data)
+        unrecorded.append(saved[file_name])
+        if len(unrecorded) >= 100:
+            store.record_now(importer, unrecorded)
+            unrecorded.clear()
+
     with session_scope() as session:
         existing = set(
             session.scalars(select(DatasetClip.content_hash).where(DatasetClip.dataset_id == dataset_id))
         )
         counts = _class_counts(session, dataset_id)
     limits = ZipLimits(max_files=MAX_FILES_PER_DATASET - sum(counts.values()))
-    report = import_zip(
-        get_blob(ctx.params["blob"]).path,
-        _dataset_dir(dataset_id),
-        limits=limits,
-        existing_hashes=existing,
-        progress=lambda f, _m: ctx.progress(0.95 * f),
-        cancel=ctx.cancelled,
-    )
+    with store.open(ctx.params["blob"]) as archive:
+        report = import_zip(
+            archive,
+            save,
+            limits=limits,
+            existing_hashes=existing,
+            progress=lambda f, _m: ctx.progress(0.95 * f),
+            cancel=ctx.cancelled,
+        )
     labels = set(counts) | {clip.label for clip in report.accepted}
     if len(labels) > MAX_CLASSES:
         raise InvalidRequest(
             f"a dataset holds at most {MAX_CLASSES} classes; this upload makes {len(labels)}"
         )
     with session_scope() as session:
+        if session.get(SoundDataset, dataset_id) is None:
+            raise NotFound(f"dataset {dataset_id} was deleted during the import")
+        # The dataset owns its clips from this commit on (the clip rows and the owner records together).
+        store.record(session, owner, saved.values())
         for clip in report.accepted:
             # Same content uploaded twice (a retried job): keep the first row.
             if session.scalar(
@@ -267,7 +364,7 @@ def import_job(ctx: JobContext) -> dict[str, Any]:
                     file_name=clip.file_name,
                     source_name=clip.source_name[:1000],
                     size_bytes=clip.size_bytes,
-                    duration_ms=_duration_ms(_dataset_dir(dataset_id) / clip.file_name),
+                    duration_ms=durations.get(clip.file_name),
                 )
             )
         totals = _class_counts(session, dataset_id)
@@ -283,22 +380,15 @@ def import_job(ctx: JobContext) -> dict[str, Any]:
     return result
 
 
-def _duration_ms(path: Path) -> int | None:
+def _duration_ms(data: bytes) -> int | None:
     """The clip's length from its header (no full decode); None when the header does not say."""
     from tingyin import audio
 
     try:
-        seconds = audio.probe(path).duration_s
+        seconds = audio.probe(data).duration_s
     except audio.AudioError:
         return None
     return None if seconds is None else round(seconds * 1000)
-
-
-def delete_dataset(app_pk: int, dataset_id: int) -> None:
-    """Delete a dataset and its clips; versions trained on it keep their weights and reports."""
-    with session_scope() as session:
-        session.delete(_dataset(session, app_pk, dataset_id))
-    shutil.rmtree(_dataset_dir(dataset_id), ignore_errors=True)
 
 
 def class_table(app_pk: int, dataset_id: int) -> list[dict[str, Any]]:
@@ -353,14 +443,16 @@ def list_clips(
         return {"total": int(total), "offset": offset, "clips": [_clip_dict(r) for r in rows]}
 
 
-def clip_file(app_pk: int, dataset_id: int, clip_id: int) -> tuple[Path, str]:
-    """(path, original name) of a clip, for playback."""
+def clip_file(app_pk: int, dataset_id: int, clip_id: int) -> tuple[str, str]:
+    """(stored object key, original name) of a clip, for playback."""
     with session_scope() as session:
         _dataset(session, app_pk, dataset_id)
         row = session.get(DatasetClip, clip_id)
         if row is None or row.dataset_id != dataset_id:
             raise NotFound(f"dataset {dataset_id} has no clip {clip_id}")
-        return _dataset_dir(dataset_id) / row.file_name, PurePosixPath(row.source_name).name or row.file_name
+        return Owner.dataset(dataset_id).key(row.file_name), PurePosixPath(
+            row.source_name
+        ).name or row.file_name
 
 
 def delete_clips(app_pk: int, dataset_id: int, clip_ids: list[int]) -> int:
@@ -372,12 +464,12 @@ def delete_clips(app_pk: int, dataset_id: int, clip_ids: list[int]) -> int:
                 select(DatasetClip).where(DatasetClip.dataset_id == dataset_id, DatasetClip.id.in_(clip_ids))
             )
         )
-        names = [r.file_name for r in rows]
+        keys = [Owner.dataset(dataset_id).key(r.file_name) for r in rows]
         for row in rows:
             session.delete(row)
-    for name in names:  # content-addressed and unique per dataset: no other row shares the file
-        (_dataset_dir(dataset_id) / name).unlink(missing_ok=True)
-    return len(names)
+    # Content-addressed and unique per dataset: no other row shares the object.
+    blob_store().remove(keys)
+    return len(keys)
 
 
 def _check_class_name(name: str) -> None:
@@ -421,12 +513,10 @@ def add_clip(app_pk: int, dataset_id: int, label: str, data: bytes, source_name:
         )
         if known is not None:
             raise InvalidRequest(f"the dataset has this clip already (class {known.label!r})")
-        directory = _dataset_dir(dataset_id)
-        directory.mkdir(parents=True, exist_ok=True)
         file_name = digest + extension
-        temporary = directory / (file_name + ".part")
-        temporary.write_bytes(data)
-        temporary.replace(directory / file_name)
+        store, owner = blob_store(), Owner.dataset(dataset_id)
+        stored = store.put_bytes(owner.key(file_name), data)
+        store.record(session, owner, [stored])
         row = DatasetClip(
             dataset_id=dataset_id,
             label=label,
@@ -434,7 +524,7 @@ def add_clip(app_pk: int, dataset_id: int, label: str, data: bytes, source_name:
             file_name=file_name,
             source_name=f"{label}/{PurePosixPath(source_name).name}"[:1000],
             size_bytes=len(data),
-            duration_ms=_duration_ms(directory / file_name),
+            duration_ms=_duration_ms(data),
         )
         session.add(row)
         session.flush()
@@ -548,9 +638,8 @@ def _set_version(version_id: int, **values: Any) -> None:
 
 @job_handler("sound_training")
 def training_job(ctx: JobContext) -> dict[str, Any]:
-    from tingyin.sound.classifier import TrainedClassifier
     from tingyin.sound.embeddings import Embedder
-    from tingyin.sound.training import HeadConfig, train_classifier
+    from tingyin.sound.training import TrainingConfig, train_classifier
     from tingyin.sound.types import LabeledClip, TrainingCancelled
 
     version_id = int(ctx.params["version_id"])
@@ -569,47 +658,59 @@ def training_job(ctx: JobContext) -> dict[str, Any]:
                 DatasetClip.dataset_id == version.dataset_id, DatasetClip.label.in_(classes)
             )
         ).all()
-        clips = [
-            LabeledClip(_dataset_dir(int(version.dataset_id or 0)) / r.file_name, r.label, r.content_hash)
-            for r in rows
-        ]
+        dataset_id = int(version.dataset_id or 0)
+        chosen = [(r.file_name, r.label, r.content_hash) for r in rows]
         version.status = "training"
-    init_from = TrainedClassifier.load(_version_dir(base_id)) if base_id is not None else None
-    embedder: Embedder | None = None  # sound_classification: the Whisper embedder (or the base version's)
-    config: HeadConfig | None = None
+    init_from = _load_version(base_id) if base_id is not None else None
+    embedder: Embedder | None = None  # sound_classification: features chosen per dataset
+    config: TrainingConfig | None = None
     if music:
         from tingyin.music.embedder import get_music_embedder
 
         embedder = get_music_embedder()
-        # No audio-level augmentation (noise at 10-30 dB SNR, shifts) for music: on held-out sections of
-        # five tracks it changed one window in 50 (docs/music.md) at twice the embedding time, and white
-        # noise over band-limited recordings taught the head that a filled-in top band means "another class".
-        config = HeadConfig(audio_augment_max_clips=0)
+        # No audio-level variants for music: on held-out sections of five tracks they changed one window
+        # in 50 (docs/music.md) at twice the embedding time.
+        config = TrainingConfig(augment=False)
+    store, files_owner = blob_store(), Owner.model_version(version_id)
     try:
-        result = train_classifier(
-            clips,
-            classes=classes,
-            init_from=init_from,
-            embedder=embedder,
-            config=config,
-            progress=lambda f, _m: ctx.progress(0.97 * f),
-            cancel=ctx.cancelled,
-            cache_dir=_embedding_cache(),
-        )
+        # The clips are read where they are stored (a scratch copy of them when the store is remote).
+        with store.local_directory(Owner.dataset(dataset_id), [name for name, _, _ in chosen]) as clip_dir:
+            clips = [LabeledClip(clip_dir / name, label, digest) for name, label, digest in chosen]
+            result = train_classifier(
+                clips,
+                classes=classes,
+                init_from=init_from,
+                embedder=embedder,
+                config=config,
+                progress=lambda f, _m: ctx.progress(0.97 * f),
+                cancel=ctx.cancelled,
+                cache_dir=_embedding_cache(),
+            )
+        directory = ctx.work_dir / "classifier"
+        result.classifier.save(directory)
+        files = [store.put_file(files_owner.key(CLASSIFIER + p.name), p) for p in sorted(directory.iterdir())]
     except TrainingCancelled as exc:
         _set_version(version_id, status="cancelled", finished_at=utcnow())
         raise JobCancelled(exc.message) from exc
     except JobCancelled:  # seen by a progress report rather than by the trainer's own cancel check
         _set_version(version_id, status="cancelled", finished_at=utcnow())
         raise
-    except Exception as exc:
-        _set_version(version_id, status="failed", error=str(exc)[:2000], finished_at=utcnow())
+    except (WorkerStopping, LeaseLost):
+        _set_version(version_id, status="queued")  # another worker trains it again
         raise
-    directory = _version_dir(version_id)
-    result.classifier.save(directory)
+    except Exception as exc:
+        # The caller reads this; an unexpected error's detail stays in the log.
+        message = exc.message if isinstance(exc, TingyinError) else f"internal error (job {ctx.job_id})"
+        _set_version(version_id, status="failed", error=message[:2000], finished_at=utcnow())
+        raise
     report = result.report.to_dict()
     report["timings"] = result.timings
-    _set_version(version_id, status="ready", report=report, finished_at=utcnow())
+    with session_scope() as session:
+        row = session.get(ModelVersion, version_id)
+        if row is None:
+            raise NotFound(f"version {version_id} was deleted during training")
+        store.record(session, files_owner, files)
+        row.status, row.report, row.finished_at = "ready", report, utcnow()
     return {"version_id": version_id, "report": report}
 
 
@@ -673,40 +774,47 @@ def _ready_version_id(app_pk: int, model_id: int, version: int) -> int:
 
 
 def load_classifier(version_id: int) -> Any:
-    from tingyin.sound.classifier import TrainedClassifier
 
-    return get_manager().get(f"sound:{version_id}", lambda: TrainedClassifier.load(_version_dir(version_id)))
+    return get_manager().get(f"sound:{version_id}", lambda: _load_version(version_id))
 
 
-def predict_version(version_id: int, audio: np.ndarray, top_num: int) -> list[dict[str, Any]]:
-    return [
-        {"name": name, "score": round(score, 6)}
-        for name, score in load_classifier(version_id).predict(audio, top_num=top_num)
-    ]
+def predict_version(
+    version_id: int, audio: np.ndarray, top_num: int, unknown_threshold: float | str | None = None
+) -> list[dict[str, Any]]:
+    """The best ``top_num`` classes (at most all of them); with ``unknown_threshold`` ("auto" or a
+    number, see classifier.py) a clip far from every class is answered ``[unknown]`` first."""
+    ranked = load_classifier(version_id).predict(audio, top_num=top_num, unknown_threshold=unknown_threshold)
+    return [{"name": name, "score": round(score, 6)} for name, score in ranked]
 
 
 def validate(
-    app_pk: int, model_id: int, version: int, audio: np.ndarray, top_num: int
+    app_pk: int,
+    model_id: int,
+    version: int,
+    audio: np.ndarray,
+    top_num: int,
+    unknown_threshold: float | str | None = None,
 ) -> list[dict[str, Any]]:
     """Model 校验: scores of any ready version for an uploaded clip."""
-    return predict_version(_ready_version_id(app_pk, model_id, version), audio, top_num)
+    return predict_version(_ready_version_id(app_pk, model_id, version), audio, top_num, unknown_threshold)
 
 
-def export_version(app_pk: int, model_id: int, version: int) -> Path:
-    """A zip holding the self-contained ONNX classifier and its label file."""
+def export_version(app_pk: int, model_id: int, version: int) -> str:
+    """The stored key of a zip holding the self-contained ONNX classifier and its label file (built
+    on the first request, then kept with the version)."""
     version_id = _ready_version_id(app_pk, model_id, version)
-    directory = _version_dir(version_id)
-    archive = directory / f"V{version}-onnx.zip"
-    if not archive.exists():
-        export_dir = directory / "export"
-        onnx_path, labels_path = load_classifier(version_id).export_onnx(export_dir)
-        temporary = archive.with_suffix(".partial")
-        with zipfile.ZipFile(temporary, "w", compression=zipfile.ZIP_DEFLATED) as handle:
-            handle.write(onnx_path, onnx_path.name)
-            handle.write(labels_path, labels_path.name)
-            handle.writestr("README.txt", EXPORT_README)
-        temporary.replace(archive)
-    return archive
+    store, owner = blob_store(), Owner.model_version(version_id)
+    key = owner.key(EXPORT)
+    if not store.exists(key):
+        with store.scratch.directory("exports") as directory:
+            onnx_path, labels_path = load_classifier(version_id).export_onnx(directory / "onnx")
+            archive = directory / EXPORT
+            with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as handle:
+                handle.write(onnx_path, onnx_path.name)
+                handle.write(labels_path, labels_path.name)
+                handle.writestr("README.txt", EXPORT_README)
+            store.record_now(owner, [store.put_file(key, archive)])
+    return key
 
 
 EXPORT_README = """tingyin sound classifier, exported for offline use.
@@ -724,12 +832,45 @@ output "scores" float32 [1, classes], in the order of labels.txt (one class per 
 # ---------------------------------------------------------------- services
 
 
-def publish(app_pk: int, suffix: str, name: str, model_id: int, version: int) -> dict[str, Any]:
-    """Put a version online at ``suffix`` (or swap the version behind an existing suffix)."""
+def _threshold_text(value: float | str | None) -> str | None:
+    """The stored form of a service's open-set threshold: None (off), "auto" or a number in [0, 1)."""
+    if value is None or value == "off":
+        return None
+    if value == "auto":
+        return "auto"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        number = -1.0
+    if not 0.0 <= number < 1.0:
+        raise InvalidRequest('unknown_threshold must be "off", "auto" or a number in [0, 1)')
+    return repr(number)
+
+
+def parse_threshold(text: str | None) -> float | str | None:
+    """A threshold given as text (a query parameter): checked, then None, "auto" or a number."""
+    return _threshold_value(_threshold_text(text))
+
+
+def _threshold_value(text: str | None) -> float | str | None:
+    return None if text is None else ("auto" if text == "auto" else float(text))
+
+
+def publish(
+    app_pk: int,
+    suffix: str,
+    name: str,
+    model_id: int,
+    version: int,
+    unknown_threshold: float | str | None = None,
+) -> dict[str, Any]:
+    """Put a version online at ``suffix`` (or swap the version behind an existing suffix). With
+    ``unknown_threshold`` the service answers ``[unknown]`` for clips far from every class."""
     if not SUFFIX.match(suffix):
         raise InvalidRequest("the URL suffix takes 1-64 letters, digits or '_'")
     if not name or len(name) > 64:
         raise InvalidRequest("the service name takes 1-64 characters")
+    threshold = _threshold_text(unknown_threshold)
     version_id = _ready_version_id(app_pk, model_id, version)
     load_classifier(version_id)  # warm before the swap: the first request must not wait
     with session_scope() as session:
@@ -738,11 +879,17 @@ def publish(app_pk: int, suffix: str, name: str, model_id: int, version: int) ->
             raise InvalidRequest(f"the URL suffix {suffix!r} is taken")
         if row is None:
             row = SoundService(
-                app_pk=app_pk, suffix=suffix, name=name, model_id=model_id, version_id=version_id
+                app_pk=app_pk,
+                suffix=suffix,
+                name=name,
+                model_id=model_id,
+                version_id=version_id,
+                unknown_threshold=threshold,
             )
             session.add(row)
         else:
             row.name, row.model_id, row.version_id, row.updated_at = name, model_id, version_id, utcnow()
+            row.unknown_threshold = threshold
         session.flush()
         return _service_dict(row, version)
 
@@ -753,8 +900,21 @@ def _service_dict(row: SoundService, version: int) -> dict[str, Any]:
         "name": row.name,
         "model_id": row.model_id,
         "version": version,
+        "unknown_threshold": _threshold_value(row.unknown_threshold),
         "url": f"/rpc/2.0/ai_custom/v1/sound_cls/{row.suffix}",
     }
+
+
+def unpublish(app_pk: int, suffix: str) -> dict[str, Any]:
+    """Take the service at ``suffix`` offline (its model and versions stay); returns what it served."""
+    with session_scope() as session:
+        row = session.scalar(select(SoundService).where(SoundService.suffix == suffix))
+        if row is None or row.app_pk != app_pk:
+            raise NotFound(f"no service at {suffix}")
+        version = session.get(ModelVersion, row.version_id)
+        served = _service_dict(row, int(version.version) if version is not None else 0)
+        session.delete(row)
+    return served
 
 
 def list_services(app_pk: int) -> list[dict[str, Any]]:
@@ -768,19 +928,18 @@ def list_services(app_pk: int) -> list[dict[str, Any]]:
         ]
 
 
-def unpublish(app_pk: int, suffix: str) -> None:
-    """Take a service offline; its URL answers "no service" from now on (the version stays)."""
-    with session_scope() as session:
-        row = session.scalar(select(SoundService).where(SoundService.suffix == suffix))
-        if row is None or row.app_pk != app_pk:
-            raise NotFound(f"no service at {suffix}")
-        session.delete(row)
+class ServiceTarget(NamedTuple):
+    """What a published service serves: its owner, the version and its open-set threshold."""
+
+    app_pk: int
+    version_id: int
+    unknown_threshold: float | str | None
 
 
-def service_version(suffix: str) -> tuple[int, int]:
-    """(owning app, version id) of the service at ``suffix``."""
+def service_version(suffix: str) -> ServiceTarget:
+    """The owning app, version id and open-set threshold of the service at ``suffix``."""
     with session_scope() as session:
         row = session.scalar(select(SoundService).where(SoundService.suffix == suffix))
         if row is None:
             raise NotFound(f"no service at {suffix}")
-        return int(row.app_pk), int(row.version_id)
+        return ServiceTarget(int(row.app_pk), int(row.version_id), _threshold_value(row.unknown_threshold))

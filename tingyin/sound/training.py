@@ -1,183 +1,98 @@
-"""Training a sound classifier: frozen embeddings (cached) + a small head fitted with L-BFGS in numpy.
+"""Training a sound classifier: features chosen per dataset, a ridge head, calibrated scores, open set.
 
-Steps: decode and embed every clip (cache by sha256), add audio-level variants for small datasets and
-embedding mixup, hold out a stratified 20 % to evaluate, then fit the final head on all clips (the
-report describes the held-out run; the served head has seen every clip). Class weights balance the
-loss so a class with few clips is not drowned by big ones. ``init_from`` continues from a version: same
-classes (new ones appended), same feature standardisation, and the optimiser starts from its weights.
+Steps (docs/sound.md has the figures behind each choice):
+
+1. Budget: the wall time allowed for embedding and fitting is the larger of a floor and a rate per second
+   of training audio (settings ``sound_train_budget_*``). Candidate feature sets (``features.CANDIDATES``)
+   whose prediction would cost more than ``sound_predict_budget_ms`` per 5 s clip are dropped, then the
+   dearest ones until embedding them all fits the budget.
+2. Embedding: every clip once through the union of the remaining candidates' Whisper layers (and their
+   musicnn parts); cached by content hash, so retraining and other candidates cost nothing more.
+3. Selection: each candidate's head is fitted by ridge regression with exact leave-one-out predictions
+   (``ridge.py``); a candidate replaces the reference (Whisper layers 1-3) only when its leave-one-out
+   accuracy is better by more than one standard error (``choose_features``). Its penalty is chosen the
+   same way: the closed form has no iterations, and leave-one-out over the penalty path is what early
+   stopping on a validation split approximates for an iterative head.
+4. Augmentation, when the plan with it still fits the budget: one audio variant per clip (time shift,
+   gain, another clip of the dataset mixed in 15-25 dB down as background) embedded with the chosen
+   features; variants join the fit, and a clip's leave-one-out prediction leaves out its variant too.
+5. Class balance: rows are weighted inversely to their class's size.
+6. Calibration: a temperature for ``softmax(logits / T)`` fitted on the leave-one-out logits.
+7. Open set: class centroids and the distribution of the training clips' typicality, each clip scored
+   without itself (``classifier.OpenSet``); the default threshold is the 5 % quantile.
+
+The report (``evaluation.py``) is the leave-one-out evaluation of exactly the served recipe: every clip is
+predicted by the served procedure fitted without it (and without its variant). Clips cut from one
+recording make it optimistic; a held-out test set of other recordings is the honest check.
+``init_from`` continues a version: same classes (new ones appended), features and standardisation, and the
+ridge is pulled towards the previous weights instead of towards zero.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
-from scipy.optimize import minimize
 from threadpoolctl import threadpool_limits
 
+from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest
-from tingyin.sound.augment import AUDIO_AUGMENT_MAX_CLIPS, mixup_embeddings, random_audio_variant
-from tingyin.sound.classifier import TrainedClassifier, embedder_identity, head_logits, softmax
+from tingyin.sound.augment import random_audio_variant
+from tingyin.sound.classifier import OpenSet, TrainedClassifier, feature_spec_of, softmax
 from tingyin.sound.embeddings import Embedder, EmbeddingCache, embed_clips, get_embedder
 from tingyin.sound.evaluation import EvaluationReport, evaluate_predictions
+from tingyin.sound.features import (
+    CANDIDATES,
+    DEFAULT_FEATURES,
+    FeatureExtractor,
+    FeatureSpec,
+    superset,
+    whisper_columns,
+)
+from tingyin.sound.ridge import DEFAULT_ALPHAS, RidgeFit, balanced_weights, ridge_loo
 from tingyin.sound.types import LabeledClip, TrainingCancelled
 
 __all__ = [
-    "HeadConfig",
     "LabeledClip",
     "TrainingCancelled",
+    "TrainingConfig",
     "TrainingResult",
-    "fit_head",
-    "stratified_split",
     "train_classifier",
 ]
 
 ProgressCallback = Callable[[float, str], None]
 CancelCallback = Callable[[], bool]
+DEFAULT_CLIP_SECONDS = 5.0  # for clips whose header has no duration
 
 
 @dataclass(frozen=True)
-class HeadConfig:
-    """The head and its regularisation. ``c`` plays the role of scikit-learn's C (larger: less L2)."""
+class TrainingConfig:
+    """What training may do. ``None`` fields take their value from the settings or the defaults."""
 
-    hidden: int = 0  # 0: logistic regression; > 0: one hidden ReLU layer of this width
-    c: float = 0.05
-    max_iter: int = 300
-    mixup_ratio: float = 1.0  # mixed samples added per training sample
-    held_out_fraction: float = 0.2
-    audio_augment_max_clips: int = AUDIO_AUGMENT_MAX_CLIPS
+    candidates: tuple[FeatureSpec, ...] | None = None  # default: features.CANDIDATES
+    budget_s: float | None = None
+    predict_budget_ms: float | None = None
+    augment: bool | None = None  # None: when the budget left allows it
+    alphas: tuple[float, ...] = DEFAULT_ALPHAS
+    normalize_rows: bool = True
+    unknown_quantile: float = 0.05  # default open-set threshold (share of genuine clips answered unknown)
 
 
 @dataclass
 class TrainingResult:
     classifier: TrainedClassifier
     report: EvaluationReport
-    train_count: int  # distinct clips used for the final head
-    held_out_count: int
+    train_count: int  # distinct clips used for the served head
+    held_out_count: int  # clips with a leave-one-out prediction in the report (all of them)
     augmented_count: int  # audio-level variants embedded
     timings: dict[str, float] = field(default_factory=dict)
-
-
-def stratified_split(
-    labels: Sequence[int] | np.ndarray, fraction: float, seed: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(train, held_out) indices: ``fraction`` of each class held out, at least one where a class has 2+."""
-    rng = np.random.default_rng(seed)
-    labels_array = np.asarray(labels)
-    held: list[int] = []
-    for label in np.unique(labels_array):
-        members = np.flatnonzero(labels_array == label)
-        if len(members) < 2:
-            continue
-        take = min(len(members) - 1, max(1, round(fraction * len(members))))
-        held.extend(rng.choice(members, size=take, replace=False).tolist())
-    held_out = np.asarray(sorted(held), dtype=np.int64)
-    train = np.setdiff1d(np.arange(len(labels_array)), held_out)
-    return train, held_out
-
-
-def _pack(weights: list[np.ndarray]) -> np.ndarray:
-    return np.concatenate([w.ravel() for w in weights]).astype(np.float64)
-
-
-def _unpack(flat: np.ndarray, shapes: list[tuple[int, ...]]) -> list[np.ndarray]:
-    out, position = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        out.append(flat[position : position + size].reshape(shape))
-        position += size
-    return out
-
-
-def fit_head(
-    features: np.ndarray,
-    targets: np.ndarray,
-    sample_weights: np.ndarray,
-    config: HeadConfig,
-    *,
-    init: list[np.ndarray] | None = None,
-    seed: int = 0,
-    cancel: CancelCallback | None = None,
-    progress: Callable[[int], None] | None = None,
-) -> list[np.ndarray]:
-    """Minimise weighted soft-target cross-entropy + L2 over standardised ``features`` (n, d)."""
-    n, dim = features.shape
-    classes = targets.shape[1]
-    rng = np.random.default_rng(seed)
-    if config.hidden > 0:
-        shapes = [(dim, config.hidden), (config.hidden,), (config.hidden, classes), (classes,)]
-        start = init or [
-            rng.standard_normal(shapes[0]) * np.sqrt(2.0 / dim),
-            np.zeros(shapes[1]),
-            rng.standard_normal(shapes[2]) * np.sqrt(1.0 / config.hidden),
-            np.zeros(shapes[3]),
-        ]
-    else:
-        shapes = [(dim, classes), (classes,)]
-        start = init or [np.zeros(shapes[0]), np.zeros(shapes[1])]
-    l2 = 1.0 / (config.c * max(n, 1))
-    weight_sum = float(sample_weights.sum())
-    x = features.astype(np.float64)
-    t = targets.astype(np.float64)
-    sw = (sample_weights / weight_sum).astype(np.float64)[:, None]
-    iterations = [0]
-
-    def objective(flat: np.ndarray) -> tuple[float, np.ndarray]:
-        if cancel is not None and cancel():
-            raise TrainingCancelled("training was cancelled")
-        params = _unpack(flat, shapes)
-        if config.hidden > 0:
-            pre = x @ params[0] + params[1]
-            hidden = np.maximum(pre, 0.0)
-            logits = hidden @ params[2] + params[3]
-        else:
-            logits = x @ params[0] + params[1]
-        probs = softmax(logits)
-        loss = -float(np.sum(sw * t * np.log(np.clip(probs, 1e-12, None))))
-        grad_logits = sw * (probs * t.sum(axis=1, keepdims=True) - t)
-        if config.hidden > 0:
-            grad_w2 = hidden.T @ grad_logits
-            grad_b2 = grad_logits.sum(axis=0)
-            grad_hidden = (grad_logits @ params[2].T) * (pre > 0)
-            grads = [x.T @ grad_hidden, grad_hidden.sum(axis=0), grad_w2, grad_b2]
-            penalised: tuple[int, ...] = (0, 2)
-        else:
-            grads = [x.T @ grad_logits, grad_logits.sum(axis=0)]
-            penalised = (0,)
-        for index in penalised:
-            loss += 0.5 * l2 * float(np.sum(params[index] ** 2))
-            grads[index] = grads[index] + l2 * params[index]
-        return loss, _pack(grads)
-
-    def on_iteration(_: np.ndarray) -> None:
-        iterations[0] += 1
-        if progress is not None:
-            progress(iterations[0])
-
-    # Small matrices: one BLAS thread is many times faster than two fighting over a busy CPU.
-    with threadpool_limits(limits=1, user_api="blas"):
-        result = minimize(
-            objective,
-            _pack([np.asarray(w, dtype=np.float64) for w in start]),
-            jac=True,
-            method="L-BFGS-B",
-            callback=on_iteration,
-            options={"maxiter": config.max_iter},
-        )
-    return [w.astype(np.float32) for w in _unpack(result.x, shapes)]
-
-
-def _class_weights(labels: np.ndarray, classes: int) -> np.ndarray:
-    """Per-class weights inversely proportional to frequency, mean 1 over present classes."""
-    counts = np.bincount(labels, minlength=classes).astype(np.float64)
-    present = counts > 0
-    weights = np.zeros(classes)
-    weights[present] = counts[present].sum() / (present.sum() * counts[present])
-    return weights
+    selection: list[dict[str, Any]] = field(default_factory=list)  # every candidate tried, with its score
 
 
 def _resolve_classes(
@@ -195,6 +110,234 @@ def _resolve_classes(
     return resolved
 
 
+def _audio_seconds(clips: Sequence[LabeledClip]) -> float:
+    from tingyin.audio import AudioError, probe
+
+    total = 0.0
+    for clip in clips:
+        try:
+            duration = probe(clip.source).duration_s
+        except AudioError:
+            duration = None
+        total += duration if duration else DEFAULT_CLIP_SECONDS
+    return total
+
+
+def plan_candidates(
+    candidates: Sequence[FeatureSpec], audio_seconds: float, budget_s: float, predict_budget_ms: float
+) -> list[FeatureSpec]:
+    """The candidates training can afford: fast enough to serve, and all embeddable within the budget
+    (one pass through their union). The cheapest candidate is always kept."""
+    ranked = sorted(candidates, key=lambda spec: spec.cost_ms)
+    kept = [spec for spec in ranked if spec.cost_ms <= predict_budget_ms] or ranked[:1]
+    while len(kept) > 1 and embedding_seconds(kept, audio_seconds) > budget_s:
+        kept.pop()  # the dearest
+    return kept
+
+
+def embedding_seconds(specs: Sequence[FeatureSpec], audio_seconds: float) -> float:
+    """Estimated time to embed ``audio_seconds`` of audio with the union of ``specs``."""
+    whisper = [spec.whisper for spec in specs if spec.whisper is not None]
+    music = {spec.music for spec in specs if spec.music is not None}
+    cost_ms = FeatureSpec(whisper=superset(whisper)).cost_ms if whisper else 0.0
+    cost_ms += sum(FeatureSpec(music=name).cost_ms for name in music)
+    return cost_ms / 1000.0 * audio_seconds / 5.0
+
+
+def _embed_candidates(
+    specs: Sequence[FeatureSpec],
+    clips: Sequence[LabeledClip],
+    cache: EmbeddingCache | None,
+    progress: ProgressCallback,
+    cancel: CancelCallback | None,
+) -> dict[str, np.ndarray]:
+    """Embeddings (n, dim) of every spec in ``specs``, keyed by spec key, from one pass per part."""
+    whisper_specs = [spec.whisper for spec in specs if spec.whisper is not None]
+    music_names = sorted({spec.music for spec in specs if spec.music is not None})
+    parts: dict[str, np.ndarray] = {}
+    steps = len(music_names) + (1 if whisper_specs else 0)
+    step = 0
+    full = superset(whisper_specs) if whisper_specs else None
+    if full is not None:
+        parts["whisper"] = embed_clips(
+            clips,
+            embedder=get_embedder(full),
+            cache=cache,
+            progress=lambda f, m: progress(f / steps, m),
+            cancel=cancel,
+        )
+        step += 1
+    for name in music_names:
+        from tingyin.music.embedder import get_music_embedder
+
+        parts[name] = embed_clips(
+            clips,
+            embedder=get_music_embedder(name),
+            cache=cache,
+            progress=_shifted(progress, step, steps),
+            cancel=cancel,
+        )
+        step += 1
+    out = {}
+    for spec in specs:
+        pieces = []
+        if spec.whisper is not None:
+            assert full is not None
+            pieces.append(parts["whisper"][:, whisper_columns(full, spec.whisper)])
+        if spec.music is not None:
+            pieces.append(parts[spec.music])
+        out[spec.key] = np.concatenate(pieces, axis=1)
+    return out
+
+
+def choose_features(specs: Sequence[FeatureSpec], accuracies: Sequence[float], clips: int) -> FeatureSpec:
+    """The reference candidate (``DEFAULT_FEATURES`` when affordable, else the cheapest) unless another
+    beats its leave-one-out accuracy by more than one standard error (at least one clip); among those,
+    the most accurate, the cheaper at a tie.
+
+    Why the margin: leave-one-out cannot see clips cut from one recording, and candidates within a clip or
+    two of each other are a coin toss that costs accuracy on new recordings (ESC-10: per-fold choice by
+    best leave-one-out 95.0 %, layers 1-3 throughout 96.3 %)."""
+    reference = specs.index(DEFAULT_FEATURES) if DEFAULT_FEATURES in specs else 0
+    base = accuracies[reference]
+    margin = max(float(np.sqrt(base * (1.0 - base) / max(clips, 1))), 1.0 / max(clips, 1))
+    best = reference
+    for index, accuracy in enumerate(accuracies):
+        if accuracy > base + margin - 1e-9 and accuracy > accuracies[best] + 1e-9:
+            best = index
+    return specs[best]
+
+
+def _shifted(progress: ProgressCallback, step: int, steps: int) -> ProgressCallback:
+    """``progress`` for part ``step`` of ``steps`` equal parts."""
+    return lambda fraction, message: progress((step + fraction) / steps, message)
+
+
+class _Standardiser:
+    """Column standardisation (and optional row normalisation) as the served classifier applies it."""
+
+    def __init__(self, mean: np.ndarray, scale: np.ndarray, normalize_rows: bool) -> None:
+        self.mean, self.scale, self.normalize_rows = mean, scale, normalize_rows
+
+    @classmethod
+    def fit(cls, embeddings: np.ndarray, normalize_rows: bool) -> _Standardiser:
+        return cls(embeddings.mean(axis=0), embeddings.std(axis=0) + 1e-6, normalize_rows)
+
+    def __call__(self, embeddings: np.ndarray) -> np.ndarray:
+        features = (embeddings - self.mean) / self.scale
+        if self.normalize_rows:
+            norms = np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+            features = features * (np.sqrt(features.shape[1]) / norms)
+        return features.astype(np.float32)
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature minimising the cross-entropy of ``softmax(logits / T)`` against Laplace-smoothed
+    targets (1/(n+1) of each row's mass spread over the classes): with every training clip right, plain
+    maximum likelihood would drive T to 0 and every score to 1.0, which n clips cannot justify."""
+    from scipy.optimize import minimize_scalar
+
+    n, classes = logits.shape
+    smoothing = 1.0 / (n + 1)
+    targets = np.full((n, classes), smoothing / classes)
+    targets[np.arange(n), labels] += 1.0 - smoothing
+
+    def loss(log_t: float) -> float:
+        scaled = logits / np.exp(log_t)
+        shifted = scaled - scaled.max(axis=1, keepdims=True)
+        log_probabilities = shifted - np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+        return float(-np.mean(np.sum(targets * log_probabilities, axis=1)))
+
+    result = minimize_scalar(loss, bounds=(np.log(1e-3), np.log(1e2)), method="bounded")
+    return float(np.exp(result.x))
+
+
+def _log_loss(probabilities: np.ndarray, labels: np.ndarray) -> float:
+    picked = probabilities[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.clip(picked, 1e-12, None)))) + 0.0  # + 0.0: no "-0.0" in reports
+
+
+def expected_calibration_error(probabilities: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:
+    confidence = probabilities.max(axis=1)
+    correct = probabilities.argmax(axis=1) == labels
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    error = 0.0
+    for low, high in itertools.pairwise(edges):
+        inside = (confidence > low) & (confidence <= high)
+        if inside.any():
+            error += inside.mean() * abs(confidence[inside].mean() - correct[inside].mean())
+    return float(error)
+
+
+def _open_set(
+    features: np.ndarray, labels: np.ndarray, loo_logits: np.ndarray, classes: int, quantile: float
+) -> OpenSet:
+    """Centroids and the typicality distribution of the training clips, each scored without itself."""
+    unit = features / np.maximum(np.linalg.norm(features, axis=1, keepdims=True), 1e-12)
+    sums = np.zeros((classes, unit.shape[1]))
+    np.add.at(sums, labels, unit)
+    counts = np.bincount(labels, minlength=classes)
+    centroids = sums / np.maximum(counts, 1)[:, None]
+    centroids /= np.maximum(np.linalg.norm(centroids, axis=1, keepdims=True), 1e-12)
+    # Each clip's cosines with its own class's centroid computed without it.
+    cosines = unit @ centroids.T
+    own_sum = sums[labels] - unit
+    own_norm = np.maximum(np.linalg.norm(own_sum, axis=1), 1e-12)
+    own = np.where(counts[labels] > 1, np.einsum("ij,ij->i", unit, own_sum) / own_norm, 0.0)
+    cosines[np.arange(len(labels)), labels] = own
+    best_cosine = cosines.max(axis=1)
+    best_logit = loo_logits.max(axis=1)
+    stats = OpenSet(
+        centroids=centroids.astype(np.float32),
+        logit_mean=float(best_logit.mean()),
+        logit_std=float(best_logit.std() + 1e-6),
+        cosine_mean=float(best_cosine.mean()),
+        cosine_std=float(best_cosine.std() + 1e-6),
+        calibration=np.zeros(1, dtype=np.float32),
+        default_threshold=quantile,
+    )
+    typical = (best_logit - stats.logit_mean) / stats.logit_std + (
+        best_cosine - stats.cosine_mean
+    ) / stats.cosine_std
+    return OpenSet(
+        centroids=stats.centroids,
+        logit_mean=stats.logit_mean,
+        logit_std=stats.logit_std,
+        cosine_mean=stats.cosine_mean,
+        cosine_std=stats.cosine_std,
+        calibration=np.sort(typical).astype(np.float32),
+        default_threshold=quantile,
+    )
+
+
+def _dataset_digest(clips: Sequence[LabeledClip]) -> str:
+    import hashlib
+
+    return hashlib.sha256("".join(sorted(clip.content_hash for clip in clips)).encode()).hexdigest()[:12]
+
+
+def _variant_maker(clips: Sequence[LabeledClip], seed: int) -> Callable[[np.ndarray, int], np.ndarray]:
+    """Audio variants: time shift, gain and background from another clip of the dataset."""
+    from tingyin.sound.augment import mix
+    from tingyin.sound.embeddings import load_clip_audio
+
+    def variant(audio: np.ndarray, index: int) -> np.ndarray:
+        rng = np.random.default_rng([int(clips[index].content_hash[:16], 16), seed])
+        shifted = random_audio_variant(audio, rng, noise=False)
+        if len(clips) < 2:
+            return shifted
+        other = int(rng.integers(len(clips) - 1))
+        other += other >= index
+        background = load_clip_audio(clips[other])
+        level = float(rng.uniform(15.0, 25.0))
+        own_rms = float(np.sqrt(np.mean(np.square(shifted)))) or 1e-4
+        other_rms = float(np.sqrt(np.mean(np.square(background)))) or 1e-4
+        weight = own_rms / other_rms / (10 ** (level / 20.0))
+        return mix(shifted, background, weight / (1.0 + weight))
+
+    return variant
+
+
 def train_classifier(
     clips: Sequence[LabeledClip],
     *,
@@ -205,18 +348,21 @@ def train_classifier(
     seed: int = 0,
     cache_dir: Path | None = None,
     embedder: Embedder | None = None,
-    config: HeadConfig | None = None,
+    config: TrainingConfig | None = None,
 ) -> TrainingResult:
     """Train a classifier on ``clips`` restricted to ``classes`` (default: every label present).
 
-    Raises ``InvalidRequest`` for fewer than 2 classes or a class without clips, ``TrainingCancelled``
-    when ``cancel()`` turns true, and the audio errors of ``tingyin.audio.decode`` for unreadable clips.
+    ``embedder`` fixes the features (no selection; e.g. musicnn for music taggers); so does ``init_from``
+    (its features). Raises ``InvalidRequest`` for fewer than 2 classes or a class without clips,
+    ``TrainingCancelled`` when ``cancel()`` turns true, and the audio errors of ``tingyin.audio.decode``
+    for unreadable clips.
     """
-    config = config or HeadConfig()
+    config = config or TrainingConfig()
+    settings = get_settings()
     started = time.perf_counter()
     class_names = _resolve_classes(clips, classes, init_from)
     index_of = {name: position for position, name in enumerate(class_names)}
-    # One entry per distinct content: a duplicate must not sit on both sides of the split.
+    # One entry per distinct content: a duplicate must not be its own leave-one-out witness.
     unique: dict[str, LabeledClip] = {}
     for clip in clips:
         if clip.label in index_of:
@@ -234,125 +380,156 @@ def train_classifier(
         raise InvalidRequest("training needs clips of at least 2 classes")
 
     def report_progress(fraction: float, message: str) -> None:
+        # Every stage reports progress: the one place to honour a cancel request between stages too.
+        if cancel is not None and cancel():
+            raise TrainingCancelled("training was cancelled")
         if progress is not None:
             progress(min(1.0, max(0.0, fraction)), message)
 
+    report_progress(0.0, "planning")
     if init_from is not None:
-        embedder = embedder or init_from.embedder()
-        if embedder_identity(embedder).model != init_from.embedder_model:
-            raise InvalidRequest("a version can only iterate from one trained on the same embedder")
-    embedder = embedder or get_embedder()
-    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
-    augment = len(chosen) <= config.audio_augment_max_clips
-    embed_share = 0.45 if augment else 0.85
-    report_progress(0.0, "computing embeddings")
-    features = embed_clips(
-        chosen,
-        embedder=embedder,
-        cache=cache,
-        progress=lambda f, m: report_progress(embed_share * f, m),
-        cancel=cancel,
+        fixed: FeatureSpec | None = init_from.features
+        if embedder is not None and feature_spec_of(embedder) != fixed:
+            raise InvalidRequest("a version can only iterate from one trained on the same features")
+    else:
+        fixed = feature_spec_of(embedder) if embedder is not None else None
+    audio_seconds = _audio_seconds(chosen)
+    budget_s = config.budget_s or max(
+        settings.sound_train_budget_floor_s, settings.sound_train_budget_ms_per_audio_s * audio_seconds / 1000
     )
+    if fixed is not None:
+        specs = [fixed]
+    else:
+        specs = plan_candidates(
+            config.candidates or CANDIDATES,
+            audio_seconds,
+            0.8 * budget_s,  # the rest: fitting, and slack for a busy machine
+            config.predict_budget_ms or settings.sound_predict_budget_ms,
+        )
+    cache = EmbeddingCache(cache_dir) if cache_dir is not None else None
+    labels = np.asarray([index_of[clip.label] for clip in chosen], dtype=np.int64)
+    weights = balanced_weights(labels, len(class_names))
+    if fixed is not None and embedder is not None:
+        embeddings = {
+            fixed.key: embed_clips(
+                chosen,
+                embedder=embedder,
+                cache=cache,
+                progress=lambda f, m: report_progress(0.7 * f, m),
+                cancel=cancel,
+            )
+        }
+    else:
+        embeddings = _embed_candidates(specs, chosen, cache, lambda f, m: report_progress(0.7 * f, m), cancel)
     embed_done = time.perf_counter()
-    augmented = np.zeros((0, features.shape[1]), dtype=np.float32)
+
+    # Selection by exact leave-one-out accuracy (see choose_features).
+    selection: list[dict[str, Any]] = []
+    accuracies: list[float] = []
+    with threadpool_limits(limits=1, user_api="blas"):  # small matrices: one thread beats two busy ones
+        for number, spec in enumerate(specs):
+            report_progress(0.7 + 0.05 * number / len(specs), f"scoring {spec.key}")
+            standardiser = _Standardiser.fit(embeddings[spec.key], config.normalize_rows)
+            fit = ridge_loo(
+                standardiser(embeddings[spec.key]),
+                labels,
+                len(class_names),
+                alphas=config.alphas,
+                sample_weights=weights,
+            )
+            selection.append(
+                {
+                    "features": spec.key,
+                    "loo_accuracy": round(fit.loo_accuracy, 4),
+                    "alpha": fit.alpha,
+                    "predict_cost_ms": spec.cost_ms,
+                }
+            )
+            accuracies.append(fit.loo_accuracy)
+    features = choose_features(specs, accuracies, len(chosen))
+    base = embeddings[features.key]
+    select_done = time.perf_counter()
+    report_progress(0.75, f"features: {features.key}")
+
+    # Audio variants when the plan (candidates' pass + variants with the chosen features, decoding a
+    # background clip for each) fits the budget; estimated, like the plan, so that it does not depend on
+    # how busy the machine is.
+    augment = config.augment
+    if augment is None:
+        planned = embedding_seconds(specs, audio_seconds) + 1.2 * embedding_seconds([features], audio_seconds)
+        augment = planned <= 0.8 * budget_s
+    variants = np.zeros((0, base.shape[1]), dtype=np.float32)
     if augment:
-
-        def variant(audio: np.ndarray, index: int) -> np.ndarray:
-            digest = int(chosen[index].content_hash[:16], 16)
-            return random_audio_variant(audio, np.random.default_rng([digest, seed]))
-
-        augmented = embed_clips(
+        variants = embed_clips(
             chosen,
-            embedder=embedder,
+            embedder=embedder if fixed is not None and embedder is not None else FeatureExtractor(features),
             cache=cache,
-            augmenter=variant,
-            variant=f"aug{seed}",
-            progress=lambda f, m: report_progress(0.45 + 0.4 * f, "augmenting: " + m),
+            augmenter=_variant_maker(chosen, seed),
+            # A variant mixes in another clip of this dataset: the cache key names the dataset too.
+            variant=f"bg{seed}x{_dataset_digest(chosen)}",
+            progress=lambda f, m: report_progress(0.75 + 0.2 * f, "augmenting: " + m),
             cancel=cancel,
         )
     augment_done = time.perf_counter()
-    labels = np.asarray([index_of[clip.label] for clip in chosen], dtype=np.int64)
 
     if init_from is not None:
-        mean, scale = init_from.mean, init_from.scale
+        standardiser = _Standardiser(init_from.mean, init_from.scale, init_from.normalize_rows)
     else:
-        mean = features.mean(axis=0)
-        scale = features.std(axis=0) + 1e-6
-    standard = (features - mean) / scale
-    standard_aug = (augmented - mean) / scale if len(augmented) else augmented
-    eye = np.eye(len(class_names), dtype=np.float32)
-
-    def initial_weights() -> list[np.ndarray] | None:
-        if init_from is None:
-            return None
-        previous = [w.astype(np.float64) for w in init_from.weights]
-        extra = len(class_names) - len(init_from.classes)
-        if extra:
-            previous[-2] = np.concatenate([previous[-2], np.zeros((previous[-2].shape[0], extra))], axis=1)
-            previous[-1] = np.concatenate([previous[-1], np.zeros(extra)])
-        return previous
-
-    def fit(indices: np.ndarray, fit_seed: int, share: tuple[float, float]) -> list[np.ndarray]:
-        rng = np.random.default_rng(fit_seed)
-        x = standard[indices]
-        y = eye[labels[indices]]
-        if len(standard_aug):
-            x = np.concatenate([x, standard_aug[indices]])
-            y = np.concatenate([y, eye[labels[indices]]])
-        mixed_x, mixed_y = mixup_embeddings(x, y, int(config.mixup_ratio * len(x)), rng)
-        x = np.concatenate([x, mixed_x])
-        y = np.concatenate([y, mixed_y])
-        class_weight = _class_weights(labels[indices], len(class_names))
-        sample_weight = y @ class_weight
-        low, high = share
-        return fit_head(
-            x,
-            y,
-            sample_weight,
-            config,
-            init=initial_weights(),
-            seed=fit_seed,
-            cancel=cancel,
-            progress=lambda it: report_progress(
-                low + (high - low) * min(1.0, it / config.max_iter), "fitting"
-            ),
-        )
-
-    train_idx, held_idx = stratified_split(labels, config.held_out_fraction, seed)
-    fit_start = time.perf_counter()
-    split_weights = fit(train_idx, seed, (0.85, 0.92))
-    if len(held_idx):
-        scores = softmax(head_logits(standard[held_idx], split_weights))
-        predicted = [class_names[i] for i in scores.argmax(axis=1)]
-        truth = [class_names[i] for i in labels[held_idx]]
-        confidence = [float(v) for v in scores.max(axis=1)]
-    else:
-        predicted, truth, confidence = [], [], []
+        standardiser = _Standardiser.fit(base, config.normalize_rows)
+    rows = standardiser(np.concatenate([base, variants]) if len(variants) else base)
+    row_labels = np.concatenate([labels, labels[: len(variants)]])
+    groups = np.concatenate([np.arange(len(chosen)), np.arange(len(variants))])
+    row_weights = np.concatenate([weights, weights[: len(variants)]])
+    prior = _prior(init_from, len(class_names), rows.shape[1])
+    report_progress(0.96, "fitting")
+    with threadpool_limits(limits=1, user_api="blas"):
+        fit = _fit_ridge(rows, row_labels, len(class_names), config, row_weights, groups, prior)
+    loo_logits = fit.loo_scores[: len(chosen)]
+    temperature = fit_temperature(loo_logits, labels)
+    loo_probabilities = softmax(loo_logits / temperature)
+    open_set = _open_set(rows[: len(chosen)], labels, loo_logits, len(class_names), config.unknown_quantile)
+    predicted = [class_names[i] for i in loo_logits.argmax(axis=1)]
     report = evaluate_predictions(
-        truth,
+        [class_names[i] for i in labels],
         predicted,
         class_names,
         {name: counts[name] for name in class_names},
-        train_count=len(train_idx),
-        clip_hashes=[chosen[i].content_hash for i in held_idx],
-        scores=confidence,
+        train_count=len(chosen),
+        clip_hashes=[clip.content_hash for clip in chosen],
+        scores=[float(row.max()) for row in loo_probabilities],
+        method=(
+            "leave-one-out: each clip is predicted by the served recipe (features, penalty, head) fitted "
+            "on every other clip and the other clips' variants; clips cut from one recording make this "
+            "optimistic"
+        ),
+        extra={
+            "features": features.key,
+            "selection": selection,
+            "penalty": fit.alpha,
+            "temperature": round(temperature, 6),
+            "log_loss": round(_log_loss(loo_probabilities, labels), 4),
+            "expected_calibration_error": round(expected_calibration_error(loo_probabilities, labels), 4),
+            "augmented_clips": len(variants),
+            "unknown_threshold_default": config.unknown_quantile,
+        },
     )
-    final_weights = fit(np.arange(len(chosen)), seed + 1, (0.92, 1.0))
     finished = time.perf_counter()
-    identity = embedder_identity(embedder)
     classifier = TrainedClassifier(
         classes=class_names,
-        embedder_layers=identity.layers,
-        quantized=identity.quantized,
-        embedder_model=identity.model,
-        mean=mean.astype(np.float32),
-        scale=scale.astype(np.float32),
-        weights=final_weights,
+        features=features,
+        mean=standardiser.mean.astype(np.float32),
+        scale=standardiser.scale.astype(np.float32),
+        weights=[fit.weights, fit.bias],
+        temperature=temperature,
+        normalize_rows=standardiser.normalize_rows,
+        open_set=open_set,
         info={
             "trained_clips": len(chosen),
             "class_counts": {name: counts[name] for name in class_names},
-            "head": "linear" if config.hidden == 0 else f"mlp{config.hidden}",
-            "c": config.c,
+            "head": "ridge",
+            "penalty": fit.alpha,
+            "features": features.key,
+            "augmented_clips": len(variants),
             "seed": seed,
             "init_from": init_from.info.get("version") if init_from is not None else None,
         },
@@ -362,12 +539,56 @@ def train_classifier(
         classifier=classifier,
         report=report,
         train_count=len(chosen),
-        held_out_count=len(held_idx),
-        augmented_count=len(augmented),
+        held_out_count=len(chosen),
+        augmented_count=len(variants),
         timings={
             "embed_s": round(embed_done - started, 3),
-            "augment_s": round(augment_done - embed_done, 3),
-            "fit_s": round(finished - fit_start, 3),
+            "select_s": round(select_done - embed_done, 3),
+            "augment_s": round(augment_done - select_done, 3),
+            "fit_s": round(finished - augment_done, 3),
             "total_s": round(finished - started, 3),
+            "budget_s": round(budget_s, 1),
         },
+        selection=selection,
+    )
+
+
+def _prior(init_from: TrainedClassifier | None, classes: int, dim: int) -> list[np.ndarray] | None:
+    """The previous version's linear head, widened with zero columns for classes it did not know."""
+    if init_from is None:
+        return None
+    if init_from.head_kind != "linear" or init_from.weights[0].shape[0] != dim:
+        raise InvalidRequest("this version's head cannot be iterated on; train a new version instead")
+    weight, bias = (w.astype(np.float64) for w in init_from.weights)
+    extra = classes - weight.shape[1]
+    if extra:
+        weight = np.concatenate([weight, np.zeros((dim, extra))], axis=1)
+        bias = np.concatenate([bias, np.full(extra, -1.0)])
+    # A new class starts at -1, the ridge's "not this class" target; the fit moves it from there. (A head
+    # of an older version, a logistic one, is used as it is: the ridge fits whatever it leaves.)
+    return [weight, bias]
+
+
+def _fit_ridge(
+    rows: np.ndarray,
+    labels: np.ndarray,
+    classes: int,
+    config: TrainingConfig,
+    weights: np.ndarray,
+    groups: np.ndarray,
+    prior: list[np.ndarray] | None,
+) -> RidgeFit:
+    """Ridge on ``rows``; with a prior, on the residual targets, so the penalty pulls towards it."""
+    if prior is None:
+        return ridge_loo(rows, labels, classes, alphas=config.alphas, sample_weights=weights, groups=groups)
+    offset = rows @ prior[0] + prior[1]
+    fit = ridge_loo(
+        rows, labels, classes, alphas=config.alphas, sample_weights=weights, groups=groups, offset=offset
+    )
+    return RidgeFit(
+        fit.alpha,
+        fit.loo_scores,
+        fit.loo_accuracy,
+        (fit.weights + prior[0]).astype(np.float32),
+        (fit.bias + prior[1]).astype(np.float32),
     )

@@ -34,6 +34,8 @@ N_FFT = 400
 HOP = 160
 N_MELS = 80
 OPSET = 18
+POOLINGS = ("mean", "max", "std")
+MEL_LAYER = -1  # "layer" -1: the log-mel frames themselves (80 bands), before the encoder
 
 _CT2_DTYPES = {0: np.float32, 1: np.int8, 2: np.int16, 3: np.int32, 4: np.float16}
 
@@ -97,14 +99,26 @@ def _dft_kernels() -> np.ndarray:
 
 @dataclass(frozen=True)
 class EmbedderSpec:
-    """Which encoder states are pooled into the embedding. Layer 0 is the stem output (before any block)."""
+    """Which encoder states are pooled into the embedding. Layer 0 is the stem output (before any block),
+    layer -1 the log-mel spectrogram (80 bands; no encoder is run when it is the only layer)."""
 
     layers: tuple[int, ...] = (1, 2, 3)
     num_layers: int = 6  # encoder blocks to run; later blocks are skipped when no chosen layer needs them
+    # Statistics of each chosen layer's states over frames, in this order per layer.
+    poolings: tuple[str, ...] = ("mean", "max")
+
+    def __post_init__(self) -> None:
+        unknown = [pooling for pooling in self.poolings if pooling not in POOLINGS]
+        if unknown or not self.poolings or not self.layers or min(self.layers) < MEL_LAYER:
+            raise ModelError(f"an embedder needs layers and poolings among {', '.join(POOLINGS)}")
 
     @property
     def key(self) -> str:
-        return "whisper-base-L" + "-".join(str(layer) for layer in self.layers)
+        names = ("mel" if layer == MEL_LAYER else str(layer) for layer in self.layers)
+        key = "whisper-base-L" + "-".join(names)
+        if self.poolings != ("mean", "max"):
+            key += "-P" + "-".join(self.poolings)
+        return key
 
 
 class _Graph:
@@ -241,15 +255,16 @@ def _attention(g: _Graph, x: str, w: dict[str, np.ndarray], prefix: str, num_hea
     return _linear(g, context, w[prefix + "linear_1/weight"], w[prefix + "linear_1/bias"], "attn_out")
 
 
-def build_embedder(model_bin: Path, spec: EmbedderSpec, *, fp16_weights: bool = True) -> onnx.ModelProto:
-    """The audio -> embedding graph for ``spec`` from Whisper-base CTranslate2 weights."""
-    w = read_ctranslate2_variables(model_bin)
+def _encoder_states(
+    g: _Graph,
+    w: dict[str, np.ndarray],
+    log_mel: str,
+    last_layer: int,
+    num_layers: int,
+    states: dict[int, str],
+) -> None:
+    """The conv stem and transformer blocks up to ``last_layer``; fills ``states[0..last_layer]``."""
     num_heads = int(w["encoder/num_heads"])
-    last_layer = max(spec.layers)
-    if last_layer > spec.num_layers:
-        raise ModelError(f"layer {last_layer} does not exist in a {spec.num_layers}-layer encoder")
-    g = _Graph(fp16_weights)
-    log_mel = _frontend(g, "audio")
     x = g.op(
         "Conv",
         [
@@ -275,7 +290,7 @@ def build_embedder(model_bin: Path, spec: EmbedderSpec, *, fp16_weights: bool = 
         "Slice", [g.weight(w["encoder/position_encodings/encodings"], "pos"), g.ints([0]), tokens]
     )
     x = g.op("Add", [x, positions])
-    states = {0: x}
+    states[0] = x
     for index in range(last_layer):
         prefix = f"encoder/layer_{index}/"
         normed = _layer_norm(
@@ -294,17 +309,39 @@ def build_embedder(model_bin: Path, spec: EmbedderSpec, *, fp16_weights: bool = 
             ],
         )
         states[index + 1] = x
-    if last_layer == spec.num_layers:
+    if last_layer == num_layers:
         # The top layer is read after the encoder's final layer norm, as Whisper's decoder sees it.
         states[last_layer] = _layer_norm(g, x, w["encoder/layer_norm/gamma"], w["encoder/layer_norm/beta"])
+
+
+def build_embedder(model_bin: Path, spec: EmbedderSpec, *, fp16_weights: bool = True) -> onnx.ModelProto:
+    """The audio -> embedding graph for ``spec`` from Whisper-base CTranslate2 weights."""
+    w = read_ctranslate2_variables(model_bin)
+    last_layer = max(spec.layers)
+    if last_layer > spec.num_layers:
+        raise ModelError(f"layer {last_layer} does not exist in a {spec.num_layers}-layer encoder")
+    g = _Graph(fp16_weights)
+    log_mel = _frontend(g, "audio")
+    states = {MEL_LAYER: g.op("Transpose", [log_mel], perm=[0, 2, 1])}  # [BW, F, 80]
+    if last_layer >= 0:
+        _encoder_states(g, w, log_mel, last_layer, spec.num_layers, states)
     # Pool each chosen layer over frames and over the windows of one clip: [B, n_windows * T, D].
     audio_batch = g.op("Gather", [g.op("Shape", ["audio"]), g.ints([0])], axis=0)
     pooled = []
     for layer in spec.layers:
         dim = g.op("Gather", [g.op("Shape", [states[layer]]), g.ints([2])], axis=0)
         per_clip = g.op("Reshape", [states[layer], g.op("Concat", [audio_batch, g.ints([-1]), dim], axis=0)])
-        pooled.append(g.op("ReduceMean", [per_clip, g.ints([1])], keepdims=0))
-        pooled.append(g.op("ReduceMax", [per_clip, g.ints([1])], keepdims=0))
+        mean = g.op("ReduceMean", [per_clip, g.ints([1])], keepdims=0)
+        for pooling in spec.poolings:
+            if pooling == "mean":
+                pooled.append(mean)
+            elif pooling == "max":
+                pooled.append(g.op("ReduceMax", [per_clip, g.ints([1])], keepdims=0))
+            else:  # std over frames: sqrt(E[x^2] - E[x]^2), clamped at 0 against rounding
+                square_mean = g.op("ReduceMean", [g.op("Mul", [per_clip, per_clip]), g.ints([1])], keepdims=0)
+                variance = g.op("Sub", [square_mean, g.op("Mul", [mean, mean])])
+                variance = g.op("Max", [variance, g.const(np.float32(0.0))])
+                pooled.append(g.op("Sqrt", [variance]))
     embedding = g.op("Concat", pooled, axis=1)
     g.nodes.append(helper.make_node("Identity", [embedding], ["embedding"], name="embedding_out"))
     graph = helper.make_graph(
@@ -325,7 +362,7 @@ def quantizable_nodes(model: onnx.ModelProto) -> list[str]:
 
 
 def embedder_dim(spec: EmbedderSpec, width: int = 512) -> int:
-    return 2 * width * len(spec.layers)
+    return len(spec.poolings) * sum(N_MELS if layer == MEL_LAYER else width for layer in spec.layers)
 
 
 def embedder_cache_path(cache_dir: Path, model_bin: Path, spec: EmbedderSpec) -> Path:

@@ -42,12 +42,15 @@ LONGEST_CHAR_S = 1.0  # an aligned character (or English word) longer than this 
 LOOP_TEMPERATURES = (0.4, 0.8)
 ENGLISH_IN_MANDARIN = 0.9  # a chunk of a Mandarin request is decoded as English above this probability
 
-# Style prompts: the previous-text context that sets the script and punctuation Whisper writes in.
+# Style prompts: the previous-text context that sets the script and punctuation Whisper writes in. Mandarin
+# gets the mixed-language one: it keeps English words in Latin letters, as the vendors' Mandarin models write
+# them, and on zh_dev it scored better than a Simplified-Chinese-only prompt both on the clips with English
+# (25.8% against 28.1% CER) and on the others (11.8% against 11.9%).
+MANDARIN_PROMPT = "以下是中英文混合的句子，English单词保持英文原文。"
 STYLE_PROMPTS = {
-    "zh": "以下是普通话的句子，使用简体中文。",
+    "zh": MANDARIN_PROMPT,
+    "zh-en": MANDARIN_PROMPT,
     "yue": "以下係廣東話嘅句子。",
-    # Mixed Mandarin-English (Qiniu cn_en): English words stay in Latin letters.
-    "zh-en": "以下是中英文混合的句子，English单词保持英文原文。",
     "en": "Hello, welcome. This is a sentence with punctuation.",
 }
 

@@ -7,28 +7,31 @@ initials and finals, chosen by a lattice search under the trigram) and scores te
 engine then asks Whisper how well each rewrite fits the audio (teacher-forced log-probability) and picks
 the best sum of sound and sense, so a rewrite the audio does not support is not taken.
 
-The model is a word-level KenLM file, read with the optional ``kenlm`` module (``pip install
-'tingyin[zh-lm]'``). By default it is libime's trigram (the fcitx5 pinyin input method's model, Debian
-package ``libime-data-language-model``, LGPL-2.1+); ``TINGYIN_ZH_LM`` names another file, or ``off``.
-Without a model the engine falls back to the unigram corrector in :mod:`tingyin.speech.lexicon`.
+The model is libime's word trigram (the fcitx5 pinyin input method's model, Debian package
+``libime-data-language-model``, LGPL-2.1+), converted to our own format and shipped in
+``tingyin/speech/data/`` (see the NOTICE there), read with numpy by :mod:`tingyin.speech.ngram`; its scores
+are exactly those ``kenlm`` gives for the original file. ``TINGYIN_ZH_LM`` names another model (our
+``.npz``, an ARPA file or a KenLM trie binary), or ``off``; without a model the engine falls back to the
+unigram corrector in :mod:`tingyin.speech.lexicon`.
 """
 
 from __future__ import annotations
 
-import glob
 import logging
 import math
 import re
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 from tingyin.speech.lexicon import rewrite_cost, sentence_logprob, sound_keys
+from tingyin.speech.ngram import NgramModel, State, open_model
 
 log = logging.getLogger(__name__)
 
-DEFAULT_LOCATIONS = ("/usr/lib/*/libime/zh_CN.lm", "/usr/share/libime/zh_CN.lm")
+# libime's trigram in our format (scripts/convert_ngram.py; provenance and licence in data/NOTICE.md).
+PACKAGED_MODEL = Path(__file__).resolve().parent / "data" / "zh_word_trigram.npz"
 LN10 = math.log(10.0)
 MAX_REWRITE_WORD = 4  # longest stretch replaced by one dictionary word
 MAX_SEGMENT_WORD = 6  # longest word tried when segmenting text for scoring
@@ -45,7 +48,7 @@ _CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
 class _Path(NamedTuple):
     total: float  # language model + rewrite costs, nats
     lm: float  # language model only, nats
-    state: Any  # kenlm.State after the last word
+    state: State  # the language model's state after the last word
     text: str
 
 
@@ -53,11 +56,10 @@ class ZhLanguageModel:
     """Word trigram scores and sound-alike rewrites of Chinese text."""
 
     def __init__(self, path: Path) -> None:
-        import kenlm
-
-        self._kenlm = kenlm
+        """Load the model file at ``path`` (our ``.npz``, ARPA text or a KenLM trie binary); OSError when
+        it cannot be read, ValueError when it is not a model."""
         self.path = path
-        self.model = kenlm.Model(str(path))
+        self.model: NgramModel = open_model(path)
         # Candidate words: jieba's dictionary words (1-4 characters) the trigram knows, by sound.
         self.index: dict[tuple[str, ...], list[str]] = {}
         text = resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
@@ -70,6 +72,11 @@ class ZhLanguageModel:
         self._run_score = lru_cache(maxsize=65536)(self._score_run)
         # n-best hypotheses share most of their runs: each run is searched once.
         self._run_rewrites = lru_cache(maxsize=16384)(self._rewrite_run)
+
+    @classmethod
+    def packaged(cls) -> ZhLanguageModel:
+        """The trigram shipped with tingyin (libime's, LGPL-2.1+)."""
+        return cls(PACKAGED_MODEL)
 
     # ------------------------------------------------------------------------------------------ scoring
 
@@ -127,17 +134,14 @@ class ZhLanguageModel:
         return tuple(ranked[:MAX_ALIKES])
 
     def _unigram(self, word: str) -> float:
-        return float(self.model.score(word, bos=False, eos=False))
+        return self.model.unigram(word)
 
     def _search(self, run: str, *, rewrite: bool, keep: frozenset[int]) -> list[_Path]:
         """Beam search over segmentations of ``run`` (and, with ``rewrite``, sound-alike replacements of
         its words); finished paths, best first, one per distinct text."""
-        kenlm = self._kenlm
         model = self.model
-        start = kenlm.State()
-        model.BeginSentenceWrite(start)
         beams: list[list[_Path]] = [[] for _ in range(len(run) + 1)]
-        beams[0] = [_Path(0.0, 0.0, start, "")]
+        beams[0] = [_Path(0.0, 0.0, model.begin_sentence(), "")]
         longest = MAX_REWRITE_WORD if rewrite else MAX_SEGMENT_WORD
         for i in range(len(run)):
             beams[i] = sorted(beams[i], key=lambda p: -p.total)[:BEAM]
@@ -150,15 +154,15 @@ class ZhLanguageModel:
                     if rewrite and not keep.intersection(range(i, i + size)):
                         options.extend(self._alikes(stretch))
                     for word, cost in options:
-                        after = kenlm.State()
-                        logprob = model.BaseScore(path.state, word, after) * LN10
+                        logprob, after = model.score(path.state, word)
+                        logprob *= LN10
                         beams[i + size].append(
                             _Path(path.total + logprob - cost, path.lm + logprob, after, path.text + word)
                         )
         finished: dict[str, _Path] = {}
         for path in beams[len(run)]:
-            after = kenlm.State()
-            end = model.BaseScore(path.state, "</s>", after) * LN10
+            end, after = model.score(path.state, "</s>")
+            end *= LN10
             done = _Path(path.total + end, path.lm + end, after, path.text)
             if done.text not in finished or done.total > finished[done.text].total:
                 finished[done.text] = done
@@ -183,21 +187,14 @@ def _rewrite_cost(stretch: str, word: str) -> float | None:
 
 
 def find_language_model(configured: str) -> Path | None:
-    """The KenLM file for the ``TINGYIN_ZH_LM`` setting: a path, ``off`` (None), or empty for libime's
-    model."""
-    return _resolve(configured.strip())
-
-
-@lru_cache(maxsize=8)
-def _resolve(configured: str) -> Path | None:
+    """The model file for the ``TINGYIN_ZH_LM`` setting: a path, ``off`` (None), or empty for the packaged
+    trigram."""
+    configured = configured.strip()
     if configured.lower() in ("off", "none", "0", "false"):
         return None
     if configured:
         return Path(configured).expanduser()
-    for pattern in DEFAULT_LOCATIONS:
-        for hit in sorted(glob.glob(pattern)):
-            return Path(hit)
-    return None
+    return PACKAGED_MODEL
 
 
 def load_language_model(configured: str) -> ZhLanguageModel | None:
@@ -208,10 +205,7 @@ def load_language_model(configured: str) -> ZhLanguageModel | None:
         return None
     try:
         model = ZhLanguageModel(path)
-    except ImportError:
-        log.warning("the kenlm module is not installed; Chinese transcripts use the unigram corrector")
-        return None
-    except (OSError, RuntimeError) as exc:
+    except (OSError, ValueError) as exc:
         log.warning(
             "cannot read the Chinese language model (%s); using the unigram corrector", type(exc).__name__
         )

@@ -21,16 +21,17 @@ import secrets
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from cryptography.fernet import Fernet, InvalidToken
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest, NotFound, ServiceUnavailable, Unauthorized
 from tingyin.store.db import session_scope
-from tingyin.store.models import App, utcnow
+from tingyin.store.models import AccessToken, App, utcnow
 
 APP_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 
@@ -190,7 +191,9 @@ def get_app(name: str) -> AppInfo:
 
 
 def rotate_app(name: str) -> Credentials:
-    """New api_key, secret_key and app_token; the app_id and everything the app owns stay."""
+    """New api_key, secret_key and app_token; the app_id and everything the app owns stay. Every
+    OAuth access and refresh token issued so far is revoked in the same transaction: nothing
+    obtained with the old credentials works once this returns."""
     with session_scope() as session:
         app = _by_name(session, name)
         credentials = _new_credentials(app.name, app.app_id)
@@ -199,7 +202,19 @@ def rotate_app(name: str) -> Credentials:
         app.secret_encrypted = _encrypt(credentials.secret_key)
         app.token_hash = _hash(credentials.app_token)
         app.rotated_at = utcnow()
+        _revoke_tokens(session, app.id)
     return credentials
+
+
+def _revoke_tokens(session: Session, app_pk: int) -> int:
+    result: Any = session.execute(delete(AccessToken).where(AccessToken.app_pk == app_pk))
+    return int(result.rowcount or 0)
+
+
+def revoke_tokens(name: str) -> int:
+    """Revoke every OAuth access and refresh token of an app (its credentials stay); the count."""
+    with session_scope() as session:
+        return _revoke_tokens(session, _by_name(session, name).id)
 
 
 def set_limits(name: str, *, qps_limit: int | None, daily_limit: int | None) -> AppInfo:
@@ -212,7 +227,9 @@ def set_limits(name: str, *, qps_limit: int | None, daily_limit: int | None) -> 
 
 def delete_app(name: str) -> None:
     with session_scope() as session:
-        session.delete(_by_name(session, name))
+        app = _by_name(session, name)
+        _revoke_tokens(session, app.id)  # also where the database does not cascade deletes
+        session.delete(app)
 
 
 def authenticate_key_secret(api_key: str, secret_key: str) -> AppInfo:

@@ -73,6 +73,14 @@ class UsageCounter(Base):
     expires_at: Mapped[datetime] = mapped_column(index=True)
 
 
+# A job in one of these states is over: nothing runs it again and its input files are released.
+TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
+# Job kinds whose uploaded input stays with the job until the job itself is purged (its retention), not
+# only while it runs: a transcript's audio is played beside it. Other kinds' inputs (a dataset zip) go
+# as soon as the job ends.
+JOB_KINDS_KEEPING_INPUTS = frozenset({"transcription"})
+
+
 class Job(Base):
     """A unit of background work. The database, not the broker, is the truth about a job's state."""
 
@@ -212,6 +220,8 @@ class SoundService(Base):
     name: Mapped[str] = mapped_column(String(64))
     model_id: Mapped[int] = mapped_column(ForeignKey("sound_models.id", ondelete="CASCADE"))
     version_id: Mapped[int] = mapped_column(ForeignKey("model_versions.id", ondelete="CASCADE"))
+    # Open-set answer of the service: NULL (off), "auto" (the version's default) or a number in [0, 1).
+    unknown_threshold: Mapped[str | None] = mapped_column(String(16), nullable=True)
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(default=utcnow)
 
@@ -227,3 +237,20 @@ class ConsoleSession(Base):
     csrf_token: Mapped[str] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class StoredObject(Base):
+    """The owner of one object in the blob store (local directory or S3 bucket). Every object has
+    exactly one: a job (its uploaded input), a dataset (its clips) or a model version (its trained
+    files and export). The record is written in the owner's transaction and deleted with the owner;
+    the storage sweeper removes objects without a record and records whose owner is gone."""
+
+    __tablename__ = "stored_objects"
+
+    key: Mapped[str] = mapped_column(String(512), primary_key=True)
+    owner_kind: Mapped[str] = mapped_column(String(16))  # job | dataset | model_version
+    owner_id: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+    __table_args__ = (Index("ix_stored_objects_owner", "owner_kind", "owner_id"),)

@@ -6,6 +6,7 @@ configured (``TINGYIN_REDIS_URL``, or a Redis broker), which takes the load off 
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -21,6 +22,7 @@ from tingyin.store.apps import AppInfo
 from tingyin.store.db import session_scope
 from tingyin.store.models import UsageCounter, utcnow
 
+log = logging.getLogger(__name__)
 _redis_lock = threading.Lock()
 _redis_clients: dict[str, Any] = {}
 
@@ -77,7 +79,14 @@ def consume(app: AppInfo, api: str, now: float | None = None) -> None:
     now = time.time() if now is None else now
     if app.qps_limit is not None and _increment(app.pk, api, f"s{int(now)}", 5) > app.qps_limit:
         raise QuotaExceeded(f"more than {app.qps_limit} requests per second", kind="qps")
-    count = _increment(app.pk, api, f"d{_day(now)}", (USAGE_HISTORY_DAYS + 1) * 86400)
+    try:
+        count = _increment(app.pk, api, f"d{_day(now)}", (USAGE_HISTORY_DAYS + 1) * 86400)
+    except ServiceUnavailable:
+        if app.daily_limit is not None:
+            raise  # a limit that cannot be enforced refuses the call
+        # Without a daily limit the counter is only usage history: losing one count must not refuse a call.
+        log.warning("usage counter unavailable; call of %s by app %s not counted", api, app.pk)
+        return
     if app.daily_limit is not None and count > app.daily_limit:
         raise QuotaExceeded(f"more than {app.daily_limit} requests today", kind="daily")
 

@@ -1,15 +1,16 @@
 """Resumable chunked uploads: large files (dataset zips up to 5 GB) sent in pieces over plain HTTP.
 
 The client declares the size, then appends chunks at the offset the server reports; after a broken
-connection it asks for the offset and goes on from there. A complete upload becomes a blob (hashed,
-then moved into place: no second copy) when an endpoint consumes it. Unfinished uploads are dropped
-after ``STALE_AFTER_S``. Each upload lives in ``$TINGYIN_HOME/uploads/<id>/`` (``data`` and ``meta.json``).
+connection it asks for the offset and goes on from there. A complete upload becomes a stored object of
+its consumer (the import job) when an endpoint takes it. Unfinished uploads are dropped after
+``STALE_AFTER_S``. Each upload lives in this node's scratch area (``$TINGYIN_HOME/scratch/uploads/<id>/``,
+``data`` and ``meta.json``): behind a load balancer, the chunks of one upload must reach one node (sticky
+sessions), or clients use the streaming ``POST /v1/sound/datasets/{id}/imports`` instead.
 """
 
 from __future__ import annotations
 
 import fcntl
-import hashlib
 import json
 import os
 import re
@@ -22,7 +23,7 @@ from pathlib import Path
 
 from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest, NotFound
-from tingyin.store.blobs import Blob, blob_path
+from tingyin.store.blobs import StoredBlob, blob_store
 
 MAX_UPLOAD_BYTES = 5 * 1024**3
 MAX_CHUNK_BYTES = 64 * 1024**2
@@ -61,7 +62,7 @@ class Upload:
 
 
 def _root() -> Path:
-    return get_settings().home / "uploads"
+    return get_settings().scratch_dir / "uploads"
 
 
 def _directory(upload_id: str) -> Path:
@@ -139,25 +140,19 @@ async def append_chunk(app_pk: int, upload_id: str, offset: int, chunks: AsyncIt
     return get_upload(app_pk, upload_id)
 
 
-def take_upload(app_pk: int, upload_id: str) -> tuple[Blob, str]:
-    """Turn a complete upload into a blob (and forget the upload): (blob, original file name)."""
+def take_upload(app_pk: int, upload_id: str, key: str) -> tuple[StoredBlob, str]:
+    """Store a complete upload as object ``key`` (and forget the upload): (stored object, file name)."""
     upload = get_upload(app_pk, upload_id)
     if not upload.complete:
         raise InvalidRequest(
             f"upload {upload_id} has {upload.received} of {upload.size} bytes; finish it first"
         )
     directory = _directory(upload_id)
-    data = directory / "data"
-    digest = hashlib.sha256()
-    with data.open("rb") as handle:
-        while block := handle.read(1024 * 1024):
-            digest.update(block)
-    blob = Blob(digest.hexdigest(), upload.size)
-    target = blob_path(blob.key)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    os.replace(data, target)
-    shutil.rmtree(directory, ignore_errors=True)
-    return blob, upload.filename
+    try:
+        stored = blob_store().put_file(key, directory / "data")
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+    return stored, upload.filename
 
 
 def delete_upload(app_pk: int, upload_id: str) -> None:

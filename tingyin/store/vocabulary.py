@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 from sqlalchemy import select
 
 from tingyin.errors import InvalidRequest
@@ -10,6 +12,7 @@ from tingyin.store.models import Vocabulary, utcnow
 
 MAX_PHRASES = 10_000
 MAX_PHRASE_CHARS = 50  # the engine biases decoding with phrases up to this length
+CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")  # tabs become spaces; NUL and the rest are refused
 
 
 def parse_phrases(text: str) -> list[str]:
@@ -17,9 +20,11 @@ def parse_phrases(text: str) -> list[str]:
     phrases: list[str] = []
     seen: set[str] = set()
     for number, line in enumerate(text.splitlines(), 1):
-        phrase = line.strip()
+        phrase = line.replace("\t", " ").strip()
         if not phrase or phrase in seen:
             continue
+        if CONTROL.search(phrase):
+            raise InvalidRequest(f"line {number}: control characters are not allowed in a phrase")
         if len(phrase) > MAX_PHRASE_CHARS:
             raise InvalidRequest(f"line {number}: a phrase holds at most {MAX_PHRASE_CHARS} characters")
         seen.add(phrase)

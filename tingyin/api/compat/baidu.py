@@ -19,8 +19,10 @@ from fastapi.responses import JSONResponse, Response
 
 from tingyin import audio
 from tingyin.api.deps import in_thread
-from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
-from tingyin.api.middleware import register_body_limit
+from tingyin.api.errors import Dialect, ErrorInfo, client_message, register_dialect
+from tingyin.api.guard import authenticate
+from tingyin.api.middleware import note_ids, register_body_limit
+from tingyin.api.params import integer, string
 from tingyin.config import get_settings
 from tingyin.errors import (
     EngineError,
@@ -36,12 +38,14 @@ from tingyin.speech.options import DecodeOptions
 from tingyin.speech.recognize import ShortSpeech, recognize_short
 from tingyin.store.apps import AppInfo
 from tingyin.store.quota import consume
-from tingyin.store.tokens import authenticate_access_token, issue_token, refresh_token
+from tingyin.store.tokens import InvalidGrant, authenticate_access_token, issue_token, refresh_token, revoke
 from tingyin.store.vocabulary import get_vocabulary
 
 router = APIRouter(tags=["baidu"])
 
 ASR_PATHS = ("/pro_api", "/server_api")
+OAUTH_PATHS = ("/oauth/2.0/token", "/oauth/2.0/revoke")
+OAUTH_MAX_BODY_BYTES = 64 * 1024
 MAX_BODY_BYTES = 10 * 1024 * 1024  # 3310: JSON or raw body over 10 MB
 # 3308 for base64 speech over this: 60 s of 16-bit 16 kHz PCM is 2.56 MB in base64, so the limit
 # is set just above what a 60 s recording needs (the seed's "2 MB" would refuse 47-60 s of pcm).
@@ -94,13 +98,15 @@ def _sn() -> str:
     return str(uuid.uuid4()).upper()
 
 
-def _answer(err_no: int, detail: str = "", result: list[str] | None = None) -> JSONResponse:
+def _answer(request: Request, err_no: int, detail: str = "", result: list[str] | None = None) -> JSONResponse:
     body: dict[str, Any] = {"err_no": err_no, "err_msg": MESSAGES[err_no], "sn": _sn()}
     if detail and err_no != 0:
         body["err_msg"] = f"{MESSAGES[err_no]} {detail}"
     if result is not None:
         body["corpus_no"] = str(secrets.randbelow(9 * 10**18) + 10**18)
         body["result"] = result
+    # The seed tells users to quote sn when they report a problem: the operator finds it in the log.
+    note_ids(request, sn=body["sn"], corpus_no=body.get("corpus_no"))
     return JSONResponse(body)
 
 
@@ -137,87 +143,143 @@ def _error_code(exc: BaseException) -> int:
 
 def _asr_dialect(request: Request, info: ErrorInfo) -> Response:
     if info.status == 413:
-        return _answer(3310, info.message)
+        return _answer(request, 3310, info.message)
     if info.error is not None:
-        return _answer(_error_code(info.error), info.message)
+        return _answer(request, _error_code(info.error), info.message)
     if info.status == 401:
-        return _answer(3302, info.message)
+        return _answer(request, 3302, info.message)
     if info.status == 400:
-        return _answer(3300, info.message)
-    return _answer(3303 if info.status == 503 else 3307)
+        return _answer(request, 3300, info.message)
+    return _answer(request, 3303 if info.status == 503 else 3307, info.message)
 
 
-def _oauth_dialect(request: Request, info: ErrorInfo) -> Response:
-    error = "invalid_client" if info.status == 401 else "invalid_request"
+def _oauth_error(error: str, description: str, status: int) -> JSONResponse:
     return JSONResponse(
-        {"error": error, "error_description": info.message},
-        status_code=401 if error == "invalid_client" else 400,
+        {"error": error, "error_description": description},
+        status_code=status,
+        headers={"Cache-Control": "no-store"},
     )
 
 
+def _oauth_dialect(request: Request, info: ErrorInfo) -> Response:
+    if info.status == 401:
+        return _oauth_error("invalid_client", info.message, 401)
+    if info.status in (429, 503):
+        return _oauth_error("temporarily_unavailable", info.message, info.status)
+    if info.status >= 500:
+        return _oauth_error("server_error", info.message, 500)
+    return _oauth_error("invalid_request", info.message, 400)
+
+
 register_dialect(Dialect("baidu-asr", lambda path, _q: path in ASR_PATHS, _asr_dialect))
-register_dialect(Dialect("baidu-oauth", lambda path, _q: path == "/oauth/2.0/token", _oauth_dialect))
+register_dialect(Dialect("baidu-oauth", lambda path, _q: path in OAUTH_PATHS, _oauth_dialect))
 register_body_limit(lambda path: path in ASR_PATHS, MAX_BODY_BYTES)
+register_body_limit(lambda path: path in OAUTH_PATHS, OAUTH_MAX_BODY_BYTES)
 
 
 # ---------------------------------------------------------------- OAuth
 
 
-@router.api_route("/oauth/2.0/token", methods=["GET", "POST"])
-async def oauth_token(request: Request) -> JSONResponse:
-    """``grant_type=client_credentials`` with client_id (api_key) and client_secret (secret_key), or
-    ``grant_type=refresh_token``; parameters in the query string or a form body."""
+async def _oauth_params(request: Request) -> dict[str, str]:
+    """Parameters from the query string and, for a POST, a form body (a form wins)."""
     params: dict[str, str] = dict(request.query_params)
     if request.method == "POST" and request.headers.get("content-type", "").startswith(
         "application/x-www-form-urlencoded"
     ):
-        params.update({k: str(v) for k, v in (await request.form()).items()})
+        params.update({k: v for k, v in (await request.form()).items() if isinstance(v, str)})
+    return params
+
+
+@router.api_route("/oauth/2.0/token", methods=["GET", "POST"])
+async def oauth_token(request: Request) -> JSONResponse:
+    """``grant_type=client_credentials`` with client_id (api_key) and client_secret (secret_key), or
+    ``grant_type=refresh_token`` with refresh_token, client_id and client_secret; parameters in the
+    query string or a form body. A refresh token is good for one refresh."""
+    params = await _oauth_params(request)
     grant = params.get("grant_type", "")
+    client_id, client_secret = params.get("client_id", ""), params.get("client_secret", "")
+    if grant not in ("client_credentials", "refresh_token"):
+        return _oauth_error(
+            "unsupported_grant_type", "grant_type must be client_credentials or refresh_token", 400
+        )
+    if not client_id or not client_secret:
+        return _oauth_error("invalid_request", "client_id and client_secret are required", 400)
     try:
         if grant == "client_credentials":
-            if not params.get("client_id") or not params.get("client_secret"):
-                return JSONResponse(
-                    {
-                        "error": "invalid_request",
-                        "error_description": "client_id and client_secret are required",
-                    },
-                    status_code=400,
-                )
-            issued = await in_thread(issue_token, params["client_id"], params["client_secret"])
-        elif grant == "refresh_token":
-            issued = await in_thread(refresh_token, params.get("refresh_token", ""))
+            issued = await authenticate(request, issue_token, client_id, client_secret, key=client_id)
+        elif not params.get("refresh_token"):
+            return _oauth_error("invalid_request", "refresh_token is required", 400)
         else:
-            return JSONResponse(
-                {
-                    "error": "unsupported_grant_type",
-                    "error_description": "grant_type must be client_credentials",
-                },
-                status_code=400,
+            issued = await authenticate(
+                request, refresh_token, params["refresh_token"], client_id, client_secret, key=client_id
             )
     except Unauthorized:
-        description = "unknown client id" if grant == "client_credentials" else "invalid refresh token"
-        return JSONResponse({"error": "invalid_client", "error_description": description}, status_code=401)
+        # The same answer for an unknown client id and a wrong secret: neither says which it was.
+        return _oauth_error("invalid_client", "unknown client id", 401)
+    except InvalidGrant as exc:
+        return _oauth_error("invalid_grant", exc.message, 400)
     return JSONResponse(issued.as_dict(), headers={"Cache-Control": "no-store"})
+
+
+@router.post("/oauth/2.0/revoke")
+async def oauth_revoke(request: Request) -> JSONResponse:
+    """Revoke an access or refresh token (RFC 7009): ``token``, ``client_id`` and ``client_secret``
+    in a form body or the query string. An unknown token is not an error."""
+    params = await _oauth_params(request)
+    client_id, client_secret = params.get("client_id", ""), params.get("client_secret", "")
+    if not params.get("token") or not client_id or not client_secret:
+        return _oauth_error("invalid_request", "token, client_id and client_secret are required", 400)
+    try:
+        await authenticate(request, revoke, params["token"], client_id, client_secret, key=client_id)
+    except Unauthorized:
+        return _oauth_error("invalid_client", "unknown client id", 401)
+    return JSONResponse({}, headers={"Cache-Control": "no-store"})
 
 
 # ---------------------------------------------------------------- short speech
 
 
-def _int(value: Any, name: str) -> int:
+def _speech_from_json(data: dict[str, Any]) -> None:
+    """Decode the base64 ``speech`` into raw bytes under "audio"."""
+    if "speech" not in data:
+        return
+    speech = data["speech"]
+    if not isinstance(speech, str):
+        raise BaiduError(3300, "speech must be a base64 string")
+    if len(speech) > MAX_SPEECH_BASE64:
+        raise BaiduError(3308, f"base64 speech larger than {MAX_SPEECH_BASE64} bytes")
     try:
-        return int(value)
-    except (TypeError, ValueError):
-        raise BaiduError(3300, f"{name} must be an integer") from None
+        data["audio"] = base64.b64decode(speech, validate=True)
+    except (binascii.Error, ValueError):
+        raise BaiduError(3300, "speech is not valid base64") from None
 
 
-async def _parse(request: Request) -> dict[str, Any]:
-    """Baidu's two upload styles as one parameter dict (speech as raw bytes under "audio")."""
+def _json_body(raw: bytes) -> dict[str, Any]:
+    try:
+        data = json.loads(raw or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise BaiduError(3300, "the body is neither JSON nor raw audio") from None
+    if not isinstance(data, dict):
+        raise BaiduError(3300, "the JSON body must be an object")
+    return data
+
+
+async def _authenticated_params(request: Request) -> tuple[AppInfo, dict[str, Any]]:
+    """The app and Baidu's two upload styles as one parameter dict (speech as bytes under "audio").
+
+    A token in the query string (the raw style's only place for it) is checked before the body is
+    read; a JSON body that carries its token inside (at most 10 MB, held in memory) is parsed first."""
     content_type = request.headers.get("content-type", "").lower()
     query = dict(request.query_params)
     if content_type.startswith(("application/x-www-form-urlencoded", "multipart/form-data")):
         raise BaiduError(3300, "send JSON or raw audio, not a browser form")
+    raw_style = content_type.startswith("audio/")
+    token: Any = query.get("token") or query.get("access_token")
+    if raw_style and not token:
+        raise BaiduError(3302, "token is required in the query string with a raw upload")
+    app = await _authenticate(request, token) if token else None
     body = await request.body()
-    if content_type.startswith("audio/"):
+    if raw_style:
         # Raw upload: "Content-Type: audio/pcm;rate=16000", the rest in the URL.
         kind, _, rest = content_type.partition(";")
         params: dict[str, Any] = dict(query)
@@ -228,36 +290,23 @@ async def _parse(request: Request) -> dict[str, Any]:
                 params["rate"] = value
         params.setdefault("rate", None)
         params["channel"] = params.get("channel", 1)
-        params["token"] = params.get("token") or params.get("access_token")
         params["audio"] = body
         params["len"] = len(body)
-        return params
-    try:
-        data = json.loads(body or b"null")
-    except (ValueError, UnicodeDecodeError):
-        raise BaiduError(3300, "the body is neither JSON nor raw audio") from None
-    if not isinstance(data, dict):
-        raise BaiduError(3300, "the JSON body must be an object")
-    data.setdefault("token", query.get("token") or query.get("access_token"))
-    if "speech" in data:
-        speech = data["speech"]
-        if not isinstance(speech, str):
-            raise BaiduError(3300, "speech must be a base64 string")
-        if len(speech) > MAX_SPEECH_BASE64:
-            raise BaiduError(3308, f"base64 speech larger than {MAX_SPEECH_BASE64} bytes")
-        try:
-            data["audio"] = base64.b64decode(speech, validate=True)
-        except (binascii.Error, ValueError):
-            raise BaiduError(3300, "speech is not valid base64") from None
-    return data
+    else:
+        params = _json_body(body)
+    if app is None:
+        app = await _authenticate(request, params.get("token"))
+    _speech_from_json(params)
+    return app, params
 
 
-def _authenticate(params: dict[str, Any]) -> AppInfo:
-    token = params.get("token")
-    if not token or not isinstance(token, str):
+async def _authenticate(request: Request, token: Any) -> AppInfo:
+    if not token:
         raise BaiduError(3302, "token is required")
+    if not isinstance(token, str) or len(token) > 512:
+        raise BaiduError(3302, "token must be the access_token string")
     try:
-        return authenticate_access_token(token)
+        return await authenticate(request, authenticate_access_token, token)
     except Unauthorized as exc:
         raise BaiduError(3302, exc.message) from exc
 
@@ -266,24 +315,23 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
     for name in ("format", "rate", "channel", "cuid"):
         if params.get(name) in (None, ""):
             raise BaiduError(3300, f"{name} is required")
-    fmt = str(params["format"]).lower()
+    fmt = string(params["format"], "format", max_length=16).lower()
     if fmt not in FORMATS[path]:
         raise BaiduError(3312, f"format must be one of {', '.join(FORMATS[path])}")
-    if _int(params["rate"], "rate") != 16000:
+    if integer(params["rate"], "rate", low=1, high=10**6) != 16000:
         raise BaiduError(3311, "rate must be 16000")
-    if _int(params["channel"], "channel") != 1:
+    if integer(params["channel"], "channel", low=1, high=64) != 1:
         raise BaiduError(3300, "channel must be 1")
-    if len(str(params["cuid"])) > 60:
-        raise BaiduError(3300, "cuid holds at most 60 characters")
+    string(params["cuid"], "cuid", max_length=60, numbers_ok=True)
     dev_pid = params.get("dev_pid")
     if dev_pid in (None, ""):
-        lan = str(params.get("lan") or "zh").lower()
+        lan = string(params.get("lan") or "zh", "lan", max_length=8).lower()
         if lan not in LAN_TO_DEV_PID:
             raise BaiduError(3300, "lan must be zh, ct or en")
         dev_pid = LAN_TO_DEV_PID[lan] or DEFAULT_DEV_PID[path]
         if path == "/pro_api" and dev_pid != 80001:
             raise BaiduError(3300, "/pro_api recognises Mandarin only (dev_pid 80001)")
-    dev_pid = _int(dev_pid, "dev_pid")
+    dev_pid = integer(dev_pid, "dev_pid", low=0, high=10**6)
     if dev_pid not in DEV_PIDS or path not in DEV_PIDS[dev_pid][2]:
         raise BaiduError(3300, f"dev_pid {dev_pid} is not available on {path}")
     if "audio" not in params:
@@ -295,7 +343,7 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
         raise BaiduError(2000)
     if params.get("len") in (None, ""):
         raise BaiduError(3300, "len is required with speech")
-    length = _int(params["len"], "len")
+    length = integer(params["len"], "len", low=0, high=MAX_BODY_BYTES)
     if length <= 4:
         raise BaiduError(3314, "len must be more than 4")
     if length != len(data):
@@ -315,9 +363,8 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
     )
 
 
-def _admit(path: str, params: dict[str, Any]) -> ShortSpeech:
-    """Authenticate, count the request against the app's quota, and check its parameters."""
-    app = _authenticate(params)
+def _admit(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
+    """Count the request against the app's quota and check its parameters."""
     consume(app, "baidu_asr")
     return _request_of(path, params, app)
 
@@ -325,12 +372,14 @@ def _admit(path: str, params: dict[str, Any]) -> ShortSpeech:
 async def _handle(path: str, request: Request) -> JSONResponse:
     inference: InferenceExecutor = request.app.state.inference
     try:
-        params = await _parse(request)
-        speech = await in_thread(_admit, path, params)
+        app, params = await _authenticated_params(request)
+        speech = await in_thread(_admit, path, params, app)
         result = await inference.run(recognize_short, speech)
-        return _answer(0, result=[result.text])
-    except (BaiduError, TingyinError) as exc:
-        return _answer(_error_code(exc), exc.detail if isinstance(exc, BaiduError) else str(exc))
+        return _answer(request, 0, result=[result.text])
+    except BaiduError as exc:
+        return _answer(request, exc.err_no, exc.detail)
+    except TingyinError as exc:
+        return _answer(request, _error_code(exc), client_message(request, exc))
 
 
 @router.post("/pro_api")

@@ -12,7 +12,10 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -20,9 +23,11 @@ from fastapi.responses import JSONResponse, Response
 
 from tingyin import audio
 from tingyin.api.deps import in_thread
-from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
-from tingyin.api.middleware import register_body_limit
-from tingyin.api.spool import BadBase64, split_base64_field, spool_body
+from tingyin.api.errors import Dialect, ErrorInfo, client_message, register_dialect
+from tingyin.api.guard import authenticate, guard_of, record_failure
+from tingyin.api.middleware import note_ids, register_body_limit
+from tingyin.api.params import number, string
+from tingyin.api.spool import BadBase64, JsonUpload, receive_json_upload
 from tingyin.audio.decode import KNOWN_FORMATS
 from tingyin.config import get_settings
 from tingyin.errors import (
@@ -33,9 +38,10 @@ from tingyin.errors import (
     TingyinError,
     Unauthorized,
 )
-from tingyin.jobs.service import JobView, get_job, mark_fetched
+from tingyin.jobs.service import JobView, get_job, input_key, mark_fetched, new_job_id
 from tingyin.jobs.transcription import TranscriptionParams, job_params, submit_transcription
 from tingyin.store.apps import AppInfo, secret_for_access_key
+from tingyin.store.blobs import BlobWriter, blob_store
 from tingyin.store.quota import consume
 
 router = APIRouter(tags=["qiniu"])
@@ -46,6 +52,8 @@ DATE_WINDOW = timedelta(minutes=15)
 MODEL_TYPES = {"0": "zh", "en": "en", "cantonese": "yue", "cn_en_16k": "zh-en"}
 MAX_HOT_WORDS = 100
 MAX_HOT_WORD_BYTES = 40
+MAX_VOICE_ID_CHARS = 128
+SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 # ret codes of a failed job, by the core's error code
 JOB_ERRORS = {
@@ -132,22 +140,58 @@ def _check_date(request: Request) -> None:
         raise Unauthorized("X-Qiniu-Date is more than 15 minutes away from the server's time")
 
 
-async def _authenticated_body(request: Request) -> tuple[AppInfo, Any]:
+async def _authenticated_body(
+    request: Request, audio_writer: Callable[[], BlobWriter] | None
+) -> tuple[AppInfo, JsonUpload]:
+    """The app that signed the request, and its body's fields; its base64 ``audio`` is decoded into
+    ``audio_writer()`` (a node-local scratch file, never the blob store) as it arrives, and refused when
+    there is none. The AccessKey, the date and (when the body is not part of the signature) the
+    signature are checked before the body is read; a signed body counts against the guard's budget for
+    unauthenticated bytes until its signature matches, and its audio is dropped at once if it does not."""
     header = request.headers.get("authorization", "")
     scheme, _, credential = header.partition(" ")
     access_key, _, sign = credential.strip().partition(":")
-    if scheme != "Qiniu" or not access_key or not sign:
+    if scheme != "Qiniu" or not access_key or not sign or len(credential) > 512:
         raise Unauthorized("send 'Authorization: Qiniu <AccessKey>:<Sign>'")
     _check_date(request)
-    app, secret = await in_thread(secret_for_access_key, access_key)
+    app, secret = await authenticate(request, secret_for_access_key, access_key, key=access_key)
     prefix, body_signed = _signing_prefix(request)
     mac = hmac.new(secret.encode(), prefix.encode("utf-8"), hashlib.sha1)
-    body = await spool_body(request, mac=mac if body_signed else None)
-    expected = base64.urlsafe_b64encode(mac.digest()).decode()
-    if not hmac.compare_digest(expected, sign):
-        body.discard()
-        raise Unauthorized("signature mismatch")
+    if not body_signed:
+        _check_signature(request, access_key, mac, sign)
+    guard = guard_of(request)
+    declared = request.headers.get("content-length", "")
+    held = int(declared) if declared.isdigit() else MAX_BODY_BYTES
+    guard.hold(held)
+    try:
+        try:
+            body = await receive_json_upload(
+                request,
+                "audio",
+                audio_writer,
+                max_decoded=MAX_AUDIO_BYTES if audio_writer else 0,
+                mac=mac if body_signed else None,
+            )
+        except BadBase64 as exc:
+            raise QiniuError(119, exc.message) from exc
+        except audio.AudioTooLarge as exc:
+            raise QiniuError(100, exc.message) from exc
+        if body_signed:
+            try:
+                _check_signature(request, access_key, mac, sign)
+            except Unauthorized:
+                await in_thread(body.abort)
+                raise
+    finally:
+        guard.release(held)
     return app, body
+
+
+def _check_signature(request: Request, access_key: str, mac: hmac.HMAC, sign: str) -> None:
+    expected = base64.urlsafe_b64encode(mac.copy().digest()).decode()
+    if not hmac.compare_digest(expected, sign):
+        record_failure(request, access_key)
+        raise Unauthorized("signature mismatch")
 
 
 def _flag(data: dict[str, Any], name: str) -> bool:
@@ -157,11 +201,14 @@ def _flag(data: dict[str, Any], name: str) -> bool:
     raise QiniuError(100, f"{name} must be 0 or 1")
 
 
-def _job_params(data: dict[str, Any], blob_key: str) -> TranscriptionParams:
+def _job_fields(data: dict[str, Any]) -> dict[str, Any]:
+    """The job's parameters but its source, from the request's fields (all checked before the audio is
+    stored)."""
     voice_id = data.get("voice_id")
     if not isinstance(voice_id, str) or not voice_id.strip():
         raise QiniuError(100, "voice_id is required")
-    model_type = str(data.get("model_type", "0"))
+    voice_id = string(voice_id, "voice_id", max_length=MAX_VOICE_ID_CHARS)
+    model_type = string(data.get("model_type", "0"), "model_type", max_length=16, numbers_ok=True)
     if model_type not in MODEL_TYPES:
         raise QiniuError(100, f"model_type must be one of {', '.join(MODEL_TYPES)}")
     hot_words = data.get("hot_words") or []
@@ -171,27 +218,20 @@ def _job_params(data: dict[str, Any], blob_key: str) -> TranscriptionParams:
     for item in hot_words:
         if not isinstance(item, dict) or not isinstance(item.get("hot_word"), str):
             raise QiniuError(100, "each hot word is {hot_word, factor}")
-        word = item["hot_word"].strip()
+        word = string(item["hot_word"].strip(), "hot_word", max_length=MAX_HOT_WORD_BYTES)
         if not word or len(word.encode()) > MAX_HOT_WORD_BYTES:
             raise QiniuError(100, f"hot word {word!r}: 1 to {MAX_HOT_WORD_BYTES} bytes")
-        try:
-            factor = float(item.get("factor", 1.0))
-        except (TypeError, ValueError):
-            raise QiniuError(100, "factor must be a number") from None
-        if not -10 <= factor <= 10:
-            raise QiniuError(100, "factor runs from -10 to 10")
+        factor = number(item.get("factor", 1.0), "factor", low=-10, high=10)
         parsed.append({"text": word, "weight": factor})
     fmt = data.get("format")
-    if fmt is not None and str(fmt).lower() not in KNOWN_FORMATS:
-        raise QiniuError(120, f"audio format {fmt!r} is not supported")
+    if fmt is not None:
+        fmt = string(fmt, "format", max_length=16).lower()
+        if fmt not in KNOWN_FORMATS:
+            raise QiniuError(120, f"audio format {fmt!r} is not supported")
     need_dia, need_role = _flag(data, "need_dia"), _flag(data, "need_role")
-    return TranscriptionParams.parse(
-        source={"blob": blob_key},
-        audio={
-            "format": None if fmt in (None, "", "wav", "mp3") else str(fmt).lower(),
-            "max_seconds": 5 * 3600,
-        },
-        recording={
+    return {
+        "audio": {"format": None if fmt in (None, "", "wav", "mp3") else fmt, "max_seconds": 5 * 3600},
+        "recording": {
             "decode": {
                 "language": MODEL_TYPES[model_type],
                 "itn": True,
@@ -202,29 +242,34 @@ def _job_params(data: dict[str, Any], blob_key: str) -> TranscriptionParams:
             "roles": need_role,
             "split_channels": True,
         },
-        vendor="qiniu",
-        vendor_fields={"voice_id": voice_id, "need_words": _flag(data, "need_words")},
-    )
+        "vendor": "qiniu",
+        "vendor_fields": {"voice_id": voice_id, "need_words": _flag(data, "need_words")},
+    }
 
 
-def _submit(app: AppInfo, body: Any) -> JSONResponse:
+def _submit(app: AppInfo, body: JsonUpload, spool: Path, job_id: str) -> dict[str, Any]:
+    """Check the fields, then store the audio (decoded into ``spool``) as the new job's input."""
+    store = blob_store()
     try:
         consume(app, "qiniu")
-        try:
-            data, blob = split_base64_field(body, "audio", max_decoded=MAX_AUDIO_BYTES)
-        except BadBase64 as exc:
-            raise QiniuError(119, exc.message) from exc
-        if blob is None:
+        fields = _job_fields(body.fields)
+        if body.commit() is None:
             raise QiniuError(107, "audio is empty")
-        params = _job_params(data, blob.key)
         try:
-            audio.probe(blob.path)
+            audio.probe(spool)
         except audio.AudioError as exc:
             raise QiniuError(JOB_ERRORS.get(exc.code, 119), exc.message) from exc
-        job_id = submit_transcription(params, app_pk=app.pk)
-        return _answer(0, "success", session_id=job_id)
-    finally:
-        body.discard()
+    except BaseException:
+        body.abort()
+        raise
+    blob = store.put_file(input_key(job_id), spool)
+    try:
+        params = TranscriptionParams.parse(source={"blob": blob.key}, **fields)
+    except BaseException:
+        store.discard([blob])
+        raise
+    submit_transcription(params, app_pk=app.pk, job_id=job_id, inputs=[blob])
+    return {"ret": 0, "msg": "success", "session_id": job_id}
 
 
 def _render(job: JobView) -> dict[str, Any]:
@@ -264,30 +309,32 @@ def _render(job: JobView) -> dict[str, Any]:
     }
 
 
-def _pull(app: AppInfo, body: Any) -> JSONResponse:
-    try:
-        data, _ = split_base64_field(body, "audio", max_decoded=0)
-    finally:
-        body.discard()
+def _pull(app: AppInfo, body: JsonUpload) -> dict[str, Any]:
+    data = body.fields
     session_id = data.get("session_id")
-    if not isinstance(session_id, str) or not session_id:
+    if not session_id:
         raise QiniuError(100, "session_id is required")
+    if not isinstance(session_id, str) or not SESSION_ID.match(session_id):
+        return {"ret": 1014, "msg": "unknown task"}
     try:
         job = get_job(session_id, app_pk=app.pk)
     except NotFound:
-        return _answer(1014, "unknown task")
+        return {"ret": 1014, "msg": "unknown task"}
     if job.status == "queued":
-        return _answer(1011, "queued")
+        return {"ret": 1011, "msg": "queued"}
     if job.status == "running":
-        return _answer(1012, "processing")
+        return {"ret": 1012, "msg": "processing"}
     if job.status != "succeeded":
-        return _answer(JOB_ERRORS.get(job.error_code or "", 101), job.error_message or "recognition failed")
+        return {
+            "ret": JOB_ERRORS.get(job.error_code or "", 101),
+            "msg": job.error_message or "recognition failed",
+        }
     if job.fetched_at is not None:
         if datetime.now(UTC) - job.fetched_at > timedelta(seconds=get_settings().qiniu_repull_window_s):
-            return _answer(1013, "already fetched")
+            return {"ret": 1013, "msg": "already fetched"}
     else:
         mark_fetched(job.id)
-    return JSONResponse(_render(job))
+    return _render(job)
 
 
 @router.post("/", include_in_schema=True)
@@ -297,10 +344,17 @@ async def qiniu_command(request: Request) -> Response:
     if command not in ("async", "pull"):
         return _answer(100, "cmd must be async or pull")
     try:
-        app, body = await _authenticated_body(request)
         if command == "async":
-            return await in_thread(_submit, app, body)
-        return await in_thread(_pull, app, body)
+            job_id = new_job_id()
+            scratch = blob_store().scratch
+            with scratch.file() as spool:  # the decoded audio, until it is stored as the job's input
+                app, body = await _authenticated_body(request, lambda: scratch.writer(spool))
+                answer = await in_thread(_submit, app, body, spool, job_id)
+        else:
+            app, body = await _authenticated_body(request, None)
+            answer = await in_thread(_pull, app, body)
+        note_ids(request, session_id=answer.get("session_id"))
+        return JSONResponse(answer)
     except QiniuError as exc:
         return _answer(exc.ret, exc.msg, exc.status)
     except Unauthorized as exc:
@@ -308,8 +362,8 @@ async def qiniu_command(request: Request) -> Response:
     except QuotaExceeded as exc:
         return _answer(429, exc.message, 429)
     except ServiceUnavailable as exc:
-        return _answer(101, exc.message, 503)
+        return _answer(101, client_message(request, exc), 503)
     except InvalidRequest as exc:
-        return _answer(100, exc.message)
+        return _answer(100, client_message(request, exc))
     except TingyinError as exc:
-        return _answer(101, exc.message)
+        return _answer(101, client_message(request, exc))

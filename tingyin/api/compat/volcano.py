@@ -7,16 +7,27 @@ Credentials: ``appid`` = the app's app_id, ``token`` = its app_token (in the bod
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
 
 from tingyin.api.deps import in_thread
-from tingyin.api.errors import Dialect, ErrorInfo, register_dialect
-from tingyin.api.middleware import register_body_limit
+from tingyin.api.errors import Dialect, ErrorInfo, client_message, register_dialect
+from tingyin.api.guard import authenticate
+from tingyin.api.middleware import note_ids, register_body_limit
+from tingyin.api.params import flag, integer, json_object, string
 from tingyin.audio.fetch import FetchError, check_url
-from tingyin.errors import NotFound, QuotaExceeded, ServiceUnavailable, TingyinError, Unauthorized
+from tingyin.errors import (
+    InvalidRequest,
+    NotFound,
+    QuotaExceeded,
+    ServiceUnavailable,
+    TingyinError,
+    Unauthorized,
+)
 from tingyin.jobs.service import JobView, get_job
 from tingyin.jobs.transcription import TranscriptionParams, job_params, submit_transcription
 from tingyin.store.apps import AppInfo, authenticate_token
@@ -33,6 +44,8 @@ LANGUAGES = {
     "zh-yue": "yue",
     "auto": "auto",
 }
+MAX_URL_CHARS = 2048
+TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FORMATS = {"raw", "wav", "ogg", "mp3", "mp4", "m4a", "aac", "flac", "amr", "opus", "pcm"}
 # Volcano code of a failed job, by the core's error code
 JOB_ERRORS = {
@@ -75,31 +88,35 @@ register_body_limit(lambda path: path.startswith("/api/v1/auc"), 1024 * 1024)
 
 
 def _flag(additions: dict[str, Any], name: str, default: bool) -> bool:
-    value = additions.get(name)
-    if value is None:
-        return default
-    text = str(value).strip().lower()
-    if text in ("true", "1"):
-        return True
-    if text in ("false", "0"):
-        return False
-    raise VolcanoError(1001, f'additions.{name} must be "True" or "False"')
+    try:
+        return flag(additions.get(name), f"additions.{name}", default)
+    except InvalidRequest:
+        raise VolcanoError(1001, f'additions.{name} must be "True" or "False"') from None
 
 
-def _token(request: Request, body_token: Any) -> str:
-    if isinstance(body_token, str) and body_token:
-        return body_token
+def _given(section: dict[str, Any], name: str, default: Any) -> Any:
+    """A member's value, or ``default`` when it is absent, null or "" (an object or 0 is a value)."""
+    value = section.get(name)
+    return default if value is None or value == "" else value
+
+
+def _header_token(request: Request) -> str | None:
     header = request.headers.get("authorization", "")
     if header.lower().startswith("bearer"):
-        return header[6:].lstrip(";").strip()
-    raise VolcanoError(1002, "token is required")
+        return header[6:].lstrip(";").strip() or None
+    return None
 
 
-def _authenticate(token: str, appid: Any) -> AppInfo:
-    if not isinstance(appid, str | int) or not str(appid):
+async def _authenticate(request: Request, token: Any, appid: Any) -> AppInfo:
+    if not token:
+        raise VolcanoError(1002, "token is required")
+    if not isinstance(token, str) or len(token) > 512:
+        raise VolcanoError(1002, "token must be a string")
+    if appid in (None, ""):
         raise VolcanoError(1001, "appid is required")
+    appid = string(appid, "appid", max_length=32, numbers_ok=True)
     try:
-        return authenticate_token(token, app_id=str(appid))
+        return await authenticate(request, authenticate_token, token, key=appid, app_id=appid)
     except Unauthorized as exc:
         raise VolcanoError(1002, exc.message) from exc
 
@@ -114,47 +131,51 @@ async def _json(request: Request) -> dict[str, Any]:
     return data
 
 
-def _submit(request: Request, data: dict[str, Any]) -> JSONResponse:
-    app_part = data.get("app") or {}
-    audio_part = data.get("audio") or {}
-    additions = data.get("additions") or {}
-    callback = (data.get("request") or {}).get("callback")
-    if not all(isinstance(p, dict) for p in (app_part, audio_part, additions)):
-        raise VolcanoError(1001, "app, audio and additions must be objects")
-    app = _authenticate(_token(request, app_part.get("token")), app_part.get("appid"))
+def _submit(app: AppInfo, data: dict[str, Any]) -> dict[str, Any]:
+    app_part = json_object(data.get("app"), "app")
+    audio_part = json_object(data.get("audio"), "audio")
+    additions = json_object(data.get("additions"), "additions")
+    user = json_object(data.get("user"), "user")
+    callback = json_object(data.get("request"), "request").get("callback")
     if not app_part.get("cluster"):
         raise VolcanoError(1001, "app.cluster is required")
-    if not (data.get("user") or {}).get("uid"):
+    string(app_part["cluster"], "app.cluster", max_length=64)
+    if not user.get("uid"):
         raise VolcanoError(1001, "user.uid is required")
+    string(user["uid"], "user.uid", max_length=128, numbers_ok=True)
     try:
         consume(app, "volcano_auc")
     except QuotaExceeded as exc:
         raise VolcanoError(1003 if exc.kind == "qps" else 1004, exc.message) from exc
     url = audio_part.get("url")
-    if not isinstance(url, str) or not url:
+    if not url:
         raise VolcanoError(1001, "audio.url is required")
+    url = string(url, "audio.url", max_length=MAX_URL_CHARS)
+    if callback:
+        callback = string(callback, "request.callback", max_length=MAX_URL_CHARS)
     try:
         check_url(url)
         if callback:
-            check_url(str(callback))
+            check_url(callback)
     except FetchError as exc:
         raise VolcanoError(1001, exc.message) from exc
-    fmt = str(audio_part.get("format") or url.rsplit("?", 1)[0].rsplit(".", 1)[-1]).lower()
-    codec = str(audio_part.get("codec") or "raw").lower()
+    extension = url.rsplit("?", 1)[0].rsplit(".", 1)[-1]
+    fmt = string(audio_part.get("format") or extension, "audio.format", max_length=MAX_URL_CHARS).lower()
+    codec = string(_given(audio_part, "codec", "raw"), "audio.codec", max_length=16).lower()
     if fmt not in FORMATS:
         fmt = ""
     raw_pcm = fmt in ("raw", "pcm") and codec == "raw"
-    if int(audio_part.get("bits") or 16) != 16:
+    if integer(_given(audio_part, "bits", 16), "audio.bits", low=1, high=64) != 16:
         raise VolcanoError(1001, "audio.bits must be 16")
-    language = str(additions.get("language") or "zh-CN")
+    language = string(_given(additions, "language", "zh-CN"), "additions.language", max_length=16)
     if language not in LANGUAGES:
         raise VolcanoError(1001, f"additions.language must be one of {', '.join(LANGUAGES)}")
     params = TranscriptionParams.parse(
         source={"url": url},
         audio={
             "format": "pcm" if raw_pcm else None,
-            "pcm_rate": audio_part.get("rate") or 16000,
-            "pcm_channels": audio_part.get("channel") or 1,
+            "pcm_rate": integer(_given(audio_part, "rate", 16000), "audio.rate", low=1000, high=192000),
+            "pcm_channels": integer(_given(audio_part, "channel", 1), "audio.channel", low=1, high=8),
         },
         recording={
             "decode": {
@@ -168,7 +189,7 @@ def _submit(request: Request, data: dict[str, Any]) -> JSONResponse:
         callback=callback or None,
     )
     job_id = submit_transcription(params, app_pk=app.pk)
-    return _resp(1000, "Success", id=job_id)
+    return {"resp": {"code": 1000, "message": "Success", "id": job_id}}
 
 
 def query_answer(job: JobView) -> dict[str, Any]:
@@ -207,39 +228,69 @@ def query_answer(job: JobView) -> dict[str, Any]:
     }
 
 
-def _query(request: Request, data: dict[str, Any]) -> JSONResponse:
-    app = _authenticate(_token(request, data.get("token")), data.get("appid"))
+def _query(app: AppInfo, data: dict[str, Any]) -> dict[str, Any]:
     task_id = data.get("id")
-    if not isinstance(task_id, str) or not task_id:
+    if not task_id:
         raise VolcanoError(1001, "id is required")
+    if not isinstance(task_id, str) or not TASK_ID.match(task_id):
+        raise VolcanoError(1001, "no task with this id")
     try:
-        job = get_job(task_id)
+        # Another app's task answers exactly as an unknown one.
+        job = get_job(task_id, app_pk=app.pk)
     except NotFound:
         raise VolcanoError(1001, "no task with this id") from None
-    if job.app_pk != app.pk:
-        raise VolcanoError(1002, "this task belongs to another app")
-    return JSONResponse(query_answer(job))
+    return query_answer(job)
 
 
-async def _handle(request: Request, action: Any) -> JSONResponse:
+def _credentials_of_submit(data: dict[str, Any]) -> tuple[Any, Any]:
+    part = data.get("app")
+    if not isinstance(part, dict):
+        raise VolcanoError(1001, "app must be an object with appid, token and cluster")
+    return part.get("token"), part.get("appid")
+
+
+def _credentials_of_query(data: dict[str, Any]) -> tuple[Any, Any]:
+    return data.get("token"), data.get("appid")
+
+
+async def _handle(
+    request: Request,
+    credentials: Callable[[dict[str, Any]], tuple[Any, Any]],
+    action: Callable[[AppInfo, dict[str, Any]], dict[str, Any]],
+) -> JSONResponse:
     try:
+        header_token = _header_token(request)
+        if header_token is not None:
+            # A token in the header is checked before the body (at most 1 MB) is read.
+            if len(header_token) > 512:
+                raise VolcanoError(1002, "token must be a string")
+            try:
+                await authenticate(request, authenticate_token, header_token)
+            except Unauthorized as exc:
+                raise VolcanoError(1002, exc.message) from exc
         data = await _json(request)
-        return await in_thread(action, request, data)
+        token, appid = credentials(data)
+        app = await _authenticate(request, token or header_token, appid)
+        answer = await in_thread(action, app, data)
+        note_ids(request, task_id=answer["resp"].get("id"))
+        return JSONResponse(answer)
     except VolcanoError as exc:
         return _resp(exc.code, exc.message)
+    except QuotaExceeded as exc:
+        return _resp(1003 if exc.kind == "qps" else 1004, exc.message)
     except ServiceUnavailable as exc:
-        return _resp(1005, exc.message)
+        return _resp(1005, client_message(request, exc))
     except TingyinError as exc:
-        return _resp(1001 if exc.http_status < 500 else 1099, exc.message)
+        return _resp(1001 if exc.http_status < 500 else 1099, client_message(request, exc))
 
 
 @router.post("/submit")
 async def submit(request: Request) -> JSONResponse:
     """Submit an audio URL for transcription; answers ``{"resp": {"code": 1000, "id": ...}}``."""
-    return await _handle(request, _submit)
+    return await _handle(request, _credentials_of_submit, _submit)
 
 
 @router.post("/query")
 async def query(request: Request) -> JSONResponse:
     """Poll a task: 2001 queued, 2000 processing, 1000 with text and utterances, or an error code."""
-    return await _handle(request, _query)
+    return await _handle(request, _credentials_of_query, _query)

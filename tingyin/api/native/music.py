@@ -10,8 +10,9 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from tingyin import audio
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import native_app
 from tingyin.errors import InvalidRequest
+from tingyin.inference import InferenceExecutor
 from tingyin.store.apps import AppInfo
 
 router = APIRouter(prefix="/v1/music", tags=["music"])
@@ -19,7 +20,6 @@ MAX_BYTES = 100 * 1024 * 1024
 DIMENSIONS = (
     "MusicTaggingGenre34",
     "MusicTaggingMood10",
-    "MusicTaggingTheme24",
     "MusicTaggingVocal",
     "MusicTaggingLang30",
 )
@@ -82,4 +82,5 @@ async def tag_music(
         if len(data) > MAX_BYTES:
             raise InvalidRequest(f"a track takes at most {MAX_BYTES // 1024**2} MB")
     task_types = [t.strip() for t in tasks.split(",") if t.strip()]
-    return await in_thread(_tag, bytes(data), task_types, top_num, embed)
+    inference: InferenceExecutor = request.app.state.inference
+    return await inference.run(_tag, bytes(data), task_types, top_num, embed)

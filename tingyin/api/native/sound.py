@@ -2,46 +2,81 @@
 
 from __future__ import annotations
 
-from typing import Any
+import re
+from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse
-from pydantic import BaseModel, Field
+from fastapi.responses import StreamingResponse
+from pydantic import BaseModel, ConfigDict, Field
 
 from tingyin import audio
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import MAX_ID, AuthenticatedRoute, RowId, in_thread, native_app
+from tingyin.api.middleware import register_body_limit
+from tingyin.api.params import Contact, Label, Name, Text
+from tingyin.api.spool import receive_upload, stored_object_response, upload_chunks
 from tingyin.errors import InvalidRequest
+from tingyin.inference import InferenceExecutor
 from tingyin.sound import platform
 from tingyin.store.apps import AppInfo
+from tingyin.store.blobs import blob_store
 
-router = APIRouter(prefix="/v1/sound", tags=["sound classification"])
-ZIP_MAX_BYTES = 5 * 1024**3
+router = APIRouter(prefix="/v1/sound", tags=["sound classification"], route_class=AuthenticatedRoute)
+ZIP_MAX_BYTES = 5 * 1024**3  # the seed's limit for a dataset archive
 CLIP_MAX_BYTES = 4 * 1024**2
+JSON_MAX_BYTES = 64 * 1024
+_IMPORTS = re.compile(r"/v1/sound/datasets/[^/]+/imports")
+_PREDICT = re.compile(r"/v1/sound/models/[^/]+/versions/[^/]+/predict")
+_ADD_CLIP = re.compile(r"/v1/sound/datasets/[^/]+/clips")
 
 
-class ModelIn(BaseModel):
-    name: str
-    type: str = "sound_classification"
-    description: str = ""
-    contact: str = ""
+def _json_route(path: str) -> bool:
+    """Routes whose body is a small JSON object (uploads have their own limits)."""
+    uploads = (_IMPORTS, _PREDICT, _ADD_CLIP)
+    return path.startswith("/v1/sound/") and not any(p.fullmatch(path) for p in uploads)
 
 
-class DatasetIn(BaseModel):
-    name: str
+register_body_limit(lambda path: _IMPORTS.fullmatch(path) is not None, ZIP_MAX_BYTES)
+register_body_limit(lambda path: _PREDICT.fullmatch(path) is not None, CLIP_MAX_BYTES)
+register_body_limit(lambda path: _ADD_CLIP.fullmatch(path) is not None, CLIP_MAX_BYTES)
+register_body_limit(_json_route, JSON_MAX_BYTES)
 
 
-class TrainIn(BaseModel):
-    dataset_id: int
-    classes: list[str] | None = Field(default=None, description="default: every class of the dataset")
+class Strict(BaseModel):
+    """Fields of the declared type only (no "1" for 1), unknown fields refused."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+
+class ModelIn(Strict):
+    name: Name
+    type: Name = "sound_classification"
+    description: Text = ""
+    contact: Contact = ""
+
+
+class DatasetIn(Strict):
+    name: Name
+
+
+class TrainIn(Strict):
+    dataset_id: int = Field(ge=1, le=MAX_ID)
+    classes: list[Label] | None = Field(
+        default=None, max_length=1000, description="default: every class of the dataset"
+    )
     base_version: int | None = Field(
-        default=None, description="iterate from this version (its classes, weights)"
+        default=None, ge=1, le=MAX_ID, description="iterate from this version (its classes, weights)"
     )
 
 
-class PublishIn(BaseModel):
-    name: str
-    model_id: int
-    version: int
+class PublishIn(Strict):
+    name: Name
+    model_id: int = Field(ge=1, le=MAX_ID)
+    version: int = Field(ge=1, le=MAX_ID)
+    unknown_threshold: float | Literal["auto", "off"] | None = Field(
+        default=None,
+        description='open set: "auto" (the version\'s default, 0.05) or a number in [0, 1): a clip whose '
+        "familiarity is below it is answered [unknown] first; off by default (docs/sound.md)",
+    )
 
 
 @router.post("/models", status_code=201)
@@ -57,12 +92,13 @@ async def list_models(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
 
 
 @router.get("/models/{model_id}")
-async def get_model(model_id: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_model(model_id: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     return await in_thread(platform.get_model, app.pk, model_id)
 
 
 @router.delete("/models/{model_id}")
-async def delete_model(model_id: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def delete_model(model_id: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+    """Delete a model and all its versions; 409 while one of them is published (unpublish first)."""
     await in_thread(platform.delete_model, app.pk, model_id)
     return {"deleted": model_id}
 
@@ -78,27 +114,34 @@ async def list_datasets(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
 
 
 @router.get("/datasets/{dataset_id}")
-async def get_dataset(dataset_id: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_dataset(dataset_id: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     return await in_thread(platform.get_dataset, app.pk, dataset_id)
 
 
 @router.post("/datasets/{dataset_id}/imports", status_code=202)
-async def import_zip(dataset_id: int, request: Request, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
-    """Upload a zip (raw body) whose top-level folders are class names; runs as a job whose result is
-    the import report (accepted, duplicates, rejected files with reasons, warnings)."""
-    from tingyin.jobs import get_job
-    from tingyin.store.blobs import put_blob
+async def import_zip(
+    dataset_id: RowId, request: Request, app: AppInfo = Depends(native_app)
+) -> dict[str, Any]:
+    """Upload a zip (raw body, up to 5 GB) whose top-level folders are class names; runs as a job
+    whose result is the import report (accepted, duplicates, rejected files with reasons, warnings).
+    The archive streams into storage as it arrives and is deleted when the import ends."""
+    from tingyin.jobs import get_job, input_key, new_job_id
 
-    chunks = [chunk async for chunk in request.stream() if chunk]
-    if not chunks:
-        raise InvalidRequest("send the zip archive as the request body")
-    blob = await in_thread(put_blob, chunks, max_bytes=ZIP_MAX_BYTES)
-    job_id = await in_thread(platform.start_import, app.pk, dataset_id, blob.key)
+    await in_thread(platform.get_dataset, app.pk, dataset_id)  # a wrong id is refused before the upload
+    job_id = new_job_id()
+    writer = blob_store().writer(input_key(job_id, "dataset.zip"))
+    archive = await receive_upload(
+        upload_chunks(request),
+        writer,
+        max_bytes=ZIP_MAX_BYTES,
+        empty_message="send the zip archive as the request body",
+    )
+    await in_thread(platform.start_import, app.pk, dataset_id, archive, job_id)
     return (await in_thread(get_job, job_id)).as_dict()
 
 
 @router.post("/models/{model_id}/versions", status_code=202)
-async def train(model_id: int, body: TrainIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def train(model_id: RowId, body: TrainIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     """Train the next version (V1, V2, ...); poll the version or its job for progress."""
     return await in_thread(
         platform.start_training, app.pk, model_id, body.dataset_id, body.classes, body.base_version
@@ -106,43 +149,72 @@ async def train(model_id: int, body: TrainIn, app: AppInfo = Depends(native_app)
 
 
 @router.get("/models/{model_id}/versions/{version}")
-async def get_version(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_version(model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     """Status and, once trained, the evaluation report (accuracy, per-class P/R/F1, confusion matrix)."""
     return await in_thread(platform.get_version, app.pk, model_id, version)
 
 
+@router.delete("/models/{model_id}/versions/{version}")
+async def delete_version(
+    model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)
+) -> dict[str, Any]:
+    """Delete one version; 409 while it is published (unpublish first) or still training (cancel first)."""
+    await in_thread(platform.delete_version, app.pk, model_id, version)
+    return {"deleted": {"model_id": model_id, "version": version}}
+
+
 @router.post("/models/{model_id}/versions/{version}/cancel")
-async def cancel(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def cancel(model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     return await in_thread(platform.cancel_version, app.pk, model_id, version)
 
 
 @router.post("/models/{model_id}/versions/{version}/predict")
 async def validate(
-    model_id: int,
-    version: int,
+    model_id: RowId,
+    version: RowId,
     request: Request,
     top_num: int = Query(6, ge=1, le=1000),
+    unknown_threshold: str | None = Query(
+        None, description='"auto" or a number in [0, 1): answer [unknown] first for unfamiliar clips'
+    ),
     app: AppInfo = Depends(native_app),
 ) -> dict[str, Any]:
     """Model validation (模型校验): send a clip as the body, get the top classes of this version."""
     data = await request.body()
-    decoded = await in_thread(audio.decode, data, max_bytes=CLIP_MAX_BYTES, max_seconds=600)
-    results = await in_thread(platform.validate, app.pk, model_id, version, decoded.mono(), top_num)
-    return {"results": results}
+
+    threshold = platform.parse_threshold(unknown_threshold)
+
+    def run() -> list[dict[str, Any]]:
+        decoded = audio.decode(data, max_bytes=CLIP_MAX_BYTES, max_seconds=600)
+        return platform.validate(app.pk, model_id, version, decoded.mono(), top_num, threshold)
+
+    inference: InferenceExecutor = request.app.state.inference
+    return {"results": await inference.run(run)}
 
 
 @router.get("/models/{model_id}/versions/{version}/export")
-async def export(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> FileResponse:
+async def export(model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)) -> StreamingResponse:
     """A zip with sound_classifier.onnx (audio in, scores out; onnxruntime alone runs it) and labels.txt."""
-    path = await in_thread(platform.export_version, app.pk, model_id, version)
-    return FileResponse(path, media_type="application/zip", filename=f"model{model_id}-V{version}-onnx.zip")
+    key = await in_thread(platform.export_version, app.pk, model_id, version)
+    return await stored_object_response(
+        key, media_type="application/zip", filename=f"model{model_id}-V{version}-onnx.zip"
+    )
 
 
 @router.put("/services/{suffix}")
 async def publish(suffix: str, body: PublishIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     """Publish a version at /rpc/2.0/ai_custom/v1/sound_cls/{suffix}; publishing another version at the
     same suffix swaps it in place (the new version is loaded before the swap)."""
-    return await in_thread(platform.publish, app.pk, suffix, body.name, body.model_id, body.version)
+    return await in_thread(
+        platform.publish, app.pk, suffix, body.name, body.model_id, body.version, body.unknown_threshold
+    )
+
+
+@router.delete("/services/{suffix}")
+async def unpublish(suffix: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+    """Take a service offline: its URL answers "service not support" (EasyDL 216102) from then on; the
+    model and its versions stay and can be published again."""
+    return {"unpublished": await in_thread(platform.unpublish, app.pk, suffix)}
 
 
 @router.get("/services")
@@ -216,7 +288,7 @@ class MisclassifiedOut(BaseModel):
 
 
 @router.delete("/datasets/{dataset_id}", response_model=Count)
-async def delete_dataset(dataset_id: int, app: AppInfo = Depends(native_app)) -> Count:
+async def delete_dataset(dataset_id: RowId, app: AppInfo = Depends(native_app)) -> Count:
     """Delete a dataset and its clips (versions trained on it keep their weights and reports)."""
     await in_thread(platform.delete_dataset, app.pk, dataset_id)
     return Count(deleted=1)
@@ -224,24 +296,32 @@ async def delete_dataset(dataset_id: int, app: AppInfo = Depends(native_app)) ->
 
 @router.post("/datasets/{dataset_id}/imports/from-upload", status_code=202)
 async def import_uploaded_zip(
-    dataset_id: int, body: FromUploadIn, app: AppInfo = Depends(native_app)
+    dataset_id: RowId, body: FromUploadIn, app: AppInfo = Depends(native_app)
 ) -> dict[str, Any]:
     """Import a zip sent through the resumable ``/v1/uploads`` (large archives, up to 5 GB); the job's
     result is the import report, as for ``/imports``."""
-    import zipfile
-
-    from tingyin.jobs import get_job
+    from tingyin.jobs import get_job, input_key, new_job_id
     from tingyin.store.uploads import take_upload
 
-    blob, _name = await in_thread(take_upload, app.pk, body.upload_id)
-    if not await in_thread(zipfile.is_zipfile, blob.path):
+    await in_thread(platform.get_dataset, app.pk, dataset_id)  # a wrong id is refused before the move
+    job_id = new_job_id()
+    archive, _name = await in_thread(take_upload, app.pk, body.upload_id, input_key(job_id, "dataset.zip"))
+    if not await in_thread(_is_zip, archive.key):
+        await in_thread(blob_store().discard, [archive])
         raise InvalidRequest("the file is not a zip archive (zip one folder per class)")
-    job_id = await in_thread(platform.start_import, app.pk, dataset_id, blob.key)
+    await in_thread(platform.start_import, app.pk, dataset_id, archive, job_id)
     return (await in_thread(get_job, job_id)).as_dict()
 
 
+def _is_zip(key: str) -> bool:
+    import zipfile
+
+    with blob_store().open(key) as stream:
+        return zipfile.is_zipfile(stream)
+
+
 @router.get("/datasets/{dataset_id}/classes", response_model=ClassTable)
-async def dataset_classes(dataset_id: int, app: AppInfo = Depends(native_app)) -> ClassTable:
+async def dataset_classes(dataset_id: RowId, app: AppInfo = Depends(native_app)) -> ClassTable:
     """Per class: clips and total duration."""
     rows = await in_thread(platform.class_table, app.pk, dataset_id)
     return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
@@ -249,26 +329,26 @@ async def dataset_classes(dataset_id: int, app: AppInfo = Depends(native_app)) -
 
 @router.patch("/datasets/{dataset_id}/classes/{label}", response_model=ClassTable)
 async def rename_class(
-    dataset_id: int, label: str, body: RenameIn, app: AppInfo = Depends(native_app)
+    dataset_id: RowId, label: str, body: RenameIn, app: AppInfo = Depends(native_app)
 ) -> ClassTable:
     rows = await in_thread(platform.rename_class, app.pk, dataset_id, label, body.name)
     return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
 
 
 @router.delete("/datasets/{dataset_id}/classes/{label}", response_model=Count)
-async def delete_class(dataset_id: int, label: str, app: AppInfo = Depends(native_app)) -> Count:
+async def delete_class(dataset_id: RowId, label: str, app: AppInfo = Depends(native_app)) -> Count:
     return Count(deleted=await in_thread(platform.delete_class, app.pk, dataset_id, label))
 
 
 @router.post("/datasets/{dataset_id}/classes/merge", response_model=ClassTable)
-async def merge_classes(dataset_id: int, body: MergeIn, app: AppInfo = Depends(native_app)) -> ClassTable:
+async def merge_classes(dataset_id: RowId, body: MergeIn, app: AppInfo = Depends(native_app)) -> ClassTable:
     rows = await in_thread(platform.merge_classes, app.pk, dataset_id, body.sources, body.into)
     return ClassTable(classes=[ClassRow.model_validate(r) for r in rows])
 
 
 @router.get("/datasets/{dataset_id}/clips", response_model=ClipPage)
 async def list_clips(
-    dataset_id: int,
+    dataset_id: RowId,
     label: str | None = Query(None, description="one class; all classes when absent"),
     offset: int = Query(0, ge=0),
     limit: int = Query(50, ge=1, le=500),
@@ -280,7 +360,7 @@ async def list_clips(
 
 @router.post("/datasets/{dataset_id}/clips", status_code=201, response_model=ClipOut)
 async def add_clip(
-    dataset_id: int,
+    dataset_id: RowId,
     request: Request,
     label: str = Query(description="the class (created when new)"),
     filename: str = Query(description="original file name; its extension tells the format"),
@@ -297,34 +377,27 @@ async def add_clip(
 
 
 @router.post("/datasets/{dataset_id}/clips/delete", response_model=Count)
-async def delete_clips(dataset_id: int, body: ClipIds, app: AppInfo = Depends(native_app)) -> Count:
+async def delete_clips(dataset_id: RowId, body: ClipIds, app: AppInfo = Depends(native_app)) -> Count:
     """Delete clips by id."""
     return Count(deleted=await in_thread(platform.delete_clips, app.pk, dataset_id, body.ids))
 
 
-@router.get("/datasets/{dataset_id}/clips/{clip_id}/audio", response_class=FileResponse)
-async def clip_audio(dataset_id: int, clip_id: int, app: AppInfo = Depends(native_app)) -> FileResponse:
+@router.get("/datasets/{dataset_id}/clips/{clip_id}/audio")
+async def clip_audio(
+    dataset_id: RowId, clip_id: RowId, app: AppInfo = Depends(native_app)
+) -> StreamingResponse:
     """The clip's file as uploaded (for playback)."""
     import mimetypes
 
-    path, name = await in_thread(platform.clip_file, app.pk, dataset_id, clip_id)
+    key, name = await in_thread(platform.clip_file, app.pk, dataset_id, clip_id)
     media = mimetypes.guess_type(name)[0] or "application/octet-stream"
-    return FileResponse(path, media_type=media, filename=name, content_disposition_type="inline")
+    return await stored_object_response(key, media_type=media, filename=name)
 
 
 @router.get("/models/{model_id}/versions/{version}/misclassified", response_model=MisclassifiedOut)
-async def misclassified(model_id: int, version: int, app: AppInfo = Depends(native_app)) -> MisclassifiedOut:
+async def misclassified(
+    model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)
+) -> MisclassifiedOut:
     """The held-out clips this version got wrong (playable through their clip id)."""
     rows = await in_thread(platform.misclassified, app.pk, model_id, version)
     return MisclassifiedOut(clips=[Misclassified.model_validate(r) for r in rows])
-
-
-class Unpublished(BaseModel):
-    unpublished: str
-
-
-@router.delete("/services/{suffix}", response_model=Unpublished)
-async def unpublish(suffix: str, app: AppInfo = Depends(native_app)) -> Unpublished:
-    """Take a published service offline (its version stays and can be published again)."""
-    await in_thread(platform.unpublish, app.pk, suffix)
-    return Unpublished(unpublished=suffix)

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from tingyin import __version__
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
+from tingyin.api.errors import without_server_paths
 from tingyin.store.apps import AppInfo
 
-router = APIRouter()
+router = APIRouter(route_class=AuthenticatedRoute)
+log = logging.getLogger(__name__)
 
 
 @router.get("/healthz", tags=["system"])
@@ -25,16 +28,23 @@ def _readiness() -> tuple[bool, dict[str, Any]]:
     from tingyin.jobs.celery_app import ping_broker
     from tingyin.models import get_manager
     from tingyin.speech.models import speech_models
+    from tingyin.store.blobs import blob_store
     from tingyin.store.db import ping
 
     checks: dict[str, Any] = {}
     ready = True
-    for name, probe in (("database", ping), ("broker", ping_broker)):
+    for name, probe in (
+        ("database", ping),
+        ("broker", ping_broker),
+        ("storage", lambda: blob_store().ping()),
+    ):
         try:
             probe()
             checks[name] = "ok"
         except Exception as exc:
-            checks[name] = f"unavailable: {exc}"
+            # The operator's probe: the reason, but no server path (the detail is in the log).
+            log.warning("readiness: %s unavailable: %s", name, exc)
+            checks[name] = f"unavailable: {without_server_paths(str(exc))}"
             ready = False
     checks["models_loaded"] = get_manager().loaded()
     default_asr = get_settings().asr_model

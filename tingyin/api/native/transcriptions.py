@@ -6,24 +6,31 @@ the model (one the operator enabled), and speakers/roles/channels.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import FileResponse, PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, JobId, in_thread, native_app
+from tingyin.api.middleware import register_body_limit
+from tingyin.api.spool import receive_upload, stored_object_response, upload_chunks
 from tingyin.errors import InvalidRequest, NotFound
 from tingyin.inference import InferenceExecutor
 from tingyin.speech.options import Accuracy, DecodeOptions, HotWord, Language
 from tingyin.speech.pipeline import MAX_SPEAKERS, RecordingOptions, RecordingResult
 from tingyin.store.apps import AppInfo
 
-router = APIRouter(prefix="/v1", tags=["speech"])
+router = APIRouter(prefix="/v1", tags=["speech"], route_class=AuthenticatedRoute)
 
 SYNC_MAX_SECONDS = 300.0
 UPLOAD_MAX_BYTES = 500 * 1024 * 1024
+NO_AUDIO = "no audio in the request body"
+# A multipart form wraps the file in a few hundred bytes of boundaries and headers.
+register_body_limit(
+    lambda path: path in ("/v1/recognize", "/v1/transcriptions"), UPLOAD_MAX_BYTES + 64 * 1024
+)
 
 
 class RecordingQuery:
@@ -68,41 +75,12 @@ class RecordingQuery:
         )
 
 
-async def _upload_chunks(request: Request) -> AsyncIterator[bytes]:
-    """The audio of a raw-body upload or of the ``file`` field of a multipart form."""
-    content_type = request.headers.get("content-type", "")
-    if content_type.startswith("multipart/form-data"):
-        form = await request.form(max_part_size=UPLOAD_MAX_BYTES)
-        upload = form.get("file")
-        if upload is None or isinstance(upload, str):
-            raise InvalidRequest("multipart upload needs a 'file' field")
-        while chunk := await upload.read(1024 * 1024):
-            yield chunk
-        return
-    async for chunk in request.stream():
-        if chunk:
-            yield chunk
-
-
-async def _store_upload(request: Request) -> str:
-    from tingyin.store.blobs import put_blob
-
-    chunks = [chunk async for chunk in _upload_chunks(request)]
-    if not chunks:
-        raise InvalidRequest("no audio in the request body")
-    blob = await in_thread(put_blob, chunks, max_bytes=UPLOAD_MAX_BYTES)
-    return blob.key
-
-
-def _recognize(blob_key: str, fmt: str | None, options: RecordingOptions) -> RecordingResult:
+def _recognize(path: Path, fmt: str | None, options: RecordingOptions) -> RecordingResult:
     from tingyin import audio
     from tingyin.speech.models import speech_models
     from tingyin.speech.pipeline import transcribe_recording
-    from tingyin.store.blobs import get_blob
 
-    decoded = audio.decode(
-        get_blob(blob_key).path, format=fmt, max_seconds=SYNC_MAX_SECONDS, mono=not options.split_channels
-    )
+    decoded = audio.decode(path, format=fmt, max_seconds=SYNC_MAX_SECONDS, mono=not options.split_channels)
     with speech_models().use(options.decode.model) as recognizer:
         return transcribe_recording(decoded, options.model_copy(update={"require_speech": False}), recognizer)
 
@@ -116,11 +94,16 @@ async def recognize(
 ) -> RecordingResult:
     """Transcribe up to 5 minutes of audio (raw body or multipart ``file``) and answer at once."""
     from tingyin.speech.models import speech_models
+    from tingyin.store.blobs import blob_store
 
     speech_models().resolve(query.options.decode.model)
-    blob_key = await _store_upload(request)
     inference: InferenceExecutor = request.app.state.inference
-    return await inference.run(_recognize, blob_key, format, query.options)
+    scratch = blob_store().scratch
+    with scratch.file() as path:  # the audio is gone once the answer is sent
+        await receive_upload(
+            upload_chunks(request), scratch.writer(path), max_bytes=UPLOAD_MAX_BYTES, empty_message=NO_AUDIO
+        )
+        return await inference.run(_recognize, path, format, query.options)
 
 
 @router.post("/transcriptions", status_code=202)
@@ -135,26 +118,34 @@ async def create_transcription(
     """Queue a transcription job for audio of any length (the body, or ``url``); poll
     ``GET /v1/transcriptions/{id}``. The result has ``utterances`` (with ``speaker``/``role`` when
     diarized), ``speakers`` and ``roles``."""
-    from tingyin.jobs import get_job
+    from tingyin.jobs import get_job, input_key, new_job_id
     from tingyin.jobs.transcription import AudioInput, AudioSource, TranscriptionParams, submit_transcription
     from tingyin.speech.models import speech_models
+    from tingyin.store.blobs import StoredBlob, blob_store
 
     speech_models().resolve(query.options.decode.model)
     audio_input = AudioInput.parse(format=format)
+    job_id = new_job_id()
+    inputs: list[StoredBlob] = []
     if url:
         from tingyin.audio.fetch import check_url
 
         await in_thread(check_url, url)  # a bad or private address is a 400 now, not a failed job later
         source = AudioSource.parse(url=url)
     else:
-        source = AudioSource(blob=await _store_upload(request))
+        writer = blob_store().writer(input_key(job_id))
+        blob = await receive_upload(
+            upload_chunks(request), writer, max_bytes=UPLOAD_MAX_BYTES, empty_message=NO_AUDIO
+        )
+        inputs.append(blob)
+        source = AudioSource(blob=blob.key)
     params = TranscriptionParams(
         source=source,
         audio=audio_input,
         recording=query.options,
         vendor_fields={"filename": (filename or url or "")[:255]},
     )
-    job_id = await in_thread(submit_transcription, params, app_pk=app.pk)
+    job_id = await in_thread(submit_transcription, params, app_pk=app.pk, job_id=job_id, inputs=inputs)
     return (await in_thread(get_job, job_id)).as_dict()
 
 
@@ -222,7 +213,7 @@ def _finished_result(job_id: str, app_pk: int) -> dict[str, Any]:
     responses={200: {"content": {"text/plain": {}, "application/x-subrip": {}, "text/vtt": {}}}},
 )
 async def download_transcript(
-    job_id: str,
+    job_id: JobId,
     format: Literal["txt", "srt", "vtt", "json"] = Query("txt"),
     app: AppInfo = Depends(native_app),
 ) -> Response:
@@ -251,48 +242,49 @@ async def download_transcript(
 AUDIO_MEDIA_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg", "ogg": "audio/ogg"}
 
 
-def _audio_of(job_id: str, app_pk: int) -> tuple[Any, str]:
+def _audio_of(job_id: str, app_pk: int) -> tuple[str, str]:
     from tingyin import audio
     from tingyin.jobs import get_job
     from tingyin.jobs.transcription import job_params
-    from tingyin.store.blobs import get_blob
+    from tingyin.store.blobs import blob_store
 
     source = job_params(get_job(job_id, app_pk=app_pk).params).source
     if source.blob is None:
         raise NotFound("this job's audio was given by URL; play it from there")
-    path = get_blob(source.blob).path
-    try:
-        container = audio.probe(path).format
-    except audio.AudioError:
-        container = ""
+    if not blob_store().exists(source.blob):
+        raise NotFound("this job's audio is no longer kept (it is deleted when the job ends)")
+    with blob_store().open(source.blob) as stream:
+        try:
+            container = audio.probe(stream).format
+        except audio.AudioError:
+            container = ""
     fallback = "audio/mp4" if "mp4" in container else "application/octet-stream"
-    media = AUDIO_MEDIA_TYPES.get(container, fallback)
-    return path, media
+    return source.blob, AUDIO_MEDIA_TYPES.get(container, fallback)
 
 
-@router.get("/transcriptions/{job_id}/audio", response_class=FileResponse)
-async def transcription_audio(job_id: str, app: AppInfo = Depends(native_app)) -> FileResponse:
-    """The uploaded audio of a job (for playback beside its transcript)."""
-    path, media = await in_thread(_audio_of, job_id, app.pk)
-    return FileResponse(path, media_type=media, content_disposition_type="inline")
+@router.get("/transcriptions/{job_id}/audio")
+async def transcription_audio(job_id: JobId, app: AppInfo = Depends(native_app)) -> Response:
+    """The uploaded audio of a job (for playback beside its transcript), while the job keeps it."""
+    key, media = await in_thread(_audio_of, job_id, app.pk)
+    return await stored_object_response(key, media_type=media, filename=f"audio-{job_id[:8]}")
 
 
 @router.get("/transcriptions/{job_id}")
-async def get_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import get_job
 
     return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()
 
 
 @router.delete("/transcriptions/{job_id}")
-async def cancel_transcription(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def cancel_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import cancel_job
 
     return (await in_thread(cancel_job, job_id, app_pk=app.pk)).as_dict()
 
 
 @router.get("/jobs/{job_id}", tags=["jobs"])
-async def get_any_job(job_id: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+async def get_any_job(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
     from tingyin.jobs import get_job
 
     return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()

@@ -2,14 +2,38 @@
 
 from __future__ import annotations
 
+import json
+
 from fastapi import APIRouter, Depends, Request
 
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
+from tingyin.api.middleware import register_body_limit
 from tingyin.errors import InvalidRequest
 from tingyin.store.apps import AppInfo
-from tingyin.store.vocabulary import get_vocabulary, parse_phrases, set_vocabulary
+from tingyin.store.vocabulary import MAX_PHRASES, get_vocabulary, parse_phrases, set_vocabulary
 
-router = APIRouter(prefix="/v1", tags=["speech"])
+router = APIRouter(prefix="/v1", tags=["speech"], route_class=AuthenticatedRoute)
+# 10,000 phrases of 50 characters of 3 UTF-8 bytes, as JSON strings, with room to spare.
+BODY_MAX_BYTES = 2 * 1024 * 1024
+register_body_limit(lambda path: path == "/v1/vocabulary", BODY_MAX_BYTES)
+
+
+def _phrases_from_json(raw: bytes) -> str:
+    try:
+        payload = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidRequest("the body is not valid JSON") from None
+    if not isinstance(payload, dict) or not isinstance(payload.get("phrases"), list):
+        raise InvalidRequest('send {"phrases": ["...", ...]}')
+    phrases = payload["phrases"]
+    if len(phrases) > MAX_PHRASES:
+        raise InvalidRequest(f"a vocabulary holds at most {MAX_PHRASES} phrases, got {len(phrases)}")
+    for number, phrase in enumerate(phrases, 1):
+        if not isinstance(phrase, str):
+            raise InvalidRequest(f"phrase {number} is not a string")
+        if "\n" in phrase or "\r" in phrase:
+            raise InvalidRequest(f"phrase {number} spans several lines")
+    return "\n".join(phrases)
 
 
 @router.get("/vocabulary")
@@ -21,15 +45,13 @@ async def read_vocabulary(app: AppInfo = Depends(native_app)) -> dict[str, objec
 @router.put("/vocabulary")
 async def replace_vocabulary(request: Request, app: AppInfo = Depends(native_app)) -> dict[str, object]:
     """Replace the vocabulary: a text body with one phrase per line, or JSON ``{"phrases": [...]}``
-    (at most 10,000 phrases)."""
+    (at most 10,000 phrases of 50 characters, no control characters; a body of at most 2 MB)."""
+    raw = await request.body()
     if request.headers.get("content-type", "").startswith("application/json"):
-        payload = await request.json()
-        if not isinstance(payload, dict) or not isinstance(payload.get("phrases"), list):
-            raise InvalidRequest('send {"phrases": ["...", ...]}')
-        text = "\n".join(str(p) for p in payload["phrases"])
+        text = _phrases_from_json(raw)
     else:
         try:
-            text = (await request.body()).decode("utf-8")
+            text = raw.decode("utf-8")
         except UnicodeDecodeError:
             raise InvalidRequest("the vocabulary must be UTF-8 text") from None
     phrases = await in_thread(set_vocabulary, app.pk, parse_phrases(text))
