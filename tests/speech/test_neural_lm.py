@@ -176,13 +176,35 @@ def test_accurate_mode_transcribes_and_echoes_its_options(accurate: Recognizer, 
     assert "公积金" in transcript.text and "首套房" in transcript.text and "首付" in transcript.text
     assert transcript.options is not None
     assert transcript.options.accuracy == "accurate"
-    assert (transcript.options.second_pass_nbest, transcript.options.second_pass_rewrites) == (5, 4)
+    assert (transcript.options.second_pass_nbest, transcript.options.second_pass_rewrites) == (5, 6)
     # A request's own pool sizes win; the default mode stays as it was.
     chosen = accurate.transcribe(clip, DecodeOptions(language="zh", accuracy="accurate", second_pass_nbest=2))
     assert chosen.options is not None and chosen.options.second_pass_nbest == 2
     default = accurate.transcribe(clip, DecodeOptions(language="zh", itn=False))
     assert default.options is not None and default.options.accuracy == "default"
     assert default.options.second_pass_nbest == 3
+
+
+# zh_dev clips whose default transcript (trigram second pass) keeps a homophone that the neural model fixes:
+# (clip, what was said, what the default mode writes instead).
+HOMOPHONE_CLIPS = [
+    ("BAC009S0252W0286", "可穿戴设备", "可穿戴色背"),
+    ("BAC009S0252W0261", "三D打印", "三弟打印"),
+    ("BAC009S0150W0164", "回暖", "回乱"),
+]
+
+
+@needs_model
+@pytest.mark.parametrize(("clip_id", "said", "misheard"), HOMOPHONE_CLIPS)
+def test_accurate_mode_fixes_homophones_the_default_mode_keeps(
+    accurate: Recognizer, shared_testdata: Path, clip_id: str, said: str, misheard: str
+) -> None:
+    samples = decode(shared_testdata / "zh_dev" / "audio" / f"{clip_id}.flac").samples
+    options = DecodeOptions(language="zh", itn=False, punctuation=False)
+    default = accurate.transcribe(samples, options).text
+    assert misheard in default and said not in default
+    fixed = accurate.transcribe(samples, options.with_changes(accuracy="accurate")).text
+    assert said in fixed and misheard not in fixed
 
 
 def test_native_api_takes_the_mode_per_request(server: Server, demo_app: dict[str, str]) -> None:

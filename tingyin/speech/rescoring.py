@@ -7,9 +7,8 @@ For a Mandarin chunk the ``SecondPass`` takes the beam's best distinct hypothese
 each
 ``TextScorer`` with its weight, and keeps the best sum. The winner's alignment is reused for its timestamps.
 
-Another language model joins by implementing ``TextScorer`` and being passed to ``SecondPass`` with a weight.
-An expensive one (the accurate mode's neural model) is a *reranker* instead: it only scores the few candidates
-that lead after Whisper's score (``RERANK_TOP`` per chunk), so its cost does not grow with the pool.
+Another language model joins by implementing ``TextScorer`` and being passed to ``SecondPass`` with a weight
+(the accurate mode's neural model does: ``speech/neural_lm.py``).
 Without any scorer (``TINGYIN_ZH_LM=off``) the ``UnigramChooser`` re-ranks the n-best with a word-frequency
 model instead.
 """
@@ -34,7 +33,6 @@ HOT_WORD_BONUS = 0.5  # nats per unit of hot-word weight for a candidate contain
 ALIGN_BATCH = 16  # candidates per teacher-forced scoring call
 SCORING_MARGIN_FRAMES = 50  # encoder frames (1 s) after the speech kept for teacher-forced scoring
 PRUNE_MARGIN = 0.0  # nats of text score below the beam's choice that still earn a teacher-forced score
-RERANK_TOP = 4  # candidates per chunk, best by sound + sense, that the rerankers score
 # The unigram fallback (no trigram): beam log-probability + weight × unigram log-probability.
 UNIGRAM_WEIGHT = 0.2  # tuned on 40 zh_dev clips
 UNIGRAM_LENGTH_REWARD = 0.5
@@ -121,14 +119,12 @@ class SecondPass:
         proposer: RewriteProposer,
         scorers: Sequence[tuple[TextScorer, float]],
         *,
-        rerankers: Sequence[tuple[TextScorer, float]] = (),
-        rerank_length_reward: float = 0.0,
+        length_reward: float = LENGTH_REWARD,
     ) -> None:
         self.runner = runner
         self.proposer = proposer
         self.scorers = list(scorers)
-        self.rerankers = list(rerankers)
-        self.rerank_length_reward = rerank_length_reward  # nats per character, beside the rerankers
+        self.length_reward = length_reward  # nats per character; it balances the scorers' weights
 
     def pool(
         self,
@@ -178,12 +174,17 @@ class SecondPass:
         the language model likes less can only win by sounding better, and the beam already judged that. A
         chunk left with the beam's choice alone is not rescored."""
         rows: list[tuple[int, Hypothesis]] = []
+        # Every chunk's candidates in one call per scorer (the neural model batches them).
+        every_text = [c.text for pool in pools.values() for c in pool]
+        text_scores = np.zeros(len(every_text), dtype=np.float64)
+        for scorer, weight in self.scorers:
+            text_scores += weight * np.asarray(scorer.score_texts(every_text), dtype=np.float64)
+        offset = 0
         for i, pool in pools.items():
             texts = [c.text for c in pool]
-            sense = np.zeros(len(pool), dtype=np.float64)
-            for scorer, weight in self.scorers:
-                sense += weight * np.asarray(scorer.score_texts(texts), dtype=np.float64)
-            sense += [LENGTH_REWARD * len(flat(t)) + hot_word_bonus(t, bias) for t in texts]
+            sense = text_scores[offset : offset + len(pool)].copy()
+            offset += len(pool)
+            sense += [self.length_reward * len(flat(t)) + hot_word_bonus(t, bias) for t in texts]
             # A candidate's logprob carries its text score until the acoustic score is known.
             kept = [
                 (i, c._replace(logprob=float(value)))
@@ -213,34 +214,12 @@ class SecondPass:
             for result in results:
                 probs = np.maximum(np.asarray(result.text_token_probs, dtype=np.float64), 1e-10)
                 acoustic.append(float(np.log(probs).sum()))
-        values = [sound + candidate.logprob for (_, candidate), sound in zip(rows, acoustic, strict=True)]
-        if self.rerankers:
-            values = self._rerank(rows, values)
         best: dict[int, tuple[float, Choice]] = {}
-        for (i, candidate), sound, alignment, value in zip(rows, acoustic, alignments, values, strict=True):
+        for (i, candidate), sound, alignment in zip(rows, acoustic, alignments, strict=True):
+            value = sound + candidate.logprob  # logprob holds the text score here
             if i not in best or value > best[i][0]:
                 best[i] = (value, Choice(candidate._replace(logprob=sound), alignment))
         return {i: choice for i, (_, choice) in best.items()}
-
-    def _rerank(self, rows: list[tuple[int, Hypothesis]], values: list[float]) -> list[float]:
-        """``values`` with the rerankers' weighted scores added to the ``RERANK_TOP`` best rows of each
-        chunk (all chunks in one call per reranker); the other rows can no longer win."""
-        by_chunk: dict[int, list[int]] = {}
-        for row, (i, _) in enumerate(rows):
-            by_chunk.setdefault(i, []).append(row)
-        top = [
-            row
-            for members in by_chunk.values()
-            for row in sorted(members, key=lambda r: values[r], reverse=True)[:RERANK_TOP]
-        ]
-        texts = [rows[row][1].text for row in top]
-        reranked = [-np.inf] * len(values)
-        for row, text in zip(top, texts, strict=True):
-            reranked[row] = values[row] + self.rerank_length_reward * len(flat(text))
-        for scorer, weight in self.rerankers:
-            for row, score in zip(top, scorer.score_texts(texts), strict=True):
-                reranked[row] += weight * score
-        return reranked
 
 
 __all__ = ["Choice", "RewriteProposer", "SecondPass", "TextScorer", "UnigramChooser", "flat"]
