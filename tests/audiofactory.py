@@ -65,3 +65,30 @@ def encode(samples: np.ndarray, rate: int, fmt: str) -> bytes:
         for packet in stream.encode(None):
             container.mux(packet)
     return buffer.getvalue()
+
+
+# Everyday Cantonese (colloquial characters: 哋, 嘅, 咗, 唔), read by espeak-ng's yue voice. No recording of
+# real Cantonese speech is available offline; synthetic speech at least exercises the Cantonese path.
+CANTONESE_SENTENCES = (
+    "今日天氣好好，我哋去飲茶啦。",
+    "你食咗飯未呀？",
+    "呢個係我嘅朋友。",
+    "我唔識講普通話。",
+    "佢哋聽日返學。",
+    "香港嘅嘢食好好味。",
+)
+
+
+def cantonese_speech(text: str, words_per_minute: int = 130) -> bytes | None:
+    """WAV bytes of ``text`` read by espeak-ng's Cantonese voice; None where espeak-ng is not installed."""
+    import shutil
+    import subprocess
+
+    if shutil.which("espeak-ng") is None:
+        return None
+    return subprocess.run(
+        ["espeak-ng", "-v", "yue", "-s", str(words_per_minute), "--stdout", text],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    ).stdout

@@ -103,6 +103,9 @@ class WorkerSupervisor:
                 self.process = subprocess.Popen(self.command)
             log.info(json.dumps({"event": "worker_started", "pid": self.process.pid}))
             code = self.process.wait()
+            from tingyin.metrics import process_exited
+
+            process_exited(self.process.pid)
             if self._stop.is_set():
                 return
             log.warning(json.dumps({"event": "worker_exited", "code": code, "restart_in_s": backoff}))
@@ -166,10 +169,13 @@ def serve(
     from tingyin.api.middleware import configure_logging
     from tingyin.config import get_settings
     from tingyin.jobs.service import JobSweeper
+    from tingyin.metrics import prepare_multiprocess
     from tingyin.store.db import get_engine
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    # Before anything imports prometheus_client: the embedded worker inherits the directory.
+    prepare_multiprocess(settings.metrics_path, clear=True)
     supervisor: WorkerSupervisor | None = None
 
     class Server(uvicorn.Server):
@@ -236,10 +242,16 @@ def worker(
     from tingyin.api.middleware import configure_logging
     from tingyin.config import get_settings
     from tingyin.jobs.celery_app import QUEUE, celery_app
+    from tingyin.metrics import MULTIPROC_ENV, prepare_multiprocess
     from tingyin.store.db import get_engine
 
     settings = get_settings()
     configure_logging(settings.log_level, settings.log_json)
+    if settings.metrics_dir is not None or os.environ.get(MULTIPROC_ENV):
+        # The embedded worker (it inherits the server's directory), or one the operator pointed at the
+        # directory of a server on this machine: that server's /metrics shows its numbers. Not by default,
+        # since a home shared between machines must not have two hosts' processes writing one directory.
+        prepare_multiprocess(settings.metrics_path, clear=False)
     if exit_with_parent:
         _exit_with_parent()
     get_engine()
@@ -771,6 +783,9 @@ def eval_asr(
     api_key: Annotated[str | None, typer.Option(help="With --server: the app's api_key.")] = None,
     secret_key: Annotated[str | None, typer.Option(help="With --server: the app's secret_key.")] = None,
     dev_pid: Annotated[int, typer.Option(help="With --server: the Baidu dev_pid.")] = 1537,
+    rate: Annotated[
+        int | None, typer.Option(help="Bring each clip down to this sample rate first (8000: telephony).")
+    ] = None,
 ) -> None:
     """CER (zh) or WER (en) and real-time factor over a manifest."""
     from tingyin.eval.asr import BaiduEndpoint, evaluate_asr, format_asr_report
@@ -794,6 +809,7 @@ def eval_asr(
             progress=lambda done, total: progress.update(task, completed=done, total=total),
             extra=_decoder_options(option or []),
             endpoint=endpoint,
+            rate=rate,
         )
     typer.echo(format_asr_report(result))
 

@@ -31,6 +31,10 @@ class Settings(BaseSettings):
     redis_url: str | None = Field(
         default=None, description="Redis for cross-process quota counters; defaults to broker_url if redis."
     )
+    metrics_dir: Path | None = Field(
+        default=None,
+        description="Where the server and its workers share Prometheus samples; default home/metrics.",
+    )
     models_dir: Path | None = Field(
         default=None, description="Model cache; default home/models (share one between several homes)."
     )
@@ -66,6 +70,8 @@ class Settings(BaseSettings):
     inference_concurrency: int = Field(default=2, ge=1, le=64)
     inference_queue: int = Field(default=64, ge=0, le=10_000)
     inference_admission_timeout_s: float = Field(default=20.0, gt=0)
+    # OpenAI-compatible /v1/audio/*: the longest recording one synchronous request may send.
+    openai_max_audio_s: float = Field(default=1800.0, gt=0)
     # Web console sign-ins last this long (the cookie and its server-side session).
     console_session_ttl_s: int = 12 * 3600
     # OAuth refresh tokens (Baidu/EasyDL): each is good for one refresh, within this long.
@@ -85,6 +91,11 @@ class Settings(BaseSettings):
     # Synchronous recognition gives up after these (Baidu answers 3313 / 3315).
     asr_decode_timeout_s: float = 30.0
     asr_recognize_timeout_s: float = 60.0
+    # A transcription job (native, Volcano, Qiniu async) fails with recognition_timeout (Volcano 1021,
+    # Qiniu 106) when one attempt runs longer than this, counted from its start (queueing does not
+    # count); 0 = no deadline. The default leaves whisper-base on two cores room for the longest
+    # recording accepted (5 h).
+    transcription_deadline_s: float = Field(default=6 * 3600.0, ge=0)
     # Audio fetched from user URLs (Volcano AUC, SAMI): hosts/addresses/CIDRs exempt from the rule that
     # refuses loopback, private and link-local targets, e.g. "10.0.0.0/8,files.internal".
     fetch_allow: str = ""
@@ -156,6 +167,10 @@ class Settings(BaseSettings):
     @property
     def blob_dir(self) -> Path:
         return self.home / "blobs"
+
+    @property
+    def metrics_path(self) -> Path:
+        return self.metrics_dir or self.home / "metrics"
 
     @property
     def scratch_dir(self) -> Path:

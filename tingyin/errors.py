@@ -30,6 +30,10 @@ class InvalidRequest(TingyinError):
     code = "invalid_request"
     http_status = 400
 
+    def __init__(self, message: str | None = None, *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param  # the request field at fault, when one is (APIs that name it, e.g. OpenAI's)
+
 
 class PayloadTooLarge(InvalidRequest):
     """The request body is larger than allowed."""

@@ -12,11 +12,15 @@ from tingyin.errors import InvalidRequest
 def invalid_request_from(error: ValidationError) -> InvalidRequest:
     """A pydantic validation error as the core's typed error: one clause per problem, no class names."""
     problems = []
+    fields = []
     for item in error.errors():
         where = ".".join(str(part) for part in item.get("loc", ()))
         message = str(item.get("msg", "invalid value")).removeprefix("Value error, ")
         problems.append(f"{where}: {message}" if where else message)
-    return InvalidRequest("; ".join(problems) or "invalid parameters")
+        fields.append(where)
+    return InvalidRequest(
+        "; ".join(problems) or "invalid parameters", param=fields[0] if fields and fields[0] else None
+    )
 
 
 class FrozenModel(BaseModel):

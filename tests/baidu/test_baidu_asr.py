@@ -25,9 +25,12 @@ ZH_CLIP = FIXTURES / "foundation" / "BAC009S0252W0131.flac"
 EN_CLIP = FIXTURES / "foundation" / "LJ001-0156.flac"
 
 
-def pcm16k(path: Path) -> bytes:
-    samples = audio.decode(path).samples
+def pcm16k_of(samples: np.ndarray) -> bytes:
     return bytes((np.clip(samples, -1, 1) * 32767).astype("<i2").tobytes())
+
+
+def pcm16k(path: Path) -> bytes:
+    return pcm16k_of(audio.decode(path).samples)
 
 
 def asr_json(server: Server, path: str, token: str, data: bytes, **fields: Any) -> dict[str, Any]:
@@ -128,18 +131,22 @@ def test_raw_upload_with_params_in_url(baidu: tuple[Server, dict[str, str], str]
     assert response.json()["err_no"] == 0, response.json()
 
 
+PUNCTUATION = "，。？！、,.?!"
+
+
 @pytest.mark.parametrize(
-    ("dev_pid", "clip", "expect"),
+    ("dev_pid", "clip", "expect", "punctuated"),
     [
-        (1537, ZH_CLIP, "金融"),
-        (1737, EN_CLIP, "paper"),
-        (1637, ZH_CLIP, ""),
-        (1936, ZH_CLIP, "金融"),
-        (80001, ZH_CLIP, "金融"),
+        (1537, ZH_CLIP, "金融", True),  # the standard version's default: Mandarin with punctuation
+        (1536, ZH_CLIP, "金融", False),  # Mandarin without punctuation (simple search model)
+        (1737, EN_CLIP, "paper", False),
+        (1837, ZH_CLIP, "金融", True),  # Sichuanese: decoded as Mandarin (docs/speech.md)
+        (1936, ZH_CLIP, "金融", True),
+        (80001, ZH_CLIP, "金融", True),
     ],
 )
 def test_each_dev_pid_on_server_api(
-    baidu: tuple[Server, dict[str, str], str], dev_pid: int, clip: Path, expect: str
+    baidu: tuple[Server, dict[str, str], str], dev_pid: int, clip: Path, expect: str, punctuated: bool
 ) -> None:
     server, _, token = baidu
     result = asr_json(server, "/server_api", token, pcm16k(clip), dev_pid=dev_pid)
@@ -147,8 +154,28 @@ def test_each_dev_pid_on_server_api(
     text = result["result"][0]
     assert text.strip()
     assert expect in text.lower()
-    if dev_pid == 1537:  # Mandarin without punctuation
-        assert not any(mark in text for mark in "，。？！、,.?!")
+    if dev_pid != 1737:
+        assert any(mark in text for mark in PUNCTUATION) == punctuated, text
+
+
+def test_cantonese_dev_pid_on_real_cantonese_speech(baidu: tuple[Server, dict[str, str], str]) -> None:
+    """1637 on Cantonese speech (espeak-ng's yue voice: no recording of real Cantonese is available
+    offline) answers Chinese text sharing characters with what was said, never the decoder's style prompt."""
+    from tests.audiofactory import CANTONESE_SENTENCES, cantonese_speech
+
+    server, app, _ = baidu
+    client = aip_client(server, app)
+    shared = 0
+    for sentence in CANTONESE_SENTENCES[:3]:
+        wav = cantonese_speech(sentence)
+        if wav is None:
+            pytest.skip("espeak-ng is not installed")
+        result = client.asr(pcm16k_of(audio.decode(wav).samples), "pcm", 16000, {"dev_pid": 1637})
+        assert result["err_no"] in (0, 3301), result
+        text = result["result"][0] if result["err_no"] == 0 else ""
+        assert "广东话" not in text and "廣東話" not in text, text
+        shared += len(set(text) & set(sentence))
+    assert shared >= 3
 
 
 def test_lan_selects_language_when_dev_pid_absent(baidu: tuple[Server, dict[str, str], str]) -> None:
@@ -165,7 +192,9 @@ def test_wav_and_m4a_formats(baidu: tuple[Server, dict[str, str], str]) -> None:
     assert asr_json(server, "/pro_api", token, wav, format="wav")["err_no"] == 0
     m4a = encode(samples, 16000, "m4a")
     assert asr_json(server, "/pro_api", token, m4a, format="m4a")["err_no"] == 0
-    assert asr_json(server, "/server_api", token, m4a, format="m4a")["err_no"] == 3312
+    # The standard version (/server_api, the SDK's default) takes m4a too.
+    result = asr_json(server, "/server_api", token, m4a, format="m4a")
+    assert result["err_no"] == 0 and "金融" in result["result"][0], result
 
 
 def wav_with_header_rate(samples: np.ndarray, rate: int) -> bytes:
@@ -383,3 +412,70 @@ def test_official_sdk_zh_dev_clip(baidu: tuple[Server, dict[str, str], str], sha
     assert result["err_no"] == 0, result
     hypothesis = normalize_zh(result["result"][0])
     assert cer(normalize_zh(reference), hypothesis) <= 0.25, (reference, hypothesis)
+
+
+def test_official_sdk_8khz_speech_is_recognised_like_its_16khz_original(
+    baidu: tuple[Server, dict[str, str], str],
+) -> None:
+    """Telephony audio: the standard version takes 8000 Hz for the Mandarin models; it is resampled to
+    the model's 16 kHz and recognised about as well as the 16 kHz original."""
+    server, app, _ = baidu
+    client = aip_client(server, app)
+    reference = "金融系统似乎也在加大对房地产的投资力度"
+    samples = audio.decode(ZH_CLIP).samples
+    narrow = audio.resample(samples, 16000, 8000)
+    wide = client.asr(pcm16k_of(samples), "pcm", 16000, {"dev_pid": 1537})
+    narrow_files = (
+        ("pcm", pcm16k_of(narrow)),
+        ("wav", wav_with_header_rate(narrow, 8000)),
+        ("amr", encode(samples, 16000, "amr")),  # AMR-NB: 8 kHz by definition
+    )
+    for fmt, data in narrow_files:
+        result = client.asr(data, fmt, 8000, {"dev_pid": 1537})
+        assert result["err_no"] == 0, result
+        assert cer(reference, result["result"][0]) <= cer(reference, wide["result"][0]) + 0.15, (
+            fmt,
+            result,
+            wide,
+        )
+    # Only where the standard version takes 8 kHz: not English, not the pro version, not a 16 kHz header.
+    assert client.asr(pcm16k_of(narrow), "pcm", 8000, {"dev_pid": 1737})["err_no"] == 3311
+    assert client.asr(wav_with_header_rate(samples, 16000), "wav", 8000, {"dev_pid": 1537})["err_no"] == 3316
+    token = baidu[2]
+    assert asr_json(server, "/pro_api", token, pcm16k_of(narrow), rate=8000)["err_no"] == 3311
+
+
+def test_standard_and_pro_versions_keep_their_own_rules(baidu: tuple[Server, dict[str, str], str]) -> None:
+    """/server_api follows the standard-version document, /pro_api the pro (极速版) seed."""
+    server, _, token = baidu
+    speech = pcm16k(ZH_CLIP)
+    pro = asr_json(server, "/pro_api", token, speech)  # 80001 by default, with punctuation
+    assert pro["err_no"] == 0 and any(mark in pro["result"][0] for mark in PUNCTUATION), pro
+    for dev_pid in (1536, 1537, 1637, 1737, 1837, 1936):
+        assert asr_json(server, "/pro_api", token, speech, dev_pid=dev_pid)["err_no"] == 3300, dev_pid
+    assert asr_json(server, "/server_api", token, speech, dev_pid=1234)["err_no"] == 3300
+    standard = asr_json(server, "/server_api", token, speech)  # 1537 by default
+    assert standard["err_no"] == 0 and any(mark in standard["result"][0] for mark in PUNCTUATION)
+
+
+def test_wrong_method_is_3300_and_token_path_takes_a_trailing_slash(
+    baidu: tuple[Server, dict[str, str], str],
+) -> None:
+    server, app, _ = baidu
+    for path in ("/pro_api", "/server_api"):
+        response = httpx.get(f"{server.url}{path}")
+        assert response.status_code == 200 and response.json()["err_no"] == 3300, response.text
+        assert httpx.put(f"{server.url}{path}", content=b"x").json()["err_no"] == 3300
+    credentials = {
+        "grant_type": "client_credentials",
+        "client_id": app["api_key"],
+        "client_secret": app["secret_key"],
+    }
+    for call in (httpx.get, httpx.post):
+        response = call(f"{server.url}/oauth/2.0/token/", params=credentials)  # no redirect followed
+        assert response.status_code == 200 and response.json()["access_token"].startswith("24."), response
+    # The SDK pointed at the slash form authenticates and recognises.
+    client = aip_client(server, app)
+    client._AipBase__accessTokenUrl = f"{server.url}/oauth/2.0/token/"
+    result = client.asr(pcm16k(ZH_CLIP), "pcm", 16000, {"dev_pid": 1537})
+    assert result["err_no"] == 0 and "金融" in result["result"][0], result

@@ -92,6 +92,22 @@ def test_forced_speaker_count_and_bad_input(home: Path, clips: dict[str, np.ndar
         diarize(audio, RATE, num_speakers=0)
 
 
+def test_speaker_count_bounds(
+    home: Path, clips: dict[str, np.ndarray], conversation: tuple[np.ndarray, list]
+) -> None:
+    audio, _ = conversation
+    assert {turn.speaker for turn in diarize(audio, RATE, max_speakers=1)} == {1}
+    one_speaker = np.concatenate([clips[name] for name in SPEAKER_B])
+    # Told there are at least two, the clustering is cut at two instead of stopping at its threshold.
+    turns = diarize(one_speaker, RATE, min_speakers=2)
+    assert {turn.speaker for turn in turns} == {1, 2}
+    assert {turn.speaker for turn in diarize(audio, RATE, min_speakers=2, max_speakers=2)} == {1, 2}
+    with pytest.raises(InvalidRequest):
+        diarize(audio, RATE, min_speakers=3, max_speakers=2)
+    with pytest.raises(InvalidRequest):
+        diarize(audio, RATE, min_speakers=0)
+
+
 def test_speaker_embeddings_separate_the_two_speakers(home: Path, clips: dict[str, np.ndarray]) -> None:
     a1, a2 = (speaker_embedding(clips[name]) for name in SPEAKER_A[:2])
     b1 = speaker_embedding(clips[SPEAKER_B[0]])

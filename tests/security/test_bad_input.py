@@ -103,7 +103,9 @@ def volcano_query(c: Caller, task_id: Any) -> httpx.Response:
 
 
 def qiniu(c: Caller, cmd: str = "async", raw: bytes | None = None, **fields: Any) -> requests.Response:
-    body = {"voice_id": "v", "audio": base64.b64encode(CLIP.read_bytes()).decode(), **fields}
+    # A pull carries only its session id, as Qiniu's clients send it (audio there is refused as ret 100).
+    audio = {"voice_id": "v", "audio": base64.b64encode(CLIP.read_bytes()).decode()} if cmd == "async" else {}
+    body = {**audio, **fields}
     content = raw if raw is not None else json.dumps(body).encode()
     return requests.post(
         f"{c.server.url}/?cmd={cmd}",

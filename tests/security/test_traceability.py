@@ -107,9 +107,11 @@ def test_vendor_ids_are_logged_with_the_request_id(failing: Server) -> None:
 def test_unexpected_exception_is_a_500_in_the_dialect_logged_once(failing: Server) -> None:
     server = failing
     app = server.create_app("unexpected")
-    blobs = Path(server.home / "blobs")
-    shutil.rmtree(blobs)
-    blobs.write_text("the blob store is not a directory any more")
+    # Synchronous requests spool their bodies under scratch/requests: a file in its place is a fault no
+    # input can cause.
+    spools = Path(server.home / "scratch" / "requests")
+    shutil.rmtree(spools, ignore_errors=True)
+    spools.write_text("the request spool is not a directory any more")
     native = httpx.post(
         f"{server.url}/v1/recognize",
         headers={**bearer(app), "X-Request-Id": "trace-unhandled"},
@@ -120,7 +122,7 @@ def test_unexpected_exception_is_a_500_in_the_dialect_logged_once(failing: Serve
     assert_clean(native.text, server)
     assert access_line(server, "trace-unhandled")["status"] == 500
     logged = errors_of(server, "trace-unhandled")
-    assert len(logged) == 1 and "FileExistsError" in logged[0]["exception"], logged
+    assert len(logged) == 1 and "NotADirectoryError" in logged[0]["exception"], logged
 
     sami = httpx.post(
         f"{server.url}/api/v1/invoke",
@@ -134,5 +136,5 @@ def test_unexpected_exception_is_a_500_in_the_dialect_logged_once(failing: Serve
     assert len(errors_of(server, "trace-sami-500")) == 1
     # Nothing else reported these failures a second time (uvicorn's own "Exception in ASGI application").
     assert "Exception in ASGI application" not in server.log_path.read_text(errors="replace")
-    blobs.unlink()
-    blobs.mkdir()
+    spools.unlink()
+    spools.mkdir()

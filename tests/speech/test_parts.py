@@ -10,12 +10,15 @@ from tingyin.errors import InvalidRequest
 from tingyin.jobs.transcription import TranscriptionParams
 from tingyin.speech import guards
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap, make_chunks
-from tingyin.speech.decoding import merge_patch, uncovered
+from tingyin.speech.decoding import decoding_stats, merge_patch, output_style, uncovered
+from tingyin.speech.hotwords import plan
 from tingyin.speech.options import DecodeOptions, HotWord
 from tingyin.speech.pipeline import RecordingOptions
-from tingyin.speech.postprocess import DecodedChunk
+from tingyin.speech.postprocess import DecodedChunk, rewrite_text
 from tingyin.speech.textnorm import strip_punctuation
-from tingyin.speech.timing import TimedChar
+from tingyin.speech.timing import TimedChar, snap_to_speech
+from tingyin.speech.types import DecodingStats, Utterance, UtteranceRecord, Word
+from tingyin.speech.whisper import Hypothesis
 
 S = SAMPLE_RATE
 
@@ -31,6 +34,64 @@ def test_decode_options_are_validated_and_frozen() -> None:
             DecodeOptions.parse(bad)
 
 
+def test_task_temperature_and_prompt_are_checked() -> None:
+    options = DecodeOptions.parse({"task": "translate", "temperature": "0.4", "prompt": "  Jenson  "})
+    assert options.translating and options.temperature == 0.4 and options.prompt == "Jenson"
+    assert DecodeOptions(prompt="   ").prompt is None and not DecodeOptions().translating
+    for bad in (
+        {"task": "summarise"},
+        {"temperature": 1.5},
+        {"temperature": -0.1},
+        {"temperature": "nan"},
+        {"prompt": "x" * 1001},
+    ):
+        with pytest.raises(InvalidRequest):
+            DecodeOptions.parse(bad)
+
+
+def test_translation_output_is_english_text() -> None:
+    translate = DecodeOptions(task="translate", language="zh")
+    assert output_style("zh", "zh", translate) == ""  # no style prompt for Whisper base to repeat
+    assert output_style("zh-en", "zh", DecodeOptions(language="zh-en")) == "zh-en"
+    assert output_style("auto", "en", DecodeOptions()) == "en"
+    chunk = Chunk(0, 3 * S, [(0, 3 * S)])
+    item = DecodedChunk(
+        chunk, "zh", "He won two games, one hundred and seventeen to one hundred and sixteen.", []
+    )
+    # The spoken language was Mandarin, the text is English: English punctuation and English numbers.
+    text = rewrite_text(item, translate, plan((), ()), None)
+    assert "117" in text and "116" in text and "，" not in text
+    assert text == rewrite_text(
+        item._replace(language="en"), DecodeOptions(language="en"), plan((), ()), None
+    )
+    chinese = rewrite_text(
+        DecodedChunk(chunk, "zh", "他赢了, 两局", []), DecodeOptions(language="zh"), plan((), ()), None
+    )
+    assert "，" in chinese
+
+
+def test_decoding_stats_are_whispers_window_figures() -> None:
+    chunk = Chunk(2 * S, 5 * S, [(2 * S, 5 * S)])
+    stats = decoding_stats(chunk, Hypothesis([1, 2, 3], "abc", -2.0), "hello hello", 0.4, 0.25)
+    assert stats.seek == 200  # mel frames, 100 a second
+    assert stats.avg_logprob == pytest.approx(-0.5)  # per token, the end token counted
+    assert stats.temperature == 0.4 and stats.no_speech_prob == 0.25
+    assert stats.compression_ratio == pytest.approx(guards.compression_ratio("hello hello"))
+    item = DecodedChunk(Chunk(0, 10 * S, [(0, 10 * S)]), "en", "hello there", _chars("hello there", 0.5, 0.1))
+    item = item._replace(decoding=stats)
+    patch = DecodedChunk(Chunk(5 * S, 9 * S, [(5 * S, 9 * S)]), "en", "again", _chars("again", 5.5, 0.1))
+    merged = merge_patch(item, patch)
+    assert merged.decoding is not None and merged.decoding.seek == 200
+    assert merged.decoding.compression_ratio == pytest.approx(guards.compression_ratio(merged.text))
+    # Stored and read back with the utterance.
+    utterance = Utterance("hello", 0, 500, [Word("hello", 0, 500)], "en", decoding=stats)
+    record = UtteranceRecord.of(utterance)
+    assert record.decoding is not None and record.decoding.seek == 200
+    back = record.utterance().decoding
+    assert isinstance(back, DecodingStats) and back.temperature == 0.4
+    assert UtteranceRecord.of(utterance._replace(decoding=None)).utterance().decoding is None
+
+
 def test_hot_words_are_parsed_in_one_place() -> None:
     words = HotWord.parse_list("盛源:8, 股票:-3.5,证监会")
     assert [(w.text, w.weight) for w in words] == [("盛源", 8.0), ("股票", -3.5), ("证监会", 5.0)]
@@ -43,6 +104,11 @@ def test_hot_words_are_parsed_in_one_place() -> None:
 def test_recording_options_and_job_params_are_checked_at_submit() -> None:
     with pytest.raises(InvalidRequest):
         RecordingOptions.parse(num_speakers=9, max_speakers=8)
+    with pytest.raises(InvalidRequest):
+        RecordingOptions.parse(min_speakers=3, max_speakers=2)
+    with pytest.raises(InvalidRequest):
+        RecordingOptions.parse(num_speakers=2, min_speakers=3)
+    assert RecordingOptions.parse(min_speakers=2, max_speakers=4).min_speakers == 2
     params = TranscriptionParams.parse(
         source={"url": "https://example.com/a.wav"}, audio={"pcm_rate": "8000"}
     )
@@ -80,6 +146,22 @@ def test_long_speech_is_split_at_its_least_speech_like_frame() -> None:
     assert len(regions) == 2
     assert abs(regions[0][1] / S - 9.0) < 0.1
     assert regions[0][1] == regions[1][0]
+
+
+def test_a_long_character_starts_after_the_last_pause_it_spans() -> None:
+    frame = 512 / S
+    probabilities = np.zeros(int(4.0 / frame), dtype=np.float32)
+    probabilities[int(0.5 / frame) : int(1.5 / frame)] = 0.9  # the previous character's speech
+    probabilities[int(2.1 / frame) : int(3.0 / frame)] = 0.9  # this one's, after a 0.6 s pause
+    probabilities[int(2.5 / frame) : int(2.7 / frame)] = 0.1  # a dip inside it is no pause
+    speech = SpeechMap(probabilities, len(probabilities) * 512)
+    previous, spanning, short = snap_to_speech(
+        [TimedChar("类", 0.2, 1.4), TimedChar("观", 1.3, 2.6), TimedChar("察", 2.6, 2.9)], speech
+    )
+    assert abs(previous.start - 0.5) < frame  # a chunk's first character: where its speech begins
+    assert abs(spanning.start - 2.1) < frame and spanning.end == 2.6  # after the pause, not at its start
+    assert short == TimedChar("察", 2.6, 2.9)  # short characters keep the alignment's times
+    assert speech.last_onset(3.2, 3.9) is None
 
 
 def test_short_unit_loops_are_loops() -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from tingyin.eval.text import edit_counts, error_rate, normalize_en, scoring_units
 from tingyin.speech import hotwords
 from tingyin.speech.guards import cut_repetitions
@@ -69,8 +71,61 @@ def test_bias_plan_orders_and_splits_by_weight() -> None:
     )
     assert [w.text for w in bias.favoured] == ["丙丁", "戊己", "甲乙"]
     assert [w.text for w in bias.suppressed] == ["坏词"]
-    assert hotwords.prompt_text(bias) == "丙丁、戊己、甲乙"
-    assert hotwords.remove_suppressed("这是坏词吗", bias) == "这是吗"
+    assert hotwords.prompt_text(bias) == "丙丁、戊己、甲乙"  # a suppressed phrase never goes into the prompt
+
+
+def test_hot_word_weight_is_signed_and_grows_with_its_size() -> None:
+    """The rescoring bonus: positive weights raise a hypothesis holding the phrase, negative ones lower
+    it, in proportion to the weight (Qiniu's factor), and nothing happens for text without the phrase."""
+    from tingyin.speech.rescoring import hot_word_bonus
+
+    def bonus(weight: float, text: str = "调查详细的经纬") -> float:
+        return hot_word_bonus(text, hotwords.plan((HotWord(text="经纬", weight=weight),), ()))
+
+    raised = [bonus(w) for w in range(1, 11)]
+    lowered = [bonus(-w) for w in range(1, 11)]
+    assert all(a < b for a, b in itertools.pairwise(raised)) and raised[0] > 0
+    assert all(a > b for a, b in itertools.pairwise(lowered)) and lowered[0] < 0
+    assert bonus(5, "调查详细的警卫") == bonus(-5, "调查详细的警卫") == 0.0
+    both = hotwords.plan((HotWord(text="经纬", weight=3), HotWord(text="详细", weight=-1)), ())
+    assert hotwords.weight_in("调查详细的經緯", both) == 2.0  # Traditional counts as Simplified
+
+
+def test_suppressed_phrase_gets_sound_alike_alternatives_in_context() -> None:
+    """A negative weight adds readings with the phrase replaced (chosen by the rewriter with the rest of the
+    text kept); it never removes the phrase from the text itself."""
+    seen: list[tuple[str, tuple[str, ...]]] = []
+
+    def rewrite(text: str, keep: tuple[str, ...]) -> list[str]:
+        seen.append((text, keep))
+        return [text.replace("警卫", alike) for alike in ("经纬", "近卫", "敬畏", "精卫", "禁卫", "泾渭")]
+
+    bias = hotwords.plan((HotWord(text="警卫", weight=-5),), ())
+    found = hotwords.alternatives("我们在调查2个警卫的事", bias, rewrite)
+    assert found == [
+        "我们在调查2个经纬的事",
+        "我们在调查2个近卫的事",
+        "我们在调查2个敬畏的事",
+        "我们在调查2个精卫的事",
+    ]
+    assert seen == [("我们在调查2个警卫的事", ("我们在调查", "个", "的事"))]  # only the phrase may change
+    assert hotwords.alternatives("今天天气很好", bias, rewrite) == []
+    assert hotwords.correct("我们在调查2个警卫的事", bias) == "我们在调查2个警卫的事"
+
+
+def test_biased_choice_keeps_the_beams_order_without_hot_words() -> None:
+    from tingyin.speech.rescoring import biased_choice
+    from tingyin.speech.whisper import Hypothesis
+
+    beam = [
+        Hypothesis([1], "Most of Jensen's letters", -3.0),
+        Hypothesis([2], "Most of Jenson's letters", -4.5),
+    ]
+    assert biased_choice(beam, hotwords.plan((), ())) is beam[0]
+    assert biased_choice(beam, hotwords.plan((HotWord(text="Jenson", weight=1),), ())) is beam[0]
+    assert biased_choice(beam, hotwords.plan((HotWord(text="Jenson", weight=5),), ())) is beam[1]
+    assert biased_choice(beam, hotwords.plan((HotWord(text="Jensen", weight=-5),), ())) is beam[1]
+    assert biased_choice([], hotwords.plan((), ())).text == ""
 
 
 def test_homophone_correction_fixes_non_words_and_keeps_good_text() -> None:

@@ -188,7 +188,8 @@ def test_qiniu_job_submitted_on_a_is_pulled_on_b(cluster: Cluster) -> None:
     assert answer["ret"] == 0 and "金融" in answer["all_text"], answer
     # The upload lives in the bucket (the only place the worker could read it from) with its job: a
     # transcript's audio is kept until the job is purged (the retention test checks that it goes then).
-    assert [key for key in cluster.bucket_keys() if session_id in key] == [f"{PREFIX}/jobs/{session_id}/input"]
+    kept = [key for key in cluster.bucket_keys() if session_id in key]
+    assert kept == [f"{PREFIX}/jobs/{session_id}/input"]
     # Nothing of it on any node's disk.
     for home in cluster.homes():
         assert not (home / "blobs").exists() or not any((home / "blobs").rglob("*"))

@@ -1,5 +1,6 @@
 """Streaming readers of request bodies: the JSON reader that decodes one base64 field as the body
-arrives (whatever the chunk boundaries), and the multipart reader that keeps one part."""
+arrives (whatever the chunk boundaries), and the multipart reader that keeps one part (and, when asked,
+the form's text fields)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ import httpx
 import pytest
 from python_multipart.multipart import MultipartParser, parse_options_header
 
-from tingyin.api.spool import BadBase64, Base64JsonReader, _MultipartFile
+from tingyin.api.spool import BadBase64, Base64JsonReader, FormFields, _MultipartFile
 from tingyin.audio import AudioTooLarge
 from tingyin.errors import InvalidRequest
 from tingyin.store.blobs import BlobWriter, Scratch
@@ -149,3 +150,49 @@ def test_multipart_keeps_the_file_part_only() -> None:
         parser.finalize()
         received += b"".join(part.take())
         assert part.found and received == payload, chunk
+
+
+def _parse_form(request: httpx.Request, fields: FormFields, chunk: int) -> tuple[_MultipartFile, bytes]:
+    body = request.read()
+    _, options = parse_options_header(request.headers["content-type"])
+    part = _MultipartFile(b"file", fields)
+    parser = MultipartParser(options[b"boundary"], part.callbacks())
+    received = b""
+    for start in range(0, len(body), chunk):
+        parser.write(body[start : start + chunk])
+        received += b"".join(part.take())
+    parser.finalize()
+    return part, received + b"".join(part.take())
+
+
+def test_multipart_fields_are_kept_beside_the_file() -> None:
+    payload = random.Random(2).randbytes(100_000)
+    for chunk in (1, 13, 4096, 10**6):
+        request = httpx.Request(
+            "POST",
+            "http://x/v1/audio/transcriptions",
+            data={"model": "whisper-1", "prompt": "盛源", "timestamp_granularities[]": ["word", "segment"]},
+            files={"file": ("clip.wav", payload, "audio/wav")},
+        )
+        fields = FormFields()
+        part, received = _parse_form(request, fields, chunk)
+        assert part.found and received == payload, chunk
+        assert fields.values == {
+            "model": ["whisper-1"],
+            "prompt": ["盛源"],
+            "timestamp_granularities[]": ["word", "segment"],
+        }
+
+
+def test_multipart_fields_are_bounded_and_text() -> None:
+    def form(data: dict[str, Any], files: dict[str, Any]) -> httpx.Request:
+        return httpx.Request("POST", "http://x/", data=data, files={"file": ("a.wav", b"x"), **files})
+
+    with pytest.raises(InvalidRequest, match="more than 2 fields"):
+        _parse_form(form({"a": "1", "b": "2", "c": "3"}, {}), FormFields(max_fields=2), 4096)
+    with pytest.raises(InvalidRequest, match="too long"):
+        _parse_form(form({"prompt": "x" * 200}, {}), FormFields(max_bytes=100), 7)
+    with pytest.raises(InvalidRequest, match="'extra' must be a text field"):
+        _parse_form(form({}, {"extra": ("b.wav", b"y")}), FormFields(), 4096)
+    with pytest.raises(InvalidRequest, match="not UTF-8"):
+        _parse_form(form({"model": "\xff".encode("latin-1")}, {}), FormFields(), 4096)

@@ -66,11 +66,16 @@ def test_zip_archives_are_read_in_place(any_store: str) -> None:
 
 def test_owners_release_sweep_and_check(any_store: str) -> None:
     store = blob_store()
-    # A job owns its upload from the transaction that creates it.
+    # A job owns its upload from the transaction that creates it (a dataset import: a transcription keeps
+    # its audio until it is purged, see test_lifetimes).
     job_id = new_job_id()
     upload = store.put_bytes(input_key(job_id), b"audio bytes")
     submit_job(
-        "transcription", {"source": {"blob": upload.key}}, job_id=job_id, dispatch=False, inputs=[upload]
+        "dataset_import",
+        {"dataset_id": 1, "blob": upload.key},
+        job_id=job_id,
+        dispatch=False,
+        inputs=[upload],
     )
     # A dataset that does not exist (deleted while its sweeper was down) still has records.
     gone = Owner.dataset(424242)

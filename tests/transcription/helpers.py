@@ -18,17 +18,17 @@ SPEAKER_B = [CLIPS / "BAC009S0252W0131.flac", CLIPS / "BAC009S0252W0286.flac"]
 EN_CLIP = CLIPS / "LJ001-0156.flac"
 
 
-def conversation() -> tuple[bytes, list[tuple[float, float, str]]]:
-    """A, B, A, B turns with pauses, as WAV, and the reference turns (start s, end s, speaker)."""
+def conversation(gap_s: float = 0.7) -> tuple[bytes, list[tuple[float, float, str]]]:
+    """A, B, A, B turns with ``gap_s`` pauses, as WAV, and the reference turns (start s, end s, speaker)."""
     pieces: list[np.ndarray] = []
     turns: list[tuple[float, float, str]] = []
     position = 0.0
     for a, b in zip(SPEAKER_A, SPEAKER_B, strict=True):
         for path, speaker in ((a, "A"), (b, "B")):
             samples = audio.decode(path).samples
-            pieces += [samples, np.zeros(int(0.7 * 16000), dtype=np.float32)]
+            pieces += [samples, np.zeros(int(gap_s * 16000), dtype=np.float32)]
             turns.append((position, position + samples.shape[0] / 16000, speaker))
-            position += samples.shape[0] / 16000 + 0.7
+            position += samples.shape[0] / 16000 + gap_s
     return audio.encode_wav(np.concatenate(pieces)), turns
 
 

@@ -9,18 +9,30 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 
+from tests.audiofactory import encode
 from tests.conftest import Server
-from tests.transcription.helpers import EN_CLIP, CallbackReceiver, FileServer, conversation
+from tests.transcription.helpers import EN_CLIP, SPEAKER_B, CallbackReceiver, FileServer, conversation
+from tingyin import audio
 
 
 @pytest.fixture(scope="module")
 def files() -> Iterator[FileServer]:
     talk, _ = conversation()
+    quick, _ = conversation(gap_s=0.2)
+    english = audio.decode(EN_CLIP).samples
+    narrow = audio.resample(english, 16000, 8000)
     server = FileServer(
         {
             "talk.wav": talk,
+            "quick-talk.wav": quick,  # turns 0.2 s apart: shorter than a pause that ends an utterance
+            "mandarin.flac": SPEAKER_B[0].read_bytes(),
+            "english.ogg": encode(english, 16000, "ogg"),  # Opus in OGG
+            "english.opus": encode(english, 16000, "opus"),
+            # Headerless 8 kHz s16le (no name the decoder could guess from)
+            "english-8k.raw": (np.clip(narrow, -1, 1) * 32767).astype("<i2").tobytes(),
             "english.flac": EN_CLIP.read_bytes(),
             "notes.wav": b"this is a text file with a wav name\n" * 50,
             "empty.mp3": b"",
@@ -183,6 +195,14 @@ def test_request_errors(auc: Server, files: FileServer) -> None:
     assert submit(auc, app, url, additions={"language": "tlh"})["code"] == 1001
     bad_json = httpx.post(f"{auc.url}/api/v1/auc/submit", content=b"{oops").json()
     assert bad_json["resp"]["code"] == 1001
+    # Wrong types are the caller's error (1001), never an internal one
+    for audio_part in ({"rate": "fast"}, {"channel": "two"}, {"bits": [16]}, {"rate": 16000.5}, {"bits": 12}):
+        answer = submit(auc, app, url, audio=audio_part)
+        assert answer["code"] == 1001 and "id" not in answer, (audio_part, answer)
+    for name, value in (("user", "alice"), ("request", 5), ("additions", ["x"]), ("audio", "x.wav")):
+        answer = submit(auc, app, url, **{name: value})
+        assert answer["code"] == 1001 and name in answer["message"], (name, answer)
+    assert submit(auc, app, url, audio={"codec": "mp3"})["code"] == 1001
     accepted = submit(auc, app, url, audio={"format": "flac"})
     stolen = httpx.post(
         f"{auc.url}/api/v1/auc/query",
@@ -250,3 +270,83 @@ def test_jobs_survive_restart_and_are_purged(tmp_path: Path, files: FileServer) 
         assert answer["resp"]["code"] == 1001, "the finished job was not purged after its retention"
     finally:
         second.stop()
+
+
+def test_every_utterance_has_a_speaker_when_asked(auc: Server, files: FileServer) -> None:
+    """One speaker, short clip: a client doing u["additions"]["speaker"] must not get a KeyError."""
+    app = auc.create_app("volc-one-speaker")
+    accepted = submit(
+        auc,
+        app,
+        f"{files.url}/mandarin.flac",
+        audio={"format": "flac"},
+        additions={"with_speaker_info": "True"},
+    )
+    done = query(auc, app, accepted["id"])
+    assert done["code"] == 1000 and "金融" in done["text"], done
+    assert done["utterances"] and {u["additions"]["speaker"] for u in done["utterances"]} == {"1"}
+
+
+def test_uid_is_optional(auc: Server, files: FileServer) -> None:
+    app = auc.create_app("volc-no-uid")
+    accepted = submit(
+        auc,
+        app,
+        f"{files.url}/english.flac",
+        user=None,
+        audio={"format": "flac"},
+        additions={"language": "en-US"},
+    )
+    assert accepted["code"] == 1000, accepted
+    assert "paper" in query(auc, app, accepted["id"])["text"].lower()
+
+
+@pytest.mark.parametrize(
+    ("name", "audio_part"),
+    [
+        ("english.ogg", {"format": "ogg", "codec": "opus"}),
+        ("english.opus", {"format": "opus", "codec": "opus"}),
+        ("english-8k.raw", {"format": "raw", "codec": "raw", "rate": 8000, "bits": 16, "channel": 1}),
+        ("english-8k.raw", {"format": "pcm", "rate": 8000}),
+    ],
+)
+def test_opus_and_raw_pcm(auc: Server, files: FileServer, name: str, audio_part: dict[str, Any]) -> None:
+    app = auc.create_app(f"volc-codec-{len(audio_part)}-{audio_part['format']}")
+    accepted = submit(auc, app, f"{files.url}/{name}", audio=audio_part, additions={"language": "en-US"})
+    assert accepted["code"] == 1000, accepted
+    done = query(auc, app, accepted["id"])
+    assert done["code"] == 1000 and "paper" in done["text"].lower(), done
+    # Raw opus packets have no framing to decode them by: refused at submit.
+    assert submit(auc, app, f"{files.url}/{name}", audio={"format": "raw", "codec": "opus"})["code"] == 1001
+
+
+def test_processing_deadline_is_1021(tmp_path: Path, files: FileServer) -> None:
+    """A job still recognising when its deadline passes fails with 1021 (the seed's processing timeout)."""
+    env = {"TINGYIN_FETCH_ALLOW": "127.0.0.1", "TINGYIN_TRANSCRIPTION_DEADLINE_S": "0.01"}
+    server = Server(tmp_path / "home", env=env).wait_ready()
+    try:
+        app = server.create_app("volc-deadline")
+        accepted = submit(server, app, f"{files.url}/talk.wav")
+        assert accepted["code"] == 1000
+        failed = query(server, app, accepted["id"])
+        assert failed["code"] == 1021, failed
+        assert "Traceback" not in failed["message"]
+    finally:
+        server.stop()
+
+
+def test_utterances_split_where_the_speaker_changes(auc: Server, files: FileServer) -> None:
+    """Turns 0.2 s apart would be one utterance by pauses alone; with speakers no utterance spans two."""
+    app = auc.create_app("volc-quick-turns")
+    _, turns = conversation(gap_s=0.2)
+    accepted = submit(auc, app, f"{files.url}/quick-talk.wav", additions={"with_speaker_info": "True"})
+    done = query(auc, app, accepted["id"])
+    assert done["code"] == 1000, done
+    spanning = []
+    for utterance in done["utterances"]:
+        start, end = utterance["start_time"] / 1000, utterance["end_time"] / 1000
+        inside = [s for t0, t1, s in turns if min(end, t1) - max(start, t0) > 0.3]
+        if len(set(inside)) > 1:
+            spanning.append((utterance["text"], inside))
+    assert not spanning, spanning
+    assert {u["additions"]["speaker"] for u in done["utterances"]} == {"1", "2"}

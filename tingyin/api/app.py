@@ -14,7 +14,7 @@ from tingyin.api.errors import ErrorInfo, info_from_exception, render_error
 from tingyin.api.guard import AuthGuard
 from tingyin.api.middleware import BodyTooLarge, RequestContextMiddleware, body_limit_for
 from tingyin.config import get_settings
-from tingyin.errors import PayloadTooLarge, TingyinError
+from tingyin.errors import InvalidRequest, PayloadTooLarge, TingyinError
 from tingyin.inference import InferenceExecutor
 
 # Vendor adapters: each module exposes ``router`` (and registers its error dialect on import).
@@ -24,6 +24,7 @@ COMPAT_MODULES = [
     "tingyin.api.compat.qiniu",
     "tingyin.api.compat.sami",
     "tingyin.api.compat.easydl",
+    "tingyin.api.compat.openai",
 ]
 
 
@@ -52,8 +53,8 @@ def create_app() -> FastAPI:
         title="tingyin",
         version=__version__,
         description="Self-hosted audio AI: speech recognition, sound classification, music tagging. "
-        "Native API under /v1; vendor-compatible APIs (Baidu, Volcano Engine, Qiniu, SAMI, EasyDL) "
-        "at the vendors' paths. Web console at /console.",
+        "Native API under /v1; vendor-compatible APIs (Baidu, Volcano Engine, Qiniu, SAMI, EasyDL, "
+        "OpenAI audio) at the vendors' paths. Web console at /console.",
         docs_url=None,  # served from local assets by tingyin.api.console (works offline)
         redoc_url=None,
     )
@@ -64,13 +65,20 @@ def create_app() -> FastAPI:
         queue_size=settings.inference_queue,
         admission_timeout_s=settings.inference_admission_timeout_s,
     )
+    from tingyin.api.metrics import router as metrics_router
+    from tingyin.metrics import process_metrics
+
     guard = AuthGuard.from_settings(settings)
     app.state.auth_guard = guard
     app.include_router(native_router)
+    app.include_router(metrics_router)
     _include_compat(app)
     from tingyin.api.console import install_console
 
     install_console(app)
+    from tingyin.api.openapi import install_openapi
+
+    install_openapi(app)
 
     @app.exception_handler(TingyinError)
     async def tingyin_error(request: Request, exc: TingyinError) -> Response:
@@ -83,17 +91,28 @@ def create_app() -> FastAPI:
             return render_error(request, info_from_exception(PayloadTooLarge.over(limit)))
         code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
         message = "no such route" if exc.status_code == 404 else str(exc.detail)
-        return render_error(request, ErrorInfo(exc.status_code, code, message))
+        response = render_error(request, ErrorInfo(exc.status_code, code, message))
+        if exc.status_code == 405:  # an HTTP-level answer in every dialect, with the methods the route takes
+            response.status_code = 405
+            response.headers.update(exc.headers or {})
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> Response:
         details = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {_validation_message(e)}" for e in exc.errors()
         )
-        return render_error(request, ErrorInfo(400, "invalid_request", details or "invalid request"))
+        first = [str(p) for p in exc.errors()[0].get("loc", ())][-1:] if exc.errors() else []
+        error = InvalidRequest(details or "invalid request", param=first[0] if first else None)
+        return render_error(request, ErrorInfo(400, "invalid_request", error.message, error))
 
     # Unexpected exceptions become a 500 in RequestContextMiddleware (logged once, access-logged).
-    app.add_middleware(RequestContextMiddleware, max_body_bytes=settings.max_body_bytes, guard=guard)
+    app.add_middleware(
+        RequestContextMiddleware,
+        max_body_bytes=settings.max_body_bytes,
+        guard=guard,
+        observe=process_metrics().observe_request,
+    )
     return app
 
 

@@ -43,8 +43,15 @@ def install_console(app: FastAPI) -> None:
     """Mount the console and the offline docs on ``app`` (created with docs_url=redoc_url=None)."""
     openapi_url = app.openapi_url or "/openapi.json"
 
-    @app.get("/", include_in_schema=False)
+    @app.get(
+        "/",
+        tags=["console"],
+        status_code=307,
+        response_class=RedirectResponse,
+        responses={307: {"description": "to the web console at /console/"}},
+    )
     async def root() -> RedirectResponse:
+        """The web console."""
         return RedirectResponse("/console/")
 
     @app.get("/console", include_in_schema=False)

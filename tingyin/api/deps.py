@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable, Coroutine
 from typing import Annotated, Any, TypeVar
 
-from fastapi import Path, Request
+from fastapi import Path, Request, Security
 from fastapi.dependencies.models import Dependant
 from fastapi.routing import APIRoute
+from fastapi.security import APIKeyCookie, HTTPAuthorizationCredentials, HTTPBearer
 from starlette.concurrency import run_in_threadpool
 from starlette.responses import Response
 
@@ -32,6 +33,19 @@ def bearer_token(request: Request) -> str:
     return value.strip()
 
 
+# The schemes as OpenAPI documents them ("Authorize" in /docs); checking stays in the functions below, so
+# every failure is answered in the API's own dialect.
+bearer_scheme = HTTPBearer(
+    auto_error=False, scheme_name="appToken", description="Authorization: Bearer <app_token>"
+)
+session_scheme = APIKeyCookie(
+    name="tingyin_session",
+    auto_error=False,
+    scheme_name="consoleSession",
+    description="the web console's sign-in cookie (POST /v1/session); state-changing calls add X-CSRF-Token",
+)
+
+
 async def _resolve_app(request: Request) -> AppInfo:
     """The calling app, from the request's headers alone (never its body): its bearer token, or else the
     web console's session cookie (with its CSRF token on state-changing calls; see
@@ -43,8 +57,13 @@ async def _resolve_app(request: Request) -> AppInfo:
     return await authenticate(request, authenticate_token, bearer_token(request))
 
 
-async def native_app(request: Request) -> AppInfo:
-    """The app calling the native API (resolved once per request, before the body is read)."""
+async def native_app(
+    request: Request,
+    _token: HTTPAuthorizationCredentials | None = Security(bearer_scheme),
+    _cookie: str | None = Security(session_scheme),
+) -> AppInfo:
+    """The app calling the native API (resolved once per request, before the body is read). The two
+    security parameters only document the schemes: both read headers, never the body."""
     app: AppInfo | None = getattr(request.state, "app", None)
     if app is None:
         app = request.state.app = await _resolve_app(request)
@@ -76,4 +95,14 @@ async def in_thread(function: Callable[..., T], *args: object, **kwargs: object)
     return await run_in_threadpool(function, *args, **kwargs)
 
 
-__all__ = ["MAX_ID", "AuthenticatedRoute", "JobId", "RowId", "bearer_token", "in_thread", "native_app"]
+__all__ = [
+    "MAX_ID",
+    "AuthenticatedRoute",
+    "JobId",
+    "RowId",
+    "bearer_scheme",
+    "bearer_token",
+    "in_thread",
+    "native_app",
+    "session_scheme",
+]

@@ -14,9 +14,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from tingyin.api.errors import info_from_exception, log_server_error, render_error
+from tingyin.api.errors import dialect_for, info_from_exception, log_server_error, render_error
 from tingyin.api.guard import AuthGuard, TooManyFailures, client_address
 from tingyin.errors import PayloadTooLarge
+from tingyin.metrics import current_api
+
+# Called once per request with (dialect, route template, method, status, seconds): the metrics hook.
+RequestObserver = Callable[[str, str, str, int, float], None]
 
 log = logging.getLogger("tingyin.access")
 
@@ -54,10 +58,13 @@ class RequestContextMiddleware:
     the route's dialect (logged once, with its traceback and the request id), and writes one JSON
     access-log line per request, with the vendor ids the route noted (``note_ids``)."""
 
-    def __init__(self, app: ASGIApp, max_body_bytes: int, guard: AuthGuard) -> None:
+    def __init__(
+        self, app: ASGIApp, max_body_bytes: int, guard: AuthGuard, observe: RequestObserver | None = None
+    ) -> None:
         self.app = app
         self.max_body_bytes = max_body_bytes
         self.guard = guard
+        self.observe = observe
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -72,6 +79,9 @@ class RequestContextMiddleware:
         state["log_ids"] = {}
         status_holder: dict[str, int] = {"status": 0}
         limit = body_limit_for(scope["path"], self.max_body_bytes)
+        dialect = dialect_for(scope["path"], scope.get("query_string", b"").decode("latin-1"))
+        api = dialect.name if dialect else "native"
+        current_api.set(api)  # what the work done for this request counts as (audio seconds per API)
 
         async def send_with_id(message: Message) -> None:
             if message["type"] == "http.response.start":
@@ -86,12 +96,12 @@ class RequestContextMiddleware:
                 self.guard.check(client_address(scope))
         except TooManyFailures as exc:
             await self._reject(scope, send_with_id, exc)
-            self._log(scope, rid, 429, started)
+            self._finish(scope, rid, 429, started, api)
             return
         declared = headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await self._reject(scope, send_with_id, PayloadTooLarge.over(limit))
-            self._log(scope, rid, 413, started)
+            self._finish(scope, rid, 413, started, api)
             return
 
         received = 0
@@ -113,7 +123,7 @@ class RequestContextMiddleware:
             status_holder["status"] = 413
         except asyncio.CancelledError:
             # Cut off (the shutdown's grace period ran out): still one access-log line.
-            self._log(scope, rid, status_holder["status"] or 499, started)
+            self._finish(scope, rid, status_holder["status"] or 499, started, api)
             raise
         except Exception as exc:
             # Handled here rather than re-raised: the server would log it a second time, and this
@@ -123,7 +133,14 @@ class RequestContextMiddleware:
             if status_holder["status"] == 0:
                 await self._reject(scope, send_with_id, exc)
             status_holder["status"] = 500
-        self._log(scope, rid, status_holder["status"], started)
+        self._finish(scope, rid, status_holder["status"], started, api)
+
+    def _finish(self, scope: Scope, rid: str, status: int, started: float, api: str) -> None:
+        self._log(scope, rid, status, started)
+        if self.observe is not None:
+            # The route template (bounded label values), never the raw path.
+            route = getattr(scope.get("route"), "path", None) or ("unmatched" if status == 404 else "other")
+            self.observe(api, str(route), str(scope.get("method")), status, time.perf_counter() - started)
 
     async def _reject(self, scope: Scope, send: Send, exc: BaseException) -> None:
         request = Request(scope)

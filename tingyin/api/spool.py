@@ -56,10 +56,44 @@ async def _abort(writer: BlobWriter | None) -> None:
 # ---------------------------------------------------------------- raw and multipart bodies
 
 
-async def upload_chunks(request: Request, field: str = "file") -> AsyncIterator[bytes]:
-    """The bytes of a raw-body upload, or of the ``field`` part of a multipart form, as they arrive."""
+class FormFieldError(InvalidRequest):
+    """A multipart form's text fields are refused (not the file): too many, too long, not text."""
+
+
+class FormFields:
+    """The text fields of a multipart form besides its file, as sent (a name may repeat, in order), within
+    a count and a byte budget: a form's small fields are read into memory, its file never is."""
+
+    def __init__(self, *, max_fields: int = 32, max_bytes: int = 64 * 1024) -> None:
+        self.max_fields = max_fields
+        self.max_bytes = max_bytes
+        self.values: dict[str, list[str]] = {}
+        self._count = 0
+        self._size = 0
+
+    def add(self, name: str, value: bytes) -> None:
+        self._count += 1
+        self._size += len(value)
+        if self._count > self.max_fields:
+            raise FormFieldError(f"the form holds more than {self.max_fields} fields")
+        if self._size > self.max_bytes:
+            raise FormFieldError(f"the form's fields besides the file hold more than {self.max_bytes} bytes")
+        try:
+            text = value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise FormFieldError(f"the field {name!r} is not UTF-8 text", param=name) from None
+        self.values.setdefault(name, []).append(text)
+
+
+async def upload_chunks(
+    request: Request, field: str = "file", *, fields: FormFields | None = None
+) -> AsyncIterator[bytes]:
+    """The bytes of a raw-body upload, or of the ``field`` part of a multipart form, as they arrive. With
+    ``fields``, a multipart form's other parts are collected there (text only); without, they are skipped."""
     content_type = request.headers.get("content-type", "")
     if not content_type.startswith("multipart/form-data"):
+        if fields is not None:
+            raise InvalidRequest(f"send a multipart form with the file in its '{field}' field")
         async for chunk in request.stream():
             if chunk:
                 yield chunk
@@ -68,7 +102,7 @@ async def upload_chunks(request: Request, field: str = "file") -> AsyncIterator[
     boundary = options.get(b"boundary")
     if not boundary:
         raise InvalidRequest("the multipart body names no boundary")
-    part = _MultipartFile(field.encode())
+    part = _MultipartFile(field.encode(), fields)
     parser = MultipartParser(boundary, part.callbacks())
     try:
         async for chunk in request.stream():
@@ -85,13 +119,17 @@ async def upload_chunks(request: Request, field: str = "file") -> AsyncIterator[
 
 
 class _MultipartFile:
-    """Collects the data of one named part from python-multipart's callbacks; other parts are skipped."""
+    """Collects the data of one named part from python-multipart's callbacks; other parts are skipped, or
+    kept in ``fields`` when given."""
 
-    def __init__(self, name: bytes) -> None:
+    def __init__(self, name: bytes, fields: FormFields | None = None) -> None:
         self.name = name
+        self.fields = fields
         self.found = False
         self._inside = False
         self._pieces: list[bytes] = []
+        self._other: bytearray | None = None  # the value of another field being read
+        self._other_name = ""
         self._header_name = bytearray()
         self._header_value = bytearray()
         self._disposition = b""
@@ -139,13 +177,25 @@ class _MultipartFile:
             if self.found:
                 raise InvalidRequest(f"the form holds more than one '{self.name.decode()}' field")
             self.found = self._inside = True
+        elif self.fields is not None:
+            self._other_name = options.get(b"name", b"").decode("utf-8", "replace")
+            if b"filename" in options:
+                raise FormFieldError(f"{self._other_name!r} must be a text field", param=self._other_name)
+            self._other = bytearray()
 
     def _data(self, data: bytes, start: int, end: int) -> None:
         if self._inside:
             self._pieces.append(bytes(data[start:end]))
+        elif self._other is not None and self.fields is not None:
+            self._other += data[start:end]
+            if len(self._other) > self.fields.max_bytes:
+                raise FormFieldError(f"the field {self._other_name!r} is too long", param=self._other_name)
 
     def _end(self) -> None:
         self._inside = False
+        if self._other is not None and self.fields is not None:
+            self.fields.add(self._other_name, bytes(self._other))
+        self._other = None
 
 
 async def receive_upload(

@@ -188,11 +188,27 @@ def _check_duration(duration_s: float | None, max_seconds: float | None) -> None
         raise AudioTooLong(f"audio lasts {duration_s:.1f} s, more than the limit of {max_seconds:g} s")
 
 
-def _pcm_to_float(data: bytes, channels: int) -> np.ndarray:
-    usable = len(data) - len(data) % (2 * channels)
+PCM_BITS = (8, 16, 24, 32)
+
+
+def _pcm_to_float(data: bytes, channels: int, bits: int = 16) -> np.ndarray:
+    """Headerless little-endian PCM as float32: signed 16, 24 or 32 bit, or unsigned 8 bit (as in WAV)."""
+    width = bits // 8
+    usable = len(data) - len(data) % (width * channels)
     if usable <= 0:
         raise EmptyAudio("pcm data holds no complete sample")
-    ints = np.frombuffer(data[:usable], dtype="<i2").astype(np.float32) / 32768.0
+    raw = data[:usable]
+    if bits == 8:
+        ints = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
+    elif bits == 16:
+        ints = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+    elif bits == 24:
+        triples = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
+        values = triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16)
+        values = np.where(values >= 1 << 23, values - (1 << 24), values)
+        ints = values.astype(np.float32) / float(1 << 23)
+    else:
+        ints = (np.frombuffer(raw, dtype="<i4").astype(np.float64) / 2147483648.0).astype(np.float32)
     if channels > 1:
         return ints.reshape(-1, channels).T.copy()
     return ints
@@ -210,14 +226,23 @@ def resample(samples: np.ndarray, source_rate: int, target_rate: int = TARGET_RA
 
 
 def probe(
-    source: AudioSource, *, format: str | None = None, pcm_rate: int = TARGET_RATE, pcm_channels: int = 1
+    source: AudioSource,
+    *,
+    format: str | None = None,
+    pcm_rate: int = TARGET_RATE,
+    pcm_channels: int = 1,
+    pcm_bits: int = 16,
 ) -> AudioInfo:
     """Read format, rate, channels and (when the header says) duration without a full decode."""
     fmt = _normalise_format(format)
     stream, size = _as_stream(source)
     _check_size(size, None)
     if fmt == "pcm":
-        return AudioInfo("pcm", "pcm_s16le", pcm_rate, pcm_channels, size / (2 * pcm_rate * pcm_channels))
+        _check_pcm(pcm_rate, pcm_channels, pcm_bits)
+        codec = "pcm_u8" if pcm_bits == 8 else f"pcm_s{pcm_bits}le"
+        return AudioInfo(
+            "pcm", codec, pcm_rate, pcm_channels, size / (pcm_bits // 8 * pcm_rate * pcm_channels)
+        )
     try:
         with av.open(stream, mode="r", format=_container_hint(fmt)) as container:
             if not container.streams.audio:
@@ -234,6 +259,13 @@ def probe(
         raise
     except (av.error.FFmpegError, ValueError, OSError, IndexError) as exc:
         raise CorruptAudio(f"cannot read the audio: {_reason(exc)}") from exc
+
+
+def _check_pcm(rate: int, channels: int, bits: int) -> None:
+    if rate <= 0 or channels <= 0:
+        raise InvalidRequest("pcm needs a positive rate and channel count")
+    if bits not in PCM_BITS:
+        raise InvalidRequest(f"pcm samples must be {', '.join(map(str, PCM_BITS))} bits wide")
 
 
 def _container_hint(fmt: str | None) -> str | None:
@@ -257,6 +289,7 @@ def decode(
     format: str | None = None,
     pcm_rate: int = TARGET_RATE,
     pcm_channels: int = 1,
+    pcm_bits: int = 16,
     target_rate: int = TARGET_RATE,
     mono: bool = True,
     max_bytes: int | None = None,
@@ -266,7 +299,8 @@ def decode(
 ) -> DecodedAudio:
     """Decode ``source`` to float32 at ``target_rate``.
 
-    ``format`` names the container when known ("pcm" means headerless s16le at ``pcm_rate``);
+    ``format`` names the container when known ("pcm" means headerless little-endian samples of
+    ``pcm_bits`` at ``pcm_rate``, 16-bit signed unless said otherwise);
     ``required_rate`` rejects audio whose own sample rate differs (vendors that only take 16 kHz);
     ``mono=False`` keeps channels apart (call-centre stereo puts each party on its own channel).
     """
@@ -275,12 +309,11 @@ def decode(
     try:
         _check_size(size, max_bytes)
         if fmt == "pcm":
-            if pcm_rate <= 0 or pcm_channels <= 0:
-                raise InvalidRequest("pcm needs a positive rate and channel count")
-            _check_duration(size / (2 * pcm_rate * pcm_channels), max_seconds)
+            _check_pcm(pcm_rate, pcm_channels, pcm_bits)
+            _check_duration(size / (pcm_bits // 8 * pcm_rate * pcm_channels), max_seconds)
             if required_rate is not None and pcm_rate != required_rate:
                 raise SampleRateMismatch(f"sample rate {pcm_rate} Hz, only {required_rate} Hz is accepted")
-            samples = _pcm_to_float(stream.read(), pcm_channels)
+            samples = _pcm_to_float(stream.read(), pcm_channels, pcm_bits)
             source_rate, source_channels, fmt_name = pcm_rate, pcm_channels, "pcm"
         else:
             samples, source_rate, source_channels, fmt_name = _decode_container(

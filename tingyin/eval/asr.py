@@ -120,6 +120,7 @@ def evaluate_asr(
     progress: Callable[[int, int], None] | None = None,
     extra: dict[str, str] | None = None,
     endpoint: BaiduEndpoint | None = None,
+    rate: int | None = None,
 ) -> AsrEvalResult:
     """Transcribe every clip of ``manifest`` and score it against its reference.
 
@@ -127,9 +128,11 @@ def evaluate_asr(
     server's Baidu API instead (language, ITN and punctuation then follow its dev_pid). ``errors_out``
     receives one tab-separated line per clip with errors: id, edits, reference, hypothesis; ``hyps_out`` one
     JSON line ``{"id", "text"}`` per clip, the input of ``../shared/eval/score.py``. ``extra`` holds
-    ``DecodeOptions`` fields as strings (e.g. ``{"second_pass": "false"}``).
+    ``DecodeOptions`` fields as strings (e.g. ``{"second_pass": "false"}``). ``rate`` (e.g. 8000 for
+    telephony): each clip is first brought down to this sample rate, as a narrow-band caller would send it;
+    it is resampled back to the model's 16 kHz as the server does with such input.
     """
-    from tingyin.audio import decode
+    from tingyin.audio import decode, resample
     from tingyin.speech.models import speech_models
     from tingyin.speech.options import DecodeOptions
 
@@ -152,9 +155,12 @@ def evaluate_asr(
         )
         for index, row in enumerate(rows):
             audio = decode(row.path)
+            samples = audio.samples
+            if rate is not None:
+                samples = resample(resample(samples, audio.sample_rate, rate), rate, audio.sample_rate)
             started = time.perf_counter()
             try:
-                hypothesis = recognize(audio.samples)
+                hypothesis = recognize(samples)
             except TingyinError as exc:  # one bad clip scores as all deletions; the run goes on
                 hypothesis = ""
                 lines.append(f"{row.id}\tfailed: {exc.message}")

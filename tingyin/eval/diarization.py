@@ -167,13 +167,11 @@ def read_uem(path: Path, file_id: str | None = None) -> list[Segment]:
 
 
 def format_rttm(file_id: str, speakers: Mapping[str, Sequence[Segment]]) -> str:
-    lines = [
-        f"SPEAKER {file_id} 1 {start:.3f} {end - start:.3f} <NA> <NA> {name} <NA> <NA>"
-        for name, segments in speakers.items()
-        for start, end in segments
-    ]
-    lines.sort(key=lambda line: float(line.split()[3]))
-    return "\n".join(lines) + ("\n" if lines else "")
+    from tingyin.speech.subtitles import rttm
+
+    return rttm(
+        file_id, [(start, end, name) for name, segments in speakers.items() for start, end in segments]
+    )
 
 
 @dataclass(frozen=True)

@@ -15,6 +15,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -484,6 +485,8 @@ def execute_job(job_id: str, owner: str | None = None, stopping: threading.Event
     context = claim.context
     context.stopping = stopping
     log.info("job %s (%s) started, attempt %d", job_id, context.kind, context.attempt)
+    started = time.monotonic()
+    state = "succeeded"
     with _Heartbeat(job_id, owner):
         try:
             result = handler_for(context.kind)(context)
@@ -500,12 +503,15 @@ def execute_job(job_id: str, owner: str | None = None, stopping: threading.Event
             log.warning("job %s stopped: a backing service is unavailable; it will run again", job_id)
             return claim
         except JobCancelled as exc:
+            state = "cancelled"
             finish_job(job_id, owner, error=exc, status="cancelled")
         except TingyinError as exc:
+            state = "failed"
             finish_job(job_id, owner, error=exc if exc.http_status < 500 else _server_failure(job_id, exc))
         except Exception:
             # The caller reads the job's error: the traceback stays in the log, under the job id.
             log.exception("job %s failed on an internal error", job_id)
+            state = "failed"
             error = TingyinError(f"internal error; the server log has the details under job {job_id}")
             finish_job(job_id, owner, error=error)
         else:
@@ -513,6 +519,9 @@ def execute_job(job_id: str, owner: str | None = None, stopping: threading.Event
                 log.warning("job %s finished but its lease had passed to another worker", job_id)
                 return claim
     log.info("job %s ended", job_id)
+    from tingyin.metrics import process_metrics
+
+    process_metrics().job_finished(context.kind, state, time.monotonic() - started)
     hook = finish_hook_for(context.kind)
     if hook is not None:
         from tingyin.jobs.celery_app import send_finish_hook

@@ -7,6 +7,7 @@ recording pipeline; the result is vendor-neutral (``RecordingResult``) and adapt
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Annotated, Any, Literal
@@ -45,11 +46,12 @@ class AudioSource(FrozenModel):
 
 
 class AudioInput(FrozenModel):
-    """How to read the audio: a container hint, or raw PCM's rate and channels."""
+    """How to read the audio: a container hint, or raw PCM's rate, channels and sample width."""
 
     format: Annotated[str, Field(max_length=16)] | None = None
     pcm_rate: Annotated[int, Field(ge=8000, le=192_000)] = 16000
     pcm_channels: Annotated[int, Field(ge=1, le=8)] = 1
+    pcm_bits: Literal[8, 16, 24, 32] = 16
     max_seconds: Annotated[float, Field(gt=0, le=DEFAULT_MAX_SECONDS)] = DEFAULT_MAX_SECONDS
 
 
@@ -101,10 +103,15 @@ def _audio_source(ctx: JobContext, source: AudioSource) -> Iterator[Any]:
 @job_handler(KIND)
 def transcription_job(ctx: JobContext) -> dict[str, Any]:
     from tingyin import audio
+    from tingyin.config import get_settings
     from tingyin.speech.models import speech_models
     from tingyin.speech.pipeline import transcribe_recording
 
     params = job_params(ctx.params)
+    # The processing deadline of this attempt (Volcano 1021, Qiniu 106): the clock starts when the job
+    # starts running, so time spent queued does not count.
+    allowed = get_settings().transcription_deadline_s
+    deadline = time.monotonic() + allowed if allowed > 0 else None
     with _audio_source(ctx, params.source) as source:
         ctx.progress(0.02, "audio ready")
         decoded = audio.decode(
@@ -112,6 +119,7 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
             format=params.audio.format,
             pcm_rate=params.audio.pcm_rate,
             pcm_channels=params.audio.pcm_channels,
+            pcm_bits=params.audio.pcm_bits,
             mono=not params.recording.split_channels,
             max_seconds=params.audio.max_seconds,
         )
@@ -119,8 +127,16 @@ def transcription_job(ctx: JobContext) -> dict[str, Any]:
     def report(fraction: float, message: str | None) -> None:
         ctx.progress(0.05 + 0.93 * fraction, message)
 
-    with speech_models().use(params.recording.decode.model) as recognizer:
-        result = transcribe_recording(decoded, params.recording, recognizer, progress=report)
+    from tingyin.metrics import current_api
+
+    api = current_api.set(params.vendor)  # the audio seconds of this job count for the API that submitted it
+    try:
+        with speech_models().use(params.recording.decode.model) as recognizer:
+            result = transcribe_recording(
+                decoded, params.recording, recognizer, progress=report, deadline=deadline
+            )
+    finally:
+        current_api.reset(api)
     ctx.progress(0.98, "rendering")
     return result.to_dict()
 

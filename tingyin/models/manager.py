@@ -28,8 +28,11 @@ class _Entry:
 class ModelManager:
     """A keyed cache of loaded models with user counts and idle unloading."""
 
-    def __init__(self, idle_ttl_s: float = 900.0) -> None:
+    def __init__(
+        self, idle_ttl_s: float = 900.0, on_change: Callable[[str, bool], None] | None = None
+    ) -> None:
         self.idle_ttl_s = idle_ttl_s
+        self.on_change = on_change  # (key, loaded) after a model is loaded or dropped: the metrics hook
         self._entries: dict[str, _Entry] = {}
         self._lock = threading.Lock()
         self._key_locks: dict[str, threading.Lock] = {}
@@ -71,6 +74,7 @@ class ModelManager:
             with self._lock:
                 entry = _Entry(value, time.monotonic(), users=1)
                 self._entries[key] = entry
+            self._changed(key, True)
             self._ensure_reaper()
             return entry
 
@@ -90,7 +94,8 @@ class ModelManager:
             if entry is None or entry.users > 0:
                 return False
             del self._entries[key]
-            return True
+        self._changed(key, False)
+        return True
 
     def unload_idle(self, now: float | None = None) -> list[str]:
         now = time.monotonic() if now is None else now
@@ -100,7 +105,13 @@ class ModelManager:
             ]
             for key in idle:
                 del self._entries[key]
+        for key in idle:
+            self._changed(key, False)
         return idle
+
+    def _changed(self, key: str, loaded: bool) -> None:
+        if self.on_change is not None:
+            self.on_change(key, loaded)
 
     def close(self) -> None:
         self._stop.set()
@@ -125,6 +136,9 @@ def get_manager() -> ModelManager:
     global _manager
     if _manager is None:
         from tingyin.config import get_settings
+        from tingyin.metrics import process_metrics
 
-        _manager = ModelManager(get_settings().model_idle_ttl_seconds)
+        _manager = ModelManager(
+            get_settings().model_idle_ttl_seconds, on_change=process_metrics().model_load_changed
+        )
     return _manager

@@ -266,6 +266,15 @@ class ModelStore:
             return True
         return (self._dir(self.spec(name)) / ".complete").exists()
 
+    def installed_at(self, name: str) -> float | None:
+        """When model ``name`` was materialised here (Unix time), or None when it is not (yet)."""
+        try:
+            if not name.startswith("hf:") and (os.sep in name or name.startswith((".", "~"))):
+                return Path(name).expanduser().stat().st_mtime
+            return (self._dir(self.spec(name)) / ".complete").stat().st_mtime
+        except (OSError, NotFound):
+            return None
+
     def path(self, name: str, progress: ProgressCallback | None = None) -> Path:
         """A local directory holding model ``name``: builtin name, local directory, or ``hf:owner/repo``."""
         if not name.startswith("hf:") and (os.sep in name or name.startswith((".", "~"))):

@@ -286,10 +286,13 @@ def start_import(
     app_pk: int, dataset_id: int, archive: StoredBlob, job_id: str, *, dispatch: bool = True
 ) -> str:
     """Queue the import of ``archive``, stored at ``input_key(job_id)``; the job owns it from now on
-    (the archive is deleted when the import ends, or at once if the job cannot be created)."""
+    (the archive is deleted when the import ends, or at once if the job cannot be created). A file that
+    is not a zip archive is refused here, before a job exists, so the caller hears it at once."""
     try:
         with session_scope() as session:
             _dataset(session, app_pk, dataset_id)
+        if not _is_zip_archive(archive.key):
+            raise InvalidRequest("the file is not a zip archive (zip one folder per class)")
     except BaseException:
         blob_store().discard([archive])
         raise
@@ -301,6 +304,13 @@ def start_import(
         dispatch=dispatch,
         inputs=[archive],
     )
+
+
+def _is_zip_archive(key: str) -> bool:
+    import zipfile
+
+    with blob_store().open(key) as stream:
+        return zipfile.is_zipfile(stream)
 
 
 @job_handler("dataset_import")

@@ -27,6 +27,7 @@ VAD_THRESHOLD = 0.5
 VAD_MIN_SPEECH_MS = 200
 VAD_MIN_SILENCE_MS = 400
 VAD_PAD_MS = 250
+ONSET_PAUSE_S = 0.5  # below the VAD threshold this long is a pause between phrases, not a slow syllable
 SPLIT_MARGIN_S = 2.0  # a forced split keeps at least this much on either side
 
 
@@ -87,12 +88,18 @@ class SpeechMap:
             return 0.0
         return float(np.count_nonzero(self.probabilities[first:last] >= VAD_THRESHOLD)) * self.frame_s
 
-    def first_speech(self, start_s: float, end_s: float) -> float | None:
-        """The start (seconds) of the first frame at or above the VAD threshold in the span, if any."""
+    def last_onset(self, start_s: float, end_s: float) -> float | None:
+        """The start (seconds) of the last stretch of speech that begins in the span after a real pause
+        (at least ``ONSET_PAUSE_S`` below the VAD threshold: shorter dips happen inside phrases), or of
+        its first frame at or above the threshold. None if the span has no speech."""
         first = max(0, int(start_s / self.frame_s))
         last = min(len(self.probabilities), int(np.ceil(end_s / self.frame_s)))
         hits = np.flatnonzero(self.probabilities[first:last] >= VAD_THRESHOLD)
-        return (first + int(hits[0])) * self.frame_s if hits.size else None
+        if not hits.size:
+            return None
+        after_pause = hits[1:][np.diff(hits) > round(ONSET_PAUSE_S / self.frame_s)]
+        onset = after_pause[-1] if after_pause.size else hits[0]
+        return (first + int(onset)) * self.frame_s
 
     def _split(self, start: int, end: int) -> list[tuple[int, int]]:
         limit = int(MAX_CHUNK_S * SAMPLE_RATE)

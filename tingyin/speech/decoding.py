@@ -25,9 +25,17 @@ from tingyin.speech import guards, hotwords, textnorm
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.postprocess import DecodedChunk
-from tingyin.speech.rescoring import SecondPass, UnigramChooser
+from tingyin.speech.rescoring import SecondPass, UnigramChooser, biased_choice
 from tingyin.speech.timing import TimedChar, timed_chars
-from tingyin.speech.whisper import Generated, Hypothesis, WhisperModelRunner, speech_frames, window_frames
+from tingyin.speech.types import DecodingStats
+from tingyin.speech.whisper import (
+    SAMPLES_PER_FRAME,
+    Generated,
+    Hypothesis,
+    WhisperModelRunner,
+    speech_frames,
+    window_frames,
+)
 
 if TYPE_CHECKING:
     from faster_whisper.tokenizer import Tokenizer
@@ -72,11 +80,15 @@ def max_tokens(chunk: Chunk) -> int:
     return int(10 + TOKENS_PER_S * (chunk.end - chunk.start) / SAMPLE_RATE)
 
 
-def prompt_tokens(tokenizer: Tokenizer, style: str, bias_text: str) -> list[int]:
+def prompt_tokens(
+    tokenizer: Tokenizer, style: str, bias_text: str, caller_prompt: str | None = None
+) -> list[int]:
+    """Previous-text context (hot words, the style prompt, then the caller's own prompt, which Whisper
+    follows most as it comes last) and the start sequence."""
     style_text = STYLE_PROMPTS.get(style, "")
     chinese = style in ("zh", "yue", "zh-en")
     previous = f"{bias_text}。{style_text}" if bias_text and chinese else f"{bias_text} {style_text}"
-    previous = previous.strip()
+    previous = f"{previous.strip()} {caller_prompt or ''}".strip()
     tokens: list[int] = []
     if previous:
         tokens = [tokenizer.sot_prev, *tokenizer.encode(" " + previous)[-200:]]
@@ -122,10 +134,11 @@ class ChunkDecoder:
         if languages is None:
             languages = self._languages(encoded, language)
         bias_text = hotwords.prompt_text(bias)
-        tokenizers = [runner.tokenizer(lang) for lang in languages]
-        styles = ["zh-en" if language == "zh-en" and lang == "zh" else lang for lang in languages]
+        tokenizers = [runner.tokenizer(lang, options.task) for lang in languages]
+        styles = [output_style(language, lang, options) for lang in languages]
         prompts = [
-            prompt_tokens(tok, style, bias_text) for tok, style in zip(tokenizers, styles, strict=True)
+            prompt_tokens(tok, style, bias_text, options.prompt)
+            for tok, style in zip(tokenizers, styles, strict=True)
         ]
         limits = [max_tokens(c) for c in chunks]
         # One generate call per prompt length (the start token must sit at one position in a batch).
@@ -135,7 +148,7 @@ class ChunkDecoder:
         generated: list[Generated | None] = [None] * len(chunks)
         for indices in groups.values():
             suppress = [-1]
-            if all(languages[i] == "zh" for i in indices):
+            if not options.translating and all(languages[i] == "zh" for i in indices):
                 suppress += runner.traditional_tokens()
             results = runner.generate(
                 encoded[indices],
@@ -144,6 +157,7 @@ class ChunkDecoder:
                 max_tokens=[limits[i] for i in indices],
                 suppress=suppress,
                 tokenizers=[tokenizers[i] for i in indices],
+                temperature=options.temperature,
             )
             for i, result in zip(indices, results, strict=True):
                 generated[i] = result
@@ -176,7 +190,8 @@ class ChunkDecoder:
     ) -> tuple[list[Hypothesis], dict[int, object]]:
         rescored: dict[int, object] = {}
         second_pass = self._second_pass(options)
-        if second_pass is not None and options.second_pass and "zh" in languages:
+        rescore = options.second_pass and not options.translating  # it ranks Mandarin text
+        if second_pass is not None and rescore and "zh" in languages:
             pools = {
                 i: second_pass.pool(
                     result.hypotheses,
@@ -201,9 +216,10 @@ class ChunkDecoder:
             if i in rescored:
                 chosen.append(result.hypotheses[0])
             elif self.unigram is not None:
-                chosen.append(self.unigram.choose(result.hypotheses, languages[i], bias))
+                written = "en" if options.translating else languages[i]
+                chosen.append(self.unigram.choose(result.hypotheses, written, bias))
             else:
-                chosen.append(result.hypotheses[0] if result.hypotheses else Hypothesis([], "", 0.0))
+                chosen.append(biased_choice(result.hypotheses, bias))
         return chosen, rescored
 
     # --------------------------------------------------------------------------------------- the batch
@@ -242,14 +258,17 @@ class ChunkDecoder:
         token_lists: list[list[int]] = []
         for i, (chunk, (run, k)) in enumerate(zip(chunks, where, strict=True)):
             hypothesis = run.chosen[k]
+            temperature = run.generated[k].temperature
             if guards.is_loop(hypothesis.text):
-                hypothesis = self._resample(run, k) or hypothesis
+                hypothesis, temperature = self._resample(run, k, options) or (hypothesis, temperature)
             tokens, text = hypothesis.tokens, hypothesis.text
-            if guards.is_hallucination(text) or i in doubted:
+            style = STYLE_PROMPTS.get(run.languages[k], "")
+            if guards.is_hallucination(text) or guards.echoes_prompt(text, style) or i in doubted:
                 tokens, text = [], ""
             token_lists.append(tokens)
             rescored = k in run.rescored and tokens == run.chosen[k].tokens
-            decoded.append(DecodedChunk(chunk, run.languages[k], text, [], rescored))
+            stats = decoding_stats(chunk, hypothesis, text, temperature, run.generated[k].no_speech_prob)
+            decoded.append(DecodedChunk(chunk, run.languages[k], text, [], rescored, stats))
         decoded = self._align(decoded, token_lists, where)
         if depth == 0:
             decoded = self._cover(audio, decoded, language, bias, options, speech)
@@ -277,10 +296,15 @@ class ChunkDecoder:
             return True
         return len(textnorm.strip_punctuation(new_text)) >= len(textnorm.strip_punctuation(old_text))
 
-    def _resample(self, run: Pass, k: int) -> Hypothesis | None:
-        """Decode one looping chunk again with rising temperature; the first loop-free result wins."""
-        prompt = prompt_tokens(run.tokenizers[k], run.languages[k], "")
+    def _resample(self, run: Pass, k: int, options: DecodeOptions) -> tuple[Hypothesis, float] | None:
+        """Decode one looping chunk again with rising temperature; the first loop-free result wins (with
+        the temperature that gave it)."""
+        prompt = prompt_tokens(
+            run.tokenizers[k], output_style(run.languages[k], run.languages[k], options), ""
+        )
         for temperature in LOOP_TEMPERATURES:
+            if temperature <= options.temperature:
+                continue  # the first pass already sampled this hot
             samples = self.runner.sample(
                 run.encoded[k : k + 1],
                 prompt,
@@ -289,7 +313,7 @@ class ChunkDecoder:
                 tokenizer=run.tokenizers[k],
             )
             if samples and not guards.is_loop(samples[0].text):
-                return samples[0]
+                return samples[0], temperature
         return None
 
     def _align(
@@ -354,6 +378,29 @@ class ChunkDecoder:
         return out
 
 
+def output_style(requested: str, language: str, options: DecodeOptions) -> str:
+    """The style prompt of a chunk in ``language``; none for a translation (Whisper base repeats an English
+    style prompt instead of translating). A Mandarin chunk of a mixed (zh-en) request keeps English words
+    in Latin letters."""
+    if options.translating:
+        return ""
+    return "zh-en" if requested == "zh-en" and language == "zh" else language
+
+
+def decoding_stats(
+    chunk: Chunk, hypothesis: Hypothesis, text: str, temperature: float, no_speech_prob: float
+) -> DecodingStats:
+    """Whisper's per-window figures of the decode a chunk's text came from (the seek in mel frames; the
+    average log-probability per token counting the end token, as Whisper does)."""
+    return DecodingStats(
+        seek=chunk.start // SAMPLES_PER_FRAME,
+        temperature=temperature,
+        avg_logprob=hypothesis.logprob / (len(hypothesis.tokens) + 1),
+        compression_ratio=guards.compression_ratio(text),
+        no_speech_prob=no_speech_prob,
+    )
+
+
 def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]]:
     """Stretches (seconds) of the chunk holding at least ``MIN_UNCOVERED_S`` of VAD speech that no character
     accounts for: before the first character, after the last, or inside a character stretched far beyond
@@ -387,7 +434,10 @@ def merge_patch(item: DecodedChunk, patch: DecodedChunk) -> DecodedChunk:
             else textnorm.join_tokens([patch.text, item.text])
         )
         chars = []
-    return item._replace(text=text, chars=chars, rescored=item.rescored and patch.rescored)
+    stats = (
+        item.decoding._replace(compression_ratio=guards.compression_ratio(text)) if item.decoding else None
+    )
+    return item._replace(text=text, chars=chars, rescored=item.rescored and patch.rescored, decoding=stats)
 
 
 def patch_chars(patch: DecodedChunk) -> list[TimedChar]:
@@ -398,4 +448,12 @@ def patch_chars(patch: DecodedChunk) -> list[TimedChar]:
     return [TimedChar(" ", first.start, first.start), *patch.chars]
 
 
-__all__ = ["STYLE_PROMPTS", "ChunkDecoder", "DecodedChunk", "merge_patch", "uncovered"]
+__all__ = [
+    "STYLE_PROMPTS",
+    "ChunkDecoder",
+    "DecodedChunk",
+    "decoding_stats",
+    "merge_patch",
+    "output_style",
+    "uncovered",
+]

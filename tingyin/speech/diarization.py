@@ -136,8 +136,12 @@ def _segments(
     return groups
 
 
-def _agglomerative(embeddings: np.ndarray, threshold: float, num_clusters: int | None) -> np.ndarray:
-    """Average-linkage clustering on cosine distance; stops at ``threshold`` or at ``num_clusters``."""
+def _agglomerative(
+    embeddings: np.ndarray, threshold: float, num_clusters: int | None, min_clusters: int = 1
+) -> np.ndarray:
+    """Average-linkage clustering on cosine distance; stops at ``threshold`` or at ``num_clusters``.
+    Stopping at the threshold with fewer than ``min_clusters`` clusters, the tree is cut at
+    ``min_clusters`` instead (the caller knows there are at least that many speakers)."""
     if embeddings.shape[0] == 1:
         return np.zeros(1, dtype=np.int64)
     from scipy.cluster.hierarchy import fcluster, linkage
@@ -147,6 +151,8 @@ def _agglomerative(embeddings: np.ndarray, threshold: float, num_clusters: int |
         labels = fcluster(tree, t=num_clusters, criterion="maxclust")
     else:
         labels = fcluster(tree, t=threshold, criterion="distance")
+        if np.unique(labels).size < min_clusters:
+            labels = fcluster(tree, t=min(min_clusters, embeddings.shape[0]), criterion="maxclust")
     return np.asarray(labels, dtype=np.int64) - 1
 
 
@@ -222,16 +228,20 @@ def diarize(
     sample_rate: int = 16000,
     *,
     num_speakers: int | None = None,
+    min_speakers: int = 1,
     max_speakers: int = 8,
     config: DiarizationConfig = DEFAULT_CONFIG,
 ) -> list[SpeakerTurn]:
-    """Speaker turns of mono ``audio``; ``num_speakers`` fixes the count, otherwise it is found (≤ max)."""
+    """Speaker turns of mono ``audio``; ``num_speakers`` fixes the count, otherwise it is found between
+    ``min_speakers`` and ``max_speakers`` (fewer when the speech is too short to hold that many)."""
     if audio.ndim != 1:
         raise InvalidRequest("diarization expects mono audio (a 1-D array); split channels first")
     if num_speakers is not None and num_speakers < 1:
         raise InvalidRequest("num_speakers must be at least 1")
-    if max_speakers < 1:
-        raise InvalidRequest("max_speakers must be at least 1")
+    if max_speakers < 1 or min_speakers < 1:
+        raise InvalidRequest("min_speakers and max_speakers must be at least 1")
+    if min_speakers > max_speakers:
+        raise InvalidRequest("min_speakers is larger than max_speakers")
     if sample_rate != SAMPLE_RATE:
         from tingyin.audio import resample
 
@@ -274,8 +284,10 @@ def diarize(
     )  # frames of speech each segment covers
 
     wanted = None if num_speakers is None else min(num_speakers, segment_embeddings.shape[0])
-    labels = _agglomerative(segment_embeddings, config.distance_threshold, wanted)
-    labels = _absorb_small_clusters(labels, segment_embeddings, segment_speech, config, wanted, max_speakers)
+    labels = _agglomerative(segment_embeddings, config.distance_threshold, wanted, min_speakers)
+    labels = _absorb_small_clusters(
+        labels, segment_embeddings, segment_speech, config, wanted, min_speakers, max_speakers
+    )
 
     speakers = np.unique(labels)
     centroids = l2_normalise(np.stack([segment_embeddings[labels == k].mean(axis=0) for k in speakers]))
@@ -340,9 +352,11 @@ def _absorb_small_clusters(
     speech_frames: np.ndarray,
     config: DiarizationConfig,
     wanted: int | None,
+    min_speakers: int,
     max_speakers: int,
 ) -> np.ndarray:
-    """Merge clusters with too little speech (or beyond ``max_speakers``) into their nearest cluster."""
+    """Merge clusters with too little speech (or beyond ``max_speakers``) into their nearest cluster,
+    keeping at least ``min_speakers``."""
     labels = labels.copy()
     min_frames = config.min_speaker_ms / FRAME_MS
     while True:
@@ -352,7 +366,8 @@ def _absorb_small_clusters(
         sizes = np.array([speech_frames[labels == k].sum() for k in clusters])
         smallest = int(np.argmin(sizes))
         too_many = clusters.size > (wanted if wanted is not None else max_speakers)
-        if not too_many and (wanted is not None or sizes[smallest] >= min_frames):
+        enough = wanted is not None or clusters.size <= min_speakers
+        if not too_many and (enough or sizes[smallest] >= min_frames):
             break
         centroids = l2_normalise(np.stack([embeddings[labels == k].mean(axis=0) for k in clusters]))
         similarity = centroids @ centroids[smallest]

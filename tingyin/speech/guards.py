@@ -94,6 +94,26 @@ def is_hallucination(text: str) -> bool:
     return bool(flat) and len(flat) < 40 and any(_plain(phrase) in flat for phrase in HALLUCINATIONS)
 
 
+ECHO_PIECE = 3  # characters in a row copied from the style prompt that count as echoing it
+
+
+def echoes_prompt(text: str, prompt: str) -> bool:
+    """Whisper writing its Chinese style prompt back instead of what was said, as it does on speech it
+    cannot make out (whisper-base on Cantonese: 以下係廣東話嘅句子 → "广东话嘅话嘅"): at least half of the
+    text's characters lie in runs of ``ECHO_PIECE`` or more characters that the prompt holds. Only Chinese
+    prompts are judged (three English words in a row are common speech). On zh_dev no transcript holds
+    even one such run of the Mandarin prompt."""
+    style = _plain(prompt)
+    flat = _plain(text)
+    if not flat or not textnorm.has_cjk(style):
+        return False
+    copied: set[int] = set()
+    for start in range(len(flat) - ECHO_PIECE + 1):
+        if flat[start : start + ECHO_PIECE] in style:
+            copied.update(range(start, start + ECHO_PIECE))
+    return 2 * len(copied) >= len(flat)
+
+
 def needs_redecode(text: str, chunk: Chunk, language: str) -> bool:
     """A first-pass result that a full-window decode is likely to improve."""
     return (
@@ -107,6 +127,7 @@ def needs_redecode(text: str, chunk: Chunk, language: str) -> bool:
 __all__ = [
     "compression_ratio",
     "cut_repetitions",
+    "echoes_prompt",
     "is_hallucination",
     "is_loop",
     "needs_redecode",

@@ -1,17 +1,27 @@
-"""Hot words and custom vocabulary: bias the decoder through its prompt, then correct the text.
+"""Hot words and custom vocabulary: what a phrase's weight does to the recognition.
 
-Positive weights favour a phrase: it goes into the decoder prompt, and after decoding a stretch of text that
-sounds like it (Chinese: toneless pinyin with the usual fuzzy pairs zh/z, ch/c, sh/s, n/l, -ng/-n; other
-languages: spelling) is replaced by it. The higher the weight, the looser the match that is accepted.
-Vocabulary phrases (Baidu) act as hot words of weight 8. Negative weights suppress a phrase: the decoder's
-n-best list is searched for a hypothesis without it (see engine), and what remains is removed.
+A weight runs from -10 to 10 (Qiniu's factor): a positive weight raises the phrase, a negative one lowers it,
+more the larger its absolute value, and 0 does nothing. Every effect grows with the weight, so a stronger
+weight never does less than a weaker one:
+
+* the choice among hypotheses (n-best, the Mandarin second pass's rewrites): a hypothesis containing the
+  phrase gains ``weight`` × ``rescoring.HOT_WORD_BONUS`` nats (loses, for a negative weight);
+* positive weights: the phrase goes into the decoder prompt (strongest first, within a budget), and after
+  decoding a stretch of text that sounds like it (Chinese: toneless pinyin with the usual fuzzy pairs zh/z,
+  ch/c, sh/s, n/l, -ng/-n; other languages: spelling) is replaced by it, the match needed being looser the
+  higher the weight;
+* negative weights: the phrase's sound-alikes (``alternatives``) join the hypotheses, so that when the audio
+  says something that sounds the same the recogniser can steer to it. Words are never removed: a phrase
+  that was really spoken and has no better reading stays in the text.
+
+Vocabulary phrases (Baidu) act as hot words of weight 8.
 """
 
 from __future__ import annotations
 
 import difflib
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -167,12 +177,34 @@ def correct(text: str, bias: BiasPlan) -> str:
     return text
 
 
-def contains_suppressed(text: str, bias: BiasPlan) -> bool:
-    lowered = to_simplified(text).lower()
-    return any(word.text.lower() in lowered for word in bias.suppressed)
+STEER_ALIKES = 4  # sound-alike readings tried in place of each suppressed phrase
 
 
-def remove_suppressed(text: str, bias: BiasPlan) -> str:
+def weight_in(text: str, bias: BiasPlan) -> float:
+    """The summed weight of the hot words ``text`` contains (Simplified, case and spaces ignored):
+    positive for favoured phrases, negative for suppressed ones."""
+    plain = _plain(text)
+    return sum(w.weight for w in (*bias.favoured, *bias.suppressed) if _plain(w.text) in plain)
+
+
+def _plain(text: str) -> str:
+    return to_simplified(text).replace(" ", "").lower()
+
+
+Rewriter = Callable[[str, tuple[str, ...]], list[str]]
+
+
+def alternatives(text: str, bias: BiasPlan, rewrite: Rewriter) -> list[str]:
+    """Readings of ``text`` with a suppressed phrase it contains replaced by what sounds like it.
+
+    ``rewrite(text, keep)`` gives sound-alike rewrites of ``text`` (best first) that leave the ``keep``
+    phrases alone; everything but the suppressed phrase is kept, so the replacement is chosen in context
+    (调查详细的警卫 → 调查详细的经纬). At most ``STEER_ALIKES`` per phrase."""
+    out: list[str] = []
     for word in bias.suppressed:
-        text = re.sub(re.escape(word.text), "", text, flags=re.IGNORECASE)
-    return re.sub(r"\s{2,}", " ", text).strip()
+        if not word.text or word.text not in text:
+            continue
+        # The rest of the text, as the runs of Chinese characters the rewriter works on.
+        around = tuple(run for piece in text.split(word.text) for run in _CJK_RUN.findall(piece))
+        out += rewrite(text, around)[:STEER_ALIKES]
+    return [t for t in dict.fromkeys(out) if t != text]

@@ -18,9 +18,11 @@ from tingyin.validation import FrozenModel
 LANGUAGES = ("auto", "zh", "en", "yue", "zh-en")
 Language = Literal["auto", "zh", "en", "yue", "zh-en"]
 Accuracy = Literal["default", "accurate"]
+Task = Literal["transcribe", "translate"]
 MAX_HOT_WORD_CHARS = 50
 MAX_HOT_WORDS = 1000
 MAX_VOCABULARY = 10_000
+MAX_PROMPT_CHARS = 1000  # Whisper keeps the last 223 tokens of the previous-text context anyway
 DEFAULT_HOT_WORD_WEIGHT = 5.0
 
 
@@ -87,6 +89,16 @@ class DecodeOptions(FrozenModel):
         description="Mandarin: 'accurate' adds a neural language model to the second pass (slower); "
         "None: the server's default (TINGYIN_ASR_ACCURACY)",
     )
+    task: Task = Field(
+        default="transcribe",
+        description="transcribe (text in the spoken language) or translate (Whisper's English translation)",
+    )
+    temperature: Annotated[float, Field(ge=0.0, le=1.0)] = Field(
+        default=0.0, description="0: beam search; above 0: sampling at this temperature"
+    )
+    prompt: Annotated[str, Field(max_length=MAX_PROMPT_CHARS)] | None = Field(
+        default=None, description="text the speech follows on from: spelling, names, style"
+    )
 
     @field_validator("vocabulary")
     @classmethod
@@ -105,5 +117,22 @@ class DecodeOptions(FrozenModel):
         """A copy with ``changes`` applied and validated again."""
         return DecodeOptions.parse(self.model_dump(), **changes)
 
+    @field_validator("temperature")
+    @classmethod
+    def _temperature(cls, value: float) -> float:
+        if math.isnan(value):
+            raise ValueError("temperature is not a number")
+        return value
 
-__all__ = ["LANGUAGES", "Accuracy", "DecodeOptions", "HotWord", "Language"]
+    @field_validator("prompt")
+    @classmethod
+    def _prompt(cls, value: str | None) -> str | None:
+        return (value or "").strip() or None
+
+    @property
+    def translating(self) -> bool:
+        """English text whatever the spoken language: the Mandarin-only machinery stays off."""
+        return self.task == "translate"
+
+
+__all__ = ["LANGUAGES", "Accuracy", "DecodeOptions", "HotWord", "Language", "Task"]

@@ -10,13 +10,15 @@ render it in their wire format.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Annotated, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 from pydantic import Field, model_validator
 
 from tingyin.audio import DecodedAudio
+from tingyin.errors import InvalidRequest
+from tingyin.metrics import process_metrics
 from tingyin.speech.errors import NoSpeech
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.postprocess import join_texts
@@ -24,8 +26,12 @@ from tingyin.speech.recognizer import Recognizer
 from tingyin.speech.types import Utterance, UtteranceRecord
 from tingyin.validation import FrozenModel
 
+if TYPE_CHECKING:
+    from tingyin.speech.diarization import SpeakerTurn
+
 ProgressCallback = Callable[[float, str | None], None]
 MAX_SPEAKERS = 32
+DIARIZATION_MODEL = "speaker-dvector"  # the speaker encoder's model name, for the audio-seconds metric
 
 
 class RecordingOptions(FrozenModel):
@@ -37,6 +43,7 @@ class RecordingOptions(FrozenModel):
     )
     diarize: bool = Field(default=False, description="find who speaks when in a single-channel recording")
     num_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] | None = None
+    min_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] = 1
     max_speakers: Annotated[int, Field(ge=1, le=MAX_SPEAKERS)] = 8
     roles: bool = Field(default=False, description="agent (S) / customer (C) per speaker; implies diarize")
     require_speech: bool = Field(default=True, description="no speech at all is an error (NoSpeech)")
@@ -45,6 +52,10 @@ class RecordingOptions(FrozenModel):
     def _speakers(self) -> RecordingOptions:
         if self.num_speakers is not None and self.num_speakers > self.max_speakers:
             raise ValueError("num_speakers is larger than max_speakers")
+        if self.min_speakers > self.max_speakers:
+            raise ValueError("min_speakers is larger than max_speakers")
+        if self.num_speakers is not None and self.num_speakers < self.min_speakers:
+            raise ValueError("num_speakers is smaller than min_speakers")
         return self
 
     @property
@@ -120,6 +131,7 @@ def transcribe_recording(
             u._replace(role=roles.get(u.speaker)) if u.speaker is not None else u for u in utterances
         ]
     language = languages[0] if languages else ""
+    process_metrics().audio_processed(recognizer.name, audio.duration_s)
     return RecordingResult(
         duration_ms=round(audio.duration_s * 1000),
         language=language,
@@ -144,10 +156,57 @@ def _channels(audio: DecodedAudio, split: bool) -> list[np.ndarray]:
 def _with_speakers(
     samples: np.ndarray, utterances: list[Utterance], options: RecordingOptions
 ) -> list[Utterance]:
-    from tingyin.speech.diarization import assign_speakers, diarize
+    from tingyin.speech.diarization import assign_speakers
 
-    turns = diarize(samples, num_speakers=options.num_speakers, max_speakers=options.max_speakers)
+    turns = speaker_turns(samples, options)
+    if not turns:
+        # Too little speech for the diarizer to find turns in: whoever spoke is the one speaker. A caller
+        # that asked for speakers gets one on every utterance (Volcano clients index additions.speaker).
+        return [u._replace(speaker=1) for u in utterances]
     return assign_speakers(utterances, turns)
 
 
-__all__ = ["RecordingOptions", "RecordingResult", "transcribe_recording"]
+def speaker_turns(samples: np.ndarray, options: RecordingOptions) -> list[SpeakerTurn]:
+    """Who speaks when in mono 16 kHz ``samples``, with the speaker counts ``options`` give."""
+    from tingyin.speech.diarization import diarize
+
+    return diarize(
+        samples,
+        num_speakers=options.num_speakers,
+        min_speakers=options.min_speakers,
+        max_speakers=options.max_speakers,
+    )
+
+
+def diarize_recording(audio: DecodedAudio, options: RecordingOptions) -> list[SpeakerTurn]:
+    """Speaker turns of a recording without recognising its words (the channels are mixed)."""
+    turns = speaker_turns(audio.mono(), options)
+    process_metrics().audio_processed(DIARIZATION_MODEL, audio.duration_s)
+    return turns
+
+
+def stream_utterances(
+    audio: DecodedAudio,
+    options: RecordingOptions,
+    recognizer: Recognizer,
+    *,
+    progress: Callable[[float], None] | None = None,
+    deadline: float | None = None,
+) -> Iterator[Utterance]:
+    """The utterances of a recording's mix as they are decoded, for callers that show text as it comes.
+    Speakers and channels need the whole recording first, so they are refused here."""
+    if options.wants_speakers or options.split_channels:
+        raise InvalidRequest("speakers and channels need the whole recording and cannot be streamed")
+    samples = audio.mono()
+    yield from recognizer.iter_utterances(samples, options.decode, progress=progress, deadline=deadline)
+    process_metrics().audio_processed(recognizer.name, audio.duration_s)
+
+
+__all__ = [
+    "RecordingOptions",
+    "RecordingResult",
+    "diarize_recording",
+    "speaker_turns",
+    "stream_utterances",
+    "transcribe_recording",
+]

@@ -1,7 +1,7 @@
 """From a decoded chunk to the utterances a caller sees: script, numbers, hot words, punctuation, splitting.
 
 Text: Traditional → Simplified, loops cut, numbers as digits (ITN on) or words (ITN off), hot-word correction,
-suppressed phrases removed, pause-based punctuation for Chinese (or none). Times are carried through every
+pause-based punctuation for Chinese (or none). Times are carried through every
 rewrite (``timing.retime``) and utterances split at sentence ends and long pauses.
 """
 
@@ -15,7 +15,7 @@ from tingyin.speech.chunking import SAMPLE_RATE, Chunk
 from tingyin.speech.guards import cut_repetitions
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.timing import TimedChar, retime, spread, words
-from tingyin.speech.types import Utterance
+from tingyin.speech.types import DecodingStats, Utterance
 
 PAUSE_COMMA_S = 0.35  # a pause this long inside a Chinese sentence without punctuation gets a comma
 PAUSE_SPLIT_S = 0.8  # a pause this long ends an utterance
@@ -30,6 +30,7 @@ class DecodedChunk(NamedTuple):
     text: str
     chars: list[TimedChar]
     rescored: bool = False
+    decoding: DecodingStats | None = None
 
 
 HomophoneCorrector = Callable[[str, tuple[str, ...]], str]
@@ -46,19 +47,24 @@ def rewrite_text(
     if not text:
         return ""
     text = cut_repetitions(text)
-    if item.language in ("zh", "yue") or textnorm.has_cjk(text):
+    chinese = not options.translating  # a translation is English, whatever language was spoken
+    if chinese and (item.language in ("zh", "yue") or textnorm.has_cjk(text)):
         text = textnorm.to_chinese_punctuation(text)
-    if item.language == "zh" and textnorm.has_cjk(text) and not item.rescored and correct_homophones:
+    if (
+        chinese
+        and item.language == "zh"
+        and textnorm.has_cjk(text)
+        and not item.rescored
+        and correct_homophones
+    ):
         text = correct_homophones(text, tuple(w.text for w in bias.favoured))
-    language = item.language or options.language
+    language = "en" if options.translating else item.language or options.language
     text = (
         textnorm.numbers_to_digits(text, language)
         if options.itn
         else textnorm.numbers_to_words(text, language)
     )
     text = hotwords.correct(text, bias)
-    if bias.suppressed and hotwords.contains_suppressed(text, bias):
-        text = hotwords.remove_suppressed(text, bias)
     return text.strip()
 
 
@@ -110,7 +116,7 @@ def utterances_of(
     chars = retime(item.chars, text) if item.chars else []
     if not chars:  # no alignment: spread the text over the chunk's speech regions (pauses stay pauses)
         chars = spread(text, item.chunk.speech)
-    zh_like = item.language in ("zh", "yue") or textnorm.has_cjk(text)
+    zh_like = not options.translating and (item.language in ("zh", "yue") or textnorm.has_cjk(text))
     language = item.language or "zh"
     utterances: list[Utterance] = []
     for piece in punctuate_and_split(chars, zh_like, options.punctuation):
@@ -128,7 +134,16 @@ def utterances_of(
         end = min(chunk_hi, max(timed[-1].end, start))
         if found:
             start, end = min(start, found[0].start_ms / 1000), max(end, found[-1].end_ms / 1000)
-        utterances.append(Utterance(utterance_text, round(start * 1000), round(end * 1000), found, language))
+        utterances.append(
+            Utterance(
+                utterance_text,
+                round(start * 1000),
+                round(end * 1000),
+                found,
+                language,
+                decoding=item.decoding,
+            )
+        )
     return utterances
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from tingyin import audio
 from tingyin.errors import EngineError, TingyinError
@@ -21,20 +22,30 @@ from tingyin.speech.pipeline import RecordingOptions, RecordingResult, transcrib
 
 @dataclass(frozen=True)
 class ShortSpeech:
-    data: bytes
-    format: str  # pcm, wav, amr, m4a, ... as declared by the caller
+    """A short recording to recognise at once. ``format`` is the one the caller declared (pcm: headerless
+    samples at ``rate``, ``channels``, ``bits``; a container is checked against its declared name), None
+    to find it from the data. ``required_rate``: the audio's own sample rate must be this (it is resampled
+    to the model's rate either way)."""
+
+    data: bytes | Path
+    format: str | None
     rate: int = 16000
     channels: int = 1
-    options: DecodeOptions = field(default_factory=lambda: DecodeOptions())
+    bits: int = 16
+    recording: RecordingOptions = field(default_factory=lambda: RecordingOptions())
     max_seconds: float = 60.0
     min_seconds: float = 0.05
     required_rate: int | None = 16000
     decode_timeout_s: float = 30.0
     recognize_timeout_s: float = 60.0
 
+    @property
+    def options(self) -> DecodeOptions:
+        return self.recording.decode
+
 
 def _decode(request: ShortSpeech) -> audio.DecodedAudio:
-    if request.format != "pcm":
+    if request.format not in (None, "pcm"):
         info = audio.probe(request.data)
         audio.check_declared_format(info, request.format)
     return audio.decode(
@@ -42,6 +53,8 @@ def _decode(request: ShortSpeech) -> audio.DecodedAudio:
         format="pcm" if request.format == "pcm" else None,
         pcm_rate=request.rate,
         pcm_channels=request.channels,
+        pcm_bits=request.bits,
+        mono=not request.recording.split_channels,
         max_seconds=request.max_seconds,
         min_seconds=request.min_seconds,
         required_rate=request.required_rate,
@@ -57,11 +70,13 @@ def recognize_short(request: ShortSpeech) -> RecordingResult:
         raise RecognitionTimeout(
             f"decoding the audio took more than {request.decode_timeout_s:g} s", stage="decode"
         )
-    options = RecordingOptions(decode=request.options)
     try:
         with speech_models().use(request.options.model) as recognizer:
             return transcribe_recording(
-                decoded, options, recognizer, deadline=time.monotonic() + request.recognize_timeout_s
+                decoded,
+                request.recording,
+                recognizer,
+                deadline=time.monotonic() + request.recognize_timeout_s,
             )
     except RecognitionTimeout as exc:
         raise RecognitionTimeout(

@@ -210,6 +210,14 @@ class Recognizer:
         pools = {k: v for k, v in ACCURATE_POOLS.items() if k not in options.model_fields_set}
         return options.with_changes(accuracy=accuracy, **pools)
 
+    def text_tokens(self, text: str, language: str, task: str = "transcribe") -> list[int]:
+        """The model's token ids of ``text`` (words are preceded by a space, as Whisper writes them)."""
+        from tingyin.speech import textnorm
+
+        tokenizer = self.runner.tokenizer(language or "en", task)
+        text = text.strip()
+        return list(tokenizer.encode(text if textnorm.has_cjk(text[:1]) else f" {text}")) if text else []
+
     def detect_language(self, audio: np.ndarray) -> tuple[str, float, list[tuple[str, float]]]:
         """The language spoken (or sung) in up to 30 s of ``audio``: code, probability, and every language
         with its probability. Speech found by the VAD is preferred; without any (music, noise) the middle

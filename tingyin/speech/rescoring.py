@@ -61,15 +61,21 @@ def flat(text: str) -> str:
 
 
 def hot_word_bonus(text: str, bias: hotwords.BiasPlan) -> float:
-    plain = flat(text)
-    return sum(HOT_WORD_BONUS * w.weight for w in bias.favoured if w.text.lower() in plain)
+    """Nats a candidate gains (favoured phrases) or loses (suppressed ones) by the hot words it contains."""
+    return HOT_WORD_BONUS * hotwords.weight_in(flat(text), bias)
 
 
-def without_suppressed(candidates: list[Hypothesis], bias: hotwords.BiasPlan) -> list[Hypothesis]:
-    """The candidates free of suppressed phrases (all of them when none is)."""
-    if not bias.suppressed:
-        return candidates
-    return [c for c in candidates if not hotwords.contains_suppressed(c.text, bias)] or candidates
+def biased_choice(candidates: list[Hypothesis], bias: hotwords.BiasPlan) -> Hypothesis:
+    """The beam's best, unless the hot words lift another of its hypotheses (one with a larger bonus)
+    above it by beam log-probability plus bonus. Without hot words in play this is the beam's choice."""
+    if not candidates:
+        return Hypothesis([], "", 0.0)
+    first = candidates[0]
+    if not (bias.favoured or bias.suppressed):
+        return first
+    base = hot_word_bonus(first.text, bias)
+    contenders = [first, *(c for c in candidates[1:] if hot_word_bonus(c.text, bias) > base)]
+    return max(contenders, key=lambda c: c.logprob + hot_word_bonus(c.text, bias))
 
 
 class UnigramChooser:
@@ -84,10 +90,9 @@ class UnigramChooser:
 
         if not candidates:
             return Hypothesis([], "", 0.0)
-        candidates = without_suppressed(candidates, bias)
         chinese = language in ("zh", "yue") and any(textnorm.has_cjk(c.text) for c in candidates)
-        if not chinese and not bias.favoured:
-            return candidates[0]
+        if not chinese:
+            return biased_choice(candidates, bias)
         best: tuple[float, Hypothesis] | None = None
         seen: set[str] = set()
         for rank, candidate in enumerate(candidates):
@@ -134,9 +139,8 @@ class SecondPass:
         nbest: int,
         rewrites: int,
     ) -> list[Hypothesis]:
-        """The distinct top n-best hypotheses (no loops, no suppressed phrase) and their sound-alike
-        rewrites."""
-        candidates = without_suppressed(candidates, bias)
+        """The distinct top n-best hypotheses (no loops) and their sound-alike rewrites; where a hypothesis
+        holds a suppressed phrase, also the hypothesis with the phrase's sound-alikes in its place."""
         keep = tuple(w.text for w in bias.favoured)
         seen: set[str] = set()
         pool: list[Hypothesis] = []
@@ -154,9 +158,16 @@ class SecondPass:
         for candidate in list(pool):
             text = textnorm.to_simplified(textnorm.clean(candidate.text))
             for rewrite in self.proposer.rewrites(text, limit=rewrites, keep=keep):
-                if not (bias.suppressed and hotwords.contains_suppressed(rewrite, bias)):
-                    add(Hypothesis(tokenizer.encode(rewrite), rewrite, 0.0))
+                add(Hypothesis(tokenizer.encode(rewrite), rewrite, 0.0))
+        if bias.suppressed:
+            for candidate in list(pool):
+                text = textnorm.to_simplified(textnorm.clean(candidate.text))
+                for variant in hotwords.alternatives(text, bias, self._rewrite_keeping):
+                    add(Hypothesis(tokenizer.encode(variant), variant, 0.0))
         return pool
+
+    def _rewrite_keeping(self, text: str, keep: tuple[str, ...]) -> list[str]:
+        return self.proposer.rewrites(text, limit=hotwords.STEER_ALIKES, keep=keep)
 
     def choose(
         self,
@@ -222,4 +233,13 @@ class SecondPass:
         return {i: choice for i, (_, choice) in best.items()}
 
 
-__all__ = ["Choice", "RewriteProposer", "SecondPass", "TextScorer", "UnigramChooser", "flat"]
+__all__ = [
+    "Choice",
+    "RewriteProposer",
+    "SecondPass",
+    "TextScorer",
+    "UnigramChooser",
+    "biased_choice",
+    "flat",
+    "hot_word_bonus",
+]

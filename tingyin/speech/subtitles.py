@@ -1,9 +1,10 @@
-"""Transcripts as files: plain text, SubRip (SRT) and WebVTT, from the native job result's utterances
+"""Transcripts as files: plain text, SubRip (SRT), WebVTT and RTTM, from the native job result's utterances
 (``{text, start_ms, end_ms, speaker, role, words[{text, start_ms, end_ms}]}``).
 
 One cue per utterance; an utterance longer than ``MAX_CUE_MS`` or ``MAX_CUE_CHARS`` is cut at word
 boundaries so a subtitle stays readable. Cues name the speaker ("Speaker 1: ...", WebVTT's ``<v>`` tag)
-when the transcript has more than one.
+when the transcript has more than one. RTTM (NIST's diarization format) has one ``SPEAKER`` line per
+utterance or speaker turn, speakers named ``SPEAKER_00``, ``SPEAKER_01``... (speaker 1, 2...).
 """
 
 from __future__ import annotations
@@ -25,8 +26,10 @@ class Cue:
     speaker: str | None
 
 
-def _joiner(language: str) -> str:
-    return "" if language.startswith(CJK_LANGUAGES) else " "
+def _joiner(language: str, text: str) -> str:
+    """Words of Chinese (Japanese...) text join without spaces; a translation's English text with them even
+    though the spoken language was Chinese."""
+    return "" if language.startswith(CJK_LANGUAGES) and not text.isascii() else " "
 
 
 def _speaker_name(utterance: Mapping[str, Any], roles: Mapping[str, str]) -> str | None:
@@ -44,9 +47,9 @@ def cues(result: Mapping[str, Any]) -> list[Cue]:
     out: list[Cue] = []
     for utterance in utterances:
         speaker = _speaker_name(utterance, roles) if several else None
-        joiner = _joiner(str(utterance.get("language") or result.get("language") or ""))
         words = list(utterance.get("words") or [])
         text = str(utterance.get("text", "")).strip()
+        joiner = _joiner(str(utterance.get("language") or result.get("language") or ""), text)
         start, end = int(utterance["start_ms"]), int(utterance["end_ms"])
         if not text:
             continue
@@ -107,3 +110,36 @@ def to_text(result: Mapping[str, Any]) -> str:
         return str(result.get("text", "")).strip() + "\n"
     lines = [f"{_speaker_name(u, roles)}: {str(u.get('text', '')).strip()}" for u in utterances]
     return "\n".join(lines) + "\n"
+
+
+def speaker_label(speaker: int | None) -> str:
+    """RTTM and API name of speaker 1, 2... (``SPEAKER_00``, ``SPEAKER_01``...); no speaker is the first."""
+    return f"SPEAKER_{max(0, (speaker or 1) - 1):02d}"
+
+
+def rttm(file_id: str, segments: Sequence[tuple[float, float, str]]) -> str:
+    """RTTM ``SPEAKER`` lines of ``(start_s, end_s, speaker name)`` segments, in time order. The file id
+    and names are one token each (RTTM is space-separated)."""
+    file_id = "_".join(file_id.split()) or "audio"
+    lines = [
+        (
+            start,
+            f"SPEAKER {file_id} 1 {start:.3f} {end - start:.3f} <NA> <NA> {'_'.join(name.split())} <NA> <NA>",
+        )
+        for start, end, name in segments
+        if end > start
+    ]
+    lines.sort(key=lambda pair: pair[0])
+    return "".join(line + "\n" for _, line in lines)
+
+
+def to_rttm(result: Mapping[str, Any], file_id: str = "audio") -> str:
+    """Who spoke when, one line per utterance (a transcript without speakers is one speaker)."""
+    utterances: Sequence[Mapping[str, Any]] = result.get("utterances") or []
+    return rttm(
+        file_id,
+        [
+            (int(u["start_ms"]) / 1000, int(u["end_ms"]) / 1000, speaker_label(u.get("speaker")))
+            for u in utterances
+        ],
+    )

@@ -69,12 +69,14 @@ LONG_CHAR_S = 0.5  # an aligned character longer than this probably starts in th
 
 
 def snap_to_speech(chars: list[TimedChar], speech: SpeechMap) -> list[TimedChar]:
-    """Long characters start where the VAD hears speech: the alignment's path begins at the chunk's first
-    frame, so the first character of a chunk (and one after a pause) otherwise starts in the silence."""
+    """Long characters start where the VAD hears their speech begin: the alignment's path begins at the
+    chunk's first frame, so the first character of a chunk otherwise starts in the silence, and the first
+    character after a short pause inside a chunk often starts at the end of the one before it (a character
+    never holds a pause, so it starts after the last pause it spans)."""
     out = []
     for c in chars:
         if c.end - c.start > LONG_CHAR_S:
-            onset = speech.first_speech(c.start, c.end)
+            onset = speech.last_onset(c.start, c.end)
             if onset is not None and onset > c.start:
                 c = c._replace(start=min(onset, c.end))
         out.append(c)

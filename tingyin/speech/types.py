@@ -20,6 +20,19 @@ class Word(NamedTuple):
     probability: float = 1.0
 
 
+class DecodingStats(NamedTuple):
+    """Whisper's figures of the decode an utterance's text came from (shared by the utterances of one
+    decoded chunk, as by the segments of one window in Whisper): where the chunk starts in mel frames (100
+    a second), the sampling temperature (0: beam search), the average log-probability per token, the
+    text's gzip compression ratio (high: repetitive) and the model's probability that it is no speech."""
+
+    seek: int
+    temperature: float
+    avg_logprob: float
+    compression_ratio: float
+    no_speech_prob: float
+
+
 class Utterance(NamedTuple):
     """A sentence-like stretch of speech by one speaker on one channel."""
 
@@ -31,6 +44,7 @@ class Utterance(NamedTuple):
     speaker: int | None = None
     channel: int = 0
     role: str | None = None  # "S" (agent) or "C" (customer) when roles were asked for
+    decoding: DecodingStats | None = None
 
 
 class Transcript(NamedTuple):
@@ -52,6 +66,16 @@ class WordRecord(FrozenModel):
     probability: float = 1.0
 
 
+class DecodingRecord(FrozenModel):
+    """``DecodingStats`` in API and stored results."""
+
+    seek: int = Field(description="start of the decoded chunk in mel frames (100 per second)")
+    temperature: float = Field(description="0: beam search; otherwise the sampling temperature")
+    avg_logprob: float = Field(description="average log-probability per token of the chunk's decode")
+    compression_ratio: float = Field(description="gzip compression ratio of the chunk's text")
+    no_speech_prob: float = Field(description="the model's probability that the chunk holds no speech")
+
+
 class UtteranceRecord(FrozenModel):
     """An utterance in API and stored results."""
 
@@ -63,6 +87,7 @@ class UtteranceRecord(FrozenModel):
     channel: int = 0
     role: str | None = None
     words: list[WordRecord] = Field(default_factory=list)
+    decoding: DecodingRecord | None = None
 
     @classmethod
     def of(cls, u: Utterance) -> UtteranceRecord:
@@ -92,6 +117,17 @@ def utterance_to_dict(u: Utterance) -> dict[str, Any]:
         "channel": u.channel,
         "role": u.role,
         "words": [word_to_dict(w) for w in u.words],
+        "decoding": decoding_to_dict(u.decoding) if u.decoding else None,
+    }
+
+
+def decoding_to_dict(stats: DecodingStats) -> dict[str, Any]:
+    return {
+        "seek": stats.seek,
+        "temperature": stats.temperature,
+        "avg_logprob": round(stats.avg_logprob, 4),
+        "compression_ratio": round(stats.compression_ratio, 4),
+        "no_speech_prob": round(stats.no_speech_prob, 4),
     }
 
 
@@ -101,6 +137,7 @@ def utterance_from_dict(raw: dict[str, Any]) -> Utterance:
         for w in raw.get("words", [])
     ]
     speaker = raw.get("speaker")
+    stats = raw.get("decoding")
     return Utterance(
         str(raw["text"]),
         int(raw["start_ms"]),
@@ -110,6 +147,15 @@ def utterance_from_dict(raw: dict[str, Any]) -> Utterance:
         None if speaker is None else int(speaker),
         int(raw.get("channel", 0)),
         raw.get("role"),
+        DecodingStats(
+            int(stats["seek"]),
+            float(stats["temperature"]),
+            float(stats["avg_logprob"]),
+            float(stats["compression_ratio"]),
+            float(stats["no_speech_prob"]),
+        )
+        if stats
+        else None,
     )
 
 
@@ -126,6 +172,8 @@ def transcript_to_dict(transcript: Transcript) -> dict[str, object]:
 
 __all__ = [
     "LANGUAGES",
+    "DecodingRecord",
+    "DecodingStats",
     "HotWord",
     "Transcript",
     "Utterance",

@@ -42,6 +42,7 @@ class Generated(NamedTuple):
     hypotheses: list[Hypothesis]  # best first
     no_speech_prob: float
     average_logprob: float  # of the best hypothesis, per token
+    temperature: float = 0.0  # 0: beam search; otherwise the sampling temperature
 
 
 class WhisperModelRunner:
@@ -51,7 +52,7 @@ class WhisperModelRunner:
         self.model = model
         self.name = name
         self.lock = threading.Lock()
-        self._tokenizers: dict[str, Tokenizer] = {}
+        self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._traditional: list[int] | None = None
         self._cache_lock = threading.Lock()
 
@@ -81,16 +82,18 @@ class WhisperModelRunner:
             return "zh"
         return language
 
-    def tokenizer(self, language: str) -> Tokenizer:
+    def tokenizer(self, language: str, task: str = "transcribe") -> Tokenizer:
+        """Whisper's tokenizer for speech in ``language``; its start sequence names the task (transcribe, or
+        translate to English)."""
         from faster_whisper.tokenizer import Tokenizer
 
-        code = self.whisper_language(language)
+        key = (self.whisper_language(language), task)
         with self._cache_lock:
-            if code not in self._tokenizers:
-                self._tokenizers[code] = Tokenizer(
-                    self.model.hf_tokenizer, self.multilingual, task="transcribe", language=code
+            if key not in self._tokenizers:
+                self._tokenizers[key] = Tokenizer(
+                    self.model.hf_tokenizer, self.multilingual, task=task, language=key[0]
                 )
-            return self._tokenizers[code]
+            return self._tokenizers[key]
 
     def traditional_tokens(self) -> list[int]:
         """Tokens that are whole Traditional-only characters or words. Suppressing them for Mandarin keeps
@@ -176,31 +179,39 @@ class WhisperModelRunner:
         max_tokens: list[int],
         suppress: list[int],
         tokenizers: list[Tokenizer],
+        temperature: float = 0.0,
     ) -> list[Generated]:
-        """Beam search with ``num_hypotheses = beam_size``; prompts of one batch share one length."""
+        """Beam search with ``num_hypotheses = beam_size`` (at ``temperature`` > 0: that many samples, best
+        first); prompts of one batch share one length."""
         import ctranslate2
 
+        search: dict[str, Any] = {"beam_size": beam_size}
+        if temperature > 0:
+            search = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
         with self.lock:
             results = self.model.model.generate(
                 ctranslate2.StorageView.from_array(encoded),
                 prompts,
-                beam_size=beam_size,
                 num_hypotheses=beam_size,
                 max_length=min(448, max(max_tokens) + len(prompts[0])),
                 return_scores=True,
                 return_no_speech_prob=True,
                 suppress_blank=True,
                 suppress_tokens=suppress,
+                **search,
             )
         out = []
         for result, limit, tokenizer in zip(results, max_tokens, tokenizers, strict=True):
             hypotheses = []
-            for sequence, score in zip(result.sequences_ids, result.scores, strict=True):
+            ranked = list(zip(result.sequences_ids, result.scores, strict=True))
+            if temperature > 0:  # beam results come best first; samples in no order
+                ranked.sort(key=lambda pair: -pair[1])
+            for sequence, score in ranked:
                 tokens = [t for t in sequence[:limit] if t < tokenizer.eot]
                 # Scores are log-probabilities averaged over tokens (length penalty 1).
                 hypotheses.append(Hypothesis(tokens, tokenizer.decode(tokens), score * max(1, len(sequence))))
-            average = float(result.scores[0]) if result.scores else 0.0
-            out.append(Generated(hypotheses, float(result.no_speech_prob), average))
+            average = float(ranked[0][1]) if ranked else 0.0
+            out.append(Generated(hypotheses, float(result.no_speech_prob), average, temperature))
         return out
 
     def sample(

@@ -12,6 +12,7 @@ import binascii
 import json
 import secrets
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -34,7 +35,8 @@ from tingyin.errors import (
 )
 from tingyin.inference import InferenceExecutor
 from tingyin.speech.errors import NoSpeech, RecognitionTimeout
-from tingyin.speech.options import DecodeOptions
+from tingyin.speech.options import DecodeOptions, Language
+from tingyin.speech.pipeline import RecordingOptions
 from tingyin.speech.recognize import ShortSpeech, recognize_short
 from tingyin.store.apps import AppInfo
 from tingyin.store.quota import consume
@@ -44,7 +46,9 @@ from tingyin.store.vocabulary import get_vocabulary
 router = APIRouter(tags=["baidu"])
 
 ASR_PATHS = ("/pro_api", "/server_api")
-OAUTH_PATHS = ("/oauth/2.0/token", "/oauth/2.0/revoke")
+# Both with and without a trailing slash: clients written against openapi.baidu.com use either, and a
+# redirect would turn a POST with a form body into a GET without it in some HTTP libraries.
+OAUTH_PATHS = ("/oauth/2.0/token", "/oauth/2.0/token/", "/oauth/2.0/revoke", "/oauth/2.0/revoke/")
 OAUTH_MAX_BODY_BYTES = 64 * 1024
 MAX_BODY_BYTES = 10 * 1024 * 1024  # 3310: JSON or raw body over 10 MB
 # 3308 for base64 speech over this: 60 s of 16-bit 16 kHz PCM is 2.56 MB in base64, so the limit
@@ -81,17 +85,37 @@ class BaiduError(Exception):
         self.detail = detail
 
 
-# dev_pid -> (language, punctuation, endpoints that accept it)
-DEV_PIDS: dict[int, tuple[str, bool, tuple[str, ...]]] = {
-    80001: ("zh", True, ("/pro_api", "/server_api")),
-    1537: ("zh", False, ("/server_api",)),
-    1737: ("en", False, ("/server_api",)),
-    1637: ("yue", True, ("/server_api",)),
-    1936: ("zh", True, ("/server_api",)),
+@dataclass(frozen=True)
+class DevPid:
+    """What a dev_pid means: the language decoded, punctuation, the endpoints that take it, the sample
+    rates it accepts and whether the app's custom vocabulary (自定义词库) applies."""
+
+    language: Language
+    punctuation: bool
+    paths: tuple[str, ...]
+    rates: tuple[int, ...] = (16000,)
+    vocabulary: bool = False
+
+
+# /server_api follows Baidu's 短语音识别标准版 document (the SDK's default endpoint): pcm/wav/amr/m4a at
+# 16000 or 8000 Hz (8000 for the Mandarin models only), 1537 by default. /pro_api follows the 极速版 seed
+# (001): 80001 only, 16000 Hz. 1637 (Cantonese) and 1837 (Sichuanese) are decoded as speech.md describes:
+# whisper-base has neither, so Cantonese gets the Mandarin model with a Cantonese style prompt and
+# Sichuanese is decoded as Mandarin.
+MANDARIN_RATES = (16000, 8000)
+DEV_PIDS: dict[int, DevPid] = {
+    80001: DevPid("zh", True, ("/pro_api", "/server_api"), vocabulary=True),
+    1537: DevPid("zh", True, ("/server_api",), MANDARIN_RATES, vocabulary=True),
+    1536: DevPid("zh", False, ("/server_api",), MANDARIN_RATES, vocabulary=True),
+    1737: DevPid("en", False, ("/server_api",)),
+    1637: DevPid("yue", True, ("/server_api",)),
+    1837: DevPid("zh", True, ("/server_api",)),
+    1936: DevPid("zh", True, ("/server_api",), MANDARIN_RATES),
 }
 LAN_TO_DEV_PID = {"zh": None, "ct": 1637, "en": 1737}
 DEFAULT_DEV_PID = {"/pro_api": 80001, "/server_api": 1537}
-FORMATS = {"/pro_api": ("pcm", "wav", "amr", "m4a"), "/server_api": ("pcm", "wav", "amr")}
+FORMATS = {"/pro_api": ("pcm", "wav", "amr", "m4a"), "/server_api": ("pcm", "wav", "amr", "m4a")}
+RATES = {"/pro_api": (16000,), "/server_api": MANDARIN_RATES}
 
 
 def _sn() -> str:
@@ -148,7 +172,8 @@ def _asr_dialect(request: Request, info: ErrorInfo) -> Response:
         return _answer(request, _error_code(info.error), info.message)
     if info.status == 401:
         return _answer(request, 3302, info.message)
-    if info.status == 400:
+    if 400 <= info.status < 500:
+        # A wrong method (405), an unknown path (404) or a bad parameter: the caller's error, "param error".
         return _answer(request, 3300, info.message)
     return _answer(request, 3303 if info.status == 503 else 3307, info.message)
 
@@ -190,7 +215,9 @@ async def _oauth_params(request: Request) -> dict[str, str]:
     return params
 
 
-@router.api_route("/oauth/2.0/token", methods=["GET", "POST"])
+@router.get("/oauth/2.0/token", operation_id="baidu_oauth_token_get")
+@router.post("/oauth/2.0/token", operation_id="baidu_oauth_token_post")
+@router.api_route("/oauth/2.0/token/", methods=["GET", "POST"], include_in_schema=False)
 async def oauth_token(request: Request) -> JSONResponse:
     """``grant_type=client_credentials`` with client_id (api_key) and client_secret (secret_key), or
     ``grant_type=refresh_token`` with refresh_token, client_id and client_secret; parameters in the
@@ -222,6 +249,7 @@ async def oauth_token(request: Request) -> JSONResponse:
 
 
 @router.post("/oauth/2.0/revoke")
+@router.post("/oauth/2.0/revoke/", include_in_schema=False)
 async def oauth_revoke(request: Request) -> JSONResponse:
     """Revoke an access or refresh token (RFC 7009): ``token``, ``client_id`` and ``client_secret``
     in a form body or the query string. An unknown token is not an error."""
@@ -318,8 +346,9 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
     fmt = string(params["format"], "format", max_length=16).lower()
     if fmt not in FORMATS[path]:
         raise BaiduError(3312, f"format must be one of {', '.join(FORMATS[path])}")
-    if integer(params["rate"], "rate", low=1, high=10**6) != 16000:
-        raise BaiduError(3311, "rate must be 16000")
+    rate = integer(params["rate"], "rate", low=1, high=10**6)
+    if rate not in RATES[path]:
+        raise BaiduError(3311, f"rate must be {' or '.join(map(str, RATES[path]))}")
     if integer(params["channel"], "channel", low=1, high=64) != 1:
         raise BaiduError(3300, "channel must be 1")
     string(params["cuid"], "cuid", max_length=60, numbers_ok=True)
@@ -332,8 +361,11 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
         if path == "/pro_api" and dev_pid != 80001:
             raise BaiduError(3300, "/pro_api recognises Mandarin only (dev_pid 80001)")
     dev_pid = integer(dev_pid, "dev_pid", low=0, high=10**6)
-    if dev_pid not in DEV_PIDS or path not in DEV_PIDS[dev_pid][2]:
+    model = DEV_PIDS.get(dev_pid)
+    if model is None or path not in model.paths:
         raise BaiduError(3300, f"dev_pid {dev_pid} is not available on {path}")
+    if rate not in model.rates:
+        raise BaiduError(3311, f"dev_pid {dev_pid} takes {' or '.join(map(str, model.rates))} Hz audio")
     if "audio" not in params:
         if params.get("url"):
             raise BaiduError(3300, "the (url, callback) style is not offered; send speech and len")
@@ -348,16 +380,22 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
         raise BaiduError(3314, "len must be more than 4")
     if length != len(data):
         raise BaiduError(3300, f"len is {length} but the speech holds {len(data)} bytes")
-    language, punctuation, _ = DEV_PIDS[dev_pid]
     settings = get_settings()
     options = DecodeOptions.parse(
-        language=language, itn=True, punctuation=punctuation, vocabulary=tuple(get_vocabulary(app.pk))
+        language=model.language,
+        itn=True,
+        punctuation=model.punctuation,
+        vocabulary=tuple(get_vocabulary(app.pk)) if model.vocabulary else (),
     )
+    # The audio must be at the declared rate (a wav or amr header that says otherwise is 3316); it is
+    # resampled to the model's 16 kHz when decoded.
     return ShortSpeech(
         data=data,
         format=fmt,
-        options=options,
+        rate=rate,
+        recording=RecordingOptions(decode=options),
         max_seconds=60.0,
+        required_rate=rate,
         decode_timeout_s=settings.asr_decode_timeout_s,
         recognize_timeout_s=settings.asr_recognize_timeout_s,
     )
@@ -384,11 +422,13 @@ async def _handle(path: str, request: Request) -> JSONResponse:
 
 @router.post("/pro_api")
 async def pro_api(request: Request) -> JSONResponse:
-    """极速版: Mandarin with punctuation (dev_pid 80001); pcm, wav, amr or m4a at 16 kHz, ≤ 60 s."""
+    """极速版 (seed 001): Mandarin with punctuation (dev_pid 80001); pcm, wav, amr, m4a at 16 kHz, ≤ 60 s."""
     return await _handle("/pro_api", request)
 
 
 @router.post("/server_api")
 async def server_api(request: Request) -> JSONResponse:
-    """标准版: dev_pid 1537 (Mandarin), 1737 (English), 1637 (Cantonese), 1936 (far-field), 80001."""
+    """标准版 (the SDK's default): dev_pid 1537 (Mandarin, default), 1536 (Mandarin without punctuation), 1737
+    (English), 1637 (Cantonese), 1837 (Sichuanese), 1936 (far-field), 80001; pcm, wav, amr or m4a at 16 kHz,
+    or 8 kHz for the Mandarin models, ≤ 60 s."""
     return await _handle("/server_api", request)

@@ -26,7 +26,7 @@ from tingyin.api.deps import in_thread
 from tingyin.api.errors import Dialect, ErrorInfo, client_message, register_dialect
 from tingyin.api.guard import authenticate, guard_of, record_failure
 from tingyin.api.middleware import note_ids, register_body_limit
-from tingyin.api.params import number, string
+from tingyin.api.params import integer, number, string
 from tingyin.api.spool import BadBase64, JsonUpload, receive_json_upload
 from tingyin.audio.decode import KNOWN_FORMATS
 from tingyin.config import get_settings
@@ -38,8 +38,12 @@ from tingyin.errors import (
     TingyinError,
     Unauthorized,
 )
-from tingyin.jobs.service import JobView, get_job, input_key, mark_fetched, new_job_id
-from tingyin.jobs.transcription import TranscriptionParams, job_params, submit_transcription
+from tingyin.inference import InferenceExecutor
+from tingyin.jobs.service import get_job, input_key, mark_fetched, new_job_id
+from tingyin.jobs.transcription import AudioInput, TranscriptionParams, job_params, submit_transcription
+from tingyin.speech.errors import NoSpeech, RecognitionTimeout
+from tingyin.speech.pipeline import RecordingOptions
+from tingyin.speech.recognize import ShortSpeech, recognize_short
 from tingyin.store.apps import AppInfo, secret_for_access_key
 from tingyin.store.blobs import BlobWriter, blob_store
 from tingyin.store.quota import consume
@@ -54,6 +58,8 @@ MAX_HOT_WORDS = 100
 MAX_HOT_WORD_BYTES = 40
 MAX_VOICE_ID_CHARS = 128
 SESSION_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+PCM_RATE = 16000
+SYNC_MAX_SECONDS = 60.0  # cmd=sync answers within one HTTP request; longer recordings go through cmd=async
 
 # ret codes of a failed job, by the core's error code
 JOB_ERRORS = {
@@ -228,9 +234,19 @@ def _job_fields(data: dict[str, Any]) -> dict[str, Any]:
         fmt = string(fmt, "format", max_length=16).lower()
         if fmt not in KNOWN_FORMATS:
             raise QiniuError(120, f"audio format {fmt!r} is not supported")
+    pcm = fmt in ("pcm", "raw")
+    # Headerless pcm is 16 kHz 16-bit mono unless the request says otherwise (rate and channel are our
+    # extension: the seed names no field for them).
+    rate = _integer(data, "rate", PCM_RATE, low=8000, high=192_000) if pcm else PCM_RATE
+    channels = _integer(data, "channel", 1, low=1, high=8) if pcm else 1
     need_dia, need_role = _flag(data, "need_dia"), _flag(data, "need_role")
     return {
-        "audio": {"format": None if fmt in (None, "", "wav", "mp3") else fmt, "max_seconds": 5 * 3600},
+        "audio": {
+            "format": "pcm" if pcm else None if fmt in (None, "", "wav", "mp3") else fmt,
+            "pcm_rate": rate,
+            "pcm_channels": channels,
+            "max_seconds": 5 * 3600,
+        },
         "recording": {
             "decode": {
                 "language": MODEL_TYPES[model_type],
@@ -247,6 +263,29 @@ def _job_fields(data: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def _integer(data: dict[str, Any], name: str, default: int, *, low: int, high: int) -> int:
+    value = data.get(name)
+    if value in (None, ""):
+        return default
+    try:
+        return integer(value, name, low=low, high=high)
+    except InvalidRequest as exc:
+        raise QiniuError(100, exc.message) from None
+
+
+def _check_audio(spool: Path, audio_input: AudioInput) -> None:
+    """Refuse at once what cannot be audio (ret 119, 120...), before any job or recognition."""
+    try:
+        audio.probe(
+            spool,
+            format=audio_input.format,
+            pcm_rate=audio_input.pcm_rate,
+            pcm_channels=audio_input.pcm_channels,
+        )
+    except audio.AudioError as exc:
+        raise QiniuError(JOB_ERRORS.get(exc.code, 119), exc.message) from exc
+
+
 def _submit(app: AppInfo, body: JsonUpload, spool: Path, job_id: str) -> dict[str, Any]:
     """Check the fields, then store the audio (decoded into ``spool``) as the new job's input."""
     store = blob_store()
@@ -255,10 +294,7 @@ def _submit(app: AppInfo, body: JsonUpload, spool: Path, job_id: str) -> dict[st
         fields = _job_fields(body.fields)
         if body.commit() is None:
             raise QiniuError(107, "audio is empty")
-        try:
-            audio.probe(spool)
-        except audio.AudioError as exc:
-            raise QiniuError(JOB_ERRORS.get(exc.code, 119), exc.message) from exc
+        _check_audio(spool, AudioInput.parse(fields["audio"]))
     except BaseException:
         body.abort()
         raise
@@ -272,12 +308,42 @@ def _submit(app: AppInfo, body: JsonUpload, spool: Path, job_id: str) -> dict[st
     return {"ret": 0, "msg": "success", "session_id": job_id}
 
 
-def _render(job: JobView) -> dict[str, Any]:
-    result = job.result or {}
-    need_words = bool(job_params(job.params).vendor_fields.get("need_words"))
+def _sync_request(app: AppInfo, body: JsonUpload, spool: Path) -> tuple[ShortSpeech, bool]:
+    """``cmd=sync``: the same fields as ``async``, for audio of at most ``SYNC_MAX_SECONDS``; the
+    recognition to run at once, and whether words were asked for."""
+    try:
+        consume(app, "qiniu")
+        fields = _job_fields(body.fields)
+        if body.commit() is None:
+            raise QiniuError(107, "audio is empty")
+        audio_input = AudioInput.parse(fields["audio"])
+        _check_audio(spool, audio_input)
+    except BaseException:
+        body.abort()
+        raise
+    settings = get_settings()
+    speech = ShortSpeech(
+        data=spool,
+        format=audio_input.format if audio_input.format == "pcm" else None,
+        rate=audio_input.pcm_rate,
+        channels=audio_input.pcm_channels,
+        recording=RecordingOptions.parse(fields["recording"]),
+        max_seconds=SYNC_MAX_SECONDS,
+        required_rate=None,
+        decode_timeout_s=settings.asr_decode_timeout_s,
+        recognize_timeout_s=settings.asr_recognize_timeout_s,
+    )
+    return speech, bool(fields["vendor_fields"]["need_words"])
+
+
+def _render(result: dict[str, Any], need_words: bool) -> dict[str, Any]:
+    """The pull (and sync) answer for a recording's result. ``role`` is "unk" where no role was asked
+    for, as the seed's example shows; ``speaker`` (ours: the seed has no field for it) numbers the
+    speakers from 1 when speakers were asked for (``need_dia``/``need_role``), or stereo channels were
+    transcribed apart."""
     texts = []
     for seg_no, u in enumerate(result.get("utterances", [])):
-        text = {
+        text: dict[str, Any] = {
             "chan_no": u["channel"],
             "chan_id": u["channel"],
             "seg_no": seg_no,
@@ -286,6 +352,8 @@ def _render(job: JobView) -> dict[str, Any]:
             "text": u["text"],
             "role": u.get("role") or "unk",
         }
+        if u.get("speaker") is not None:
+            text["speaker"] = u["speaker"]
         if need_words:
             text["words"] = [
                 {
@@ -334,22 +402,30 @@ def _pull(app: AppInfo, body: JsonUpload) -> dict[str, Any]:
             return {"ret": 1013, "msg": "already fetched"}
     else:
         mark_fetched(job.id)
-    return _render(job)
+    return _render(job.result or {}, bool(job_params(job.params).vendor_fields.get("need_words")))
 
 
 @router.post("/", include_in_schema=True)
 async def qiniu_command(request: Request) -> Response:
-    """Qiniu recognition: ``?cmd=async`` submits base64 audio, ``?cmd=pull`` fetches the result."""
+    """Qiniu recognition: ``?cmd=async`` submits base64 audio, ``?cmd=pull`` fetches the result, ``?cmd=sync``
+    recognises a short recording (≤ 60 s) and answers with the result at once."""
     command = request.query_params.get("cmd")
-    if command not in ("async", "pull"):
-        return _answer(100, "cmd must be async or pull")
+    if command not in ("async", "pull", "sync"):
+        return _answer(100, "cmd must be async, sync or pull")
     try:
+        scratch = blob_store().scratch
         if command == "async":
             job_id = new_job_id()
-            scratch = blob_store().scratch
             with scratch.file() as spool:  # the decoded audio, until it is stored as the job's input
                 app, body = await _authenticated_body(request, lambda: scratch.writer(spool))
                 answer = await in_thread(_submit, app, body, spool, job_id)
+        elif command == "sync":
+            inference: InferenceExecutor = request.app.state.inference
+            with scratch.file() as spool:  # the decoded audio, gone once the answer is sent
+                app, body = await _authenticated_body(request, lambda: scratch.writer(spool))
+                speech, need_words = await in_thread(_sync_request, app, body, spool)
+                result = await inference.run(recognize_short, speech)
+            answer = _render(result.to_dict(), need_words)
         else:
             app, body = await _authenticated_body(request, None)
             answer = await in_thread(_pull, app, body)
@@ -363,7 +439,11 @@ async def qiniu_command(request: Request) -> Response:
         return _answer(429, exc.message, 429)
     except ServiceUnavailable as exc:
         return _answer(101, client_message(request, exc), 503)
+    except audio.AudioTooLong as exc:
+        return _answer(100, f"{exc.message}; send longer recordings with cmd=async")
+    except (audio.AudioError, NoSpeech, RecognitionTimeout) as exc:
+        return _answer(JOB_ERRORS.get(exc.code, 119), client_message(request, exc))
     except InvalidRequest as exc:
         return _answer(100, client_message(request, exc))
     except TingyinError as exc:
-        return _answer(101, client_message(request, exc))
+        return _answer(JOB_ERRORS.get(exc.code, 101), client_message(request, exc))

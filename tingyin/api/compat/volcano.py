@@ -19,6 +19,7 @@ from tingyin.api.errors import Dialect, ErrorInfo, client_message, register_dial
 from tingyin.api.guard import authenticate
 from tingyin.api.middleware import note_ids, register_body_limit
 from tingyin.api.params import flag, integer, json_object, string
+from tingyin.audio.decode import PCM_BITS
 from tingyin.audio.fetch import FetchError, check_url
 from tingyin.errors import (
     InvalidRequest,
@@ -47,6 +48,7 @@ LANGUAGES = {
 MAX_URL_CHARS = 2048
 TASK_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 FORMATS = {"raw", "wav", "ogg", "mp3", "mp4", "m4a", "aac", "flac", "amr", "opus", "pcm"}
+CODECS = {"raw", "pcm", "opus"}
 # Volcano code of a failed job, by the core's error code
 JOB_ERRORS = {
     "audio_too_long": 1010,
@@ -140,9 +142,8 @@ def _submit(app: AppInfo, data: dict[str, Any]) -> dict[str, Any]:
     if not app_part.get("cluster"):
         raise VolcanoError(1001, "app.cluster is required")
     string(app_part["cluster"], "app.cluster", max_length=64)
-    if not user.get("uid"):
-        raise VolcanoError(1001, "user.uid is required")
-    string(user["uid"], "user.uid", max_length=128, numbers_ok=True)
+    if user.get("uid") not in (None, ""):  # optional: it only tells an app's users apart
+        string(user["uid"], "user.uid", max_length=128, numbers_ok=True)
     try:
         consume(app, "volcano_auc")
     except QuotaExceeded as exc:
@@ -159,23 +160,33 @@ def _submit(app: AppInfo, data: dict[str, Any]) -> dict[str, Any]:
             check_url(callback)
     except FetchError as exc:
         raise VolcanoError(1001, exc.message) from exc
-    extension = url.rsplit("?", 1)[0].rsplit(".", 1)[-1]
-    fmt = string(audio_part.get("format") or extension, "audio.format", max_length=MAX_URL_CHARS).lower()
-    codec = string(_given(audio_part, "codec", "raw"), "audio.codec", max_length=16).lower()
+    extension = url.rsplit("?", 1)[0].rsplit(".", 1)[-1].lower()
+    fmt = string(_given(audio_part, "format", extension), "audio.format", max_length=MAX_URL_CHARS).lower()
     if fmt not in FORMATS:
-        fmt = ""
-    raw_pcm = fmt in ("raw", "pcm") and codec == "raw"
-    if integer(_given(audio_part, "bits", 16), "audio.bits", low=1, high=64) != 16:
-        raise VolcanoError(1001, "audio.bits must be 16")
+        fmt = ""  # not a name we know: the decoder finds the container from the data
+    codec = string(_given(audio_part, "codec", "raw"), "audio.codec", max_length=16).lower()
+    if codec not in CODECS:
+        raise VolcanoError(1001, "audio.codec must be raw or opus")
+    raw = fmt in ("raw", "pcm")
+    if raw and codec == "opus":
+        # Opus packets need their container's framing to be decoded: OGG (or WebM, MP4) carries it.
+        raise VolcanoError(1001, 'raw opus packets are not supported: send Opus in OGG (format "ogg")')
+    rate = integer(_given(audio_part, "rate", 16000), "audio.rate", low=8000, high=192000)
+    bits = integer(_given(audio_part, "bits", 16), "audio.bits", low=1, high=64)
+    if bits not in PCM_BITS:
+        raise VolcanoError(1001, f"audio.bits must be one of {', '.join(map(str, PCM_BITS))}")
+    channels = integer(_given(audio_part, "channel", 1), "audio.channel", low=1, high=8)
     language = string(_given(additions, "language", "zh-CN"), "additions.language", max_length=16)
     if language not in LANGUAGES:
         raise VolcanoError(1001, f"additions.language must be one of {', '.join(LANGUAGES)}")
     params = TranscriptionParams.parse(
         source={"url": url},
+        # rate, bits and channel describe raw PCM; a container (wav, mp3, ogg...) says them itself.
         audio={
-            "format": "pcm" if raw_pcm else None,
-            "pcm_rate": integer(_given(audio_part, "rate", 16000), "audio.rate", low=1000, high=192000),
-            "pcm_channels": integer(_given(audio_part, "channel", 1), "audio.channel", low=1, high=8),
+            "format": "pcm" if raw else None,
+            "pcm_rate": rate,
+            "pcm_channels": channels,
+            "pcm_bits": bits,
         },
         recording={
             "decode": {
@@ -214,8 +225,10 @@ def query_answer(job: JobView) -> dict[str, Any]:
             ],
             "additions": {},
         }
-        if with_speaker and u.get("speaker") is not None:
-            item["additions"]["speaker"] = str(u["speaker"])
+        if with_speaker:
+            # The pipeline gives every utterance a speaker when speakers are asked for; "1" covers a
+            # result stored before it did, so that u["additions"]["speaker"] never fails a client.
+            item["additions"]["speaker"] = str(u["speaker"] if u.get("speaker") is not None else 1)
         utterances.append(item)
     return {
         "resp": {

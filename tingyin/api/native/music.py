@@ -10,12 +10,13 @@ from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from tingyin import audio
-from tingyin.api.deps import native_app
+from tingyin.api.deps import AuthenticatedRoute, native_app
+from tingyin.api.openapi import BINARY, raw_body
 from tingyin.errors import InvalidRequest
 from tingyin.inference import InferenceExecutor
 from tingyin.store.apps import AppInfo
 
-router = APIRouter(prefix="/v1/music", tags=["music"])
+router = APIRouter(prefix="/v1/music", tags=["music"], route_class=AuthenticatedRoute)
 MAX_BYTES = 100 * 1024 * 1024
 DIMENSIONS = (
     "MusicTaggingGenre34",
@@ -67,7 +68,13 @@ def _tag(data: bytes, task_types: list[str], top_num: int, embed: bool) -> Music
     )
 
 
-@router.post("/tags", response_model=MusicTagsOut)
+@router.post(
+    "/tags",
+    response_model=MusicTagsOut,
+    openapi_extra=raw_body(
+        {"application/octet-stream": BINARY, "audio/*": BINARY}, "the track's bytes, any container"
+    ),
+)
 async def tag_music(
     request: Request,
     tasks: str = Query(",".join(DIMENSIONS), description="comma-separated SAMI task types"),

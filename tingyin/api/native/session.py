@@ -6,10 +6,12 @@ browser's script-readable storage.
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Request, Response
+from fastapi import APIRouter, Depends, Request, Response, Security
 from pydantic import BaseModel, Field
 
-from tingyin.api.deps import in_thread
+from tingyin.api.deps import in_thread, session_scheme
+from tingyin.api.native.system import AppOut
+from tingyin.api.openapi import NativeError
 from tingyin.api.session import (
     check_same_origin,
     clear_session_cookie,
@@ -27,16 +29,6 @@ class SignInIn(BaseModel):
     app_token: str | None = Field(default=None, description="instead of api_key + secret_key")
 
 
-class AppOut(BaseModel):
-    name: str
-    app_id: str
-    api_key: str
-    qps_limit: int | None
-    daily_limit: int | None
-    created_at: str
-    rotated_at: str | None
-
-
 class SessionOut(BaseModel):
     app: AppOut
     csrf_token: str = Field(description="send it back as X-CSRF-Token on every state-changing call")
@@ -51,7 +43,14 @@ def _session_out(signed_in: SignIn) -> SessionOut:
     )
 
 
-@router.post("/session", response_model=SessionOut)
+@router.post(
+    "/session",
+    response_model=SessionOut,
+    responses={
+        401: {"model": NativeError, "description": "unknown credentials"},
+        403: {"model": NativeError, "description": "a cross-site sign-in"},
+    },
+)
 async def create_session(body: SignInIn, request: Request, response: Response) -> SessionOut:
     """Sign in with api_key + secret_key (or app_token); sets an HttpOnly, SameSite=Strict cookie."""
     check_same_origin(request)
@@ -62,7 +61,7 @@ async def create_session(body: SignInIn, request: Request, response: Response) -
     return _session_out(signed_in)
 
 
-@router.get("/session", response_model=SessionOut)
+@router.get("/session", response_model=SessionOut, dependencies=[Security(session_scheme)])
 async def read_session(signed_in: SignIn = Depends(console_session)) -> SessionOut:
     """The signed-in app and the CSRF token (after a page reload)."""
     return _session_out(signed_in)
@@ -72,7 +71,7 @@ class SignedOut(BaseModel):
     signed_out: bool
 
 
-@router.delete("/session", response_model=SignedOut)
+@router.delete("/session", response_model=SignedOut, dependencies=[Security(session_scheme)])
 async def delete_session(response: Response, signed_in: SignIn = Depends(console_session)) -> SignedOut:
     """Sign out (needs the CSRF token like any state-changing call)."""
     await in_thread(sign_out, signed_in.session_id)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import StreamingResponse
@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict, Field
 from tingyin import audio
 from tingyin.api.deps import MAX_ID, AuthenticatedRoute, RowId, in_thread, native_app
 from tingyin.api.middleware import register_body_limit
+from tingyin.api.native.jobs import DatasetImportJobOut, EvaluationReportOut
+from tingyin.api.openapi import BINARY, raw_body
 from tingyin.api.params import Contact, Label, Name, Text
 from tingyin.api.spool import receive_upload, stored_object_response, upload_chunks
 from tingyin.errors import InvalidRequest
@@ -39,6 +41,89 @@ register_body_limit(lambda path: _IMPORTS.fullmatch(path) is not None, ZIP_MAX_B
 register_body_limit(lambda path: _PREDICT.fullmatch(path) is not None, CLIP_MAX_BYTES)
 register_body_limit(lambda path: _ADD_CLIP.fullmatch(path) is not None, CLIP_MAX_BYTES)
 register_body_limit(_json_route, JSON_MAX_BYTES)
+AUDIO_CLIP_BODY = raw_body({"application/octet-stream": BINARY, "audio/*": BINARY}, "the audio file's bytes")
+ZIP_BODY = raw_body(
+    {"application/zip": BINARY, "application/octet-stream": BINARY}, "a zip, one folder per class"
+)
+VersionStatus = Literal["queued", "training", "ready", "failed", "cancelled"]
+
+
+class VersionOut(BaseModel):
+    version: int
+    name: str = Field(description="V1, V2...")
+    status: VersionStatus
+    dataset_id: int | None
+    base_version: int | None
+    classes: list[str]
+    job_id: str | None
+    error: str | None
+    report: EvaluationReportOut | None = Field(description="once ready")
+    created_at: str
+    finished_at: str | None
+
+
+class SoundModelOut(BaseModel):
+    id: int
+    name: str
+    type: Literal["sound_classification", "music_tagging"]
+    description: str
+    contact: str
+    created_at: str
+    versions: list[VersionOut]
+
+
+class SoundModelList(BaseModel):
+    models: list[SoundModelOut]
+
+
+class DatasetOut(BaseModel):
+    id: int
+    name: str
+    classes: dict[str, int] = Field(description="clips per class")
+    total: int
+
+
+class DatasetList(BaseModel):
+    datasets: list[DatasetOut]
+
+
+class DeletedId(BaseModel):
+    deleted: int
+
+
+class VersionRef(BaseModel):
+    model_id: int
+    version: int
+
+
+class DeletedVersion(BaseModel):
+    deleted: VersionRef
+
+
+class Prediction(BaseModel):
+    name: str = Field(description='a class, or "[unknown]" for an unfamiliar clip (open set)')
+    score: float
+
+
+class PredictionsOut(BaseModel):
+    results: list[Prediction] = Field(description="best first")
+
+
+class ServiceOut(BaseModel):
+    suffix: str
+    name: str
+    model_id: int
+    version: int
+    unknown_threshold: float | Literal["auto"] | None = Field(description="open set; null when off")
+    url: str = Field(description="the published EasyDL-compatible address")
+
+
+class ServiceList(BaseModel):
+    services: list[ServiceOut]
+
+
+class Unpublished(BaseModel):
+    unpublished: ServiceOut = Field(description="what the service served")
 
 
 class Strict(BaseModel):
@@ -79,49 +164,52 @@ class PublishIn(Strict):
     )
 
 
-@router.post("/models", status_code=201)
-async def create_model(body: ModelIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post("/models", status_code=201, response_model=SoundModelOut)
+async def create_model(body: ModelIn, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(
         platform.create_model, app.pk, body.name, body.type, body.description, body.contact
     )
 
 
-@router.get("/models")
-async def list_models(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/models", response_model=SoundModelList)
+async def list_models(app: AppInfo = Depends(native_app)) -> object:
     return {"models": await in_thread(platform.list_models, app.pk)}
 
 
-@router.get("/models/{model_id}")
-async def get_model(model_id: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/models/{model_id}", response_model=SoundModelOut)
+async def get_model(model_id: RowId, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(platform.get_model, app.pk, model_id)
 
 
-@router.delete("/models/{model_id}")
-async def delete_model(model_id: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.delete("/models/{model_id}", response_model=DeletedId)
+async def delete_model(model_id: RowId, app: AppInfo = Depends(native_app)) -> DeletedId:
     """Delete a model and all its versions; 409 while one of them is published (unpublish first)."""
     await in_thread(platform.delete_model, app.pk, model_id)
-    return {"deleted": model_id}
+    return DeletedId(deleted=model_id)
 
 
-@router.post("/datasets", status_code=201)
-async def create_dataset(body: DatasetIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post("/datasets", status_code=201, response_model=DatasetOut)
+async def create_dataset(body: DatasetIn, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(platform.create_dataset, app.pk, body.name)
 
 
-@router.get("/datasets")
-async def list_datasets(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/datasets", response_model=DatasetList)
+async def list_datasets(app: AppInfo = Depends(native_app)) -> object:
     return {"datasets": await in_thread(platform.list_datasets, app.pk)}
 
 
-@router.get("/datasets/{dataset_id}")
-async def get_dataset(dataset_id: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/datasets/{dataset_id}", response_model=DatasetOut)
+async def get_dataset(dataset_id: RowId, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(platform.get_dataset, app.pk, dataset_id)
 
 
-@router.post("/datasets/{dataset_id}/imports", status_code=202)
-async def import_zip(
-    dataset_id: RowId, request: Request, app: AppInfo = Depends(native_app)
-) -> dict[str, Any]:
+@router.post(
+    "/datasets/{dataset_id}/imports",
+    status_code=202,
+    response_model=DatasetImportJobOut,
+    openapi_extra=ZIP_BODY,
+)
+async def import_zip(dataset_id: RowId, request: Request, app: AppInfo = Depends(native_app)) -> object:
     """Upload a zip (raw body, up to 5 GB) whose top-level folders are class names; runs as a job
     whose result is the import report (accepted, duplicates, rejected files with reasons, warnings).
     The archive streams into storage as it arrives and is deleted when the import ends."""
@@ -140,35 +228,39 @@ async def import_zip(
     return (await in_thread(get_job, job_id)).as_dict()
 
 
-@router.post("/models/{model_id}/versions", status_code=202)
-async def train(model_id: RowId, body: TrainIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post("/models/{model_id}/versions", status_code=202, response_model=VersionOut)
+async def train(model_id: RowId, body: TrainIn, app: AppInfo = Depends(native_app)) -> object:
     """Train the next version (V1, V2, ...); poll the version or its job for progress."""
     return await in_thread(
         platform.start_training, app.pk, model_id, body.dataset_id, body.classes, body.base_version
     )
 
 
-@router.get("/models/{model_id}/versions/{version}")
-async def get_version(model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/models/{model_id}/versions/{version}", response_model=VersionOut)
+async def get_version(model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)) -> object:
     """Status and, once trained, the evaluation report (accuracy, per-class P/R/F1, confusion matrix)."""
     return await in_thread(platform.get_version, app.pk, model_id, version)
 
 
-@router.delete("/models/{model_id}/versions/{version}")
+@router.delete("/models/{model_id}/versions/{version}", response_model=DeletedVersion)
 async def delete_version(
     model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)
-) -> dict[str, Any]:
+) -> DeletedVersion:
     """Delete one version; 409 while it is published (unpublish first) or still training (cancel first)."""
     await in_thread(platform.delete_version, app.pk, model_id, version)
-    return {"deleted": {"model_id": model_id, "version": version}}
+    return DeletedVersion(deleted=VersionRef(model_id=model_id, version=version))
 
 
-@router.post("/models/{model_id}/versions/{version}/cancel")
-async def cancel(model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.post("/models/{model_id}/versions/{version}/cancel", response_model=VersionOut)
+async def cancel(model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)) -> object:
     return await in_thread(platform.cancel_version, app.pk, model_id, version)
 
 
-@router.post("/models/{model_id}/versions/{version}/predict")
+@router.post(
+    "/models/{model_id}/versions/{version}/predict",
+    response_model=PredictionsOut,
+    openapi_extra=AUDIO_CLIP_BODY,
+)
 async def validate(
     model_id: RowId,
     version: RowId,
@@ -178,7 +270,7 @@ async def validate(
         None, description='"auto" or a number in [0, 1): answer [unknown] first for unfamiliar clips'
     ),
     app: AppInfo = Depends(native_app),
-) -> dict[str, Any]:
+) -> object:
     """Model validation (模型校验): send a clip as the body, get the top classes of this version."""
     data = await request.body()
 
@@ -192,7 +284,13 @@ async def validate(
     return {"results": await inference.run(run)}
 
 
-@router.get("/models/{model_id}/versions/{version}/export")
+@router.get(
+    "/models/{model_id}/versions/{version}/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {"description": "the ONNX model and its labels, zipped", "content": {"application/zip": BINARY}}
+    },
+)
 async def export(model_id: RowId, version: RowId, app: AppInfo = Depends(native_app)) -> StreamingResponse:
     """A zip with sound_classifier.onnx (audio in, scores out; onnxruntime alone runs it) and labels.txt."""
     key = await in_thread(platform.export_version, app.pk, model_id, version)
@@ -201,8 +299,8 @@ async def export(model_id: RowId, version: RowId, app: AppInfo = Depends(native_
     )
 
 
-@router.put("/services/{suffix}")
-async def publish(suffix: str, body: PublishIn, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.put("/services/{suffix}", response_model=ServiceOut)
+async def publish(suffix: str, body: PublishIn, app: AppInfo = Depends(native_app)) -> object:
     """Publish a version at /rpc/2.0/ai_custom/v1/sound_cls/{suffix}; publishing another version at the
     same suffix swaps it in place (the new version is loaded before the swap)."""
     return await in_thread(
@@ -210,15 +308,15 @@ async def publish(suffix: str, body: PublishIn, app: AppInfo = Depends(native_ap
     )
 
 
-@router.delete("/services/{suffix}")
-async def unpublish(suffix: str, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.delete("/services/{suffix}", response_model=Unpublished)
+async def unpublish(suffix: str, app: AppInfo = Depends(native_app)) -> object:
     """Take a service offline: its URL answers "service not support" (EasyDL 216102) from then on; the
     model and its versions stay and can be published again."""
     return {"unpublished": await in_thread(platform.unpublish, app.pk, suffix)}
 
 
-@router.get("/services")
-async def list_services(app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/services", response_model=ServiceList)
+async def list_services(app: AppInfo = Depends(native_app)) -> object:
     return {"services": await in_thread(platform.list_services, app.pk)}
 
 
@@ -253,7 +351,7 @@ class ClipPage(BaseModel):
 
 
 class ClipIds(BaseModel):
-    ids: list[int] = Field(min_length=1, max_length=10_000)
+    ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(min_length=1, max_length=10_000)
 
 
 class Count(BaseModel):
@@ -294,10 +392,12 @@ async def delete_dataset(dataset_id: RowId, app: AppInfo = Depends(native_app)) 
     return Count(deleted=1)
 
 
-@router.post("/datasets/{dataset_id}/imports/from-upload", status_code=202)
+@router.post(
+    "/datasets/{dataset_id}/imports/from-upload", status_code=202, response_model=DatasetImportJobOut
+)
 async def import_uploaded_zip(
     dataset_id: RowId, body: FromUploadIn, app: AppInfo = Depends(native_app)
-) -> dict[str, Any]:
+) -> object:
     """Import a zip sent through the resumable ``/v1/uploads`` (large archives, up to 5 GB); the job's
     result is the import report, as for ``/imports``."""
     from tingyin.jobs import get_job, input_key, new_job_id
@@ -306,18 +406,8 @@ async def import_uploaded_zip(
     await in_thread(platform.get_dataset, app.pk, dataset_id)  # a wrong id is refused before the move
     job_id = new_job_id()
     archive, _name = await in_thread(take_upload, app.pk, body.upload_id, input_key(job_id, "dataset.zip"))
-    if not await in_thread(_is_zip, archive.key):
-        await in_thread(blob_store().discard, [archive])
-        raise InvalidRequest("the file is not a zip archive (zip one folder per class)")
     await in_thread(platform.start_import, app.pk, dataset_id, archive, job_id)
     return (await in_thread(get_job, job_id)).as_dict()
-
-
-def _is_zip(key: str) -> bool:
-    import zipfile
-
-    with blob_store().open(key) as stream:
-        return zipfile.is_zipfile(stream)
 
 
 @router.get("/datasets/{dataset_id}/classes", response_model=ClassTable)
@@ -350,7 +440,7 @@ async def merge_classes(dataset_id: RowId, body: MergeIn, app: AppInfo = Depends
 async def list_clips(
     dataset_id: RowId,
     label: str | None = Query(None, description="one class; all classes when absent"),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_ID),
     limit: int = Query(50, ge=1, le=500),
     app: AppInfo = Depends(native_app),
 ) -> ClipPage:
@@ -358,7 +448,9 @@ async def list_clips(
     return ClipPage.model_validate(page)
 
 
-@router.post("/datasets/{dataset_id}/clips", status_code=201, response_model=ClipOut)
+@router.post(
+    "/datasets/{dataset_id}/clips", status_code=201, response_model=ClipOut, openapi_extra=AUDIO_CLIP_BODY
+)
 async def add_clip(
     dataset_id: RowId,
     request: Request,
@@ -382,7 +474,16 @@ async def delete_clips(dataset_id: RowId, body: ClipIds, app: AppInfo = Depends(
     return Count(deleted=await in_thread(platform.delete_clips, app.pk, dataset_id, body.ids))
 
 
-@router.get("/datasets/{dataset_id}/clips/{clip_id}/audio")
+@router.get(
+    "/datasets/{dataset_id}/clips/{clip_id}/audio",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "the clip as uploaded",
+            "content": {"audio/*": BINARY, "application/octet-stream": BINARY},
+        }
+    },
+)
 async def clip_audio(
     dataset_id: RowId, clip_id: RowId, app: AppInfo = Depends(native_app)
 ) -> StreamingResponse:

@@ -10,11 +10,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Request
-from fastapi.responses import PlainTextResponse, Response
+from fastapi.responses import PlainTextResponse, Response, StreamingResponse
 from pydantic import BaseModel, Field
 
 from tingyin.api.deps import AuthenticatedRoute, JobId, in_thread, native_app
 from tingyin.api.middleware import register_body_limit
+from tingyin.api.native.jobs import TranscriptionJobOut
+from tingyin.api.openapi import BINARY, audio_body
 from tingyin.api.spool import receive_upload, stored_object_response, upload_chunks
 from tingyin.errors import InvalidRequest, NotFound
 from tingyin.inference import InferenceExecutor
@@ -85,7 +87,7 @@ def _recognize(path: Path, fmt: str | None, options: RecordingOptions) -> Record
         return transcribe_recording(decoded, options.model_copy(update={"require_speech": False}), recognizer)
 
 
-@router.post("/recognize", response_model=RecordingResult)
+@router.post("/recognize", response_model=RecordingResult, openapi_extra=audio_body())
 async def recognize(
     request: Request,
     query: RecordingQuery = Depends(),
@@ -106,7 +108,12 @@ async def recognize(
         return await inference.run(_recognize, path, format, query.options)
 
 
-@router.post("/transcriptions", status_code=202)
+@router.post(
+    "/transcriptions",
+    status_code=202,
+    response_model=TranscriptionJobOut,
+    openapi_extra=audio_body(required=False, description="the audio (or give its address as url)"),
+)
 async def create_transcription(
     request: Request,
     query: RecordingQuery = Depends(),
@@ -114,7 +121,7 @@ async def create_transcription(
     url: str | None = Query(None, description="fetch the audio from this address instead of the body"),
     filename: str | None = Query(None, max_length=255, description="shown in job lists"),
     app: AppInfo = Depends(native_app),
-) -> dict[str, Any]:
+) -> object:
     """Queue a transcription job for audio of any length (the body, or ``url``); poll
     ``GET /v1/transcriptions/{id}``. The result has ``utterances`` (with ``speaker``/``role`` when
     diarized), ``speakers`` and ``roles``."""
@@ -210,14 +217,25 @@ def _finished_result(job_id: str, app_pk: int) -> dict[str, Any]:
 @router.get(
     "/transcriptions/{job_id}/transcript",
     response_class=PlainTextResponse,
-    responses={200: {"content": {"text/plain": {}, "application/x-subrip": {}, "text/vtt": {}}}},
+    responses={
+        200: {
+            "description": "the transcript file (json: the job's result)",
+            "content": {
+                "text/plain": {"schema": {"type": "string"}},
+                "application/x-subrip": {"schema": {"type": "string"}},
+                "text/vtt": {"schema": {"type": "string"}},
+                "application/json": {"schema": {"$ref": "#/components/schemas/RecordingResult"}},
+            },
+        }
+    },
 )
 async def download_transcript(
     job_id: JobId,
-    format: Literal["txt", "srt", "vtt", "json"] = Query("txt"),
+    format: Literal["txt", "srt", "vtt", "rttm", "json"] = Query("txt"),
     app: AppInfo = Depends(native_app),
 ) -> Response:
-    """The finished transcript as a file: plain text, SubRip, WebVTT or the job's JSON result."""
+    """The finished transcript as a file: plain text, SubRip, WebVTT, RTTM (who spoke when, one line per
+    utterance) or the job's JSON result."""
     import json
 
     from tingyin.speech import subtitles
@@ -230,6 +248,8 @@ async def download_transcript(
         body, media = subtitles.to_srt(result), "application/x-subrip"
     elif format == "vtt":
         body, media = subtitles.to_vtt(result), "text/vtt"
+    elif format == "rttm":
+        body, media = subtitles.to_rttm(result, f"transcript-{job_id[:8]}"), "text/plain"
     else:
         body, media = subtitles.to_text(result), "text/plain"
     return Response(
@@ -262,29 +282,42 @@ def _audio_of(job_id: str, app_pk: int) -> tuple[str, str]:
     return source.blob, AUDIO_MEDIA_TYPES.get(container, fallback)
 
 
-@router.get("/transcriptions/{job_id}/audio")
+@router.get(
+    "/transcriptions/{job_id}/audio",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "the audio as uploaded",
+            "content": {"audio/*": BINARY, "application/octet-stream": BINARY},
+        }
+    },
+)
 async def transcription_audio(job_id: JobId, app: AppInfo = Depends(native_app)) -> Response:
     """The uploaded audio of a job (for playback beside its transcript), while the job keeps it."""
     key, media = await in_thread(_audio_of, job_id, app.pk)
     return await stored_object_response(key, media_type=media, filename=f"audio-{job_id[:8]}")
 
 
-@router.get("/transcriptions/{job_id}")
-async def get_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+def _transcription_job(job_id: str, app_pk: int) -> dict[str, Any]:
     from tingyin.jobs import get_job
+    from tingyin.jobs.transcription import KIND
 
-    return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()
+    job = get_job(job_id, app_pk=app_pk)
+    if job.kind != KIND:
+        raise NotFound(f"no transcription {job_id}")
+    return job.as_dict()
 
 
-@router.delete("/transcriptions/{job_id}")
-async def cancel_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
+@router.get("/transcriptions/{job_id}", response_model=TranscriptionJobOut)
+async def get_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> object:
+    """A transcription job: its state and, once it succeeded, its result."""
+    return await in_thread(_transcription_job, job_id, app.pk)
+
+
+@router.delete("/transcriptions/{job_id}", response_model=TranscriptionJobOut)
+async def cancel_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> object:
+    """Cancel a queued or running transcription (a finished one is left as it is)."""
     from tingyin.jobs import cancel_job
 
+    await in_thread(_transcription_job, job_id, app.pk)
     return (await in_thread(cancel_job, job_id, app_pk=app.pk)).as_dict()
-
-
-@router.get("/jobs/{job_id}", tags=["jobs"])
-async def get_any_job(job_id: JobId, app: AppInfo = Depends(native_app)) -> dict[str, Any]:
-    from tingyin.jobs import get_job
-
-    return (await in_thread(get_job, job_id, app_pk=app.pk)).as_dict()

@@ -13,16 +13,17 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
+from tingyin.api.openapi import BINARY, raw_body
 from tingyin.store import uploads
 from tingyin.store.apps import AppInfo
 
-router = APIRouter(prefix="/v1/uploads", tags=["uploads"])
+router = APIRouter(prefix="/v1/uploads", tags=["uploads"], route_class=AuthenticatedRoute)
 
 
 class UploadIn(BaseModel):
     filename: str = Field(max_length=255)
-    size: int = Field(description=f"bytes, 1 to {uploads.MAX_UPLOAD_BYTES}")
+    size: int = Field(description=f"bytes, 1 to {uploads.MAX_UPLOAD_BYTES} (checked by the store)")
 
 
 class UploadOut(BaseModel):
@@ -48,11 +49,17 @@ async def get_upload(upload_id: str, app: AppInfo = Depends(native_app)) -> Uplo
     return _out(await in_thread(uploads.get_upload, app.pk, upload_id))
 
 
-@router.put("/{upload_id}", response_model=UploadOut)
+@router.put(
+    "/{upload_id}",
+    response_model=UploadOut,
+    openapi_extra=raw_body({"application/octet-stream": BINARY}, "the next bytes of the file"),
+)
 async def put_chunk(
     upload_id: str,
     request: Request,
-    offset: int = Query(ge=0, description="must equal `received`; 409 otherwise"),
+    offset: int = Query(
+        ge=0, le=uploads.MAX_UPLOAD_BYTES, description="must equal `received`; 409 otherwise"
+    ),
     app: AppInfo = Depends(native_app),
 ) -> UploadOut:
     """Append the body (at most max_chunk_bytes) at ``offset``; a failed chunk leaves nothing behind."""

@@ -5,11 +5,11 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, Field
 
-from tingyin.api.deps import in_thread, native_app
+from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
 from tingyin.store.apps import AppInfo, secret_key_of
 from tingyin.store.quota import USAGE_HISTORY_DAYS, daily_usage
 
-router = APIRouter(prefix="/v1/app", tags=["apps"])
+router = APIRouter(prefix="/v1/app", tags=["apps"], route_class=AuthenticatedRoute)
 
 
 class CredentialsOut(BaseModel):

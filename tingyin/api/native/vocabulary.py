@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Depends, Request
+from pydantic import BaseModel, Field
 
 from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
 from tingyin.api.middleware import register_body_limit
@@ -36,14 +37,34 @@ def _phrases_from_json(raw: bytes) -> str:
     return "\n".join(phrases)
 
 
-@router.get("/vocabulary")
-async def read_vocabulary(app: AppInfo = Depends(native_app)) -> dict[str, object]:
+class VocabularyIn(BaseModel):
+    phrases: list[str] = Field(max_length=10_000)
+
+
+class VocabularyOut(BaseModel):
+    phrases: list[str]
+    count: int
+
+
+VOCABULARY_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/plain": {"schema": {"type": "string", "description": "one phrase per line"}},
+            "application/json": {"schema": VocabularyIn.model_json_schema()},
+        },
+    }
+}
+
+
+@router.get("/vocabulary", response_model=VocabularyOut)
+async def read_vocabulary(app: AppInfo = Depends(native_app)) -> VocabularyOut:
     phrases = await in_thread(get_vocabulary, app.pk)
-    return {"phrases": phrases, "count": len(phrases)}
+    return VocabularyOut(phrases=phrases, count=len(phrases))
 
 
-@router.put("/vocabulary")
-async def replace_vocabulary(request: Request, app: AppInfo = Depends(native_app)) -> dict[str, object]:
+@router.put("/vocabulary", response_model=VocabularyOut, openapi_extra=VOCABULARY_BODY)
+async def replace_vocabulary(request: Request, app: AppInfo = Depends(native_app)) -> VocabularyOut:
     """Replace the vocabulary: a text body with one phrase per line, or JSON ``{"phrases": [...]}``
     (at most 10,000 phrases of 50 characters, no control characters; a body of at most 2 MB)."""
     raw = await request.body()
@@ -55,4 +76,4 @@ async def replace_vocabulary(request: Request, app: AppInfo = Depends(native_app
         except UnicodeDecodeError:
             raise InvalidRequest("the vocabulary must be UTF-8 text") from None
     phrases = await in_thread(set_vocabulary, app.pk, parse_phrases(text))
-    return {"phrases": phrases, "count": len(phrases)}
+    return VocabularyOut(phrases=phrases, count=len(phrases))
