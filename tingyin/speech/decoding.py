@@ -99,11 +99,21 @@ class ChunkDecoder:
     """Runs the passes of one batch of chunks on a ``WhisperModelRunner``."""
 
     def __init__(
-        self, runner: WhisperModelRunner, second_pass: SecondPass | None, unigram: UnigramChooser | None
+        self,
+        runner: WhisperModelRunner,
+        second_pass: SecondPass | None,
+        unigram: UnigramChooser | None,
+        accurate_pass: SecondPass | None = None,
     ) -> None:
         self.runner = runner
         self.second_pass = second_pass
         self.unigram = unigram
+        self.accurate_pass = accurate_pass  # the second pass of DecodeOptions.accuracy == "accurate"
+
+    def _second_pass(self, options: DecodeOptions) -> SecondPass | None:
+        if options.accuracy == "accurate" and self.accurate_pass is not None:
+            return self.accurate_pass
+        return self.second_pass
 
     # ------------------------------------------------------------------------------------------ passes
 
@@ -179,10 +189,11 @@ class ChunkDecoder:
         options: DecodeOptions,
     ) -> tuple[list[Hypothesis], dict[int, object]]:
         rescored: dict[int, object] = {}
+        second_pass = self._second_pass(options)
         rescore = options.second_pass and not options.translating  # it ranks Mandarin text
-        if self.second_pass is not None and rescore and "zh" in languages:
+        if second_pass is not None and rescore and "zh" in languages:
             pools = {
-                i: self.second_pass.pool(
+                i: second_pass.pool(
                     result.hypotheses,
                     tokenizers[i],
                     bias,
@@ -195,7 +206,7 @@ class ChunkDecoder:
             pools = {i: pool for i, pool in pools.items() if pool}
             if pools:
                 start = list(tokenizers[next(iter(pools))].sot_sequence)  # every pool is a Mandarin chunk
-                for i, choice in self.second_pass.choose(encoded, frames, chunks, pools, start, bias).items():
+                for i, choice in second_pass.choose(encoded, frames, chunks, pools, start, bias).items():
                     rescored[i] = choice.alignment
                     generated[i] = generated[i]._replace(
                         hypotheses=[choice.hypothesis, *generated[i].hypotheses]

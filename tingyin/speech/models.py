@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from tingyin.config import Settings, get_settings
 from tingyin.errors import InvalidRequest
 from tingyin.models import ModelManager, ModelStore, get_manager, get_store
+from tingyin.speech.neural_lm import NeuralLanguageModel
 from tingyin.speech.recognizer import Recognizer
 
 
@@ -26,6 +27,20 @@ def _language_model(settings: Settings) -> object | None:
     from tingyin.speech.zh_lm import load_language_model
 
     return load_language_model(settings.zh_lm)
+
+
+def _neural_lm(settings: Settings, store: ModelStore) -> NeuralLanguageModel:
+    """The accurate mode's language model, loaded (weights joined by the store) on its first request."""
+
+    def load() -> object:
+        from tingyin.speech.neural_lm import MODEL_NAME, GgufScorer
+
+        # Half the cores: llama.cpp's threads wait for each other at every layer, and beside Whisper (and a
+        # second request) two threads on two busy cores scored 3x slower than one.
+        threads = max(1, settings.cpu_threads // 2)
+        return GgufScorer(store.path(MODEL_NAME) / "model.gguf", threads=threads)
+
+    return NeuralLanguageModel(load)
 
 
 @dataclass(frozen=True)
@@ -69,7 +84,7 @@ class SpeechModels:
         alias = self.resolve(name)
         reference = self.enabled()[alias]
         settings = self.settings
-        key = f"asr:{alias}:{reference}:{settings.compute_type}:{settings.zh_lm}"
+        key = f"asr:{alias}:{reference}:{settings.compute_type}:{settings.zh_lm}:{settings.asr_accuracy}"
 
         def load() -> Recognizer:
             recognizer = Recognizer.from_whisper(
@@ -79,6 +94,8 @@ class SpeechModels:
                 compute_type=settings.compute_type,
                 cpu_threads=settings.cpu_threads,
                 language_model=_language_model(settings),  # type: ignore[arg-type]
+                neural_lm=_neural_lm(settings, self.store),
+                default_accuracy=settings.asr_accuracy,
             )
             return recognizer
 

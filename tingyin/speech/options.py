@@ -17,6 +17,7 @@ from tingyin.validation import FrozenModel
 
 LANGUAGES = ("auto", "zh", "en", "yue", "zh-en")
 Language = Literal["auto", "zh", "en", "yue", "zh-en"]
+Accuracy = Literal["default", "accurate"]
 Task = Literal["transcribe", "translate"]
 MAX_HOT_WORD_CHARS = 50
 MAX_HOT_WORDS = 1000
@@ -83,6 +84,11 @@ class DecodeOptions(FrozenModel):
     second_pass: bool = Field(default=True, description="Mandarin: rescore n-best and sound-alike rewrites")
     second_pass_nbest: Annotated[int, Field(ge=1, le=10)] = 3
     second_pass_rewrites: Annotated[int, Field(ge=0, le=20)] = 2
+    accuracy: Accuracy | None = Field(
+        default=None,
+        description="Mandarin: 'accurate' adds a neural language model to the second pass (slower); "
+        "None: the server's default (TINGYIN_ASR_ACCURACY)",
+    )
     task: Task = Field(
         default="transcribe",
         description="transcribe (text in the spoken language) or translate (Whisper's English translation)",
@@ -129,4 +135,4 @@ class DecodeOptions(FrozenModel):
         return self.task == "translate"
 
 
-__all__ = ["LANGUAGES", "DecodeOptions", "HotWord", "Language", "Task"]
+__all__ = ["LANGUAGES", "Accuracy", "DecodeOptions", "HotWord", "Language", "Task"]

@@ -21,9 +21,9 @@ from tingyin.speech import hotwords
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap, make_chunks
 from tingyin.speech.decoding import ChunkDecoder
 from tingyin.speech.errors import RecognitionTimeout
-from tingyin.speech.options import DecodeOptions
+from tingyin.speech.options import Accuracy, DecodeOptions
 from tingyin.speech.postprocess import join_texts, utterances_of
-from tingyin.speech.rescoring import SecondPass, TextScorer, UnigramChooser
+from tingyin.speech.rescoring import RewriteProposer, SecondPass, TextScorer, UnigramChooser
 from tingyin.speech.timing import monotonic, snap_to_speech
 from tingyin.speech.types import Transcript, Utterance
 from tingyin.speech.vad import SileroVad
@@ -31,11 +31,19 @@ from tingyin.speech.whisper import FULL_WINDOW_FRAMES, WhisperModelRunner
 
 if TYPE_CHECKING:
     from tingyin.speech.lexicon import Lexicon
+    from tingyin.speech.neural_lm import NeuralLanguageModel
     from tingyin.speech.zh_lm import ZhLanguageModel
 
 ProgressCallback = Callable[[float], None]
 BATCHES_PER_STRETCH = 4  # batches decoded before the utterances of a stretch are yielded
 TRIGRAM_WEIGHT = 0.7  # set on half of zh_dev (speaker S0150: flat between 0.6 and 1.0), checked on S0252
+# The accurate mode: the neural language model joins the trigram as a text scorer, over larger pools. Chosen
+# on zh_dev speaker S0150 (of 3 × 2 … 5 × 6 pools, trigram 0 / 0.35, neural 0.8 / 1.2, reward 0.5-2 nats)
+# and checked on S0252; beside the neural model the trigram counts for less and length for more.
+ACCURATE_TRIGRAM_WEIGHT = 0.35
+NEURAL_LM_WEIGHT = 0.8
+ACCURATE_LENGTH_REWARD = 2.0  # nats per character: offsets both models' preference for short text
+ACCURATE_POOLS = {"second_pass_nbest": 5, "second_pass_rewrites": 6}  # unless the request sets them
 
 
 class _TrigramScorer:
@@ -48,6 +56,13 @@ class _TrigramScorer:
         return [self.model.score(text) for text in texts]
 
 
+class _NoRewrites:
+    """The accurate mode without the trigram: the n-best only, no sound-alike rewrites."""
+
+    def rewrites(self, text: str, limit: int = 4, keep: tuple[str, ...] = ()) -> list[str]:
+        return []
+
+
 class Recognizer:
     """Speech to text for one model. Thread-safe: model calls are serialised by the runner's lock."""
 
@@ -58,18 +73,33 @@ class Recognizer:
         *,
         language_model: ZhLanguageModel | None = None,
         extra_scorers: Sequence[tuple[TextScorer, float]] = (),
+        neural_lm: NeuralLanguageModel | None = None,
+        default_accuracy: Accuracy = "default",
     ) -> None:
         self.runner = runner
         self.vad = vad
         self.language_model = language_model
+        self.neural_lm = neural_lm
+        self.default_accuracy: Accuracy = default_accuracy
         second_pass = None
         if language_model is not None:
             scorers = [(_TrigramScorer(language_model), TRIGRAM_WEIGHT), *extra_scorers]
             second_pass = SecondPass(runner, language_model, scorers)
+        # The accurate mode: a second pass whose text scorers include the neural language model (loaded on
+        # its first request). Without the trigram it ranks the n-best alone (no sound-alike rewrites).
+        accurate_pass = None
+        if neural_lm is not None:
+            proposer: RewriteProposer = language_model if language_model is not None else _NoRewrites()
+            accurate_scorers: list[tuple[TextScorer, float]] = [(neural_lm, NEURAL_LM_WEIGHT), *extra_scorers]
+            if language_model is not None:
+                accurate_scorers.append((_TrigramScorer(language_model), ACCURATE_TRIGRAM_WEIGHT))
+            accurate_pass = SecondPass(
+                runner, proposer, accurate_scorers, length_reward=ACCURATE_LENGTH_REWARD
+            )
         self._lexicon: Lexicon | None = None
         self._lexicon_lock = threading.Lock()
         unigram = None if second_pass is not None else UnigramChooser(lambda run: self.lexicon().score(run))
-        self.decoder = ChunkDecoder(runner, second_pass, unigram)
+        self.decoder = ChunkDecoder(runner, second_pass, unigram, accurate_pass)
 
     @classmethod
     def from_whisper(
@@ -81,15 +111,24 @@ class Recognizer:
         compute_type: str = "int8",
         cpu_threads: int = 2,
         language_model: ZhLanguageModel | None = None,
+        neural_lm: NeuralLanguageModel | None = None,
+        default_accuracy: Accuracy = "default",
     ) -> Recognizer:
-        """A recognizer on a CTranslate2 Whisper directory, with Silero VAD and an optional Mandarin
-        language model (without one, Mandarin n-best lists are re-ranked by a unigram lexicon)."""
+        """A recognizer on a CTranslate2 Whisper directory, with Silero VAD, an optional Mandarin
+        language model (without one, Mandarin n-best lists are re-ranked by a unigram lexicon) and the
+        accurate mode's neural language model (``neural_lm``, loaded on first use)."""
         if cpu_threads < 1:
             raise InvalidRequest("cpu_threads must be at least 1")
         runner = WhisperModelRunner.load(
             model_dir, name=name, compute_type=compute_type, cpu_threads=cpu_threads
         )
-        return cls(runner, SileroVad(str(vad_model), threads=cpu_threads), language_model=language_model)
+        return cls(
+            runner,
+            SileroVad(str(vad_model), threads=cpu_threads),
+            language_model=language_model,
+            neural_lm=neural_lm,
+            default_accuracy=default_accuracy,
+        )
 
     @property
     def name(self) -> str:
@@ -109,6 +148,8 @@ class Recognizer:
         self.runner.traditional_tokens()
         if self.language_model is None:
             self.lexicon()
+        if self.default_accuracy == "accurate" and self.neural_lm is not None:
+            self.neural_lm.available()
 
     # ------------------------------------------------------------------------------------------ public
 
@@ -125,6 +166,7 @@ class Recognizer:
         ``deadline`` (``time.monotonic()`` seconds) stops the work between batches with
         ``RecognitionTimeout``."""
         samples = as_mono(audio)
+        options = self.resolve_options(options)
         utterances = list(self.iter_utterances(samples, options, progress=progress, deadline=deadline))
         return Transcript(
             text=join_texts([u.text for u in utterances]),
@@ -144,8 +186,29 @@ class Recognizer:
     ) -> Iterator[Utterance]:
         """Utterances in time order as their stretch finishes decoding (for long audio and streaming callers).
 
-        The audio is checked at the call, before the first utterance is asked for."""
-        return self._stream(as_mono(audio), options, progress, deadline)
+        The audio and the accuracy mode are checked at the call, before the first utterance is asked for."""
+        return self._stream(as_mono(audio), self.resolve_options(options), progress, deadline)
+
+    def resolve_options(self, options: DecodeOptions) -> DecodeOptions:
+        """``options`` with the accuracy mode this recognizer will use (the request's, or the server's
+        default). A request asking for the accurate mode where its language model is not installed gets
+        ``AccurateModeUnavailable`` (a 4xx); the server's default falls back to the default mode
+        (logged once)."""
+        from tingyin.speech.neural_lm import UNAVAILABLE, AccurateModeUnavailable
+
+        accuracy = options.accuracy or self.default_accuracy
+        if accuracy == "accurate":
+            if options.accuracy is None:
+                if self.neural_lm is None or not self.neural_lm.available():
+                    accuracy = "default"
+            elif self.neural_lm is None:
+                raise AccurateModeUnavailable(UNAVAILABLE)
+            else:
+                self.neural_lm.require()
+        if accuracy == "default":
+            return options if options.accuracy == accuracy else options.with_changes(accuracy=accuracy)
+        pools = {k: v for k, v in ACCURATE_POOLS.items() if k not in options.model_fields_set}
+        return options.with_changes(accuracy=accuracy, **pools)
 
     def text_tokens(self, text: str, language: str, task: str = "transcribe") -> list[int]:
         """The model's token ids of ``text`` (words are preceded by a space, as Whisper writes them)."""

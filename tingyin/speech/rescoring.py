@@ -7,7 +7,8 @@ For a Mandarin chunk the ``SecondPass`` takes the beam's best distinct hypothese
 each
 ``TextScorer`` with its weight, and keeps the best sum. The winner's alignment is reused for its timestamps.
 
-Another language model joins by implementing ``TextScorer`` and being passed to ``SecondPass`` with a weight.
+Another language model joins by implementing ``TextScorer`` and being passed to ``SecondPass`` with a weight
+(the accurate mode's neural model does: ``speech/neural_lm.py``).
 Without any scorer (``TINGYIN_ZH_LM=off``) the ``UnigramChooser`` re-ranks the n-best with a word-frequency
 model instead.
 """
@@ -122,10 +123,13 @@ class SecondPass:
         runner: WhisperModelRunner,
         proposer: RewriteProposer,
         scorers: Sequence[tuple[TextScorer, float]],
+        *,
+        length_reward: float = LENGTH_REWARD,
     ) -> None:
         self.runner = runner
         self.proposer = proposer
         self.scorers = list(scorers)
+        self.length_reward = length_reward  # nats per character; it balances the scorers' weights
 
     def pool(
         self,
@@ -181,12 +185,17 @@ class SecondPass:
         the language model likes less can only win by sounding better, and the beam already judged that. A
         chunk left with the beam's choice alone is not rescored."""
         rows: list[tuple[int, Hypothesis]] = []
+        # Every chunk's candidates in one call per scorer (the neural model batches them).
+        every_text = [c.text for pool in pools.values() for c in pool]
+        text_scores = np.zeros(len(every_text), dtype=np.float64)
+        for scorer, weight in self.scorers:
+            text_scores += weight * np.asarray(scorer.score_texts(every_text), dtype=np.float64)
+        offset = 0
         for i, pool in pools.items():
             texts = [c.text for c in pool]
-            sense = np.zeros(len(pool), dtype=np.float64)
-            for scorer, weight in self.scorers:
-                sense += weight * np.asarray(scorer.score_texts(texts), dtype=np.float64)
-            sense += [LENGTH_REWARD * len(flat(t)) + hot_word_bonus(t, bias) for t in texts]
+            sense = text_scores[offset : offset + len(pool)].copy()
+            offset += len(pool)
+            sense += [self.length_reward * len(flat(t)) + hot_word_bonus(t, bias) for t in texts]
             # A candidate's logprob carries its text score until the acoustic score is known.
             kept = [
                 (i, c._replace(logprob=float(value)))

@@ -20,7 +20,7 @@ from tingyin.api.openapi import BINARY, audio_body
 from tingyin.api.spool import receive_upload, stored_object_response, upload_chunks
 from tingyin.errors import InvalidRequest, NotFound
 from tingyin.inference import InferenceExecutor
-from tingyin.speech.options import DecodeOptions, HotWord, Language
+from tingyin.speech.options import Accuracy, DecodeOptions, HotWord, Language
 from tingyin.speech.pipeline import MAX_SPEAKERS, RecordingOptions, RecordingResult
 from tingyin.store.apps import AppInfo
 
@@ -50,7 +50,15 @@ class RecordingQuery:
         roles: bool = Query(False, description="agent (S) / customer (C) per speaker"),
         split_channels: bool = Query(False, description="transcribe each channel apart"),
         word_timestamps: bool = Query(True),
+        accuracy: Accuracy | None = Query(
+            None,
+            description="Mandarin: 'accurate' adds a neural language model (slower); default: the server's",
+        ),
     ) -> None:
+        from tingyin.speech.neural_lm import require_installed
+
+        if accuracy == "accurate":
+            require_installed()  # a 400 now rather than a failed job later
         decode = DecodeOptions.parse(
             language=language,
             itn=itn,
@@ -58,6 +66,7 @@ class RecordingQuery:
             hot_words=HotWord.parse_list(hot_words),
             model=model or None,
             word_timestamps=word_timestamps,
+            accuracy=accuracy,
         )
         self.options = RecordingOptions.parse(
             decode=decode,
