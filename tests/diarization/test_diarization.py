@@ -173,6 +173,23 @@ def test_english_words_keep_their_spaces_when_split() -> None:
     assert [(u.text, u.speaker) for u in result] == [("Hello there.", 1), ("Hi Bob.", 2)]
 
 
+def test_words_without_duration_never_make_an_empty_utterance() -> None:
+    turns = [SpeakerTurn(0, 1000, 1), SpeakerTurn(1000, 3000, 2)]
+    words = [
+        _word("宇", 900, 1400),
+        _word("的", 1400, 1400),  # clamped to an instant under speaker 2, between speakers 1 and 3
+        _word("宙", 1400, 1400),
+        _word("前", 1500, 2000),
+    ]
+    clamped = Utterance("宇的宙前", 900, 2000, words, "zh")
+    three = [SpeakerTurn(0, 1350, 1), SpeakerTurn(1350, 1450, 2), SpeakerTurn(1450, 3000, 3)]
+    result = assign_speakers([clamped], three)
+    assert all(u.end_ms > u.start_ms for u in result)
+    assert [(u.text, u.speaker) for u in result] == [("宇的宙", 1), ("前", 3)]
+    at_start = Utterance("的前", 1000, 2000, [_word("的", 1000, 1000), _word("前", 1000, 2000)], "zh")
+    assert [(u.text, u.speaker) for u in assign_speakers([at_start], turns)] == [("的前", 2)]
+
+
 def test_evaluation_on_the_shared_meeting_clips(home: Path, shared_testdata: Path) -> None:
     from tingyin.eval.diarization import evaluate_diarization, format_diarization_report
 

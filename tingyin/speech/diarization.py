@@ -469,7 +469,7 @@ def assign_speakers(utterances: list[Utterance], turns: list[SpeakerTurn]) -> li
                 groups[-1][1].append(word)
             else:
                 groups.append((speaker, [word]))
-        groups = _absorb_single_words(groups)
+        groups = _absorb_instants(_absorb_single_words(groups))
         if len(groups) == 1:
             result.append(utterance._replace(speaker=groups[0][0]))
             continue
@@ -482,6 +482,28 @@ def assign_speakers(utterances: list[Utterance], turns: list[SpeakerTurn]) -> li
                 )
             )
     return result
+
+
+def _absorb_instants(groups: list[tuple[int | None, list[Word]]]) -> list[tuple[int | None, list[Word]]]:
+    """Words without duration (times clamped together after a rewrite) cannot show a speaker change: they
+    join the run before them (or after, at the start), so no split utterance is empty in time."""
+    cleaned: list[tuple[int | None, list[Word]]] = []
+    pending: list[Word] = []  # instants before the first run with a duration
+    for speaker, words in groups:
+        if words[-1].end_ms <= words[0].start_ms:
+            if cleaned:
+                cleaned[-1] = (cleaned[-1][0], cleaned[-1][1] + words)
+            else:
+                pending += words
+            continue
+        if cleaned and cleaned[-1][0] == speaker:
+            cleaned[-1] = (speaker, cleaned[-1][1] + words)
+        else:
+            cleaned.append((speaker, pending + words))
+        pending = []
+    if pending:  # nothing had a duration: keep the groups as they were
+        return groups
+    return cleaned
 
 
 def _absorb_single_words(groups: list[tuple[int | None, list[Word]]]) -> list[tuple[int | None, list[Word]]]:
