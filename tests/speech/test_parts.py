@@ -16,7 +16,7 @@ from tingyin.speech.options import DecodeOptions, HotWord
 from tingyin.speech.pipeline import RecordingOptions
 from tingyin.speech.postprocess import DecodedChunk, rewrite_text
 from tingyin.speech.textnorm import strip_punctuation
-from tingyin.speech.timing import TimedChar, snap_to_speech
+from tingyin.speech.timing import TimedChar, monotonic, snap_to_speech
 from tingyin.speech.types import DecodingStats, Utterance, UtteranceRecord, Word
 from tingyin.speech.whisper import Hypothesis
 
@@ -162,6 +162,22 @@ def test_a_long_character_starts_after_the_last_pause_it_spans() -> None:
     assert abs(spanning.start - 2.1) < frame and spanning.end == 2.6  # after the pause, not at its start
     assert short == TimedChar("察", 2.6, 2.9)  # short characters keep the alignment's times
     assert speech.last_onset(3.2, 3.9) is None
+
+
+def test_an_utterance_without_duration_joins_its_neighbour() -> None:
+    def utterance(text: str, start: int, end: int) -> Utterance:
+        return Utterance(text, start, end, [Word(text, start, end, 0.9)], "zh")
+
+    joined = monotonic(
+        [utterance("宙前", 4000, 4400), utterance("宇的", 4300, 4350), utterance("约", 4500, 4800)], 0
+    )
+    assert [(u.text, u.start_ms, u.end_ms) for u in joined] == [("宙前宇的", 4000, 4400), ("约", 4500, 4800)]
+    assert all(4000 <= w.start_ms <= w.end_ms <= 4400 for w in joined[0].words)
+    # The first one inside the previous chunk's time joins the next; a lone one keeps a nominal millisecond.
+    held = monotonic([utterance("宇", 3000, 3500), utterance("宙", 4100, 4400)], previous_end=4000)
+    assert [(u.text, u.start_ms, u.end_ms) for u in held] == [("宇宙", 4000, 4400)]
+    lone = monotonic([utterance("宇", 3000, 3500)], previous_end=4000)
+    assert [(u.text, u.start_ms, u.end_ms) for u in lone] == [("宇", 4000, 4001)]
 
 
 def test_short_unit_loops_are_loops() -> None:

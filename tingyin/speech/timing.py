@@ -170,11 +170,28 @@ def words(chars: list[TimedChar], lo: float, hi: float) -> list[Word]:
 
 
 def monotonic(utterances: list[Utterance], previous_end: int) -> list[Utterance]:
-    """Utterances in time order, none starting before the previous one ended, words inside their utterance."""
+    """Utterances in time order, none starting before the previous one ended, words inside their utterance.
+    One left without duration (its words all fall inside the time of the one before, e.g. text a rewrite
+    inserted at an instant) joins its neighbour instead, so an utterance always spans time; a lone one (all
+    its chunk's text inside the previous chunk's time) keeps a nominal millisecond."""
     fixed: list[Utterance] = []
-    for u in utterances:
+    held: list[Utterance] = []  # instants before the first utterance with a duration
+    for index, u in enumerate(utterances):
         start = max(u.start_ms, previous_end)
         end = max(u.end_ms, start)
+        if end <= start and (fixed or index < len(utterances) - 1):
+            if fixed:
+                fixed[-1] = _joined(fixed[-1], u, fixed[-1].start_ms, fixed[-1].end_ms)
+            else:
+                held.append(u)
+            continue
+        if held:
+            for early in reversed(held):
+                u = _joined(early, u, min(early.start_ms, u.start_ms), u.end_ms)
+            held = []
+            start = max(u.start_ms, previous_end)
+            end = max(u.end_ms, start)
+        end = max(end, start + 1)
         clamped = [
             w._replace(start_ms=min(max(w.start_ms, start), end), end_ms=min(max(w.end_ms, start), end))
             for w in u.words
@@ -182,6 +199,16 @@ def monotonic(utterances: list[Utterance], previous_end: int) -> list[Utterance]
         fixed.append(u._replace(start_ms=start, end_ms=end, words=clamped))
         previous_end = end
     return fixed
+
+
+def _joined(first: Utterance, second: Utterance, start: int, end: int) -> Utterance:
+    """``second`` appended to ``first`` over ``start``-``end``: one text, the words of both inside."""
+    words = [
+        w._replace(start_ms=min(max(w.start_ms, start), end), end_ms=min(max(w.end_ms, start), end))
+        for w in (*first.words, *second.words)
+    ]
+    text = textnorm.join_tokens([t for t in (first.text, second.text) if t])
+    return first._replace(text=text, start_ms=start, end_ms=end, words=words)
 
 
 __all__ = ["TimedChar", "monotonic", "retime", "snap_to_speech", "spread", "timed_chars", "words"]
