@@ -332,9 +332,10 @@ class ServerClient:
         return self._post(path, body, lambda a: (a.get("err_no"), "".join(a.get("result") or [])))
 
     # SAMI MusicTagging (seed 004): the seed's request with the audio inline, every dimension this server
-    # answers (Genre17, Theme24 and Lang24 are refused as not supported: no published or scorable tag list).
+    # answers (Genre17, Lang24 and the Theme lists are refused as not supported: no published or scorable
+    # tags).
     def tag_sami(self, audio_bytes: bytes) -> Answer:
-        tasks = ["Genre34", "Mood10", "Theme", "Lang30", "Vocal", "MTT"]
+        tasks = ["Genre34", "Mood10", "Lang30", "Vocal", "MTT"]
         body = {
             "appkey": self.credentials["api_key"],
             "token": self.credentials["app_token"],
