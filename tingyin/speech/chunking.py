@@ -82,24 +82,26 @@ class SpeechMap:
 
     def speech_seconds(self, start_s: float, end_s: float) -> float:
         """Seconds of frames at or above the VAD threshold between ``start_s`` and ``end_s``."""
-        first = max(0, int(start_s / self.frame_s))
-        last = min(len(self.probabilities), int(np.ceil(end_s / self.frame_s)))
-        if last <= first:
-            return 0.0
-        return float(np.count_nonzero(self.probabilities[first:last] >= VAD_THRESHOLD)) * self.frame_s
+        _, heard = self._speech_frames(start_s, end_s)
+        return float(np.count_nonzero(heard)) * self.frame_s
 
     def last_onset(self, start_s: float, end_s: float) -> float | None:
         """The start (seconds) of the last stretch of speech that begins in the span after a real pause
         (at least ``ONSET_PAUSE_S`` below the VAD threshold: shorter dips happen inside phrases), or of
         its first frame at or above the threshold. None if the span has no speech."""
-        first = max(0, int(start_s / self.frame_s))
-        last = min(len(self.probabilities), int(np.ceil(end_s / self.frame_s)))
-        hits = np.flatnonzero(self.probabilities[first:last] >= VAD_THRESHOLD)
+        first, heard = self._speech_frames(start_s, end_s)
+        hits = np.flatnonzero(heard)
         if not hits.size:
             return None
         after_pause = hits[1:][np.diff(hits) > round(ONSET_PAUSE_S / self.frame_s)]
         onset = after_pause[-1] if after_pause.size else hits[0]
         return (first + int(onset)) * self.frame_s
+
+    def _speech_frames(self, start_s: float, end_s: float) -> tuple[int, np.ndarray]:
+        """The index of the span's first frame, and which of its frames are at or above the threshold."""
+        first = max(0, int(start_s / self.frame_s))
+        last = max(first, min(len(self.probabilities), int(np.ceil(end_s / self.frame_s))))
+        return first, self.probabilities[first:last] >= VAD_THRESHOLD
 
     def _split(self, start: int, end: int) -> list[tuple[int, int]]:
         limit = int(MAX_CHUNK_S * SAMPLE_RATE)

@@ -192,23 +192,25 @@ def monotonic(utterances: list[Utterance], previous_end: int) -> list[Utterance]
             start = max(u.start_ms, previous_end)
             end = max(u.end_ms, start)
         end = max(end, start + 1)
-        clamped = [
-            w._replace(start_ms=min(max(w.start_ms, start), end), end_ms=min(max(w.end_ms, start), end))
-            for w in u.words
-        ]
-        fixed.append(u._replace(start_ms=start, end_ms=end, words=clamped))
+        fixed.append(u._replace(start_ms=start, end_ms=end, words=_inside(u.words, start, end)))
         previous_end = end
     return fixed
 
 
 def _joined(first: Utterance, second: Utterance, start: int, end: int) -> Utterance:
     """``second`` appended to ``first`` over ``start``-``end``: one text, the words of both inside."""
-    words = [
-        w._replace(start_ms=min(max(w.start_ms, start), end), end_ms=min(max(w.end_ms, start), end))
-        for w in (*first.words, *second.words)
-    ]
     text = textnorm.join_tokens([t for t in (first.text, second.text) if t])
-    return first._replace(text=text, start_ms=start, end_ms=end, words=words)
+    return first._replace(
+        text=text, start_ms=start, end_ms=end, words=_inside([*first.words, *second.words], start, end)
+    )
+
+
+def _inside(words: list[Word], start: int, end: int) -> list[Word]:
+    """``words`` with their times clamped into ``start``-``end`` (ms)."""
+    return [
+        w._replace(start_ms=min(max(w.start_ms, start), end), end_ms=min(max(w.end_ms, start), end))
+        for w in words
+    ]
 
 
 __all__ = ["TimedChar", "monotonic", "retime", "snap_to_speech", "spread", "timed_chars", "words"]
