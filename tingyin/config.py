@@ -126,6 +126,9 @@ class Settings(BaseSettings):
     # Music tagging (SAMI): "refuse" answers speech, noise and silence with "not music" as the vendor does;
     # "tag" tags whatever it is sent (the detector's verdict is still logged).
     music_non_music: Literal["refuse", "tag"] = "refuse"
+    # A longer track is tagged from this many 3 s patches spread evenly over it (docs/music.md): one
+    # request's time and memory stay bounded whatever its length (SAMI accepts 10 minutes).
+    music_max_patches: int = Field(default=20, ge=1, le=200)
     # Sound training picks its features within this budget (docs/sound.md): wall seconds for embedding
     # and fitting, the larger of a floor and a rate per second of training audio (60 s per 1,000 clips of
     # 5 s, import included, is the target on 2 cores). Candidates whose prediction would cost more than

@@ -54,3 +54,24 @@ def test_patches_cut_whole_three_second_windows_and_pad_short_audio() -> None:
     assert short.shape == (1, features.PATCH_FRAMES, features.N_MELS)
     assert short[0, :100].min() == 1.0 and short[0, 100:].max() == 0.0
     assert pytest.approx(2.992, abs=1e-3) == features.PATCH_SECONDS
+
+
+@pytest.mark.parametrize("seconds", [1.0, 2.99, 3.0, 10.0, 61.0])
+def test_spread_patches_are_the_same_patches_computed_alone(seconds: float) -> None:
+    """A long track's sampled patches equal the matching patches of the whole spectrogram, bit for bit."""
+    samples = np.random.default_rng(3).standard_normal(int(16000 * seconds)).astype(np.float32) * 0.1
+    whole = features.patches(features.log_mel(samples))
+    assert features.patch_count(len(samples)) == len(whole)
+    index = features.spread_patches(len(samples), 4)
+    assert len(index) == min(4, len(whole)) and index[0] == 0 and index[-1] == len(whole) - 1
+    np.testing.assert_array_equal(features.log_mel_patches(samples, index), whole[index])
+
+
+def test_spread_patches_cover_the_whole_track_evenly() -> None:
+    ten_minutes = 16000 * 600
+    index = features.spread_patches(ten_minutes, 20)
+    assert len(index) == 20 and list(index) == sorted(set(index))
+    assert np.diff(index).min() >= 9 and np.diff(index).max() <= 11  # 200 patches, every 10th or so
+    assert list(features.spread_patches(16000 * 9, 20)) == [0, 1, 2]
+    with pytest.raises(ValueError):
+        features.spread_patches(16000, 0)

@@ -159,6 +159,28 @@ def test_language_of_a_voice_over_music(
     assert language.tags == ("en",) and language.pred[0] > 0.5
 
 
+def test_a_long_track_is_tagged_from_a_spread_of_patches(
+    home: Path, instrumental_track: np.ndarray, speech: np.ndarray, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With 4 patches allowed, a 45 s track (15 patches) is tagged from patches 0, 5, 9 and 14, and the
+    language is found from the voice over its last 31 s: the sampled patches keep their places in the
+    track (patches 1-3, where rows 1-3 would point otherwise, are instrumental)."""
+    from tingyin.config import reset_settings
+
+    monkeypatch.setenv("TINGYIN_MUSIC_MAX_PATCHES", "4")
+    reset_settings()
+    music = np.tile(instrumental_track, 4)[: 16000 * 45]
+    voice_from = 16000 * 14
+    voice = np.tile(speech, 6)[: len(music) - voice_from]
+    gain = np.sqrt(np.mean(music**2) / np.mean(speech**2)) * 10 ** (-3 / 20)
+    mixed = music.copy()
+    mixed[voice_from:] += gain * voice
+    mixed /= max(1.0, float(np.abs(mixed).max()))
+    analysis = analyse_music(mixed, task_types=["MusicTaggingLang30"], top_num=1, refuse_non_music=False)
+    assert analysis.language == "en"
+    assert analysis.results[0].tags == ("en",)
+
+
 def test_rendered_instruments_are_tagged(rendered: dict[str, np.ndarray]) -> None:
     """Solo instruments (the ones a customer's catalogue was refused for) and ensembles are music."""
     for name, clip in rendered.items():

@@ -70,17 +70,27 @@ def _window() -> np.ndarray:
     return (0.5 - 0.5 * np.cos(2.0 * np.pi * n / N_FFT)).astype(np.float32)  # periodic Hann
 
 
-def mel_power(audio: np.ndarray) -> np.ndarray:
-    """Mel power spectrogram, shape (frames, 96), frames = 1 + len(audio) // 256 (centred, zero-padded)."""
+def _centred(audio: np.ndarray) -> np.ndarray:
+    """``audio`` zero-padded by half a window on each side: frame ``f`` is ``[f * HOP, f * HOP + N_FFT)``."""
     samples = np.asarray(audio, dtype=np.float32).reshape(-1)
     padded = np.pad(samples, (N_FFT // 2, N_FFT // 2))
     if len(padded) < N_FFT:
         padded = np.pad(padded, (0, N_FFT - len(padded)))
+    return padded
+
+
+def _mel_of_frames(padded: np.ndarray) -> np.ndarray:
+    """Mel power of every whole frame of already padded samples, shape (frames, 96)."""
     n_frames = 1 + (len(padded) - N_FFT) // HOP
     frames = np.lib.stride_tricks.sliding_window_view(padded, N_FFT)[::HOP][:n_frames]
     spectrum = np.fft.rfft(frames * _window(), axis=1)
     power = (spectrum.real**2 + spectrum.imag**2).astype(np.float32)
     return power @ mel_basis().T
+
+
+def mel_power(audio: np.ndarray) -> np.ndarray:
+    """Mel power spectrogram, shape (frames, 96), frames = 1 + len(audio) // 256 (centred, zero-padded)."""
+    return _mel_of_frames(_centred(audio))
 
 
 def log_mel(audio: np.ndarray) -> np.ndarray:
@@ -101,3 +111,36 @@ def patches(spectrogram: np.ndarray, hop_frames: int = PATCH_FRAMES) -> np.ndarr
         return padded[None]
     starts = range(0, n_frames - PATCH_FRAMES + 1, hop_frames)
     return np.stack([spectrogram[s : s + PATCH_FRAMES] for s in starts]).astype(np.float32)
+
+
+def patch_count(n_samples: int) -> int:
+    """How many patches ``patches(log_mel(audio))`` cuts from ``n_samples`` samples (at least one)."""
+    n_frames = 1 + n_samples // HOP
+    return max(1, (n_frames - PATCH_FRAMES) // PATCH_FRAMES + 1) if n_frames >= PATCH_FRAMES else 1
+
+
+def spread_patches(n_samples: int, max_patches: int) -> np.ndarray:
+    """Indices of at most ``max_patches`` patches spread evenly over the track (all of them when it has no
+    more), in time order: a long track is tagged from a sample of its patches, so the work and memory of one
+    request are bounded whatever its length (musicnn averages over patches; an even spread keeps intro,
+    middle and end in the average)."""
+    if max_patches < 1:
+        raise ValueError("max_patches must be at least 1")
+    total = patch_count(n_samples)
+    if total <= max_patches:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, max_patches).round().astype(int))
+
+
+def log_mel_patches(audio: np.ndarray, indices: np.ndarray) -> np.ndarray:
+    """``patches(log_mel(audio))[indices]``, computing the spectrogram of those patches only."""
+    samples = np.asarray(audio, dtype=np.float32).reshape(-1)
+    if 1 + len(samples) // HOP < PATCH_FRAMES:
+        return patches(log_mel(samples))[indices]
+    padded = _centred(samples)
+    span = (PATCH_FRAMES - 1) * HOP + N_FFT  # the padded samples one patch's frames read
+    out = np.empty((len(indices), PATCH_FRAMES, N_MELS), dtype=np.float32)
+    for row, index in enumerate(indices):
+        start = int(index) * PATCH_FRAMES * HOP
+        out[row] = np.log10(10000.0 * _mel_of_frames(padded[start : start + span]) + 1.0)
+    return out

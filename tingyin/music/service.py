@@ -131,15 +131,18 @@ def _check_request(audio: np.ndarray, task_types: Sequence[str], top_num: int | 
     return samples
 
 
-def _language(samples: np.ndarray, mtt: TaggerOutput) -> tuple[str, dict[str, float]]:
-    """Whisper language ID on the most vocal 3 s patches (in time order), folded onto SAMI codes."""
+def _language(
+    samples: np.ndarray, mtt: TaggerOutput, patch_index: np.ndarray
+) -> tuple[str, dict[str, float]]:
+    """Whisper language ID on the most vocal 3 s patches (in time order), folded onto SAMI codes;
+    ``patch_index``: which patch of the track each row of ``mtt`` is."""
     from tingyin.speech.models import speech_models
 
     per_patch = taxonomy.vocal_patches(mtt)
     vocal = np.flatnonzero(per_patch >= 0.5)
     if len(vocal) == 0:
         vocal = np.array([int(np.argmax(per_patch))])
-    chosen = np.sort(vocal[np.argsort(-per_patch[vocal])][:LANGUAGE_ID_PATCHES])
+    chosen = np.sort(patch_index[vocal[np.argsort(-per_patch[vocal])][:LANGUAGE_ID_PATCHES]])
     hop = features.PATCH_FRAMES * features.HOP
     clip = np.concatenate([samples[i * hop : (i + 1) * hop] for i in chosen])
     with speech_models().use() as recognizer:
@@ -194,10 +197,12 @@ def analyse_music(
     top = DEFAULT_TOP_NUM if top_num is None else top_num
     if refuse_non_music is None:
         refuse_non_music = get_settings().music_non_music == "refuse"
-    patch_input = features.patches(features.log_mel(samples))
+    patch_index = features.spread_patches(len(samples), get_settings().music_max_patches)
+    patch_input = features.log_mel_patches(samples, patch_index)
     outputs: dict[str, TaggerOutput] = {}
     for model in taxonomy.models_needed(task_types) | set(DETECTOR_MODELS):
         outputs[model] = run_patches(patch_input, model)
+    del patch_input
     decision = is_music(samples, taggers=outputs)
     if not decision.is_music:
         if refuse_non_music:
@@ -220,7 +225,7 @@ def analyse_music(
             probs = [float(v) for v in scores["MTT_musicnn" if spec.kind == "mtt" else "MSD_musicnn"].scores]
         elif spec.kind == "language":
             if vocal >= 0.5 and language_probs is None:
-                language, language_probs = _language(samples, outputs["MTT_musicnn"])
+                language, language_probs = _language(samples, outputs["MTT_musicnn"], patch_index)
             known = spec.scored(whisper_languages())
             # An instrumental track has no language: every language (and "other") scores 0, none is offered.
             probs = [language_probs.get(tag, 0.0) if language_probs else 0.0 for tag in spec.vocabulary]

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 EMBED_DIM = 200  # units of musicnn's penultimate dense layer (after batch norm)
-BATCH_PATCHES = 32  # patches per onnxruntime call: bounds memory on 10-minute tracks
+BATCH_PATCHES = 8  # patches per onnxruntime call: ~330 MB of activations, freed after each call
 
 MTT_LABELS: tuple[str, ...] = (
     "guitar", "classical", "slow", "techno", "strings", "drums", "electronic", "rock", "fast", "piano",
@@ -102,7 +102,7 @@ def load_tagger(model: str = "MTT_musicnn") -> ort.InferenceSession:
     def loader() -> ort.InferenceSession:
         from tingyin.models.onnx import cpu_session
 
-        return cpu_session(WEIGHTS_DIR / f"{model}.onnx")
+        return cpu_session(WEIGHTS_DIR / f"{model}.onnx", memory_arena=False)
 
     return get_manager().get(f"musicnn:{model}", loader)
 
