@@ -43,6 +43,20 @@ def test_numbers_to_english_words_and_back() -> None:
     assert numbers_to_digits("百分之二十五", "zh") == "25%"
 
 
+def test_english_itn_keeps_units_as_spoken() -> None:
+    """wetext alone writes "19 ft", '31 "', "20 min", "60 mph", "25 %" (twelve and below stay words)."""
+    assert numbers_to_digits("vaulted ceilings nineteen feet high", "en") == "vaulted ceilings 19 feet high"
+    assert numbers_to_digits("thirty one inches wide and twelve miles long", "en") == (
+        "31 inches wide and twelve miles long"
+    )
+    assert (
+        numbers_to_digits("twenty minutes or sixty miles per hour", "en") == "20 minutes or 60 miles per hour"
+    )
+    assert numbers_to_digits("wait one second, twenty seconds", "en") == "wait one second, 20 seconds"
+    assert numbers_to_digits("twenty five percent of fifteen thousand", "en") == "25% of 15000"
+    assert numbers_to_digits("the second time in eighteen forty four", "en") == "the 2nd time in 1844"
+
+
 def test_punctuation_helpers() -> None:
     assert strip_punctuation("你好，世界！我用 iPhone 手机。") == "你好世界我用iPhone手机"
     assert strip_punctuation("Don't stop, it's 3.5 well-known.") == "Don't stop it's 3.5 well known"

@@ -26,6 +26,18 @@ _THOUSANDS = re.compile(r"(?<=[0-9]),(?=[0-9]{3}(?![0-9]))")
 _YEAR = re.compile(r"(?<![0-9.])([12][0-9]{3})(?=年)")
 # Full-width digits and signs (０-９, ％, ．) as ASCII, so number rules and wetext see them.
 _FULL_WIDTH = {code: code - 0xFEE0 for code in range(0xFF10, 0xFF1A)} | {0xFF05: ord("%"), 0xFF0E: ord(".")}
+# English unit words wetext's ITN would abbreviate ("nineteen feet" -> "19 ft", "thirty inches" -> '30 "',
+# "fifteen minutes" -> "15 min"): a transcript keeps them as spoken ("19 feet", as references and vendors
+# write), so they are hidden from the grammar behind a mark it does not parse. "second" alone is mostly an
+# ordinal.
+_EN_UNIT = re.compile(
+    r"\b(?:feet|foot|inch(?:es)?|miles?|yards?|(?:centi|milli|kilo)?met(?:er|re)s?|(?:kilo)?grams?|ounces?"
+    r"|hours?|minutes?|seconds|(?<=\bone )second|(?:kilo|mega|giga)?hertz|(?:kilo|mega|giga|tera)?bytes?"
+    r"|(?:kilo|mega)?watts?|volts?|square)\b",
+    re.IGNORECASE,
+)
+_UNIT_MARK = "\u2063"  # INVISIBLE SEPARATOR: never in recognised text, a word character to no grammar
+_SPACED_PERCENT = re.compile(r"(?<=[0-9]) %")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 _ASCII_PUNCT_TO_ZH = {",": "，", "?": "？", "!": "！", ";": "；", ":": "："}
 SENTENCE_END = "。？！.?!"
@@ -108,9 +120,13 @@ def numbers_to_words(text: str, language: str) -> str:
 
 
 def numbers_to_digits(text: str, language: str) -> str:
-    """ITN on: numbers, dates, money, percentages as digits and symbols."""
+    """ITN on: numbers, dates, money, percentages as digits and symbols; English units stay words
+    ("9 feet", "15 minutes"), a percentage is "25%"."""
     lang = "zh" if language in ("zh", "yue", "zh-en") or has_cjk(text) else "en"
-    return _normalize(text, lang, "itn")
+    if lang == "zh":
+        return _normalize(text, lang, "itn")
+    shielded = _EN_UNIT.sub(lambda match: _UNIT_MARK + match.group(), text.replace(_UNIT_MARK, ""))
+    return _SPACED_PERCENT.sub("%", _normalize(shielded, lang, "itn").replace(_UNIT_MARK, ""))
 
 
 def is_punctuation(ch: str) -> bool:
