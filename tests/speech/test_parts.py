@@ -231,3 +231,21 @@ def test_a_patch_is_merged_in_time_order() -> None:
 def test_thousands_separator_survives_stripping_punctuation() -> None:
     assert strip_punctuation("there were 114,300 people, he said") == "there were 114,300 people he said"
     assert strip_punctuation("1, 2, 3") == "1 2 3"
+
+
+def test_the_token_cap_is_what_was_asked() -> None:
+    """CTranslate2's Whisper generates at most min(max_length / 2, max_length - prompt) tokens: the
+    max_length passed must be twice the tokens wanted (Whisper's 448 positions at most)."""
+    from tingyin.speech.whisper import _generated_limit, _total_length
+
+    for wanted, prompt in ((98, 32), (40, 4), (154, 60), (224, 200)):
+        assert _generated_limit(_total_length(wanted, prompt), prompt) == wanted
+    assert _generated_limit(_total_length(300, 32), 32) == 224  # Whisper's own limit
+    assert _total_length(300, 32) == 448
+
+
+def test_small_punctuation_forms_and_broken_characters_are_cleaned() -> None:
+    from tingyin.speech.textnorm import clean, to_chinese_punctuation
+
+    assert clean("今年3月3星公布了﹐S.A.M﹑P.A.Y\ufffd") == "今年3月3星公布了,S.A.M、P.A.Y"
+    assert to_chinese_punctuation(clean("真的吗﹖好﹗")) == "真的吗？好！"

@@ -259,7 +259,7 @@ class ChunkDecoder:
         for i, (chunk, (run, k)) in enumerate(zip(chunks, where, strict=True)):
             hypothesis = run.chosen[k]
             temperature = run.generated[k].temperature
-            if guards.is_loop(hypothesis.text):
+            if self._runaway(run, k):
                 hypothesis, temperature = self._resample(run, k, options) or (hypothesis, temperature)
             tokens, text = hypothesis.tokens, hypothesis.text
             style = STYLE_PROMPTS.get(run.languages[k], "")
@@ -281,18 +281,28 @@ class ChunkDecoder:
 
     def _doubtful(self, run: Pass, k: int) -> bool:
         text = run.chosen[k].text
-        return self._no_speech(run.generated[k]) or guards.needs_redecode(
-            text, run.chunks[k], run.languages[k]
+        return (
+            self._no_speech(run.generated[k])
+            or run.generated[k].capped
+            or guards.needs_redecode(text, run.chunks[k], run.languages[k])
         )
+
+    @staticmethod
+    def _runaway(run: Pass, k: int) -> bool:
+        """The chunk's result loops, or ran into the token cap (12 tokens a second of audio is more than
+        any speaker says: the decoder was repeating itself in a way the loop check does not see, such as
+        spelled letters with a variation)."""
+        return run.generated[k].capped or guards.is_loop(run.chosen[k].text)
 
     @staticmethod
     def _better(new: Pass, k: int, old: Pass, i: int) -> bool:
         """Whether the full-window result should replace the first one: loop-free over looping, otherwise
         the one that says more (the usual failure is Whisper stopping early), unless it is a loop."""
         new_text, old_text = new.chosen[k].text, old.chosen[i].text
-        if guards.is_loop(new_text) or guards.repeats_itself(new_text):
-            return guards.is_loop(old_text) and not guards.is_loop(new_text)
-        if guards.is_loop(old_text) or guards.repeats_itself(old_text):
+        new_runaway, old_runaway = ChunkDecoder._runaway(new, k), ChunkDecoder._runaway(old, i)
+        if new_runaway or guards.repeats_itself(new_text):
+            return old_runaway and not new_runaway
+        if old_runaway or guards.repeats_itself(old_text):
             return True
         return len(textnorm.strip_punctuation(new_text)) >= len(textnorm.strip_punctuation(old_text))
 
@@ -312,7 +322,7 @@ class ChunkDecoder:
                 max_tokens=max_tokens(run.chunks[k]),
                 tokenizer=run.tokenizers[k],
             )
-            if samples and not guards.is_loop(samples[0].text):
+            if samples and samples[0].complete and not guards.is_loop(samples[0].text):
                 return samples[0], temperature
         return None
 

@@ -66,10 +66,19 @@ _FULL_WIDTH_ALNUM = {
 }
 
 
+# Whisper sometimes writes the "small form variants" of punctuation (﹐﹑﹒﹖…, U+FE50-FE6B, meant for
+# vertical text): their ordinary forms (NFKC) instead, which the punctuation rules below know.
+_SMALL_FORMS = {
+    code: unicodedata.normalize("NFKC", chr(code))
+    for code in range(0xFE50, 0xFE6C)
+    if unicodedata.normalize("NFKC", chr(code)) != chr(code)
+}
+
+
 def clean(text: str) -> str:
     """Drop broken characters (a multi-byte character cut by a length cap) and write full-width Latin
-    letters and digits as ASCII."""
-    return text.replace("\ufffd", "").translate(_FULL_WIDTH_ALNUM)
+    letters and digits, and small punctuation forms, as their ordinary forms."""
+    return text.replace("\ufffd", "").translate(_FULL_WIDTH_ALNUM).translate(_SMALL_FORMS)
 
 
 def to_simplified(text: str) -> str:

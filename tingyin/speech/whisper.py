@@ -26,6 +26,7 @@ FRAMES_PER_SECOND = 100
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
 FULL_WINDOW_FRAMES = 3000
 ENCODER_FRAME_S = 0.02  # one encoder output frame (two mel frames)
+TEXT_POSITIONS = 448  # Whisper's decoder context: prompt and generated tokens together
 
 
 class Hypothesis(NamedTuple):
@@ -34,6 +35,7 @@ class Hypothesis(NamedTuple):
     tokens: list[int]
     text: str
     logprob: float
+    complete: bool = True  # False: the decoder ran into the chunk's token cap (a runaway, mostly a loop)
 
 
 class Generated(NamedTuple):
@@ -43,6 +45,7 @@ class Generated(NamedTuple):
     no_speech_prob: float
     average_logprob: float  # of the best hypothesis, per token
     temperature: float = 0.0  # 0: beam search; otherwise the sampling temperature
+    capped: bool = False  # the beam's best hypothesis ran into the token cap instead of ending
 
 
 class WhisperModelRunner:
@@ -185,6 +188,7 @@ class WhisperModelRunner:
         first); prompts of one batch share one length."""
         import ctranslate2
 
+        total = _total_length(max(max_tokens), len(prompts[0]))
         search: dict[str, Any] = {"beam_size": beam_size}
         if temperature > 0:
             search = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
@@ -193,7 +197,7 @@ class WhisperModelRunner:
                 ctranslate2.StorageView.from_array(encoded),
                 prompts,
                 num_hypotheses=beam_size,
-                max_length=min(448, max(max_tokens) + len(prompts[0])),
+                max_length=total,
                 return_scores=True,
                 return_no_speech_prob=True,
                 suppress_blank=True,
@@ -201,7 +205,8 @@ class WhisperModelRunner:
                 **search,
             )
         out = []
-        for result, limit, tokenizer in zip(results, max_tokens, tokenizers, strict=True):
+        for result, wanted, tokenizer in zip(results, max_tokens, tokenizers, strict=True):
+            limit = min(wanted, _generated_limit(total, len(prompts[0])))
             hypotheses = []
             ranked = list(zip(result.sequences_ids, result.scores, strict=True))
             if temperature > 0:  # beam results come best first; samples in no order
@@ -209,9 +214,14 @@ class WhisperModelRunner:
             for sequence, score in ranked:
                 tokens = [t for t in sequence[:limit] if t < tokenizer.eot]
                 # Scores are log-probabilities averaged over tokens (length penalty 1).
-                hypotheses.append(Hypothesis(tokens, tokenizer.decode(tokens), score * max(1, len(sequence))))
+                hypotheses.append(
+                    Hypothesis(
+                        tokens, tokenizer.decode(tokens), score * max(1, len(sequence)), len(sequence) < limit
+                    )
+                )
             average = float(ranked[0][1]) if ranked else 0.0
-            out.append(Generated(hypotheses, float(result.no_speech_prob), average, temperature))
+            capped = bool(hypotheses) and not hypotheses[0].complete
+            out.append(Generated(hypotheses, float(result.no_speech_prob), average, temperature, capped))
         return out
 
     def sample(
@@ -226,6 +236,8 @@ class WhisperModelRunner:
         """Three sampled hypotheses of one chunk (the loop fallback), best average log-probability first."""
         import ctranslate2
 
+        total = _total_length(max_tokens, len(prompt))
+        max_tokens = min(max_tokens, _generated_limit(total, len(prompt)))
         with self.lock:
             result = self.model.model.generate(
                 ctranslate2.StorageView.from_array(encoded),
@@ -234,14 +246,21 @@ class WhisperModelRunner:
                 num_hypotheses=3,
                 sampling_topk=0,
                 sampling_temperature=temperature,
-                max_length=min(448, max_tokens + len(prompt)),
+                max_length=total,
                 return_scores=True,
             )[0]
         ranked = sorted(zip(result.sequences_ids, result.scores, strict=True), key=lambda pair: -pair[1])
         out = []
         for sequence, score in ranked:
             tokens = [t for t in sequence[:max_tokens] if t < tokenizer.eot]
-            out.append(Hypothesis(tokens, tokenizer.decode(tokens), score * max(1, len(sequence))))
+            out.append(
+                Hypothesis(
+                    tokens,
+                    tokenizer.decode(tokens),
+                    score * max(1, len(sequence)),
+                    len(sequence) < max_tokens,
+                )
+            )
         return out
 
     def align(
@@ -264,6 +283,19 @@ class WhisperModelRunner:
                     median_filter_width=7,
                 )
             )
+
+
+def _total_length(new_tokens: int, prompt_tokens: int) -> int:
+    """The ``max_length`` that lets CTranslate2's Whisper generate ``new_tokens`` after a prompt: it stops at
+    min(max_length / 2, max_length - prompt) (the 224-token sampling limit of OpenAI's Whisper, applied to
+    whatever max_length is given), so passing prompt + new tokens, as faster-whisper does, allowed only about
+    half of them. At most Whisper's 448 positions."""
+    return min(TEXT_POSITIONS, max(2 * new_tokens, new_tokens + prompt_tokens))
+
+
+def _generated_limit(total_length: int, prompt_tokens: int) -> int:
+    """How many tokens CTranslate2 generates at most with ``max_length=total_length``."""
+    return min(total_length // 2, total_length - prompt_tokens)
 
 
 def window_frames(chunks: Sequence[Chunk], *, full_window: bool, pad_s: float) -> int:
