@@ -47,7 +47,7 @@ class DiarizationConfig:
     vad_min_speech_ms: int = 200
     vad_pad_ms: int = 100
     speech_rms: float = 0.1  # speech is brought to this level before embedding
-    window_stride_frames: int = 10  # one window embedding every 100 ms
+    window_stride_frames: int = 20  # one window embedding every 200 ms (100 ms: same DER, twice the time)
     segment_frames: int = 150  # clustering unit: 1.5 s of speech
     segment_step_frames: int = 75
     distance_threshold: float = 0.55  # cosine distance at which agglomerative clustering stops merging
