@@ -191,6 +191,9 @@ def test_stopped_early_and_empty_results_are_decoded_again() -> None:
     assert guards.needs_redecode("你好", chunk, "zh")
     assert guards.needs_redecode("", chunk, "zh")
     assert not guards.needs_redecode("金融系统似乎也在加大对房地产的投资力度", chunk, "zh")
+    # A phone number read digit by digit is speech enough (it was decoded again with the full window).
+    assert not guards.needs_redecode("13628066930", Chunk(0, 4 * S, [(0, 4 * S)]), "zh")
+    assert guards.needs_redecode("1811", chunk, "en")
     assert guards.is_hallucination("字幕由Amara.org社区提供")
     assert not guards.is_hallucination("P M M")
 
