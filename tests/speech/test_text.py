@@ -41,6 +41,10 @@ def test_numbers_to_english_words_and_back() -> None:
         "by 1811 had risen to 629"
     )
     assert numbers_to_digits("百分之二十五", "zh") == "25%"
+    # Currencies stay words after the digits (wetext alone: ¥50000, 人民币¥500, $50000).
+    assert numbers_to_digits("被罚款五万元", "zh") == "被罚款50000元"
+    assert numbers_to_digits("人民币五百元和五万美元", "zh") == "人民币500元和50000美元"
+    assert numbers_to_digits("元旦前的三百七十万元", "zh") == "元旦前的370万元"
 
 
 def test_english_itn_keeps_units_as_spoken() -> None:

@@ -36,6 +36,9 @@ _EN_UNIT = re.compile(
     r"|(?:kilo|mega)?watts?|volts?|square)\b",
     re.IGNORECASE,
 )
+# Chinese currency words likewise: wetext writes 五万元 as ¥50000 and 人民币五百元 as 人民币¥500; Chinese
+# transcripts (and the vendors' ITN) keep the word after the digits: 50000元, 人民币500元, 50000美元.
+_ZH_CURRENCY = re.compile("美元|欧元|英镑|日元|港元|港币|元")
 _UNIT_MARK = "\u2063"  # INVISIBLE SEPARATOR: never in recognised text, a word character to no grammar
 _SPACED_PERCENT = re.compile(r"(?<=[0-9]) %")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
@@ -129,13 +132,13 @@ def numbers_to_words(text: str, language: str) -> str:
 
 
 def numbers_to_digits(text: str, language: str) -> str:
-    """ITN on: numbers, dates, money, percentages as digits and symbols; English units stay words
-    ("9 feet", "15 minutes"), a percentage is "25%"."""
+    """ITN on: numbers, dates, money, percentages as digits and symbols; units and currencies stay words
+    ("19 feet", "15 minutes", "50000元"), a percentage is "25%"."""
     lang = "zh" if language in ("zh", "yue", "zh-en") or has_cjk(text) else "en"
-    if lang == "zh":
-        return _normalize(text, lang, "itn")
-    shielded = _EN_UNIT.sub(lambda match: _UNIT_MARK + match.group(), text.replace(_UNIT_MARK, ""))
-    return _SPACED_PERCENT.sub("%", _normalize(shielded, lang, "itn").replace(_UNIT_MARK, ""))
+    words = _ZH_CURRENCY if lang == "zh" else _EN_UNIT
+    shielded = words.sub(lambda match: _UNIT_MARK + match.group(), text.replace(_UNIT_MARK, ""))
+    digits = _normalize(shielded, lang, "itn").replace(_UNIT_MARK, "")
+    return digits if lang == "zh" else _SPACED_PERCENT.sub("%", digits)
 
 
 def is_punctuation(ch: str) -> bool:
