@@ -6,6 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from tingyin.sound.augment import change_speed
 from tingyin.sound.classifier import OpenSet
 from tingyin.sound.features import CANDIDATES, FeatureSpec, superset, whisper_columns
 from tingyin.sound.ridge import balanced_weights, ridge_loo
@@ -15,6 +16,8 @@ from tingyin.sound.training import (
     expected_calibration_error,
     fit_temperature,
     plan_candidates,
+    variant_transfer_accuracy,
+    variants_agree,
 )
 from tingyin.sound.whisper_onnx import MEL_LAYER, EmbedderSpec, embedder_dim
 
@@ -166,3 +169,43 @@ def test_a_candidate_must_beat_the_reference_by_a_standard_error() -> None:
     assert choose_features([cheap, deep], [0.90, 0.905], 1000) == cheap
     # At least one clip of margin when the reference is perfect.
     assert choose_features(specs, [1.0, 1.0, 1.0], 20) == reference
+
+
+def test_ridge_breaks_accuracy_ties_by_squared_error() -> None:
+    # Separable blobs: every penalty gets every clip right; the ridge's own leave-one-out squared error
+    # still prefers a light penalty over the heaviest one.
+    x, labels = blobs(dim=10)
+    x = 3.0 * x
+    heavy = ridge_loo(x, labels, 3, alphas=(300.0,))
+    chosen = ridge_loo(x, labels, 3, alphas=(0.01, 1.0, 300.0))
+    assert heavy.loo_accuracy == chosen.loo_accuracy == 1.0
+    assert chosen.alpha < 300.0
+
+
+def test_variants_are_kept_unless_they_contradict_the_labels() -> None:
+    assert variants_agree(0.99, 1.0, 200)  # two clips of tolerance at 100 %
+    assert not variants_agree(0.98, 1.0, 200)
+    # 180 clips at 98.9 %: two standard errors are about 1.6 points.
+    assert variants_agree(0.978, 0.989, 180)
+    assert not variants_agree(0.9, 0.989, 180)
+    assert variants_agree(1.0, 0.95, 50)  # better is always fine
+
+
+def test_speed_change_moves_pitch_and_length_together() -> None:
+    rate = 16000
+    tone = np.sin(2 * np.pi * 440 * np.arange(rate) / rate).astype(np.float32)
+    faster = change_speed(tone, 12.0)  # an octave up: half as long, twice the frequency
+    assert abs(len(faster) - rate // 2) <= 2
+    spectrum = np.abs(np.fft.rfft(faster))
+    assert abs(np.argmax(spectrum) * rate / len(faster) - 880) < 5
+
+
+def test_transfer_accuracy_of_heads_trained_on_variants_only() -> None:
+    x, labels = blobs(n_per_class=10)
+    weights = np.ones(len(labels))
+    rng = np.random.default_rng(1)
+    faithful = x + 0.1 * rng.normal(size=x.shape).astype(np.float32)
+    assert variant_transfer_accuracy(x, faithful, labels, 3, weights, 1.0) == 1.0
+    # Variants that look like the next class: heads trained on them alone get the clips wrong.
+    misleading = x[(np.arange(len(labels)) + 10) % len(labels)]
+    assert variant_transfer_accuracy(x, misleading, labels, 3, weights, 1.0) < 0.2

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tingyin.audio import decode
+from tingyin.audio import decode, encode_wav
 from tingyin.sound.classifier import UNKNOWN, TrainedClassifier
 from tingyin.sound.embeddings import get_embedder
 from tingyin.sound.evaluation import SMALL_CLASS_CAUTION_ZH
@@ -83,7 +83,11 @@ def test_leave_one_out_report_of_the_served_recipe(trained: TrainingResult) -> N
     # Every class has fewer than 100 clips: the seed's caution is attached.
     assert report.caution == SMALL_CLASS_CAUTION_ZH and report.small_classes == CLASSES
     json.dumps(report.to_dict())  # JSON-serialisable
-    assert trained.augmented_count == 24  # one audio variant per clip
+    # Both kinds of variant were tried (augment=True); each kept kind adds one variant per clip.
+    assert set(report.details["variant_checks"]) == {"none", "mix", "speed"}
+    kept = report.details["variants"]
+    assert kept and set(kept) <= {"mix", "speed"}
+    assert trained.augmented_count == 24 * len(kept)
 
 
 def test_scores_are_calibrated_not_saturated(trained: TrainingResult) -> None:
@@ -226,6 +230,30 @@ def test_selection_between_candidates(cache_dir: Path) -> None:
         own = get_embedder(spec.whisper).embed(audio)
         sliced = whole[whisper_columns(superset([first.whisper, DEFAULT_FEATURES.whisper]), spec.whisper)]  # type: ignore[list-item]
         np.testing.assert_allclose(own, sliced, rtol=1e-3, atol=1e-3)
+
+
+def test_speed_variants_are_dropped_where_pitch_is_the_class(cache_dir: Path, tmp_path: Path) -> None:
+    # Harmonic tones 3 semitones apart: a speed change of up to 7 semitones turns one class into the
+    # other. Heads fitted on the clips beside their speed variants still get every clip right, so only
+    # heads trained on the variants alone show the contradiction.
+    rng = np.random.default_rng(0)
+    rate, clips = 16000, []
+    time = np.arange(rate) / rate
+    for label, pitch in (("low", 300.0), ("high", 357.0)):
+        for index in range(16):
+            f0 = pitch * 2 ** (rng.uniform(-0.5, 0.5) / 12)
+            tone = sum(0.3 / k * np.sin(2 * np.pi * k * f0 * time + rng.uniform(0, 6)) for k in (1, 2, 3))
+            tone = tone + 0.01 * rng.standard_normal(rate)
+            path = tmp_path / f"{label}{index}.wav"
+            path.write_bytes(encode_wav(np.asarray(tone, dtype=np.float32)))
+            clips.append(LabeledClip.from_path(path, label))
+    result = train_classifier(
+        clips, cache_dir=cache_dir, config=TrainingConfig(candidates=(DEFAULT_FEATURES,), augment=True)
+    )
+    checks = result.report.details["variant_checks"]
+    assert result.report.details["variants"] == ["mix"] and result.augmented_count == len(clips)
+    assert checks["mix"] >= 0.9 and checks["speed"] < checks["mix"] - 0.2
+    assert result.report.accuracy >= 0.9
 
 
 def test_fold_evaluation_script_on_fixture_manifest(cache_dir: Path) -> None:

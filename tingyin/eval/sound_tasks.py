@@ -466,6 +466,7 @@ class TaskRun:
     train_seconds: float
     features: str
     augmented: int
+    variant_kinds: str = ""  # the kinds of audio variant training kept, e.g. "mix+speed"
 
 
 @dataclass
@@ -546,12 +547,14 @@ def evaluate_tasks(
                     round(elapsed, 1),
                     result.classifier.features.key,
                     result.augmented_count,
+                    "+".join(result.report.details.get("variants") or []),
                 )
                 runs.append(run)
                 if log:
                     log(
                         f"{task} n={size}: accuracy {accuracy:.2%} on {len(test)} test clips, "
-                        f"trained in {elapsed:.1f} s ({run.features}, {run.augmented} variants)"
+                        f"trained in {elapsed:.1f} s ({run.features}, {run.augmented} variants: "
+                        f"{run.variant_kinds or 'none'})"
                     )
             if open_set and len(classes) >= 4:
                 known = classes[: len(classes) // 2]

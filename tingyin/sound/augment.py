@@ -25,6 +25,15 @@ def time_shift(audio: np.ndarray, shift_samples: int) -> np.ndarray:
     return np.roll(audio, shift_samples).astype(np.float32, copy=False)
 
 
+def change_speed(audio: np.ndarray, semitones: float) -> np.ndarray:
+    """``audio`` played faster (``semitones`` > 0) or slower: pitch, formants and tempo move together, as
+    with a tape or a resampler (not a phase vocoder: cheaper, and no phasing artefacts)."""
+    from tingyin.audio import TARGET_RATE, resample
+
+    target = max(1, round(TARGET_RATE / 2.0 ** (semitones / 12.0)))
+    return resample(np.asarray(audio, dtype=np.float32), TARGET_RATE, target)
+
+
 def mix(audio: np.ndarray, other: np.ndarray, other_weight: float) -> np.ndarray:
     """``audio`` with ``other`` (tiled or cut to the same length) mixed in at ``other_weight``."""
     if other.shape[-1] < audio.shape[-1]:
