@@ -85,6 +85,10 @@ class Settings(BaseSettings):
     # Bodies whose credentials are inside them (SAMI, Qiniu signatures) stream into node-local scratch
     # until checked; all such bodies together may hold at most this many bytes at once.
     unauthenticated_body_bytes: int = 1024 * 1024 * 1024
+    # An idle keep-alive connection stays open this long. It must outlast the clients' own pool expiry
+    # (httpx 5 s, uvicorn's default also 5 s): at equal values a client reuses a connection just as the
+    # server closes it, and a POST then fails with "server disconnected" (seen in the SAMI load burst).
+    http_keep_alive_s: float = Field(default=75.0, gt=0, le=3600)
     # SIGTERM/SIGINT: in-flight requests get this long to finish, and a worker's running job this long
     # to hand itself back to the queue, before the process exits anyway.
     shutdown_grace_s: float = 10.0

@@ -127,3 +127,22 @@ def test_transcription_job_on_embedded_worker(
     assert isinstance(result, dict) and "金融" in result["text"]
     other = server.create_app("someone-else")
     assert httpx.get(f"{server.url}/v1/transcriptions/{job['id']}", headers=bearer(other)).status_code == 404
+
+
+def test_an_idle_keep_alive_connection_outlives_a_client_pool_expiry(server: Server) -> None:
+    """A connection idle for 6 s (past httpx's 5 s pool expiry, and uvicorn's 5 s default) still answers:
+    the server keeps it open for TINGYIN_HTTP_KEEP_ALIVE_S (75 s)."""
+    import http.client
+
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=30)
+    try:
+        connection.request("GET", "/healthz")
+        first = connection.getresponse()
+        assert first.status == 200 and json.loads(first.read())["status"] == "ok"
+        time.sleep(6)
+        connection.request("GET", "/healthz")  # the same socket: http.client reconnects only if told to
+        second = connection.getresponse()
+        assert second.status == 200 and json.loads(second.read())["status"] == "ok"
+        assert second.getheader("connection", "").lower() != "close"
+    finally:
+        connection.close()
