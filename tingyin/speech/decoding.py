@@ -10,8 +10,7 @@
   the two results stays. A loop that survives is re-sampled with rising temperature.
 * Coverage: after alignment, speech (by the VAD's frame probabilities) that no character covers for longer
 than
-  ``MIN_UNCOVERED_S`` — Whisper skipping a sentence of a chunk — is decoded as a chunk of its own (the VAD
-  regions lying mostly inside it, not the neighbouring sentence Whisper would prefer again) and merged.
+  ``MIN_UNCOVERED_S`` — Whisper skipping a sentence of a chunk — is decoded as a chunk of its own and merged.
 * Only a known subtitle credit on its own, or text both decodes doubt is speech, is dropped.
 """
 
