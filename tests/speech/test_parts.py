@@ -10,14 +10,7 @@ from tingyin.errors import InvalidRequest
 from tingyin.jobs.transcription import TranscriptionParams
 from tingyin.speech import guards
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap, make_chunks
-from tingyin.speech.decoding import (
-    decoding_stats,
-    gap_span,
-    merge_patch,
-    output_style,
-    uncovered,
-    without_covered,
-)
+from tingyin.speech.decoding import decoding_stats, merge_patch, output_style, uncovered
 from tingyin.speech.hotwords import plan
 from tingyin.speech.options import DecodeOptions, HotWord
 from tingyin.speech.pipeline import RecordingOptions
@@ -236,34 +229,6 @@ def test_a_patch_is_merged_in_time_order() -> None:
     merged = merge_patch(item, patch)
     assert merged.text == "hello there general kenobi"
     assert [c.start for c in merged.chars] == sorted(c.start for c in merged.chars)
-
-
-def test_a_skipped_sentence_is_decoded_alone_and_merged_before_a_stretched_character() -> None:
-    """A phone number (0.5-4.5 s) and 打开去大连 (5.0-7.0 s) in one chunk: Whisper wrote only the words
-    and the alignment stretched 打 over the number. The number's region alone is decoded again (with the next
-    sentence in the window Whisper skipped the digits again), a copy of covered words is dropped, and the
-    digits go before 打, which now starts after them."""
-    chunk = Chunk(0, 8 * S, [(int(0.4 * S), int(4.6 * S)), (int(4.9 * S), int(7.2 * S))])
-    assert gap_span(chunk, 0.0, 5.2) == (int(0.4 * S), int(4.6 * S))
-    assert gap_span(Chunk(0, 8 * S, [(0, 8 * S)]), 2.0, 5.0) == (
-        int(1.75 * S),
-        int(5.25 * S),
-    )  # no region fits
-    words = [TimedChar("打", 0.6, 5.4), *_chars("开去大连", 5.4, 0.4)]
-    item = DecodedChunk(chunk, "zh", "打开去大连", words)
-    patch = DecodedChunk(
-        Chunk(int(0.4 * S), int(4.6 * S), []),
-        "zh",
-        "13996365239开",
-        [*_chars("13996365239", 0.6, 0.35), TimedChar("开", 5.45, 5.7)],
-    )
-    patch = without_covered(patch, item)
-    assert patch.text == "13996365239"
-    merged = merge_patch(item, patch)
-    assert merged.text.strip() == "13996365239打开去大连"
-    assert [c.start for c in merged.chars] == sorted(c.start for c in merged.chars)
-    number_end = 0.6 + 11 * 0.35
-    assert [c for c in merged.chars if c.char == "打"] == [TimedChar("打", pytest.approx(number_end), 5.4)]
 
 
 def test_thousands_separator_survives_stripping_punctuation() -> None:

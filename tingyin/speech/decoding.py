@@ -373,7 +373,8 @@ class ChunkDecoder:
         gaps: list[tuple[int, Chunk]] = []
         for index, item in enumerate(decoded):
             for start_s, end_s in uncovered(item, speech):
-                lo, hi = gap_span(item.chunk, start_s, end_s)
+                lo = max(item.chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
+                hi = min(item.chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
                 if hi > lo:
                     gaps.append((index, Chunk(lo, hi, [(lo, hi)])))
         if not gaps:
@@ -381,7 +382,6 @@ class ChunkDecoder:
         patches = self.decode(audio, [chunk for _, chunk in gaps], language, bias, options, speech, depth=1)
         out = list(decoded)
         for (index, _), patch in zip(gaps, patches, strict=True):
-            patch = without_covered(patch, out[index])
             if not textnorm.strip_punctuation(patch.text):
                 continue
             out[index] = merge_patch(out[index], patch)
@@ -432,56 +432,9 @@ def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]
     ]
 
 
-def gap_span(chunk: Chunk, start_s: float, end_s: float) -> tuple[int, int]:
-    """The samples to decode again for an uncovered stretch of ``chunk``: the chunk's speech regions lying
-    mostly inside it, or else the stretch with a margin of context. A neighbouring sentence that already has
-    text stays out: given one, Whisper writes it again and skips the rest (a phone number followed by
-    "打开去大连" came back as "打开" twice and no digits)."""
-    lo_s, hi_s = start_s * SAMPLE_RATE, end_s * SAMPLE_RATE
-    inside = [(s, e) for s, e in chunk.speech if min(e, hi_s) - max(s, lo_s) >= 0.5 * (e - s)]
-    if inside:
-        return max(chunk.start, inside[0][0]), min(chunk.end, inside[-1][1])
-    return (
-        max(chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE)),
-        min(chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE)),
-    )
-
-
-def without_covered(patch: DecodedChunk, item: DecodedChunk) -> DecodedChunk:
-    """``patch`` without the characters that fall inside the time ``item``'s characters already cover (the
-    margin of context decoded again), so merging does not interleave two copies of the same words."""
-    if not patch.chars or not item.chars:
-        return patch
-    # A character stretched over skipped audio covers only its last LONGEST_CHAR_S (see ``uncovered``).
-    covered = [
-        (max(c.start, c.end - LONGEST_CHAR_S), c.end)
-        for c in item.chars
-        if not c.char.isspace() and not textnorm.is_punctuation(c.char)
-    ]
-    kept = [c for c in patch.chars if not any(lo < (c.start + c.end) / 2 < hi for lo, hi in covered)]
-    if len(kept) == len(patch.chars):
-        return patch
-    return patch._replace(chars=kept, text="".join(c.char for c in kept))
-
-
 def merge_patch(item: DecodedChunk, patch: DecodedChunk) -> DecodedChunk:
-    """The chunk's text and characters with a re-decoded stretch inserted in time order. A character of the
-    chunk stretched over the patch's time (the alignment parked the skipped audio on it) is cut back to the
-    side of the patch where it ends, so the patch's words come before or after it, not around it."""
-    added = patch_chars(patch)
-    own = list(item.chars)
-    spoken = [c for c in added if not c.char.isspace()]
-    if spoken:
-        first, last = spoken[0].start, spoken[-1].end
-        own = [
-            c._replace(start=last)
-            if c.start <= first and c.end > last
-            else c._replace(end=first)
-            if c.start < first < c.end <= last
-            else c
-            for c in own
-        ]
-    chars = sorted([*own, *added], key=lambda c: c.start)
+    """The chunk's text and characters with a re-decoded stretch inserted in time order."""
+    chars = sorted([*item.chars, *patch_chars(patch)], key=lambda c: c.start)
     if item.chars and patch.chars:
         text = "".join(c.char for c in chars)
     else:
