@@ -239,12 +239,12 @@ def test_thousands_separator_survives_stripping_punctuation() -> None:
 def test_the_token_cap_is_what_was_asked() -> None:
     """CTranslate2's Whisper generates at most min(max_length / 2, max_length - prompt) tokens: the
     max_length passed must be twice the tokens wanted (Whisper's 448 positions at most)."""
-    from tingyin.speech.whisper import _generated_limit, _total_length
+    from tingyin.speech.whisper import _lengths
 
     for wanted, prompt in ((98, 32), (40, 4), (154, 60), (224, 200)):
-        assert _generated_limit(_total_length(wanted, prompt), prompt) == wanted
-    assert _generated_limit(_total_length(300, 32), 32) == 224  # Whisper's own limit
-    assert _total_length(300, 32) == 448
+        total, generated = _lengths(wanted, prompt)
+        assert generated == wanted and min(total // 2, total - prompt) == wanted
+    assert _lengths(300, 32) == (448, 224)  # Whisper's own limit
 
 
 def test_small_punctuation_forms_and_broken_characters_are_cleaned() -> None:

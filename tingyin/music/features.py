@@ -93,9 +93,13 @@ def mel_power(audio: np.ndarray) -> np.ndarray:
     return _mel_of_frames(_centred(audio))
 
 
+def _compressed(mel: np.ndarray) -> np.ndarray:
+    return np.log10(10000.0 * mel + 1.0).astype(np.float32)
+
+
 def log_mel(audio: np.ndarray) -> np.ndarray:
     """musicnn's input representation: ``log10(10000 * mel + 1)``, shape (frames, 96), float32."""
-    return np.log10(10000.0 * mel_power(audio) + 1.0).astype(np.float32)
+    return _compressed(mel_power(audio))
 
 
 def patches(spectrogram: np.ndarray, hop_frames: int = PATCH_FRAMES) -> np.ndarray:
@@ -142,5 +146,5 @@ def log_mel_patches(audio: np.ndarray, indices: np.ndarray) -> np.ndarray:
     out = np.empty((len(indices), PATCH_FRAMES, N_MELS), dtype=np.float32)
     for row, index in enumerate(indices):
         start = int(index) * PATCH_FRAMES * HOP
-        out[row] = np.log10(10000.0 * _mel_of_frames(padded[start : start + span]) + 1.0)
+        out[row] = _compressed(_mel_of_frames(padded[start : start + span]))
     return out

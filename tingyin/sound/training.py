@@ -74,6 +74,16 @@ CancelCallback = Callable[[], bool]
 DEFAULT_CLIP_SECONDS = 5.0  # for clips whose header has no duration
 
 
+# Audio variants training may add, one per clip: "mix" is a time shift, a gain and another clip of the
+# dataset mixed in as background; "speed" the clip played faster or slower by up to SPEED_SEMITONES (pitch,
+# formants and tempo together), time-shifted, with a gain and white noise at 10-30 dB SNR (no background:
+# another class's clip behind it cost the instruments task 3 points). On the dev tasks (docs/sound.md)
+# "speed" is what carries a model across a change of register and room, but it contradicts classes that
+# differ by pitch or tempo: training checks that (``variants_agree``) and falls back to "mix".
+VARIANT_KINDS = ("mix", "speed")
+SPEED_SEMITONES = 7.0
+
+
 @dataclass(frozen=True)
 class TrainingConfig:
     """What training may do. ``None`` fields take their value from the settings or the defaults."""
@@ -84,7 +94,7 @@ class TrainingConfig:
     augment: bool | None = None  # None: when the budget left allows it
     # Kinds of audio variant to add, one variant per clip each, in this order while the budget allows
     # (see VARIANT_KINDS); a kind is kept only where it keeps the leave-one-out accuracy (variants_agree).
-    variant_kinds: tuple[str, ...] = ("mix", "speed")
+    variant_kinds: tuple[str, ...] = VARIANT_KINDS
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     normalize_rows: bool = True
     unknown_quantile: float = 0.05  # default open-set threshold (share of genuine clips answered unknown)
@@ -375,16 +385,6 @@ def _dataset_digest(clips: Sequence[LabeledClip]) -> str:
     return hashlib.sha256("".join(sorted(clip.content_hash for clip in clips)).encode()).hexdigest()[:12]
 
 
-# Audio variants training may add, one per clip: "mix" is a time shift, a gain and another clip of the
-# dataset mixed in as background; "speed" the clip played faster or slower by up to SPEED_SEMITONES (pitch,
-# formants and tempo together), time-shifted, with a gain and white noise at 10-30 dB SNR (no background:
-# another class's clip behind it cost the instruments task 3 points). On the dev tasks (docs/sound.md)
-# "speed" is what carries a model across a change of register and room, but it contradicts classes that
-# differ by pitch or tempo: training checks that (``variants_agree``) and falls back to "mix".
-VARIANT_KINDS = ("mix", "speed")
-SPEED_SEMITONES = 7.0
-
-
 def _variant_maker(
     clips: Sequence[LabeledClip], seed: int, kind: str = "mix"
 ) -> Callable[[np.ndarray, int], np.ndarray]:
@@ -600,6 +600,7 @@ def train_classifier(
             kept.append(variants)
             kept_kinds.append(kind)
     augment_done = time.perf_counter()
+    augmented = len(rows) - len(chosen)  # variant rows in the fit
     report_progress(0.96, "calibrating")
     loo_logits = fit.loo_scores[: len(chosen)]
     temperature = fit_temperature(loo_logits, labels)
@@ -626,7 +627,7 @@ def train_classifier(
             "temperature": round(temperature, 6),
             "log_loss": round(_log_loss(loo_probabilities, labels), 4),
             "expected_calibration_error": round(expected_calibration_error(loo_probabilities, labels), 4),
-            "augmented_clips": len(rows) - len(chosen),
+            "augmented_clips": augmented,
             "variants": kept_kinds,
             # Leave-one-out accuracy on the clips without variants, and with each kind of variant tried.
             "variant_checks": {"none": round(plain_accuracy, 4), **variant_checks},
@@ -649,7 +650,7 @@ def train_classifier(
             "head": "ridge",
             "penalty": fit.alpha,
             "features": features.key,
-            "augmented_clips": len(rows) - len(chosen),
+            "augmented_clips": augmented,
             "variants": kept_kinds,
             "seed": seed,
             "init_from": init_from.info.get("version") if init_from is not None else None,
@@ -661,7 +662,7 @@ def train_classifier(
         report=report,
         train_count=len(chosen),
         held_out_count=len(chosen),
-        augmented_count=len(rows) - len(chosen),
+        augmented_count=augmented,
         timings={
             "embed_s": round(embed_done - started, 3),
             "select_s": round(select_done - embed_done, 3),

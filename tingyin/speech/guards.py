@@ -78,12 +78,12 @@ def stopped_early(text: str, chunk: Chunk, language: str) -> bool:
         return False
     if not flat:
         return True
-    # Every digit is at least one spoken syllable: a phone number written as 11 digits is 11 units of
-    # speech, not one word.
-    digits = sum(ch.isdigit() for ch in flat)
     if textnorm.has_cjk(flat):
         units = len(flat.replace(" ", ""))
         return units / speech_s < MIN_UNITS_PER_S.get(language, MIN_UNITS_PER_S["zh"])
+    # Every digit is at least one spoken syllable: a phone number written as 11 digits is 11 units of
+    # speech, not one word.
+    digits = sum(ch.isdigit() for ch in flat)
     words = sum(1 for word in flat.split() if not word.isdigit())
     return (words + digits) / speech_s < MIN_WORDS_PER_S
 

@@ -188,7 +188,7 @@ class WhisperModelRunner:
         first); prompts of one batch share one length."""
         import ctranslate2
 
-        total = _total_length(max(max_tokens), len(prompts[0]))
+        total, generated = _lengths(max(max_tokens), len(prompts[0]))
         search: dict[str, Any] = {"beam_size": beam_size}
         if temperature > 0:
             search = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
@@ -206,19 +206,11 @@ class WhisperModelRunner:
             )
         out = []
         for result, wanted, tokenizer in zip(results, max_tokens, tokenizers, strict=True):
-            limit = min(wanted, _generated_limit(total, len(prompts[0])))
-            hypotheses = []
+            limit = min(wanted, generated)
             ranked = list(zip(result.sequences_ids, result.scores, strict=True))
             if temperature > 0:  # beam results come best first; samples in no order
                 ranked.sort(key=lambda pair: -pair[1])
-            for sequence, score in ranked:
-                tokens = [t for t in sequence[:limit] if t < tokenizer.eot]
-                # Scores are log-probabilities averaged over tokens (length penalty 1).
-                hypotheses.append(
-                    Hypothesis(
-                        tokens, tokenizer.decode(tokens), score * max(1, len(sequence)), len(sequence) < limit
-                    )
-                )
+            hypotheses = [_hypothesis(sequence, score, limit, tokenizer) for sequence, score in ranked]
             average = float(ranked[0][1]) if ranked else 0.0
             capped = bool(hypotheses) and not hypotheses[0].complete
             out.append(Generated(hypotheses, float(result.no_speech_prob), average, temperature, capped))
@@ -236,8 +228,8 @@ class WhisperModelRunner:
         """Three sampled hypotheses of one chunk (the loop fallback), best average log-probability first."""
         import ctranslate2
 
-        total = _total_length(max_tokens, len(prompt))
-        max_tokens = min(max_tokens, _generated_limit(total, len(prompt)))
+        total, generated = _lengths(max_tokens, len(prompt))
+        limit = min(max_tokens, generated)
         with self.lock:
             result = self.model.model.generate(
                 ctranslate2.StorageView.from_array(encoded),
@@ -250,18 +242,7 @@ class WhisperModelRunner:
                 return_scores=True,
             )[0]
         ranked = sorted(zip(result.sequences_ids, result.scores, strict=True), key=lambda pair: -pair[1])
-        out = []
-        for sequence, score in ranked:
-            tokens = [t for t in sequence[:max_tokens] if t < tokenizer.eot]
-            out.append(
-                Hypothesis(
-                    tokens,
-                    tokenizer.decode(tokens),
-                    score * max(1, len(sequence)),
-                    len(sequence) < max_tokens,
-                )
-            )
-        return out
+        return [_hypothesis(sequence, score, limit, tokenizer) for sequence, score in ranked]
 
     def align(
         self,
@@ -285,17 +266,21 @@ class WhisperModelRunner:
             )
 
 
-def _total_length(new_tokens: int, prompt_tokens: int) -> int:
-    """The ``max_length`` that lets CTranslate2's Whisper generate ``new_tokens`` after a prompt: it stops at
-    min(max_length / 2, max_length - prompt) (the 224-token sampling limit of OpenAI's Whisper, applied to
-    whatever max_length is given), so passing prompt + new tokens, as faster-whisper does, allowed only about
-    half of them. At most Whisper's 448 positions."""
-    return min(TEXT_POSITIONS, max(2 * new_tokens, new_tokens + prompt_tokens))
+def _lengths(new_tokens: int, prompt_tokens: int) -> tuple[int, int]:
+    """The ``max_length`` that lets CTranslate2's Whisper generate ``new_tokens`` after a prompt, and how many
+    it then generates at most. It stops at min(max_length / 2, max_length - prompt) (the 224-token sampling
+    limit of OpenAI's Whisper, applied to whatever max_length is given), so passing prompt + new tokens, as
+    faster-whisper does, allowed only about half of them. At most Whisper's 448 positions."""
+    total = min(TEXT_POSITIONS, max(2 * new_tokens, new_tokens + prompt_tokens))
+    return total, min(total // 2, total - prompt_tokens)
 
 
-def _generated_limit(total_length: int, prompt_tokens: int) -> int:
-    """How many tokens CTranslate2 generates at most with ``max_length=total_length``."""
-    return min(total_length // 2, total_length - prompt_tokens)
+def _hypothesis(sequence: list[int], score: float, limit: int, tokenizer: Tokenizer) -> Hypothesis:
+    """A generated ``sequence`` as a hypothesis: its text tokens within ``limit``, its total log-probability
+    (CTranslate2's ``score`` is the average over tokens, length penalty 1), and whether it ended before the
+    limit."""
+    tokens = [t for t in sequence[:limit] if t < tokenizer.eot]
+    return Hypothesis(tokens, tokenizer.decode(tokens), score * max(1, len(sequence)), len(sequence) < limit)
 
 
 def window_frames(chunks: Sequence[Chunk], *, full_window: bool, pad_s: float) -> int:
