@@ -10,7 +10,13 @@ from tingyin.errors import InvalidRequest
 from tingyin.jobs.transcription import TranscriptionParams
 from tingyin.speech import guards
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap, make_chunks
-from tingyin.speech.decoding import decoding_stats, merge_patch, output_style, uncovered
+from tingyin.speech.decoding import (
+    decoding_stats,
+    merge_patch,
+    output_style,
+    pad_seconds,
+    uncovered,
+)
 from tingyin.speech.hotwords import plan
 from tingyin.speech.options import DecodeOptions, HotWord
 from tingyin.speech.pipeline import RecordingOptions
@@ -18,7 +24,7 @@ from tingyin.speech.postprocess import DecodedChunk, rewrite_text
 from tingyin.speech.textnorm import strip_punctuation
 from tingyin.speech.timing import TimedChar, monotonic, snap_to_speech
 from tingyin.speech.types import DecodingStats, Utterance, UtteranceRecord, Word
-from tingyin.speech.whisper import Hypothesis
+from tingyin.speech.whisper import FULL_WINDOW_FRAMES, Hypothesis, window_frames
 
 S = SAMPLE_RATE
 
@@ -90,6 +96,15 @@ def test_decoding_stats_are_whispers_window_figures() -> None:
     back = record.utterance().decoding
     assert isinstance(back, DecodingStats) and back.temperature == 0.4
     assert UtteranceRecord.of(utterance._replace(decoding=None)).utterance().decoding is None
+
+
+def test_a_mandarin_request_gets_the_shorter_window() -> None:
+    chunk = Chunk(0, int(4.5 * S), [(0, int(4.5 * S))])
+    # 4.5 s of speech: 2 s of silence after it for Mandarin, 3 s otherwise, in whole seconds of 100 frames.
+    assert window_frames([chunk], full_window=False, pad_s=pad_seconds("zh")) == 700
+    for language in ("en", "auto", "zh-en", "yue"):
+        assert window_frames([chunk], full_window=False, pad_s=pad_seconds(language)) == 800
+    assert window_frames([chunk], full_window=True, pad_s=pad_seconds("zh")) == FULL_WINDOW_FRAMES
 
 
 def test_hot_words_are_parsed_in_one_place() -> None:

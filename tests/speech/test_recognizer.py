@@ -123,15 +123,15 @@ def test_hot_word_fixes_a_misspelt_name(recognizer: Recognizer) -> None:
 
 
 def test_negative_weight_steers_a_homophone_away(recognizer: Recognizer) -> None:
-    """调查详细的经纬: the plain model writes the homophone 警卫 (jǐngwèi/jīngwěi). −5 on 警卫 lowers it, and
-    the recogniser takes the reading that sounds the same and fits the sentence; a stronger factor never
-    brings it back."""
-    audio = _clip("BAC009S0150W0376")
+    """开发商并没有在新政出台后选择了涨价: the plain model writes the sound-alike 长假 (chángjià for
+    zhǎngjià). −5 on 长假 lowers it, and the recogniser takes the reading that sounds alike and fits the
+    sentence; a stronger factor never brings it back."""
+    audio = _clip("BAC009S0252W0176")
     plain = recognizer.transcribe(audio, DecodeOptions(language="zh", punctuation=False)).text
-    assert "警卫" in plain
-    steered = {w: _with_hot_word(recognizer, audio, "警卫", -w) for w in HOT_WORD_WEIGHTS}
-    assert "经纬" in steered[5], steered
-    away = [("警卫" not in steered[w]) for w in HOT_WORD_WEIGHTS]
+    assert "长假" in plain
+    steered = {w: _with_hot_word(recognizer, audio, "长假", -w) for w in HOT_WORD_WEIGHTS}
+    assert "涨价" in steered[5], steered
+    away = [("长假" not in steered[w]) for w in HOT_WORD_WEIGHTS]
     assert away == sorted(away), steered
     for text in steered.values():  # nothing deleted: as many characters as the plain reading
         assert len(text) == len(plain), steered

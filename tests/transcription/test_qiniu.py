@@ -227,18 +227,18 @@ SPEECH = FIXTURES / "speech"
 
 
 def test_hot_word_factors_on_real_clips(qiniu_server: Server, keys: dict[str, str]) -> None:
-    """+5 fixes a name the model mishears (盛源生活广场), −5 steers a homophone away (调查详细的经纬, heard as
-    警卫) without deleting what was said; the monotonic effect over 1..10 is shown in tests/speech."""
+    """+5 fixes a name the model mishears (盛源生活广场), −5 steers a sound-alike away (选择了涨价, heard as
+    长假) without deleting what was said; the monotonic effect over 1..10 is shown in tests/speech."""
     name = (SPEECH / "BAC009S0150W0016.flac").read_bytes()
     assert "盛源" not in sync(qiniu_server, keys, name)["all_text"]
     favoured = sync(qiniu_server, keys, name, hot_words=[{"hot_word": "盛源", "factor": 5}])
     assert "盛源生活广场" in favoured["all_text"], favoured
-    homophone = (SPEECH / "BAC009S0150W0376.flac").read_bytes()
+    homophone = (SPEECH / "BAC009S0252W0176.flac").read_bytes()
     plain = sync(qiniu_server, keys, homophone)["all_text"]
-    assert "警卫" in plain
-    steered = sync(qiniu_server, keys, homophone, hot_words=[{"hot_word": "警卫", "factor": -5}])["all_text"]
-    assert "警卫" not in steered and "经纬" in steered, steered
-    assert len(steered) == len(plain) and "调查" in steered
+    assert "长假" in plain
+    steered = sync(qiniu_server, keys, homophone, hot_words=[{"hot_word": "长假", "factor": -5}])["all_text"]
+    assert "长假" not in steered and "涨价" in steered, steered
+    assert len(steered) == len(plain) and "开发商" in steered
 
 
 def test_cantonese_model_on_cantonese_speech(qiniu_server: Server, keys: dict[str, str]) -> None:
