@@ -12,9 +12,11 @@ from tingyin.speech import guards
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap, make_chunks
 from tingyin.speech.decoding import (
     decoding_stats,
+    echoes,
     merge_patch,
     output_style,
     pad_seconds,
+    speech_inside,
     uncovered,
 )
 from tingyin.speech.hotwords import plan
@@ -243,6 +245,33 @@ def test_a_patch_is_merged_in_time_order() -> None:
     )
     merged = merge_patch(item, patch)
     assert merged.text == "hello there general kenobi"
+    assert [c.start for c in merged.chars] == sorted(c.start for c in merged.chars)
+
+
+def test_a_patch_that_repeats_the_chunk_is_narrowed_to_the_skipped_speech() -> None:
+    # A phone number (0.6-4.3 s) then "打开去大理" (5.4-7 s); Whisper wrote only the words, the alignment
+    # stretched 打 over the digits, and the re-decode of 1.4-6.1 s wrote "打开" again.
+    chunk = Chunk(int(0.6 * S), 7 * S, [(int(0.6 * S), int(4.3 * S)), (int(5.4 * S), 7 * S)])
+    own = [TimedChar("打", 0.6, 5.9), *_chars("开去大理", 5.9, 0.25)]
+    item = DecodedChunk(chunk, "zh", "打开去大理", own)
+    gap = Chunk(int(1.4 * S), int(6.1 * S), [(int(1.4 * S), int(6.1 * S))])
+    assert echoes(DecodedChunk(gap, "zh", "打开。", _chars("打开", 5.6, 0.2)), item)
+    assert not echoes(DecodedChunk(gap, "zh", "打。", _chars("打", 5.6, 0.2)), item)  # one unit says little
+    assert not echoes(DecodedChunk(gap, "zh", "开打", _chars("开打", 5.6, 0.2)), item)
+    # Words, not letters, for other scripts: "on" is not inside "construction".
+    english = DecodedChunk(
+        chunk, "en", "the construction went on", _chars("the construction went on", 0.6, 0.2)
+    )
+    assert echoes(DecodedChunk(gap, "en", "Went on.", []), english)
+    assert not echoes(DecodedChunk(gap, "en", "on the", []), english)
+    # Only the speech region lying mostly inside the stretch (1.6-5.9 s) is decoded again.
+    narrow = speech_inside(chunk, 1.6, 5.9, gap)
+    assert narrow is not None and (narrow.start, narrow.end) == (int(0.6 * S), int(4.3 * S))
+    assert speech_inside(chunk, 0.6, 7.0, Chunk(int(0.6 * S), 7 * S, [])) is None  # no narrower than the gap
+    # Merged, the stretched character moves after the digits instead of standing before them.
+    digits = DecodedChunk(narrow, "zh", "13996365239", _chars("13996365239", 0.7, 0.3))
+    merged = merge_patch(item, digits, narrowed=True)
+    assert merged.text.strip() == "13996365239打开去大理"  # (a space keeps digits apart from a word before)
     assert [c.start for c in merged.chars] == sorted(c.start for c in merged.chars)
 
 

@@ -9,13 +9,14 @@
   all, or the model's own doubt that it is speech) is decoded again with the full 30 s window; the better of
   the two results stays. A loop that survives is re-sampled with rising temperature.
 * Coverage: after alignment, speech (by the VAD's frame probabilities) that no character covers for longer
-than
-  ``MIN_UNCOVERED_S`` — Whisper skipping a sentence of a chunk — is decoded as a chunk of its own and merged.
+  than ``MIN_UNCOVERED_S`` — Whisper skipping a sentence of a chunk — is decoded as a chunk of its own and
+  merged; a patch that only repeats the chunk's words is decoded again from the speech regions alone.
 * Only a known subtitle credit on its own, or text both decodes doubt is speech, is dropped.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -52,6 +53,8 @@ MIN_UNCOVERED_S = 1.0  # speech without any aligned character for this long is d
 UNCOVERED_MARGIN_S = 0.25  # context kept on either side of an uncovered stretch
 LONGEST_CHAR_S = 1.0  # an aligned character (or English word) longer than this has swallowed other speech
 LOOP_TEMPERATURES = (0.4, 0.8)
+_CHINESE = "\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff"
+_UNIT = re.compile(f"[{_CHINESE}]|[^\\W_{_CHINESE}]+")  # a Chinese character, or a word of another script
 ENGLISH_IN_MANDARIN = 0.9  # a chunk of a Mandarin request is decoded as English above this probability
 
 # Style prompts: the previous-text context that sets the script and punctuation Whisper writes in. Mandarin
@@ -380,21 +383,38 @@ class ChunkDecoder:
         speech: SpeechMap,
     ) -> list[DecodedChunk]:
         """Decode the speech no character covers (a sentence Whisper skipped) and merge it in."""
-        gaps: list[tuple[int, Chunk]] = []
+        gaps: list[tuple[int, Chunk, Chunk | None]] = []
         for index, item in enumerate(decoded):
             for start_s, end_s in uncovered(item, speech):
                 lo = max(item.chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
                 hi = min(item.chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
                 if hi > lo:
-                    gaps.append((index, Chunk(lo, hi, [(lo, hi)])))
+                    gap = Chunk(lo, hi, [(lo, hi)])
+                    gaps.append((index, gap, speech_inside(item.chunk, start_s, end_s, gap)))
         if not gaps:
             return decoded
-        patches = self.decode(audio, [chunk for _, chunk in gaps], language, bias, options, speech, depth=1)
+        patches = self.decode(audio, [gap for _, gap, _ in gaps], language, bias, options, speech, depth=1)
+        # A patch that only repeats the chunk's own words had a sentence with text in its window, and Whisper
+        # wrote that one again and skipped the rest (a phone number followed by "打开去大连" came back as
+        # "打开" twice, no digits). Those are decoded once more without it: the speech regions lying mostly
+        # inside the uncovered stretch alone. Doing that for every patch lost an English clause elsewhere.
+        retry = [
+            k
+            for k, ((index, _, narrow), patch) in enumerate(zip(gaps, patches, strict=True))
+            if narrow is not None and echoes(patch, decoded[index])
+        ]
+        if retry:
+            narrowed = [gaps[k][2] for k in retry]
+            again = self.decode(
+                audio, [c for c in narrowed if c is not None], language, bias, options, speech, depth=1
+            )
+            for k, patch in zip(retry, again, strict=True):
+                patches[k] = patch
         out = list(decoded)
-        for (index, _), patch in zip(gaps, patches, strict=True):
-            if not textnorm.strip_punctuation(patch.text):
+        for k, ((index, _, _), patch) in enumerate(zip(gaps, patches, strict=True)):
+            if not textnorm.strip_punctuation(patch.text) or echoes(patch, out[index]):
                 continue
-            out[index] = merge_patch(out[index], patch)
+            out[index] = merge_patch(out[index], patch, narrowed=k in retry)
         return out
 
 
@@ -442,9 +462,42 @@ def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]
     ]
 
 
-def merge_patch(item: DecodedChunk, patch: DecodedChunk) -> DecodedChunk:
-    """The chunk's text and characters with a re-decoded stretch inserted in time order."""
-    chars = sorted([*item.chars, *patch_chars(patch)], key=lambda c: c.start)
+def speech_inside(chunk: Chunk, start_s: float, end_s: float, gap: Chunk) -> Chunk | None:
+    """The chunk's speech regions lying mostly inside the uncovered stretch ``start_s``-``end_s``, as a chunk,
+    when that is narrower than ``gap`` (the stretch with its margins); else None."""
+    lo_s, hi_s = start_s * SAMPLE_RATE, end_s * SAMPLE_RATE
+    inside = [(s, e) for s, e in chunk.speech if min(e, hi_s) - max(s, lo_s) >= 0.5 * (e - s)]
+    if not inside:
+        return None
+    lo, hi = max(chunk.start, inside[0][0]), min(chunk.end, inside[-1][1])
+    if hi - lo < MIN_UNCOVERED_S * SAMPLE_RATE or (lo <= gap.start and hi >= gap.end):
+        return None
+    return Chunk(lo, hi, [r for r in inside if r[0] < hi and r[1] > lo])
+
+
+def echoes(patch: DecodedChunk, item: DecodedChunk) -> bool:
+    """Whether a patch's text (two units or more: Chinese characters, other words) only repeats a run of
+    the chunk's own text."""
+    said, own = _units(patch.text), _units(item.text)
+    return len(said) >= 2 and any(own[i : i + len(said)] == said for i in range(len(own) - len(said) + 1))
+
+
+def _units(text: str) -> list[str]:
+    return _UNIT.findall(textnorm.to_simplified(text).lower())
+
+
+def merge_patch(item: DecodedChunk, patch: DecodedChunk, *, narrowed: bool = False) -> DecodedChunk:
+    """The chunk's text and characters with a re-decoded stretch inserted in time order. After a
+    ``narrowed`` patch (speech regions only, see ``speech_inside``), a character of the chunk stretched over
+    the whole patch (the alignment parked the skipped speech on it) is moved to after it: its own sound lies
+    outside the patch's regions, where it ends and its neighbour begins."""
+    added = patch_chars(patch)
+    spoken = [c for c in added if not c.char.isspace()]
+    own = list(item.chars)
+    if narrowed and spoken:
+        first, last = spoken[0].start, spoken[-1].end
+        own = [c._replace(start=last) if c.start <= first and c.end > last else c for c in own]
+    chars = sorted([*own, *added], key=lambda c: c.start)
     if item.chars and patch.chars:
         text = "".join(c.char for c in chars)
     else:
