@@ -14,7 +14,7 @@ from tingyin.eval.diarization import diarization_error
 from tingyin.speech.diarization import SpeakerTurn, assign_speakers, diarize
 from tingyin.speech.speaker_embedding import cosine_similarity, speaker_embedding
 from tingyin.speech.types import Utterance, Word
-from tingyin.speech.vad import speech_regions
+from tingyin.speech.vad import speech_probabilities, speech_regions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "diarization"
 SPEAKER_A = ["BAC009S0150W0191", "BAC009S0150W0158", "BAC009S0150W0209"]
@@ -69,6 +69,18 @@ def test_two_speaker_conversation_gets_two_speakers_with_the_right_turns(
     # The reference counts the clips' leading/trailing silence as speech, so some "miss" is expected.
     assert errors.confusion == 0.0
     assert errors.der < 0.12
+
+
+def test_the_recognisers_speech_map_stands_in_for_the_vad(
+    home: Path, conversation: tuple[np.ndarray, list[tuple[float, float, str]]]
+) -> None:
+    """A recording that is transcribed and diarized runs the VAD once: diarization takes the recogniser's
+    frame probabilities (the same Silero model) and finds the same turns."""
+    audio, _ = conversation
+    given = speech_probabilities(audio, RATE)
+    assert diarize(audio, RATE, speech_probabilities=given) == diarize(audio, RATE)
+    # Other scores give other regions: the given ones are what it uses.
+    assert diarize(audio, RATE, speech_probabilities=np.zeros_like(given)) == []
 
 
 def test_one_speaker_gets_one_speaker(home: Path, clips: dict[str, np.ndarray]) -> None:

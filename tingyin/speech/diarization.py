@@ -27,7 +27,8 @@ from tingyin.speech.speaker_embedding import (
     l2_normalise,
 )
 from tingyin.speech.types import Utterance, Word
-from tingyin.speech.vad import FRAME_SAMPLES, regions_from_probabilities, speech_probabilities
+from tingyin.speech.vad import FRAME_SAMPLES, regions_from_probabilities
+from tingyin.speech.vad import speech_probabilities as vad_probabilities
 
 
 class SpeakerTurn(NamedTuple):
@@ -231,9 +232,12 @@ def diarize(
     min_speakers: int = 1,
     max_speakers: int = 8,
     config: DiarizationConfig = DEFAULT_CONFIG,
+    speech_probabilities: np.ndarray | None = None,
 ) -> list[SpeakerTurn]:
     """Speaker turns of mono ``audio``; ``num_speakers`` fixes the count, otherwise it is found between
-    ``min_speakers`` and ``max_speakers`` (fewer when the speech is too short to hold that many)."""
+    ``min_speakers`` and ``max_speakers`` (fewer when the speech is too short to hold that many).
+    ``speech_probabilities``: Silero's per-frame scores of 16 kHz ``audio`` where the caller has them
+    (the recogniser's speech map), so the VAD does not run twice."""
     if audio.ndim != 1:
         raise InvalidRequest("diarization expects mono audio (a 1-D array); split channels first")
     if num_speakers is not None and num_speakers < 1:
@@ -251,9 +255,10 @@ def diarize(
     if audio.shape[0] < N_FFT:
         return []
 
-    probabilities = speech_probabilities(audio, SAMPLE_RATE)
+    if speech_probabilities is None or sample_rate != SAMPLE_RATE:
+        speech_probabilities = vad_probabilities(audio, SAMPLE_RATE)
     vad_ms = regions_from_probabilities(
-        probabilities,
+        speech_probabilities,
         threshold=config.vad_threshold,
         min_silence_ms=config.vad_min_silence_ms,
         min_speech_ms=config.vad_min_speech_ms,

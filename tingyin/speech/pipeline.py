@@ -19,6 +19,7 @@ from pydantic import Field, model_validator
 from tingyin.audio import DecodedAudio
 from tingyin.errors import InvalidRequest
 from tingyin.metrics import process_metrics
+from tingyin.speech.chunking import SpeechMap
 from tingyin.speech.errors import NoSpeech
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.postprocess import join_texts
@@ -108,14 +109,17 @@ def transcribe_recording(
             if progress:
                 progress(start + width * fraction, None)
 
-        transcript = recognizer.transcribe(samples, options.decode, progress=report, deadline=deadline)
+        speech = recognizer.speech_map(samples)
+        transcript = recognizer.transcribe(
+            samples, options.decode, progress=report, deadline=deadline, speech=speech
+        )
         if transcript.language:
             languages.append(transcript.language)
         found = [u._replace(channel=index) for u in transcript.utterances]
         if diarize and found:
             if progress:
                 progress(base + speech_share, "diarization")
-            found = _with_speakers(samples, found, options)
+            found = _with_speakers(samples, found, options, speech)
         elif len(channels) > 1:
             found = [u._replace(speaker=index + 1) for u in found]
         utterances.extend(found)
@@ -154,11 +158,13 @@ def _channels(audio: DecodedAudio, split: bool) -> list[np.ndarray]:
 
 
 def _with_speakers(
-    samples: np.ndarray, utterances: list[Utterance], options: RecordingOptions
+    samples: np.ndarray, utterances: list[Utterance], options: RecordingOptions, speech: SpeechMap
 ) -> list[Utterance]:
     from tingyin.speech.diarization import assign_speakers
 
-    turns = speaker_turns(samples, options)
+    # The recogniser's speech map, unless it skipped the VAD on audio too short to chunk.
+    probabilities = speech.probabilities if len(speech.probabilities) else None
+    turns = speaker_turns(samples, options, probabilities)
     if not turns:
         # Too little speech for the diarizer to find turns in: whoever spoke is the one speaker. A caller
         # that asked for speakers gets one on every utterance (Volcano clients index additions.speaker).
@@ -166,7 +172,9 @@ def _with_speakers(
     return assign_speakers(utterances, turns)
 
 
-def speaker_turns(samples: np.ndarray, options: RecordingOptions) -> list[SpeakerTurn]:
+def speaker_turns(
+    samples: np.ndarray, options: RecordingOptions, speech_probabilities: np.ndarray | None = None
+) -> list[SpeakerTurn]:
     """Who speaks when in mono 16 kHz ``samples``, with the speaker counts ``options`` give."""
     from tingyin.speech.diarization import diarize
 
@@ -175,6 +183,7 @@ def speaker_turns(samples: np.ndarray, options: RecordingOptions) -> list[Speake
         num_speakers=options.num_speakers,
         min_speakers=options.min_speakers,
         max_speakers=options.max_speakers,
+        speech_probabilities=speech_probabilities,
     )
 
 

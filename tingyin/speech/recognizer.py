@@ -160,14 +160,17 @@ class Recognizer:
         *,
         progress: ProgressCallback | None = None,
         deadline: float | None = None,
+        speech: SpeechMap | None = None,
     ) -> Transcript:
         """Recognise speech in 16 kHz float32 mono ``audio``. Silence gives a transcript with empty text.
 
         ``deadline`` (``time.monotonic()`` seconds) stops the work between batches with
-        ``RecognitionTimeout``."""
+        ``RecognitionTimeout``; ``speech`` is the audio's ``speech_map`` where the caller has it already."""
         samples = as_mono(audio)
         options = self.resolve_options(options)
-        utterances = list(self.iter_utterances(samples, options, progress=progress, deadline=deadline))
+        if speech is None:
+            speech = self.speech_map(samples)
+        utterances = list(self._stream(samples, options, progress, deadline, speech))
         return Transcript(
             text=join_texts([u.text for u in utterances]),
             utterances=utterances,
@@ -187,7 +190,14 @@ class Recognizer:
         """Utterances in time order as their stretch finishes decoding (for long audio and streaming callers).
 
         The audio and the accuracy mode are checked at the call, before the first utterance is asked for."""
-        return self._stream(as_mono(audio), self.resolve_options(options), progress, deadline)
+        samples = as_mono(audio)
+        options = self.resolve_options(options)
+        return self._stream(samples, options, progress, deadline, self.speech_map(samples))
+
+    def speech_map(self, audio: np.ndarray) -> SpeechMap:
+        """The VAD's speech probability of every frame of 16 kHz mono ``audio`` (what the recogniser chunks
+        by; diarization can take it rather than run the VAD again)."""
+        return SpeechMap.of(self.vad, as_mono(audio))
 
     def resolve_options(self, options: DecodeOptions) -> DecodeOptions:
         """``options`` with the accuracy mode this recognizer will use (the request's, or the server's
@@ -247,10 +257,10 @@ class Recognizer:
         options: DecodeOptions,
         progress: ProgressCallback | None,
         deadline: float | None,
+        speech: SpeechMap,
     ) -> Iterator[Utterance]:
         duration_s = len(samples) / SAMPLE_RATE
         bias = hotwords.plan(options.hot_words, options.vocabulary)
-        speech = SpeechMap.of(self.vad, samples)
         chunks = make_chunks(speech.regions())
         if not chunks:
             if progress:
