@@ -16,6 +16,7 @@ from tingyin.speech.decoding import (
     merge_patch,
     output_style,
     pad_seconds,
+    sparse_regions,
     speech_inside,
     uncovered,
 )
@@ -270,9 +271,37 @@ def test_a_patch_that_repeats_the_chunk_is_narrowed_to_the_skipped_speech() -> N
     assert speech_inside(chunk, 0.6, 7.0, Chunk(int(0.6 * S), 7 * S, [])) is None  # no narrower than the gap
     # Merged, the stretched character moves after the digits instead of standing before them.
     digits = DecodedChunk(narrow, "zh", "13996365239", _chars("13996365239", 0.7, 0.3))
-    merged = merge_patch(item, digits, narrowed=True)
+    merged = merge_patch(item, digits, reseat=True)
     assert merged.text.strip() == "13996365239打开去大理"  # (a space keeps digits apart from a word before)
     assert [c.start for c in merged.chars] == sorted(c.start for c in merged.chars)
+
+
+def test_a_sentence_whose_time_went_to_stretched_neighbours_is_found_and_decoded_again() -> None:
+    # 查明原由后会公布于众 (0.0-3.2 s) skipped; 中 and 国 of the next sentence (4.0-8.0 s) were stretched over
+    # it in two pieces, each too short for ``uncovered``.
+    chunk = Chunk(0, 8 * S, [(0, int(3.2 * S)), (4 * S, 8 * S)])
+    own = [TimedChar("中", 0.0, 2.3), TimedChar("国", 2.3, 4.5), *_chars("证监会召开新闻发布会", 4.5, 0.35)]
+    item = DecodedChunk(chunk, "zh", "中国证监会召开新闻发布会", own)
+    assert sparse_regions(item) == [(0.0, 3.2)]
+    # A region as dense as speech is not sparse; one too short to judge is not either.
+    assert (
+        sparse_regions(item._replace(chars=_chars("查明原由后会公布于众中国证监会召开新闻发布会", 0.1, 0.5)))
+        == []
+    )
+    short = Chunk(0, 8 * S, [(0, int(1.5 * S)), (4 * S, 8 * S)])
+    assert sparse_regions(item._replace(chunk=short)) == []
+    # The patch goes first, the stretched characters after it at the next speech region.
+    patch = DecodedChunk(
+        Chunk(0, int(3.2 * S), []), "zh", "查明原由后会公布于众", _chars("查明原由后会公布于众", 0.1, 0.3)
+    )
+    merged = merge_patch(item, patch, reseat=True)
+    assert merged.text == "查明原由后会公布于众中国证监会召开新闻发布会"
+    assert [c.start for c in merged.chars if c.char in "中国"] == [4.0, 4.0]
+    # Stretched characters the patch says itself are not kept twice.
+    again = patch._replace(
+        text="查明原由后会公布于众中国", chars=_chars("查明原由后会公布于众中国", 0.1, 0.25)
+    )
+    assert merge_patch(item, again, reseat=True).text == "查明原由后会公布于众中国证监会召开新闻发布会"
 
 
 def test_thousands_separator_survives_stripping_punctuation() -> None:

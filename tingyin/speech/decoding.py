@@ -52,6 +52,10 @@ TOKENS_PER_S = 12  # output length cap: 10 + 12 tokens per second of audio
 MIN_UNCOVERED_S = 1.0  # speech without any aligned character for this long is decoded again on its own
 UNCOVERED_MARGIN_S = 0.25  # context kept on either side of an uncovered stretch
 LONGEST_CHAR_S = 1.0  # an aligned character (or English word) longer than this has swallowed other speech
+# A VAD region this long with fewer aligned characters or words a second than this had a sentence skipped
+# (the alignment stretched the next sentence's first characters over it).
+SPARSE_REGION_S = 2.0
+SPARSE_UNITS_PER_S = 0.75
 LOOP_TEMPERATURES = (0.4, 0.8)
 _CHINESE = "\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff"
 _UNIT = re.compile(f"[{_CHINESE}]|[^\\W_{_CHINESE}]+")  # a Chinese character, or a word of another script
@@ -384,13 +388,20 @@ class ChunkDecoder:
     ) -> list[DecodedChunk]:
         """Decode the speech no character covers (a sentence Whisper skipped) and merge it in."""
         gaps: list[tuple[int, Chunk, Chunk | None]] = []
+        sparse: set[int] = set()  # gaps that are a whole sparse speech region (see ``sparse_regions``)
         for index, item in enumerate(decoded):
-            for start_s, end_s in uncovered(item, speech):
+            stretches = uncovered(item, speech)
+            for start_s, end_s in stretches:
                 lo = max(item.chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
                 hi = min(item.chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
                 if hi > lo:
                     gap = Chunk(lo, hi, [(lo, hi)])
                     gaps.append((index, gap, speech_inside(item.chunk, start_s, end_s, gap)))
+            for start_s, end_s in sparse_regions(item):
+                if not any(lo < end_s and start_s < hi for lo, hi in stretches):
+                    lo, hi = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
+                    sparse.add(len(gaps))
+                    gaps.append((index, Chunk(lo, hi, [(lo, hi)]), None))
         if not gaps:
             return decoded
         patches = self.decode(audio, [gap for _, gap, _ in gaps], language, bias, options, speech, depth=1)
@@ -414,7 +425,7 @@ class ChunkDecoder:
         for k, ((index, _, _), patch) in enumerate(zip(gaps, patches, strict=True)):
             if not textnorm.strip_punctuation(patch.text) or echoes(patch, out[index]):
                 continue
-            out[index] = merge_patch(out[index], patch, narrowed=k in retry)
+            out[index] = merge_patch(out[index], patch, reseat=k in retry or k in sparse)
         return out
 
 
@@ -486,17 +497,48 @@ def _units(text: str) -> list[str]:
     return _UNIT.findall(textnorm.to_simplified(text).lower())
 
 
-def merge_patch(item: DecodedChunk, patch: DecodedChunk, *, narrowed: bool = False) -> DecodedChunk:
-    """The chunk's text and characters with a re-decoded stretch inserted in time order. After a
-    ``narrowed`` patch (speech regions only, see ``speech_inside``), a character of the chunk stretched over
-    the whole patch (the alignment parked the skipped speech on it) is moved to after it: its own sound lies
-    outside the patch's regions, where it ends and its neighbour begins."""
+def sparse_regions(item: DecodedChunk) -> list[tuple[float, float]]:
+    """The chunk's speech regions (seconds) of at least ``SPARSE_REGION_S`` holding fewer than
+    ``SPARSE_UNITS_PER_S`` aligned characters or words a second, each counted where its first
+    ``LONGEST_CHAR_S`` lies: Whisper skipped the sentence spoken there, and its neighbours' characters were
+    stretched over it in pieces too short for ``uncovered`` to see."""
+    timed = [c for c in item.chars if not c.char.isspace() and not textnorm.is_punctuation(c.char)]
+    if not timed:
+        return []  # ``uncovered`` takes a chunk without characters whole
+    marks = [(c.start + min(c.end, c.start + LONGEST_CHAR_S)) / 2 for c in timed]
+    regions = []
+    for start, end in item.chunk.speech:
+        lo, hi = start / SAMPLE_RATE, end / SAMPLE_RATE
+        if hi - lo >= SPARSE_REGION_S and sum(lo <= m < hi for m in marks) < (hi - lo) * SPARSE_UNITS_PER_S:
+            regions.append((lo, hi))
+    return regions
+
+
+def merge_patch(item: DecodedChunk, patch: DecodedChunk, *, reseat: bool = False) -> DecodedChunk:
+    """The chunk's text and characters with a re-decoded stretch inserted in time order. With ``reseat``
+    (a patch of skipped speech regions: see ``speech_inside`` and ``sparse_regions``), the chunk's
+    characters stretched over the patch (the alignment parked the skipped speech on them: their first
+    ``LONGEST_CHAR_S`` lies inside it) move to the chunk's next speech after it, where their own sound is;
+    moved characters that the patch says again are dropped."""
     added = patch_chars(patch)
     spoken = [c for c in added if not c.char.isspace()]
     own = list(item.chars)
-    if narrowed and spoken:
+    if reseat and spoken:
         first, last = spoken[0].start, spoken[-1].end
-        own = [c._replace(start=last) if c.start <= first and c.end > last else c for c in own]
+
+        def stretched_over(c: TimedChar) -> bool:
+            mark = (c.start + min(c.end, c.start + LONGEST_CHAR_S)) / 2
+            return c.end - c.start > LONGEST_CHAR_S and first <= mark <= last
+
+        moved = [c for c in own if stretched_over(c)]
+        repeated = len(moved) >= 1 and "".join(c.char for c in moved) in "".join(c.char for c in spoken)
+        # Their sound starts with the chunk's next speech region after the patch.
+        after = min((s / SAMPLE_RATE for s, _ in item.chunk.speech if s / SAMPLE_RATE >= last), default=last)
+        own = [
+            c._replace(start=after, end=max(c.end, after)) if stretched_over(c) else c
+            for c in own
+            if not (repeated and stretched_over(c))
+        ]
     chars = sorted([*own, *added], key=lambda c: c.start)
     if item.chars and patch.chars:
         text = "".join(c.char for c in chars)
