@@ -497,6 +497,12 @@ def _units(text: str) -> list[str]:
     return _UNIT.findall(textnorm.to_simplified(text).lower())
 
 
+def own_time(char: TimedChar) -> float:
+    """Where an aligned character is counted: the middle of its first ``LONGEST_CHAR_S`` (a longer one
+    holds skipped speech after that, see ``uncovered``)."""
+    return (char.start + min(char.end, char.start + LONGEST_CHAR_S)) / 2
+
+
 def sparse_regions(item: DecodedChunk) -> list[tuple[float, float]]:
     """The chunk's speech regions (seconds) of at least ``SPARSE_REGION_S`` holding fewer than
     ``SPARSE_UNITS_PER_S`` aligned characters or words a second, each counted where its first
@@ -505,7 +511,7 @@ def sparse_regions(item: DecodedChunk) -> list[tuple[float, float]]:
     timed = [c for c in item.chars if not c.char.isspace() and not textnorm.is_punctuation(c.char)]
     if not timed:
         return []  # ``uncovered`` takes a chunk without characters whole
-    marks = [(c.start + min(c.end, c.start + LONGEST_CHAR_S)) / 2 for c in timed]
+    marks = [own_time(c) for c in timed]
     regions = []
     for start, end in item.chunk.speech:
         lo, hi = start / SAMPLE_RATE, end / SAMPLE_RATE
@@ -527,8 +533,7 @@ def merge_patch(item: DecodedChunk, patch: DecodedChunk, *, reseat: bool = False
         first, last = spoken[0].start, spoken[-1].end
 
         def stretched_over(c: TimedChar) -> bool:
-            mark = (c.start + min(c.end, c.start + LONGEST_CHAR_S)) / 2
-            return c.end - c.start > LONGEST_CHAR_S and first <= mark <= last
+            return c.end - c.start > LONGEST_CHAR_S and first <= own_time(c) <= last
 
         moved = [c for c in own if stretched_over(c)]
         repeated = len(moved) >= 1 and "".join(c.char for c in moved) in "".join(c.char for c in spoken)
