@@ -16,7 +16,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -57,8 +56,6 @@ LONGEST_CHAR_S = 1.0  # an aligned character (or English word) longer than this 
 SPARSE_REGION_S = 2.0
 SPARSE_UNITS_PER_S = 0.75
 LOOP_TEMPERATURES = (0.4, 0.8)
-_CHINESE = "\\u3400-\\u4dbf\\u4e00-\\u9fff\\uf900-\\ufaff"
-_UNIT = re.compile(f"[{_CHINESE}]|[^\\W_{_CHINESE}]+")  # a Chinese character, or a word of another script
 ENGLISH_IN_MANDARIN = 0.9  # a chunk of a Mandarin request is decoded as English above this probability
 
 # Style prompts: the previous-text context that sets the script and punctuation Whisper writes in. Mandarin
@@ -457,7 +454,7 @@ def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]
     accounts for: before the first character, after the last, or inside a character stretched far beyond
     any real character's length (the alignment puts skipped audio on a neighbouring token)."""
     chunk_lo, chunk_hi = item.chunk.start / SAMPLE_RATE, item.chunk.end / SAMPLE_RATE
-    timed = [c for c in item.chars if not c.char.isspace() and not textnorm.is_punctuation(c.char)]
+    timed = spoken_chars(item)
     if not timed:
         if textnorm.strip_punctuation(item.text):
             return []  # text without alignment: nothing to judge coverage by
@@ -489,12 +486,8 @@ def speech_inside(chunk: Chunk, start_s: float, end_s: float, gap: Chunk) -> Chu
 def echoes(patch: DecodedChunk, item: DecodedChunk) -> bool:
     """Whether a patch's text (two units or more: Chinese characters, other words) only repeats a run of
     the chunk's own text."""
-    said, own = _units(patch.text), _units(item.text)
+    said, own = textnorm.units(patch.text), textnorm.units(item.text)
     return len(said) >= 2 and any(own[i : i + len(said)] == said for i in range(len(own) - len(said) + 1))
-
-
-def _units(text: str) -> list[str]:
-    return _UNIT.findall(textnorm.to_simplified(text).lower())
 
 
 def own_time(char: TimedChar) -> float:
@@ -503,12 +496,17 @@ def own_time(char: TimedChar) -> float:
     return (char.start + min(char.end, char.start + LONGEST_CHAR_S)) / 2
 
 
+def spoken_chars(item: DecodedChunk) -> list[TimedChar]:
+    """The chunk's aligned characters and words, without spaces and punctuation."""
+    return [c for c in item.chars if not c.char.isspace() and not textnorm.is_punctuation(c.char)]
+
+
 def sparse_regions(item: DecodedChunk) -> list[tuple[float, float]]:
     """The chunk's speech regions (seconds) of at least ``SPARSE_REGION_S`` holding fewer than
     ``SPARSE_UNITS_PER_S`` aligned characters or words a second, each counted where its first
     ``LONGEST_CHAR_S`` lies: Whisper skipped the sentence spoken there, and its neighbours' characters were
     stretched over it in pieces too short for ``uncovered`` to see."""
-    timed = [c for c in item.chars if not c.char.isspace() and not textnorm.is_punctuation(c.char)]
+    timed = spoken_chars(item)
     if not timed:
         return []  # ``uncovered`` takes a chunk without characters whole
     marks = [own_time(c) for c in timed]

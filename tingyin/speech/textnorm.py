@@ -41,7 +41,10 @@ _EN_UNIT = re.compile(
 _ZH_CURRENCY = re.compile("美元|欧元|英镑|日元|港元|港币|元")
 _UNIT_MARK = "\u2063"  # INVISIBLE SEPARATOR: never in recognised text, a word character to no grammar
 _SPACED_PERCENT = re.compile(r"(?<=[0-9]) %")
-_CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
+_CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
+_CJK = re.compile(f"[{_CJK_RANGES}]")
+# A Chinese character, or a word of another script.
+_COMPARED_UNIT = re.compile(f"[{_CJK_RANGES}]|[^\\W_{_CJK_RANGES}]+")
 _ASCII_PUNCT_TO_ZH = {",": "，", "?": "？", "!": "！", ";": "；", ":": "："}
 SENTENCE_END = "。？！.?!"
 
@@ -76,6 +79,12 @@ _SMALL_FORMS = {
     for code in range(0xFE50, 0xFE6C)
     if unicodedata.normalize("NFKC", chr(code)) != chr(code)
 }
+
+
+def units(text: str) -> list[str]:
+    """``text`` as compared unit by unit: each Chinese character and each word of another script, Simplified
+    and lower case, without punctuation."""
+    return _COMPARED_UNIT.findall(to_simplified(text).lower())
 
 
 def clean(text: str) -> str:
