@@ -195,6 +195,37 @@ HOMOPHONE_CLIPS = [
 
 
 @needs_model
+def test_neural_scores_take_the_whisper_lock_and_loading_does_not(
+    recognizer: Recognizer, scorer: GgufScorer, clip: np.ndarray
+) -> None:
+    # llama.cpp gets every core because it never runs beside Whisper: its scoring holds the model's lock.
+    # Loading (joining 490 MB of weights on the first request) must not hold it.
+    lock = recognizer.runner.lock
+    seen: dict[str, list[bool]] = {"load": [], "score": []}
+
+    class Watched:
+        def score_texts(self, texts: list[str]) -> list[float]:
+            seen["score"].append(lock.locked())
+            return scorer.score_texts(texts)
+
+    def load() -> Watched:
+        seen["load"].append(lock.locked())
+        return Watched()
+
+    watched = Recognizer(
+        recognizer.runner,
+        recognizer.vad,
+        language_model=recognizer.language_model,
+        neural_lm=NeuralLanguageModel(load),
+    )
+    transcript = watched.transcribe(clip, DecodeOptions(language="zh", accuracy="accurate", itn=False))
+    assert "二套房" in transcript.text
+    assert seen["load"] == [False]
+    assert seen["score"] and all(seen["score"])
+    assert not lock.locked()
+
+
+@needs_model
 @pytest.mark.parametrize(("clip_id", "said", "misheard"), HOMOPHONE_CLIPS)
 def test_accurate_mode_fixes_homophones_the_default_mode_keeps(
     accurate: Recognizer, shared_testdata: Path, clip_id: str, said: str, misheard: str

@@ -56,6 +56,23 @@ class _TrigramScorer:
         return [self.model.score(text) for text in texts]
 
 
+class _OnComputeLock:
+    """The neural language model as a ``TextScorer`` that scores under the Whisper runner's lock: llama.cpp
+    then never runs beside Whisper in this process, so it can take every core (its threads wait for each
+    other at every layer, and on oversubscribed cores two threads scored 3x slower than one). Loading stays
+    outside the lock: joining the weights on the first request must not stall other requests' Whisper
+    calls."""
+
+    def __init__(self, model: NeuralLanguageModel, lock: threading.Lock) -> None:
+        self.model = model
+        self.lock = lock
+
+    def score_texts(self, texts: Sequence[str]) -> list[float]:
+        self.model.require()
+        with self.lock:
+            return self.model.score_texts(texts)
+
+
 class _NoRewrites:
     """The accurate mode without the trigram: the n-best only, no sound-alike rewrites."""
 
@@ -90,7 +107,10 @@ class Recognizer:
         accurate_pass = None
         if neural_lm is not None:
             proposer: RewriteProposer = language_model if language_model is not None else _NoRewrites()
-            accurate_scorers: list[tuple[TextScorer, float]] = [(neural_lm, NEURAL_LM_WEIGHT), *extra_scorers]
+            accurate_scorers: list[tuple[TextScorer, float]] = [
+                (_OnComputeLock(neural_lm, runner.lock), NEURAL_LM_WEIGHT),
+                *extra_scorers,
+            ]
             if language_model is not None:
                 accurate_scorers.append((_TrigramScorer(language_model), ACCURATE_TRIGRAM_WEIGHT))
             accurate_pass = SecondPass(
