@@ -26,7 +26,7 @@ from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.postprocess import DecodedChunk
 from tingyin.speech.rescoring import SecondPass, UnigramChooser, biased_choice
-from tingyin.speech.timing import TimedChar, timed_chars
+from tingyin.speech.timing import TimedChar, spoken, timed_chars
 from tingyin.speech.types import DecodingStats
 from tingyin.speech.whisper import (
     SAMPLES_PER_FRAME,
@@ -454,7 +454,7 @@ def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]
     accounts for: before the first character, after the last, or inside a character stretched far beyond
     any real character's length (the alignment puts skipped audio on a neighbouring token)."""
     chunk_lo, chunk_hi = item.chunk.start / SAMPLE_RATE, item.chunk.end / SAMPLE_RATE
-    timed = spoken_chars(item)
+    timed = spoken(item.chars)
     if not timed:
         if textnorm.strip_punctuation(item.text):
             return []  # text without alignment: nothing to judge coverage by
@@ -496,17 +496,12 @@ def own_time(char: TimedChar) -> float:
     return (char.start + min(char.end, char.start + LONGEST_CHAR_S)) / 2
 
 
-def spoken_chars(item: DecodedChunk) -> list[TimedChar]:
-    """The chunk's aligned characters and words, without spaces and punctuation."""
-    return [c for c in item.chars if not c.char.isspace() and not textnorm.is_punctuation(c.char)]
-
-
 def sparse_regions(item: DecodedChunk) -> list[tuple[float, float]]:
     """The chunk's speech regions (seconds) of at least ``SPARSE_REGION_S`` holding fewer than
     ``SPARSE_UNITS_PER_S`` aligned characters or words a second, each counted where its first
     ``LONGEST_CHAR_S`` lies: Whisper skipped the sentence spoken there, and its neighbours' characters were
     stretched over it in pieces too short for ``uncovered`` to see."""
-    timed = spoken_chars(item)
+    timed = spoken(item.chars)
     if not timed:
         return []  # ``uncovered`` takes a chunk without characters whole
     marks = [own_time(c) for c in timed]

@@ -14,7 +14,7 @@ from tingyin.speech import hotwords, textnorm
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk
 from tingyin.speech.guards import cut_repetitions
 from tingyin.speech.options import DecodeOptions
-from tingyin.speech.timing import TimedChar, retime, spread, words
+from tingyin.speech.timing import TimedChar, retime, spoken, spread, words
 from tingyin.speech.types import DecodingStats, Utterance
 
 PAUSE_COMMA_S = 0.35  # a pause this long inside a Chinese sentence without punctuation gets a comma
@@ -129,7 +129,7 @@ def utterances_of(
         if not utterance_text:
             continue
         found = words(piece, chunk_lo, chunk_hi) if options.word_timestamps else []
-        timed = [c for c in piece if not c.char.isspace() and not textnorm.is_punctuation(c.char)] or piece
+        timed = spoken(piece) or piece
         start = max(chunk_lo, timed[0].start)
         end = min(chunk_hi, max(timed[-1].end, start))
         if found:

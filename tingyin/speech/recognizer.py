@@ -68,9 +68,9 @@ class _OnComputeLock:
         self.lock = lock
 
     def score_texts(self, texts: Sequence[str]) -> list[float]:
-        self.model.require()
+        scorer = self.model.require()
         with self.lock:
-            return self.model.score_texts(texts)
+            return list(scorer.score_texts(texts))
 
 
 class _NoRewrites:

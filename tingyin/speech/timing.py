@@ -25,6 +25,11 @@ class TimedChar(NamedTuple):
     probability: float = 1.0
 
 
+def spoken(chars: Sequence[TimedChar]) -> list[TimedChar]:
+    """The characters and words that were said: no spaces, no punctuation."""
+    return [c for c in chars if not c.char.isspace() and not textnorm.is_punctuation(c.char)]
+
+
 def timed_chars(tokenizer: Tokenizer, tokens: list[int], alignment: Any, chunk: Chunk) -> list[TimedChar]:
     """Spread each token's aligned time span over the characters it decodes to; a character's probability is
     that of its least probable token."""
