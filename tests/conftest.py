@@ -4,10 +4,12 @@ PostgreSQL/Redis URLs from the environment (``.ci/run`` starts both), and the sh
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -128,14 +130,15 @@ def bearer(app: dict[str, str]) -> dict[str, str]:
 
 
 class Server:
-    """A real ``tingyin serve`` process on a free port."""
+    """A real ``tingyin serve`` process. It binds a free port itself (``--port 0``) and ``wait_ready``
+    reads which from its log: a port chosen here and bound later could be taken meanwhile by another
+    server starting at the same time, whose answers would then pass for this one's."""
 
     def __init__(
         self, home: Path, env: dict[str, str] | None = None, worker: bool = True, preload: bool = True
     ) -> None:
         self.home = home
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port = 0  # known once the server has bound it (wait_ready)
         self.env = {
             **os.environ,
             "TINGYIN_HOME": str(home),
@@ -143,9 +146,9 @@ class Server:
             "TINGYIN_LOG_LEVEL": "INFO",
             **(env or {}),
         }
-        self.log_path = home.parent / f"server-{self.port}.log"
+        self.log_path = home.parent / f"server-{uuid.uuid4().hex[:8]}.log"
         home.mkdir(parents=True, exist_ok=True)
-        args = [sys.executable, "-m", "tingyin.cli", "serve", "--port", str(self.port)]
+        args = [sys.executable, "-m", "tingyin.cli", "serve", "--port", "0"]
         if not worker:
             args.append("--no-worker")
         if not preload:
@@ -155,13 +158,25 @@ class Server:
             args, env=self.env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
         )
 
+    @property
+    def url(self) -> str:
+        if not self.port:
+            raise RuntimeError("the server's port is known once wait_ready has seen it listening")
+        return f"http://127.0.0.1:{self.port}"
+
+    def _bound_port(self) -> int:
+        """The port named by this server's own "Uvicorn running on" log line; 0 before it binds."""
+        found = re.search(rb"Uvicorn running on http://[^:]+:(\d+)", self.log_path.read_bytes())
+        return int(found.group(1)) if found else 0
+
     def wait_ready(self, timeout: float = 120.0, path: str = "/readyz") -> Server:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 raise RuntimeError(f"server exited: {self.log_path.read_text()[-3000:]}")
+            self.port = self.port or self._bound_port()
             try:
-                if httpx.get(self.url + path, timeout=2).status_code == 200:
+                if self.port and httpx.get(self.url + path, timeout=2).status_code == 200:
                     return self
             except httpx.HTTPError:
                 pass
@@ -193,7 +208,8 @@ class Server:
                 "client_secret": app["secret_key"],
             },
         )
-        assert response.status_code == 200, response.text
+        # The server's log says what it saw (which database, which requests) should this ever fail.
+        assert response.status_code == 200, f"{response.text}\n{self.log_path.read_text()[-3000:]}"
         return str(response.json()["access_token"])
 
     def wait_job(self, app: dict[str, str], job_id: str, timeout: float = 600) -> dict[str, Any]:

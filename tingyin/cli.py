@@ -153,7 +153,10 @@ def serve(
     host: Annotated[
         str | None, typer.Option(help="Address to bind (default TINGYIN_HOST or 127.0.0.1).")
     ] = None,
-    port: Annotated[int | None, typer.Option(help="Port (default TINGYIN_PORT or 8000).")] = None,
+    port: Annotated[
+        int | None,
+        typer.Option(help="Port (default TINGYIN_PORT or 8000); 0 binds a free one, which the log names."),
+    ] = None,
     worker: Annotated[
         bool | None, typer.Option("--worker/--no-worker", help="Start an embedded job worker.")
     ] = None,
@@ -189,7 +192,7 @@ def serve(
         uvicorn.Config(
             create_app(),
             host=host or settings.host,
-            port=port or settings.port,
+            port=settings.port if port is None else port,
             log_config=None,
             access_log=False,
             timeout_graceful_shutdown=max(1, round(settings.shutdown_grace_s)),
