@@ -259,7 +259,9 @@ class ServerClient:
             served.close()
 
     # Volcano AUC (seed 002): submit a URL, poll the query until the task ends.
-    def transcribe_volcano(self, audio_url: str, language: str, timeout_s: float = 3600.0) -> Transcription:
+    def transcribe_volcano(
+        self, audio_url: str, language: str, *, speakers: bool = True, timeout_s: float = 3600.0
+    ) -> Transcription:
         from tingyin.eval.recordings import Segment
 
         app = self.credentials
@@ -270,7 +272,10 @@ class ServerClient:
                 "app": {"appid": app["app_id"], "token": app["app_token"], "cluster": "volc_auc_common"},
                 "user": {"uid": "tingyin-eval"},
                 "audio": {"format": "wav", "url": audio_url},
-                "additions": {"language": VOLCANO_LANGUAGE[language], "with_speaker_info": "True"},
+                "additions": {
+                    "language": VOLCANO_LANGUAGE[language],
+                    "with_speaker_info": "True" if speakers else "False",
+                },
             },
         ).json()["resp"]
         if submit.get("code") != 1000:
