@@ -14,6 +14,13 @@ import time
 from pathlib import Path
 from typing import Annotated, Any
 
+# Before anything loads numpy (this module imports none of it): OpenBLAS on one thread in every tingyin
+# process. After each call its idle threads busy-wait (about 0.1 s) for more work, taking a core from
+# CTranslate2 and onnxruntime, which own the parallelism here; on 2 cores a 5 s clip's Whisper encoder call
+# took 128 ms right after the log-mel product instead of 59 ms (docs/speech.md). Sound training already
+# held BLAS to one thread for its small matrices. An operator's own setting wins.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn

@@ -53,3 +53,26 @@ def test_tag_music_file(tmp_path: Path) -> None:
     assert tagged.returncode == 0, tagged.stderr
     payload = json.loads(tagged.stdout)
     assert payload["task_flow"]["result"][0]["task_output"]["tags"][0] in ("vocal", "non_vocal")
+
+
+def blas_threads(*, through_cli: bool, setting: str | None = None) -> int:
+    """OpenBLAS's thread count in a fresh process that imports numpy (after the CLI, or alone)."""
+    env = {k: v for k, v in os.environ.items() if k != "OPENBLAS_NUM_THREADS"}
+    if setting is not None:
+        env["OPENBLAS_NUM_THREADS"] = setting
+    code = (
+        ("import tingyin.cli; " if through_cli else "")
+        + "import numpy, threadpoolctl; "
+        + "print(max(i['num_threads'] for i in threadpoolctl.threadpool_info() if i['user_api'] == 'blas'))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return int(done.stdout)
+
+
+def test_tingyin_processes_keep_openblas_on_one_thread_unless_the_operator_says_otherwise() -> None:
+    # Its idle threads busy-wait after each call and slow the Whisper encoder that follows (cli.py).
+    assert blas_threads(through_cli=True) == 1
+    if (os.cpu_count() or 1) > 1:
+        assert blas_threads(through_cli=False) > 1  # what the CLI changes
+        assert blas_threads(through_cli=True, setting="2") == 2
