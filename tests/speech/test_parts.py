@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 from pydantic import ValidationError
@@ -27,7 +29,7 @@ from tingyin.speech.postprocess import DecodedChunk, rewrite_text
 from tingyin.speech.textnorm import strip_punctuation
 from tingyin.speech.timing import TimedChar, monotonic, snap_to_speech
 from tingyin.speech.types import DecodingStats, Utterance, UtteranceRecord, Word
-from tingyin.speech.whisper import FULL_WINDOW_FRAMES, Hypothesis, window_frames
+from tingyin.speech.whisper import FULL_WINDOW_FRAMES, Hypothesis, built_in_passing_thread, window_frames
 
 S = SAMPLE_RATE
 
@@ -325,3 +327,20 @@ def test_small_punctuation_forms_and_broken_characters_are_cleaned() -> None:
 
     assert clean("今年3月3星公布了﹐S.A.M﹑P.A.Y\ufffd") == "今年3月3星公布了,S.A.M、P.A.Y"
     assert to_chinese_punctuation(clean("真的吗﹖好﹗")) == "真的吗？好！"
+
+
+def test_models_are_built_in_a_thread_that_has_ended_and_their_errors_reach_the_caller() -> None:
+    builders: list[threading.Thread] = []
+
+    def build() -> str:
+        builders.append(threading.current_thread())
+        return "model"
+
+    assert built_in_passing_thread(build) == "model"
+    assert builders[0] is not threading.current_thread() and not builders[0].is_alive()
+
+    def broken() -> str:
+        raise InvalidRequest("no such model")
+
+    with pytest.raises(InvalidRequest, match="no such model"):
+        built_in_passing_thread(broken)

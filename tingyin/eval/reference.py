@@ -35,6 +35,7 @@ class BatchedReference:
 
         from tingyin.config import Settings
         from tingyin.models.registry import ModelStore
+        from tingyin.speech.whisper import built_in_passing_thread
 
         settings = Settings(models_dir=models_dir) if models_dir else Settings()
         self.model_dir = ModelStore(settings).path(model)
@@ -44,8 +45,15 @@ class BatchedReference:
             threads,
             batch_size,
         )
-        self._model = WhisperModel(
-            str(self.model_dir), device="cpu", compute_type=compute_type, cpu_threads=threads, num_workers=1
+        # Built as ours is (whisper.py), so neither pipeline pays for the thread it was built in.
+        self._model = built_in_passing_thread(
+            lambda: WhisperModel(
+                str(self.model_dir),
+                device="cpu",
+                compute_type=compute_type,
+                cpu_threads=threads,
+                num_workers=1,
+            )
         )
         self._pipeline = BatchedInferencePipeline(self._model)
         self._warm = False

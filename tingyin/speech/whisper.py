@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar
 
 import numpy as np
 
@@ -22,6 +22,7 @@ if TYPE_CHECKING:
     from faster_whisper import WhisperModel
     from faster_whisper.tokenizer import Tokenizer
 
+T = TypeVar("T")
 FRAMES_PER_SECOND = 100
 SAMPLES_PER_FRAME = SAMPLE_RATE // FRAMES_PER_SECOND
 FULL_WINDOW_FRAMES = 3000
@@ -63,8 +64,10 @@ class WhisperModelRunner:
     def load(cls, path: Path, *, name: str, compute_type: str, cpu_threads: int) -> WhisperModelRunner:
         from faster_whisper import WhisperModel
 
-        model = WhisperModel(
-            str(path), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=1
+        model = built_in_passing_thread(
+            lambda: WhisperModel(
+                str(path), device="cpu", compute_type=compute_type, cpu_threads=cpu_threads, num_workers=1
+            )
         )
         return cls(model, name)
 
@@ -266,6 +269,29 @@ class WhisperModelRunner:
             )
 
 
+def built_in_passing_thread(build: Callable[[], T]) -> T:
+    """``build()`` (a CTranslate2 model) run in a thread of its own that ends at once, its exception
+    re-raised here. A CTranslate2 Whisper model built in a thread that lives on (the CLI's main thread, a
+    job's or a request's worker thread) ran every later beam search about twice as slowly: a 5 s clip's took
+    440 ms instead of 236 ms on 2 cores (docs/speech.md). Measured, not explained: the OpenMP runtime's
+    state in the building thread is the likely cause."""
+    built: list[T] = []
+    failed: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            built.append(build())
+        except BaseException as exc:
+            failed.append(exc)
+
+    builder = threading.Thread(target=run, name="model-build")
+    builder.start()
+    builder.join()
+    if failed:
+        raise failed[0]
+    return built[0]
+
+
 def _lengths(new_tokens: int, prompt_tokens: int) -> tuple[int, int]:
     """The ``max_length`` that lets CTranslate2's Whisper generate ``new_tokens`` after a prompt, and how many
     it then generates at most. It stops at min(max_length / 2, max_length - prompt) (the 224-token sampling
@@ -303,6 +329,7 @@ __all__ = [
     "Generated",
     "Hypothesis",
     "WhisperModelRunner",
+    "built_in_passing_thread",
     "speech_frames",
     "window_frames",
 ]
