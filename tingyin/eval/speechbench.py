@@ -224,35 +224,29 @@ def _speed(
         run = server.transcribe_volcano(files.url_of(recording), recording.language)
         # The batched pipeline finds no speakers: the same request without them is the like-for-like time.
         bare = server.transcribe_volcano(files.url_of(recording), recording.language, speakers=False)
-    ours = score_recording(
-        "ours", recording, run.segments, run.text, normaliser, wall_s=run.wall_s, failure=run.failure
-    )
-    result["ours"] = _speed_entry(ours, recording)
-    log(_speed_line(ours, recording))
-    ours_bare = score_recording(
-        "ours, no speakers",
-        recording,
-        bare.segments,
-        bare.text,
-        normaliser,
-        wall_s=bare.wall_s,
-        failure=bare.failure,
-    )
-    result["ours_no_speakers"] = _speed_entry(ours_bare, recording)
-    log(_speed_line(ours_bare, recording))
+    ours: dict[str, RecordingScore] = {}
+    for key, system, done in (("ours", "ours", run), ("ours_no_speakers", "ours, no speakers", bare)):
+        ours[key] = score_recording(
+            system, recording, done.segments, done.text, normaliser, wall_s=done.wall_s, failure=done.failure
+        )
+        result[key] = _speed_entry(ours[key], recording)
+        log(_speed_line(ours[key], recording))
     if reference is not None:
-        done = reference.transcribe(recording)
+        reference_run = reference.transcribe(recording)
         batched = score_recording(
-            "batched", recording, done.segments, done.text, normaliser, wall_s=done.wall_s
+            "batched",
+            recording,
+            reference_run.segments,
+            reference_run.text,
+            normaliser,
+            wall_s=reference_run.wall_s,
         )
         result["batched"] = _speed_entry(batched, recording)
         log(_speed_line(batched, recording))
-        if ours.wall_s and batched.wall_s:
-            result["speed_ratio"] = round(batched.wall_s / ours.wall_s, 3)
-            log(f"  ours runs at {result['speed_ratio']:.2f}x the batched pipeline's speed")
-        if ours_bare.wall_s and batched.wall_s:
-            result["speed_ratio_no_speakers"] = round(batched.wall_s / ours_bare.wall_s, 3)
-            log(f"  without speakers: {result['speed_ratio_no_speakers']:.2f}x")
+        for key, ratio in (("ours", "speed_ratio"), ("ours_no_speakers", "speed_ratio_no_speakers")):
+            if ours[key].wall_s and batched.wall_s:
+                result[ratio] = round(batched.wall_s / (ours[key].wall_s or 1.0), 3)
+                log(f"  {ours[key].system} runs at {result[ratio]:.2f}x the batched pipeline's speed")
     return result
 
 
