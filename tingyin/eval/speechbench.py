@@ -244,8 +244,9 @@ def _speed(
         result["batched"] = _speed_entry(batched, recording)
         log(_speed_line(batched, recording))
         for key, ratio in (("ours", "speed_ratio"), ("ours_no_speakers", "speed_ratio_no_speakers")):
-            if ours[key].wall_s and batched.wall_s:
-                result[ratio] = round(batched.wall_s / (ours[key].wall_s or 1.0), 3)
+            wall = ours[key].wall_s
+            if wall and batched.wall_s:
+                result[ratio] = round(batched.wall_s / wall, 3)
                 log(f"  {ours[key].system} runs at {result[ratio]:.2f}x the batched pipeline's speed")
     return result
 
