@@ -18,6 +18,7 @@ from tingyin.speech.decoding import (
     merge_patch,
     output_style,
     pad_seconds,
+    skipped_islands,
     sparse_regions,
     speech_inside,
     uncovered,
@@ -304,6 +305,32 @@ def test_a_sentence_whose_time_went_to_stretched_neighbours_is_found_and_decoded
         text="查明原由后会公布于众中国", chars=_chars("查明原由后会公布于众中国", 0.1, 0.25)
     )
     assert merge_patch(item, again, reseat=True).text == "查明原由后会公布于众中国证监会召开新闻发布会"
+
+
+def test_a_word_said_on_its_own_before_the_text_is_found_when_its_neighbour_was_stretched_over_it() -> None:
+    # "Quote," (0.05-0.4 s), a 0.55 s pause, then "On the top of the jail" (0.95-2.2 s); Whisper skipped
+    # "Quote" and the alignment started "On" inside it.
+    frame = 512 / S
+    probabilities = np.zeros(int(2.2 / frame), dtype=np.float32)
+    probabilities[int(0.05 / frame) : int(0.4 / frame)] = 0.9
+    probabilities[int(0.95 / frame) : int(2.2 / frame)] = 0.9
+    probabilities[int(1.5 / frame) : int(1.7 / frame)] = 0.2  # a dip shorter than a pause
+    speech = SpeechMap(probabilities, len(probabilities) * 512)
+    islands = speech.islands(0.0, 2.2)
+    assert len(islands) == 2 and islands[0] == pytest.approx((0.05, 0.4), abs=frame)
+    assert islands[1] == pytest.approx((0.95, 2.2), abs=frame)
+    chunk = Chunk(0, int(2.2 * S), [(0, int(2.2 * S))])
+    chars = [*_chars("On", 0.34, 0.34), TimedChar(" ", 1.02, 1.02), *_chars("the", 1.06, 0.04)]
+    item = DecodedChunk(
+        chunk, "en", "On the jail", [*chars, TimedChar(" ", 1.2, 1.2), *_chars("jail", 1.85, 0.07)]
+    )
+    assert skipped_islands(item, speech) == [islands[0]]
+    # Covered islands, and islands inside the text (``uncovered`` and ``sparse_regions`` look there), are not.
+    covered = item._replace(chars=[*_chars("Quote", 0.05, 0.07), *item.chars])
+    assert skipped_islands(covered, speech) == []
+    inside = item._replace(chars=[TimedChar("W", 0.0, 0.04), *item.chars])
+    assert skipped_islands(inside, speech) == []
+    assert speech.islands(2.5, 3.0) == []
 
 
 def test_thousands_separator_survives_stripping_punctuation() -> None:

@@ -95,6 +95,14 @@ def test_english_transcript_and_word_timestamps(recognizer: Recognizer) -> None:
     _assert_timestamps_sane(transcript)
 
 
+def test_a_word_said_before_a_pause_is_not_lost(recognizer: Recognizer) -> None:
+    # Whisper writes "On the top of the jail" for this clip: the leading "Quote," (0.3 s, then a 0.55 s
+    # pause) is skipped and "On" aligned over it; the skipped stretch is decoded on its own and put back.
+    transcript = recognizer.transcribe(_clip("LJ002-0107-start"), DecodeOptions(language="en"))
+    assert scoring_units(transcript.text, "WER")[:3] == ["quote", "on", "the"]
+    _assert_timestamps_sane(transcript)
+
+
 def test_silence_and_noise_give_empty_text(recognizer: Recognizer) -> None:
     silence = np.zeros(16000 * 5, dtype=np.float32)
     assert recognizer.transcribe(silence, DecodeOptions(language="zh")).text == ""

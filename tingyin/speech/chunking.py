@@ -97,6 +97,21 @@ class SpeechMap:
         onset = after_pause[-1] if after_pause.size else hits[0]
         return (first + int(onset)) * self.frame_s
 
+    def islands(self, start_s: float, end_s: float) -> list[tuple[float, float]]:
+        """Stretches of speech (seconds) between ``start_s`` and ``end_s`` set apart by real pauses (at least
+        ``ONSET_PAUSE_S`` below the VAD threshold): a phrase, or a word said on its own."""
+        first, heard = self._speech_frames(start_s, end_s)
+        hits = np.flatnonzero(heard)
+        if not hits.size:
+            return []
+        breaks = np.flatnonzero(np.diff(hits) > round(ONSET_PAUSE_S / self.frame_s))
+        starts = [hits[0], *hits[breaks + 1]]
+        ends = [*hits[breaks], hits[-1]]
+        return [
+            ((first + int(a)) * self.frame_s, (first + int(b) + 1) * self.frame_s)
+            for a, b in zip(starts, ends, strict=True)
+        ]
+
     def _speech_frames(self, start_s: float, end_s: float) -> tuple[int, np.ndarray]:
         """The index of the span's first frame, and which of its frames are at or above the threshold."""
         first = max(0, int(start_s / self.frame_s))

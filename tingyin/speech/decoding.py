@@ -10,7 +10,9 @@
   the two results stays. A loop that survives is re-sampled with rising temperature.
 * Coverage: after alignment, speech (by the VAD's frame probabilities) that no character covers for longer
   than ``MIN_UNCOVERED_S`` — Whisper skipping a sentence of a chunk — is decoded as a chunk of its own and
-  merged; a patch that only repeats the chunk's words is decoded again from the speech regions alone.
+  merged; so is a word said on its own before or after the text (speech set apart by pauses) that the
+  alignment stretched a neighbour over. A patch that only repeats the chunk's words is decoded again from the
+  speech regions alone.
 * Only a known subtitle credit on its own, or text both decodes doubt is speech, is dropped.
 """
 
@@ -50,6 +52,8 @@ LOW_SCORE_LIMIT = -1.0
 TOKENS_PER_S = 12  # output length cap: 10 + 12 tokens per second of audio
 MIN_UNCOVERED_S = 1.0  # speech without any aligned character for this long is decoded again on its own
 UNCOVERED_MARGIN_S = 0.25  # context kept on either side of an uncovered stretch
+MIN_ISLAND_S = 0.25  # speech this long or longer, set apart by pauses, that characters barely cover
+ISLAND_COVERED = 0.3  # ... ("barely": less than this share of it) is decoded again
 LONGEST_CHAR_S = 1.0  # an aligned character (or English word) longer than this has swallowed other speech
 # A VAD region this long with fewer aligned characters or words a second than this had a sentence skipped
 # (the alignment stretched the next sentence's first characters over it).
@@ -399,6 +403,12 @@ class ChunkDecoder:
                     lo, hi = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
                     sparse.add(len(gaps))
                     gaps.append((index, Chunk(lo, hi, [(lo, hi)]), None))
+                    stretches.append((start_s, end_s))
+            for start_s, end_s in skipped_islands(item, speech):
+                if not any(lo < end_s and start_s < hi for lo, hi in stretches):
+                    lo = max(item.chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
+                    hi = min(item.chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
+                    gaps.append((index, Chunk(lo, hi, [(lo, hi)]), None))
         if not gaps:
             return decoded
         patches = self.decode(audio, [gap for _, gap, _ in gaps], language, bias, options, speech, depth=1)
@@ -488,6 +498,30 @@ def echoes(patch: DecodedChunk, item: DecodedChunk) -> bool:
     the chunk's own text."""
     said, own = textnorm.units(patch.text), textnorm.units(item.text)
     return len(said) >= 2 and any(own[i : i + len(said)] == said for i in range(len(own) - len(said) + 1))
+
+
+def skipped_islands(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]]:
+    """Stretches of speech (seconds) before the chunk's text or after it, set apart by real pauses
+    (``SpeechMap.islands``), at least ``MIN_ISLAND_S`` long, that aligned characters cover less than
+    ``ISLAND_COVERED`` of: a word said on its own that Whisper skipped, its neighbour's alignment stretched
+    over it (a leading "Quote," before a pause came back as "On the top of ...", "On" aligned from inside
+    "Quote")."""
+    timed = spoken(item.chars)
+    if not timed:
+        return []  # ``uncovered`` takes a chunk without characters whole
+    chunk_lo, chunk_hi = item.chunk.start / SAMPLE_RATE, item.chunk.end / SAMPLE_RATE
+    skipped = []
+    for lo, hi in speech.islands(chunk_lo, chunk_hi):
+        # Only before the first character's end or after the last one's start: inside the text, a patch's
+        # characters would interleave with the chunk's by time (spelled letters did), and ``uncovered``
+        # and ``sparse_regions`` look there.
+        outside = hi <= timed[0].end or lo >= timed[-1].start
+        if hi - lo < MIN_ISLAND_S or not outside:
+            continue
+        covered = sum(max(0.0, min(hi, c.end) - max(lo, c.start)) for c in timed)
+        if covered < ISLAND_COVERED * (hi - lo):
+            skipped.append((lo, hi))
+    return skipped
 
 
 def own_time(char: TimedChar) -> float:
