@@ -5,11 +5,14 @@ from __future__ import annotations
 import itertools
 import math
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from tingyin.audio import decode
 from tingyin.speech import DecodeOptions, Recognizer, textnorm
+from tingyin.speech.rescoring import ESTIMATED_EXACT_COST, SCORED_CANDIDATES, SecondPass, estimated_logprob
+from tingyin.speech.whisper import Hypothesis
 from tingyin.speech.zh_lm import PACKAGED_MODEL, ZhLanguageModel, find_language_model, load_language_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
@@ -54,6 +57,41 @@ def test_second_pass_fixes_a_clip_the_plain_model_misspells(recognizer: Recogniz
     assert "".join(w.text for w in words).startswith("公积金首套房")
     assert all(a.start_ms <= b.start_ms for a, b in itertools.pairwise(words))
     assert rescored.options is not None and rescored.options.second_pass
+
+
+def test_only_the_likeliest_candidates_get_a_teacher_forced_score(
+    recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    audio = decode(FIXTURES / "BAC009S0252W0179.flac").samples
+    second_pass = recognizer.decoder.second_pass
+    assert second_pass is not None and second_pass.scored_candidates == SCORED_CANDIDATES
+    scored: list[int] = []
+    align = recognizer.runner.align
+
+    def counting_align(
+        encoded: Any, start: list[int], token_lists: list[list[int]], frames: list[int]
+    ) -> Any:
+        scored.append(len(token_lists))
+        return align(encoded, start, token_lists, frames)
+
+    monkeypatch.setattr(recognizer.runner, "align", counting_align)
+    limited = recognizer.transcribe(audio, DecodeOptions(language="zh", itn=False))
+    limited_calls = list(scored)
+    scored.clear()
+    monkeypatch.setattr(second_pass, "scored_candidates", None)
+    every = recognizer.transcribe(audio, DecodeOptions(language="zh", itn=False))
+    # One chunk: one scoring call, whose winner's alignment gives the timestamps.
+    assert limited_calls == [SCORED_CANDIDATES] and scored[0] > SCORED_CANDIDATES
+    assert limited.text == every.text and "公积金首套房" in limited.text
+    with pytest.raises(ValueError):
+        SecondPass(recognizer.runner, second_pass.proposer, [], scored_candidates=1)
+
+
+def test_a_rewrites_estimated_score_is_its_sources_less_the_change() -> None:
+    source = Hypothesis([1, 2, 3], "攻击金手套房", -6.0)
+    assert estimated_logprob(source, "公积金首套房") == pytest.approx(-6.0 - 3 * ESTIMATED_EXACT_COST)
+    assert estimated_logprob(source, "攻击金手套房") == -6.0
+    assert estimated_logprob(source, "公积金") < estimated_logprob(source, "公积金首套房")
 
 
 def test_without_the_trigram_the_unigram_fallback_still_corrects(unigram_recognizer: Recognizer) -> None:

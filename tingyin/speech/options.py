@@ -83,7 +83,8 @@ class DecodeOptions(FrozenModel):
     batch_size: Annotated[int, Field(ge=1, le=64)] = 8
     second_pass: bool = Field(default=True, description="Mandarin: rescore n-best and sound-alike rewrites")
     # 4 n-best x 3 rewrites: zh_dev 13.08 -> 12.87% CER over 3 x 2 (5 x 3: the same; 3 x 3: 13.16%), about
-    # +10% CPU on a 5 s clip (the teacher-forced score costs one decoder pass per candidate)
+    # +10% CPU on a 5 s clip when every candidate got a teacher-forced score (now the likeliest 4 a chunk do,
+    # rescoring.SCORED_CANDIDATES)
     second_pass_nbest: Annotated[int, Field(ge=1, le=10)] = 4
     second_pass_rewrites: Annotated[int, Field(ge=0, le=20)] = 3
     accuracy: Accuracy | None = Field(

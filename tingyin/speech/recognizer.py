@@ -113,8 +113,14 @@ class Recognizer:
             ]
             if language_model is not None:
                 accurate_scorers.append((_TrigramScorer(language_model), ACCURATE_TRIGRAM_WEIGHT))
+            # Every candidate of the accurate mode's larger pools is scored: 4 a chunk cost it 5 errors on
+            # zh_dev (450 against 445) for RTF 0.207 against 0.230.
             accurate_pass = SecondPass(
-                runner, proposer, accurate_scorers, length_reward=ACCURATE_LENGTH_REWARD
+                runner,
+                proposer,
+                accurate_scorers,
+                length_reward=ACCURATE_LENGTH_REWARD,
+                scored_candidates=None,
             )
         self._lexicon: Lexicon | None = None
         self._lexicon_lock = threading.Lock()
