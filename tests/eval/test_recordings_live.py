@@ -13,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MODEL_CACHE, REPO, Server
-from tingyin.eval.live import ServerClient
+from tingyin.audio import decode
+from tingyin.eval.live import LocalServer, ServerClient
 from tingyin.eval.recordings import (
     ClipPicker,
     Normaliser,
@@ -115,3 +116,23 @@ def test_cli_latency_part_against_a_running_server(
     assert latency["clips"] == 3 and latency["failures"] == []
     assert 0 < latency["p50_s"] <= latency["p90_s"] <= latency["max_s"]
     assert report["parts"] == ["latency"] and "drops" not in report
+
+
+def test_a_server_the_benchmark_started_starts_again_afresh(tmp_path: Path) -> None:
+    # The speed part times its request without speakers on a restarted server, so that it does not find
+    # the first request's rewrites in the recognizer's caches.
+    server = LocalServer(tmp_path / "home", threads=2, models_dir=MODEL_CACHE, log=lambda line: None)
+    server.start()
+    try:
+        first_pid, first_app = server.pid, server.credentials["app_id"]
+        assert server.restart()
+        assert server.alive() and server.pid != first_pid and server.credentials["app_id"] != first_app
+        speech = decode(REPO / "tests" / "fixtures" / "speech" / "BAC009S0150W0016.flac").samples
+        answer = server.recognize_baidu(speech, "/server_api", 1537)  # a token of the new app
+        assert answer.failure is None and answer.code == 0 and answer.text
+    finally:
+        server.stop()
+    assert not server.alive()
+    elsewhere = ServerClient(server.url, {})
+    assert not elsewhere.restart()  # a server started elsewhere is left alone
+    elsewhere.stop()

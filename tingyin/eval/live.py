@@ -371,6 +371,11 @@ class ServerClient:
     def start(self) -> None:
         pass
 
+    def restart(self) -> bool:
+        """Start the server afresh, with empty caches, where it was started here (:class:`LocalServer`);
+        False where it cannot be."""
+        return False
+
     def alive(self) -> bool:
         return self.pid is None or Path(f"/proc/{self.pid}").exists()
 
@@ -469,8 +474,17 @@ class LocalServer(ServerClient):
             assert self.process is not None
             os.killpg(self.process.pid, signal.SIGKILL)
 
+    def restart(self) -> bool:
+        self._stop_process()
+        self._baidu_token = None  # the new home has a new app
+        self.start()
+        return True
+
     def stop(self) -> None:
         super().stop()
+        self._stop_process()
+
+    def _stop_process(self) -> None:
         if self.process is not None and self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             try:
