@@ -2,10 +2,10 @@
 
 Whisper base hears Mandarin syllables better than it picks their characters (公积金首套房 → 攻击金手套房).
 For a Mandarin chunk the ``SecondPass`` takes the beam's best distinct hypotheses, asks a ``RewriteProposer``
-(the word trigram) for sound-alike rewrites of each, scores every candidate by Whisper itself
-(teacher-forced log-probability over the encoder output already computed, one batched ``align`` call) plus
-each
-``TextScorer`` with its weight, and keeps the best sum. The winner's alignment is reused for its timestamps.
+(the word trigram) for sound-alike rewrites of each, rates every candidate with each ``TextScorer`` (with
+its weight), scores the likeliest few by Whisper itself (teacher-forced log-probability over the encoder
+output already computed, one batched ``align`` call) and keeps the best sum. The winner's alignment is
+reused for its timestamps.
 
 Another language model joins by implementing ``TextScorer`` and being passed to ``SecondPass`` with a weight
 (the accurate mode's neural model does: ``speech/neural_lm.py``).
