@@ -393,22 +393,18 @@ class ChunkDecoder:
         for index, item in enumerate(decoded):
             stretches = uncovered(item, speech)
             for start_s, end_s in stretches:
-                lo = max(item.chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
-                hi = min(item.chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
-                if hi > lo:
-                    gap = Chunk(lo, hi, [(lo, hi)])
+                gap = with_margins(item.chunk, start_s, end_s)
+                if gap.end > gap.start:
                     gaps.append((index, gap, speech_inside(item.chunk, start_s, end_s, gap)))
             for start_s, end_s in sparse_regions(item):
-                if not any(lo < end_s and start_s < hi for lo, hi in stretches):
+                if not overlaps(start_s, end_s, stretches):
                     lo, hi = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
                     sparse.add(len(gaps))
                     gaps.append((index, Chunk(lo, hi, [(lo, hi)]), None))
                     stretches.append((start_s, end_s))
             for start_s, end_s in skipped_islands(item, speech):
-                if not any(lo < end_s and start_s < hi for lo, hi in stretches):
-                    lo = max(item.chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
-                    hi = min(item.chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
-                    gaps.append((index, Chunk(lo, hi, [(lo, hi)]), None))
+                if not overlaps(start_s, end_s, stretches):
+                    gaps.append((index, with_margins(item.chunk, start_s, end_s), None))
         if not gaps:
             return decoded
         patches = self.decode(audio, [gap for _, gap, _ in gaps], language, bias, options, speech, depth=1)
@@ -478,6 +474,18 @@ def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]
         for lo, hi in candidates
         if hi - lo >= MIN_UNCOVERED_S and speech.speech_seconds(lo, hi) >= MIN_UNCOVERED_S
     ]
+
+
+def with_margins(chunk: Chunk, start_s: float, end_s: float) -> Chunk:
+    """The stretch ``start_s``-``end_s`` with ``UNCOVERED_MARGIN_S`` of context on either side, inside the
+    chunk, as a chunk of its own (empty when the stretch lies outside the chunk)."""
+    lo = max(chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
+    hi = min(chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
+    return Chunk(lo, hi, [(lo, hi)])
+
+
+def overlaps(start_s: float, end_s: float, spans: Sequence[tuple[float, float]]) -> bool:
+    return any(lo < end_s and start_s < hi for lo, hi in spans)
 
 
 def speech_inside(chunk: Chunk, start_s: float, end_s: float, gap: Chunk) -> Chunk | None:
