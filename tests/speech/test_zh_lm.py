@@ -12,7 +12,6 @@ import pytest
 from tingyin.audio import decode
 from tingyin.speech import DecodeOptions, Recognizer, textnorm
 from tingyin.speech.rescoring import ESTIMATED_EXACT_COST, SCORED_CANDIDATES, SecondPass, estimated_logprob
-from tingyin.speech.whisper import Hypothesis
 from tingyin.speech.zh_lm import PACKAGED_MODEL, ZhLanguageModel, find_language_model, load_language_model
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "speech"
@@ -88,10 +87,10 @@ def test_only_the_likeliest_candidates_get_a_teacher_forced_score(
 
 
 def test_a_rewrites_estimated_score_is_its_sources_less_the_change() -> None:
-    source = Hypothesis([1, 2, 3], "攻击金手套房", -6.0)
-    assert estimated_logprob(source, "公积金首套房") == pytest.approx(-6.0 - 3 * ESTIMATED_EXACT_COST)
-    assert estimated_logprob(source, "攻击金手套房") == -6.0
-    assert estimated_logprob(source, "公积金") < estimated_logprob(source, "公积金首套房")
+    heard = "攻击金手套房"
+    assert estimated_logprob(-6.0, heard, "公积金首套房") == pytest.approx(-6.0 - 3 * ESTIMATED_EXACT_COST)
+    assert estimated_logprob(-6.0, heard, heard) == -6.0
+    assert estimated_logprob(-6.0, heard, "公积金") < estimated_logprob(-6.0, heard, "公积金首套房")
 
 
 def test_without_the_trigram_the_unigram_fallback_still_corrects(unigram_recognizer: Recognizer) -> None:

@@ -58,16 +58,16 @@ class RewriteProposer(Protocol):
     def rewrites(self, text: str, limit: int = 4, keep: tuple[str, ...] = ()) -> list[str]: ...
 
 
-def estimated_logprob(source: Hypothesis, rewrite: str) -> float:
+def estimated_logprob(source_logprob: float, text: str, rewrite: str) -> float:
     """A cheap stand-in for the teacher-forced log-probability of ``rewrite``, a sound-alike rewrite of
-    ``source``: the beam's log-probability of the source less the cost of each changed character. Only used
-    to choose which candidates get the real score."""
+    ``text`` (a hypothesis as the proposer read it: cleaned, Simplified) whose beam log-probability is
+    ``source_logprob``: that less the cost of each changed character. Only used to choose which candidates
+    get the real score."""
     from tingyin.speech.lexicon import rewrite_cost
 
-    text = textnorm.to_simplified(textnorm.clean(source.text))
     if len(text) != len(rewrite):  # not a character-for-character rewrite: as unlikely as a fuzzy change each
-        return source.logprob - ESTIMATED_FUZZY_COST * max(len(text), len(rewrite))
-    return source.logprob - rewrite_cost(text, rewrite, ESTIMATED_EXACT_COST, ESTIMATED_FUZZY_COST)
+        return source_logprob - ESTIMATED_FUZZY_COST * max(len(text), len(rewrite))
+    return source_logprob - rewrite_cost(text, rewrite, ESTIMATED_EXACT_COST, ESTIMATED_FUZZY_COST)
 
 
 class Choice(NamedTuple):
@@ -183,12 +183,14 @@ class SecondPass:
         for candidate in list(pool):
             text = textnorm.to_simplified(textnorm.clean(candidate.text))
             for rewrite in self.proposer.rewrites(text, limit=rewrites, keep=keep):
-                add(Hypothesis(tokenizer.encode(rewrite), rewrite, estimated_logprob(candidate, rewrite)))
+                estimate = estimated_logprob(candidate.logprob, text, rewrite)
+                add(Hypothesis(tokenizer.encode(rewrite), rewrite, estimate))
         if bias.suppressed:
             for candidate in list(pool):
                 text = textnorm.to_simplified(textnorm.clean(candidate.text))
                 for variant in hotwords.alternatives(text, bias, self._rewrite_keeping):
-                    add(Hypothesis(tokenizer.encode(variant), variant, estimated_logprob(candidate, variant)))
+                    estimate = estimated_logprob(candidate.logprob, text, variant)
+                    add(Hypothesis(tokenizer.encode(variant), variant, estimate))
         return pool
 
     def _rewrite_keeping(self, text: str, keep: tuple[str, ...]) -> list[str]:
