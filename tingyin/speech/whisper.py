@@ -275,21 +275,11 @@ def built_in_passing_thread(build: Callable[[], T]) -> T:
     job's or a request's worker thread) ran every later beam search about twice as slowly: a 5 s clip's took
     440 ms instead of 236 ms on 2 cores (docs/speech.md). Measured, not explained: the OpenMP runtime's
     state in the building thread is the likely cause."""
-    built: list[T] = []
-    failed: list[BaseException] = []
+    from concurrent.futures import ThreadPoolExecutor
 
-    def run() -> None:
-        try:
-            built.append(build())
-        except BaseException as exc:
-            failed.append(exc)
-
-    builder = threading.Thread(target=run, name="model-build")
-    builder.start()
-    builder.join()
-    if failed:
-        raise failed[0]
-    return built[0]
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="model-build") as builder:
+        built = builder.submit(build)
+    return built.result()  # the pool's thread has ended: leaving the block joined it
 
 
 def _lengths(new_tokens: int, prompt_tokens: int) -> tuple[int, int]:
