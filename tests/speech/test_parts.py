@@ -14,6 +14,7 @@ from tingyin.speech import guards
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap, make_chunks
 from tingyin.speech.decoding import (
     decoding_stats,
+    discarded,
     echoes,
     merge_patch,
     output_style,
@@ -167,6 +168,15 @@ def test_long_speech_is_split_at_its_least_speech_like_frame() -> None:
     assert len(regions) == 2
     assert abs(regions[0][1] / S - 9.0) < 0.1
     assert regions[0][1] == regions[1][0]
+
+
+def test_discarded_text_is_a_credit_or_the_style_prompt_of_its_language() -> None:
+    assert discarded("英文是中英文。", "zh")  # the Mandarin prompt written back
+    assert discarded("字幕由Amara.org社区提供", "zh")
+    assert discarded("Thanks for watching!", "en")
+    assert not discarded("英文是中英文。", "en")  # the English prompt is not what it echoes
+    assert not discarded("看来三星的SAMSUNG PAY虽未能抢占先机", "zh")
+    assert not discarded("", "zh")
 
 
 def test_a_long_character_starts_after_the_last_pause_it_spans() -> None:

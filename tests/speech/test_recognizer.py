@@ -10,7 +10,9 @@ import pytest
 from tingyin.audio import decode
 from tingyin.errors import InvalidRequest
 from tingyin.eval.text import edit_counts, scoring_units
-from tingyin.speech import DecodeOptions, HotWord, Recognizer
+from tingyin.speech import DecodeOptions, HotWord, Recognizer, hotwords
+from tingyin.speech.chunking import make_chunks
+from tingyin.speech.decoding import discarded
 from tingyin.speech.textnorm import to_simplified
 from tingyin.speech.types import Transcript
 
@@ -100,6 +102,22 @@ def test_a_word_said_before_a_pause_is_not_lost(recognizer: Recognizer) -> None:
     # pause) is skipped and "On" aligned over it; the skipped stretch is decoded on its own and put back.
     transcript = recognizer.transcribe(_clip("LJ002-0107-start"), DecodeOptions(language="en"))
     assert scoring_units(transcript.text, "WER")[:3] == ["quote", "on", "the"]
+    _assert_timestamps_sane(transcript)
+
+
+def test_a_chunk_whose_text_the_guards_discard_is_decoded_again(recognizer: Recognizer) -> None:
+    # On this telephone-band clip ("打开Let It Go") the first pass writes the Mandarin style prompt back
+    # (英文是中英文), which the guards throw away; decoded again without the prompt and with its language
+    # detected again, it reads the English.
+    audio = _clip("BAC009S0252W0038-telephone")
+    options = DecodeOptions(language="zh")
+    speech = recognizer.speech_map(audio)
+    chunks = make_chunks(speech.regions())
+    bias = hotwords.plan(options.hot_words, options.vocabulary)
+    first = recognizer.decoder.run_pass(audio, chunks, "zh", bias, options)
+    assert [discarded(h.text, lang) for h, lang in zip(first.chosen, first.languages, strict=True)] == [True]
+    transcript = recognizer.transcribe(audio, options)
+    assert "let it go" in transcript.text.lower()
     _assert_timestamps_sane(transcript)
 
 

@@ -144,16 +144,18 @@ class ChunkDecoder:
         options: DecodeOptions,
         *,
         full_window: bool = False,
-        languages: list[str] | None = None,
+        languages: Sequence[str | None] | None = None,
+        styled: bool = True,
     ) -> Pass:
+        """Decode ``chunks`` in one batch. ``languages``: each chunk's language, None (for all, or for one
+        chunk) to detect it. ``styled``: with the style prompt of the chunk's language."""
         runner = self.runner
         frames = window_frames(chunks, full_window=full_window, pad_s=pad_seconds(language))
         encoded = runner.encode(runner.features(audio, chunks, frames))
-        if languages is None:
-            languages = self._languages(encoded, language)
+        languages = self._fill_languages(encoded, language, languages)
         bias_text = hotwords.prompt_text(bias)
         tokenizers = [runner.tokenizer(lang, options.task) for lang in languages]
-        styles = [output_style(language, lang, options) for lang in languages]
+        styles = [output_style(language, lang, options) if styled else "" for lang in languages]
         prompts = [
             prompt_tokens(tok, style, bias_text, options.prompt)
             for tok, style in zip(tokenizers, styles, strict=True)
@@ -182,6 +184,15 @@ class ChunkDecoder:
         done = [g for g in generated if g is not None]
         chosen, rescored = self._choose(encoded, frames, chunks, languages, tokenizers, done, bias, options)
         return Pass(list(chunks), encoded, frames, languages, tokenizers, chosen, done, rescored)
+
+    def _fill_languages(
+        self, encoded: np.ndarray, language: str, known: Sequence[str | None] | None
+    ) -> list[str]:
+        if known is None:
+            return self._languages(encoded, language)
+        unknown = [i for i, lang in enumerate(known) if lang is None]
+        detected = iter(self._languages(encoded[unknown], language) if unknown else [])
+        return [lang if lang is not None else next(detected) for lang in known]
 
     def _languages(self, encoded: np.ndarray, language: str) -> list[str]:
         """Per chunk: the detected language (auto: any; zh-en: Mandarin or English), or the requested one.
@@ -257,17 +268,25 @@ class ChunkDecoder:
         where: list[tuple[Pass, int]] = [(first, i) for i in range(len(chunks))]
         redo = [i for i in range(len(chunks)) if self._doubtful(first, i)]
         doubted: set[int] = set()  # chunks that both decodes doubt are speech at all
-        if redo:
+        # A chunk whose text the guards threw away (mostly the style prompt written back: speech Whisper
+        # could not make out, in noise or on a telephone line) is decoded again without that prompt, and
+        # its language detected again (English misread as Mandarin comes out as the Mandarin prompt). The
+        # others keep the prompt and the first pass's language.
+        thrown = {i for i in redo if discarded(first.chosen[i].text, first.languages[i])}
+        for group, styled in (([i for i in redo if i not in thrown], True), (sorted(thrown), False)):
+            if not group:
+                continue
             second = self.run_pass(
                 audio,
-                [chunks[i] for i in redo],
+                [chunks[i] for i in group],
                 language,
                 bias,
                 options,
                 full_window=True,
-                languages=[first.languages[i] for i in redo],
+                languages=[first.languages[i] if styled else None for i in group],
+                styled=styled,
             )
-            for k, i in enumerate(redo):
+            for k, i in enumerate(group):
                 if self._better(second, k, first, i):
                     where[i] = (second, k)
                 if self._no_speech(first.generated[i]) and self._no_speech(second.generated[k]):
@@ -280,8 +299,7 @@ class ChunkDecoder:
             if self._runaway(run, k):
                 hypothesis, temperature = self._resample(run, k, options) or (hypothesis, temperature)
             tokens, text = hypothesis.tokens, hypothesis.text
-            style = STYLE_PROMPTS.get(run.languages[k], "")
-            if guards.is_hallucination(text) or guards.echoes_prompt(text, style) or i in doubted:
+            if discarded(text, run.languages[k]) or i in doubted:
                 tokens, text = [], ""
             token_lists.append(tokens)
             rescored = k in run.rescored and tokens == run.chosen[k].tokens
@@ -303,6 +321,10 @@ class ChunkDecoder:
             self._no_speech(run.generated[k])
             or run.generated[k].capped
             or guards.needs_redecode(text, run.chunks[k], run.languages[k])
+            # A text the guards would throw away is re-decoded first: on a short window Whisper writes its
+            # style prompt back for speech it cannot place (a telephone-band "打开Let It Go" came out as
+            # 英文是中英文), and the full window hears it.
+            or discarded(text, run.languages[k])
         )
 
     @staticmethod
@@ -314,9 +336,14 @@ class ChunkDecoder:
 
     @staticmethod
     def _better(new: Pass, k: int, old: Pass, i: int) -> bool:
-        """Whether the full-window result should replace the first one: loop-free over looping, otherwise
-        the one that says more (the usual failure is Whisper stopping early), unless it is a loop."""
+        """Whether the full-window result should replace the first one: text the guards keep over text they
+        throw away, loop-free over looping, otherwise the one that says more (the usual failure is Whisper
+        stopping early), unless it is a loop."""
         new_text, old_text = new.chosen[k].text, old.chosen[i].text
+        new_discarded = discarded(new_text, new.languages[k])
+        old_discarded = discarded(old_text, old.languages[i])
+        if new_discarded or old_discarded:  # text the guards throw away never replaces text they keep
+            return old_discarded and not new_discarded
         new_runaway, old_runaway = ChunkDecoder._runaway(new, k), ChunkDecoder._runaway(old, i)
         if new_runaway or guards.repeats_itself(new_text):
             return old_runaway and not new_runaway
@@ -430,6 +457,12 @@ class ChunkDecoder:
                 continue
             out[index] = merge_patch(out[index], patch, reseat=k in retry or k in sparse)
         return out
+
+
+def discarded(text: str, language: str) -> bool:
+    """Text the guards throw away: a subtitle credit, or Whisper writing back the style prompt of
+    ``language`` (the decoded language) instead of what was said."""
+    return guards.is_hallucination(text) or guards.echoes_prompt(text, STYLE_PROMPTS.get(language, ""))
 
 
 def output_style(requested: str, language: str, options: DecodeOptions) -> str:
