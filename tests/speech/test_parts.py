@@ -179,6 +179,22 @@ def test_discarded_text_is_a_credit_or_the_style_prompt_of_its_language() -> Non
     assert not discarded("", "zh")
 
 
+def test_speech_the_vad_is_unsure_of_is_a_region_where_it_lies_apart() -> None:
+    frame = 512 / S
+    probabilities = np.zeros(int(10.0 / frame), dtype=np.float32)
+    probabilities[int(1.0 / frame) : int(3.0 / frame)] = 0.9  # clear speech
+    probabilities[int(0.7 / frame) : int(1.0 / frame)] = 0.4  # its uncertain onset
+    probabilities[int(6.0 / frame) : int(6.6 / frame)] = 0.45  # a word on its own (a telephone line)
+    probabilities[int(8.5 / frame) : int(8.6 / frame)] = 0.45  # too short to be speech
+    regions = SpeechMap(probabilities, len(probabilities) * 512).regions()
+    # The clear region keeps the extent the 0.5 threshold gives it (its onset is not pulled in); the
+    # uncertain word is a region of its own; both padded by 0.25 s.
+    expected = [(0.75, 3.25), (5.75, 6.85)]
+    assert len(regions) == len(expected)
+    for (start, end), (start_s, end_s) in zip(regions, expected, strict=True):
+        assert abs(start / S - start_s) <= frame and abs(end / S - end_s) <= frame
+
+
 def test_a_long_character_starts_after_the_last_pause_it_spans() -> None:
     frame = 512 / S
     probabilities = np.zeros(int(4.0 / frame), dtype=np.float32)

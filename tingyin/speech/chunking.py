@@ -1,7 +1,9 @@
 """Where the speech is, and how it is cut into pieces the decoder handles well.
 
 Silero VAD scores every 32 ms frame once per recording (``SpeechMap``); speech regions come from those
-probabilities, and the same map later tells the coverage check whether the decoder left speech without text.
+probabilities (also the weaker ones Silero gives speech on a telephone line or under noise, where they lie
+apart from the clear ones), and the same map later tells the coverage check whether the decoder left speech
+without text.
 Regions closer than ``CHUNK_GAP_S`` merge into chunks of up to ``TARGET_CHUNK_S``: the encoder costs more per
 second on longer inputs, and Whisper is likelier to stop after the first sentence of a long chunk. A region
 longer than ``MAX_CHUNK_S`` (no pause found by the VAD) is split at its least speech-like frame.
@@ -24,6 +26,9 @@ TINY_GAP_S = 0.3  # ... and regions this close always merge (up to MAX_CHUNK_S):
 MIN_AUDIO_S = 0.1
 # Silero settings for recognition: generous padding keeps word onsets and endings inside the region.
 VAD_THRESHOLD = 0.5
+# Speech Silero is unsure of (a short word on a telephone line, speech under noise peaks at 0.35-0.5):
+# decoded too where it lies apart from the regions found at VAD_THRESHOLD, which keep their extent.
+WEAK_VAD_THRESHOLD = 0.35
 VAD_MIN_SPEECH_MS = 200
 VAD_MIN_SILENCE_MS = 400
 VAD_PAD_MS = 250
@@ -63,22 +68,31 @@ class SpeechMap:
         return cls(vad.probabilities(audio), len(audio))
 
     def regions(self) -> list[tuple[int, int]]:
-        """Speech regions in samples, none longer than ``MAX_CHUNK_S``."""
-        regions_ms = regions_from_probabilities(
-            self.probabilities,
-            threshold=VAD_THRESHOLD,
-            min_silence_ms=VAD_MIN_SILENCE_MS,
-            min_speech_ms=VAD_MIN_SPEECH_MS,
-            pad_ms=VAD_PAD_MS,
-            frame_ms=self.frame_s * 1000,
-        )
+        """Speech regions in samples, none longer than ``MAX_CHUNK_S``: those found at ``VAD_THRESHOLD``,
+        and those found at ``WEAK_VAD_THRESHOLD`` that overlap none of them."""
+        strong = self._regions_ms(VAD_THRESHOLD)
+        weak = [
+            (start, end)
+            for start, end in self._regions_ms(WEAK_VAD_THRESHOLD)
+            if not any(start < other_end and other_start < end for other_start, other_end in strong)
+        ]
         regions = []
-        for start_ms, end_ms in regions_ms:
+        for start_ms, end_ms in sorted(strong + weak):
             start = min(self.samples, round(start_ms * SAMPLE_RATE / 1000))
             end = min(self.samples, round(end_ms * SAMPLE_RATE / 1000))
             if end > start:
                 regions.extend(self._split(start, end))
         return regions
+
+    def _regions_ms(self, threshold: float) -> list[tuple[float, float]]:
+        return regions_from_probabilities(
+            self.probabilities,
+            threshold=threshold,
+            min_silence_ms=VAD_MIN_SILENCE_MS,
+            min_speech_ms=VAD_MIN_SPEECH_MS,
+            pad_ms=VAD_PAD_MS,
+            frame_ms=self.frame_s * 1000,
+        )
 
     def speech_seconds(self, start_s: float, end_s: float) -> float:
         """Seconds of frames at or above the VAD threshold between ``start_s`` and ``end_s``."""
