@@ -27,7 +27,7 @@ from tingyin.speech.decoding import (
 from tingyin.speech.hotwords import plan
 from tingyin.speech.options import DecodeOptions, HotWord
 from tingyin.speech.pipeline import RecordingOptions
-from tingyin.speech.postprocess import DecodedChunk, rewrite_text
+from tingyin.speech.postprocess import DecodedChunk, punctuate_and_split, rewrite_text
 from tingyin.speech.textnorm import strip_punctuation
 from tingyin.speech.timing import TimedChar, monotonic, snap_to_speech
 from tingyin.speech.types import DecodingStats, Utterance, UtteranceRecord, Word
@@ -276,6 +276,30 @@ def test_a_patch_is_merged_in_time_order() -> None:
     merged = merge_patch(item, patch)
     assert merged.text == "hello there general kenobi"
     assert [c.start for c in merged.chars] == sorted(c.start for c in merged.chars)
+
+
+def test_a_patch_s_leading_space_does_not_land_inside_the_chunk_s_last_word() -> None:
+    # The alignment put 巴 at 26.28 s; the English patch starts (its leading space) at 26.27 s, its first
+    # letter at 26.73 s.
+    own = [TimedChar("嘴", 26.04, 26.28), TimedChar("巴", 26.28, 26.52), TimedChar("。", 26.52, 26.52)]
+    item = DecodedChunk(Chunk(int(24.8 * S), int(36.7 * S), []), "zh", "嘴巴。", own)
+    patch_own = [TimedChar(" ", 26.27, 26.27), *_chars("In the", 26.73, 0.1)]
+    patch = DecodedChunk(Chunk(int(26.27 * S), int(36.7 * S), []), "en", " In the", patch_own)
+    assert merge_patch(item, patch).text == "嘴巴。 In the"
+
+
+def test_pauses_inside_a_latin_word_or_number_get_no_comma_and_no_split() -> None:
+    def timed(text: str, gaps: dict[int, float]) -> list[TimedChar]:
+        chars, t = [], 0.0
+        for k, char in enumerate(text):
+            t += gaps.get(k, 0.0)
+            chars.append(TimedChar(char, t, t + 0.1))
+            t += 0.1
+        return chars
+
+    # "th|e" and "18|11" were stretched by the alignment over 0.5 s and 1 s; 好|的 is a real pause.
+    pieces = punctuate_and_split(timed("In the 1811 好的", {5: 0.5, 9: 1.0, 13: 0.5}), True, True)
+    assert ["".join(c.char for c in piece) for piece in pieces] == ["In the 1811 好，的"]
 
 
 def test_a_patch_that_repeats_the_chunk_is_narrowed_to_the_skipped_speech() -> None:

@@ -18,6 +18,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, NamedTuple
 
@@ -629,11 +630,14 @@ def merge_patch(item: DecodedChunk, patch: DecodedChunk, *, reseat: bool = False
 
 
 def patch_chars(patch: DecodedChunk) -> list[TimedChar]:
-    """A patch's characters, with a separating space where two non-Chinese words would otherwise touch."""
-    if not patch.chars or textnorm.has_cjk(patch.chars[0].char):
-        return patch.chars
-    first = patch.chars[0]
-    return [TimedChar(" ", first.start, first.start), *patch.chars]
+    """A patch's characters, with a separating space where two non-Chinese words would otherwise touch.
+    Its own leading spaces go: Whisper's " In" is timed at the patch's start, which can lie inside the
+    chunk's last word (嘴 "  " 巴); the separating space takes the first spoken character's time."""
+    chars = list(itertools.dropwhile(lambda c: c.char.isspace(), patch.chars))
+    if not chars or textnorm.has_cjk(chars[0].char):
+        return chars
+    first = chars[0]
+    return [TimedChar(" ", first.start, first.start), *chars]
 
 
 __all__ = [

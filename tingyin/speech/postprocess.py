@@ -81,6 +81,8 @@ def punctuate_and_split(chars: list[TimedChar], zh_like: bool, punctuation: bool
         gap = nxt.start - tc.end
         if textnorm.is_punctuation(tc.char) or textnorm.is_punctuation(nxt.char) or tc.char == " ":
             continue
+        if _inside_word(tc, nxt):
+            continue
         if gap >= PAUSE_SPLIT_S:
             out.append(TimedChar("。", tc.end, tc.end))
         elif gap >= PAUSE_COMMA_S:
@@ -94,11 +96,17 @@ def punctuate_and_split(chars: list[TimedChar], zh_like: bool, punctuation: bool
         if nxt is None:
             break
         sentence_end = tc.char in textnorm.SENTENCE_END and not textnorm.is_punctuation(nxt.char)
-        if (
-            sentence_end and not (tc.char == "." and nxt.char.isdigit())
-        ) or nxt.start - tc.end >= PAUSE_SPLIT_S:
+        if (sentence_end and not (tc.char == "." and nxt.char.isdigit())) or (
+            nxt.start - tc.end >= PAUSE_SPLIT_S and not _inside_word(tc, nxt)
+        ):
             pieces.append([])
     return [p for p in pieces if "".join(c.char for c in p).strip()]
+
+
+def _inside_word(char: TimedChar, following: TimedChar) -> bool:
+    """Two letters or digits of one Latin word or number: a pause between them is the alignment's (it
+    spreads a word over speech it did not place), never a place for a comma or a new utterance."""
+    return all(c.char.isascii() and c.char.isalnum() for c in (char, following))
 
 
 def utterances_of(
