@@ -878,6 +878,13 @@ def eval_recordings(
     ] = None,
     seed: Annotated[int, typer.Option(help="Seed of the recordings (same seed, same audio).")] = 11,
     limit: Annotated[int | None, typer.Option(help="Only the first N of the 10 recordings.")] = None,
+    condition: Annotated[
+        str,
+        typer.Option(
+            help="How the drops part hears the 10 recordings: clean, telephone (300-3400 Hz, 8 kHz "
+            "mu-law) or noise (ESC-10 backgrounds at 10 dB SNR)."
+        ),
+    ] = "clean",
     long_seconds: Annotated[float, typer.Option(help="Length of the throughput recording.")] = 600.0,
     threads: Annotated[
         int | None,
@@ -900,7 +907,7 @@ def eval_recordings(
     """Recording benchmark: multi-speaker recordings from dev clips through the Volcano API against
     faster-whisper's BatchedInferencePipeline (drops, error), throughput, latency, load. No part flag: all."""
     from tingyin.config import get_settings
-    from tingyin.eval.recordings import default_scorer, default_testdata
+    from tingyin.eval.recordings import CONDITIONS, default_scorer, default_testdata
     from tingyin.eval.speechbench import BenchmarkConfig, run_benchmark
 
     parts = tuple(
@@ -910,6 +917,8 @@ def eval_recordings(
     ) or ("drops", "speed", "latency", "load")
     if url and credentials is None:
         raise typer.BadParameter("--url needs the JSON of one of its apps", param_hint="--credentials")
+    if condition not in CONDITIONS:
+        raise typer.BadParameter(f"one of {', '.join(CONDITIONS)}", param_hint="--condition")
     data = testdata or default_testdata()
     if not (data / "zh_dev" / "manifest.csv").is_file() or not (data / "en_dev" / "manifest.csv").is_file():
         raise typer.BadParameter(f"{data} lacks zh_dev/ or en_dev/", param_hint="--testdata")
@@ -920,6 +929,7 @@ def eval_recordings(
         parts=parts,
         seed=seed,
         limit=limit,
+        condition=condition,
         long_seconds=long_seconds,
         threads=threads or int(os.environ.get("TINGYIN_CPU_THREADS") or 2),
         url=url,

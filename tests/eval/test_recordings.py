@@ -9,6 +9,7 @@ import os
 import random
 import subprocess
 import sys
+import wave
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +33,7 @@ from tingyin.eval.recordings import (
     assemble,
     build_recordings,
     coverage,
+    degrade_recordings,
     format_drops_table,
     percentile,
     plan_recording,
@@ -39,6 +41,8 @@ from tingyin.eval.recordings import (
     speaker_order,
     speakers_spanned,
     speech_bounds,
+    telephone_band,
+    with_noise,
 )
 
 
@@ -212,6 +216,65 @@ def test_build_recordings_is_deterministic_and_reuses_files(tmp_path: Path) -> N
     assert Recording.from_dict(index["recordings"][0]) == first[0]
     other = build_recordings(data, tmp_path / "three", seed=5, include=("set",), limit=1)
     assert [s.id for s in other[0].sentences] != [s.id for s in first[0].sentences]
+
+
+def _tone(hertz: float, seconds: float = 1.0, amplitude: float = 0.3) -> np.ndarray:
+    return (amplitude * np.sin(2 * np.pi * hertz * np.arange(int(seconds * RATE)) / RATE)).astype(np.float32)
+
+
+def _level(samples: np.ndarray, rate: int, hertz: float) -> float:
+    spectrum = np.abs(np.fft.rfft(samples)) / samples.shape[0]
+    frequencies = np.fft.rfftfreq(samples.shape[0], 1.0 / rate)
+    return float(spectrum[np.argmin(np.abs(frequencies - hertz))])
+
+
+def test_telephone_band_keeps_300_to_3400_hz_at_8_khz() -> None:
+    line = telephone_band(_tone(100) + _tone(1000) + _tone(6000))
+    assert line.shape == (8000,) and line.dtype == np.float32
+    assert _level(line, 8000, 1000) > 0.1  # a 0.3 sine's bin holds 0.15
+    assert _level(line, 8000, 100) < 0.01
+    # 6 kHz does not fold back to 2 kHz: it was removed before the rate was halved
+    assert _level(line, 8000, 2000) < 0.01
+    # mu-law: a quiet sound keeps its shape (no 8-bit linear floor)
+    quiet = telephone_band(_tone(1000, amplitude=0.003))
+    assert 0.001 < _level(quiet, 8000, 1000) < 0.002
+
+
+def test_noise_is_mixed_at_the_asked_level_and_repeats_to_cover() -> None:
+    speech = np.zeros(3 * RATE, dtype=np.float32)
+    speech[RATE : 2 * RATE] = _tone(440, amplitude=0.1)  # one second of "speech", silence around it
+    noises = [np.random.default_rng(k).standard_normal(RATE // 2).astype(np.float32) for k in range(2)]
+    mixed = with_noise(speech, noises, random.Random(0), snr_db=10.0)
+    assert mixed.shape == speech.shape
+    background = mixed - speech
+    speech_rms = 0.1 / np.sqrt(2)
+    assert 20 * np.log10(speech_rms / np.sqrt(np.mean(background.astype(np.float64) ** 2))) == pytest.approx(
+        10.0, abs=0.1
+    )
+    assert np.abs(background[-RATE:]).max() > 0  # the 1 s of noise repeats over the 3 s
+    assert np.array_equal(mixed, with_noise(speech, noises, random.Random(0), snr_db=10.0))
+
+
+def test_degraded_recordings_keep_their_sentences(tmp_path: Path) -> None:
+    original = tmp_path / "zh2-1.wav"
+    original.write_bytes(encode_wav(_tone(500, seconds=2.0)))
+    sentence = Sentence("S1", "你好", "S0150", "zh", 0.5, 1.5, 0.0, 1.0)
+    recording = Recording("zh2-1", "zh2", "zh", "CER", 2.0, (sentence,), original)
+    esc = tmp_path / "esc10"
+    (esc / "audio").mkdir(parents=True)
+    (esc / "audio" / "rain.wav").write_bytes(encode_wav(_tone(2000, seconds=0.5)))
+    (esc / "manifest.csv").write_text("id,path,label,fold\nr1,audio/rain.wav,rain,1\n", encoding="utf-8")
+    assert degrade_recordings([recording], "clean", tmp_path, tmp_path, 11) == [recording]
+    for condition, rate in (("telephone", 8000), ("noise", 16000)):
+        [copy] = degrade_recordings([recording], condition, tmp_path, tmp_path, 11)
+        assert copy.path == tmp_path / condition / "zh2-1.wav"
+        assert copy.sentences == recording.sentences and copy.duration_s == recording.duration_s
+        with wave.open(str(copy.path)) as wav:
+            assert wav.getframerate() == rate and wav.getnframes() == 2 * rate
+    with pytest.raises(ValueError, match="unknown condition"):
+        degrade_recordings([recording], "underwater", tmp_path, tmp_path, 11)
+    with pytest.raises(FileNotFoundError, match="ESC-10"):
+        degrade_recordings([recording], "noise", tmp_path / "elsewhere", tmp_path, 11)
 
 
 def test_clip_picker_uses_every_clip_before_repeating() -> None:

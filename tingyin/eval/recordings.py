@@ -10,6 +10,10 @@ known. Kinds (all seeded, so every run builds the same audio):
 - ``en``: LJSpeech alone;
 - ``zh-long``: two Mandarin speakers alternating for about 10 minutes (throughput).
 
+The scored set can also be heard under a harder ``condition`` (:func:`degrade_recordings`): ``telephone``
+(300-3400 Hz, 8 kHz, 8-bit mu-law, as a call recording arrives) or ``noise`` (ESC-10's rain, sea waves,
+fire, helicopter and chainsaw recordings behind the speech at 10 dB SNR).
+
 Each recording is scored for a hypothesis made of timed segments (our utterances, or the batched pipeline's
 segments) and its whole text; see :func:`coverage` and :func:`score_recording`. This module holds the pure
 logic (assembly, scoring, report); ``tingyin.eval.live`` talks to a server, ``tingyin.eval.reference`` runs
@@ -25,7 +29,7 @@ import json
 import random
 import re
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from types import ModuleType
 from typing import Any, NamedTuple
@@ -47,6 +51,12 @@ RECORDING_PLAN: tuple[tuple[str, int, tuple[int, int]], ...] = (
     ("en", 3, (8, 12)),
 )
 LONG_SECONDS = 600.0
+CONDITIONS = ("clean", "telephone", "noise")
+TELEPHONE_RATE = 8000
+TELEPHONE_BAND_HZ = (300.0, 3400.0)
+MU_LAW = 255.0
+NOISE_SNR_DB = 10.0
+NOISE_LABELS = ("rain", "sea_waves", "crackling_fire", "helicopter", "chainsaw")  # ESC-10 backgrounds
 
 
 # ---------------------------------------------------------------- data
@@ -375,6 +385,78 @@ def build_recordings(
         encoding="utf-8",
     )
     return built
+
+
+# ---------------------------------------------------------------- conditions
+
+
+def telephone_band(samples: np.ndarray) -> np.ndarray:
+    """16 kHz audio as a telephone line carries it: a 300-3400 Hz band-pass (6th-order Butterworth: a
+    line's band edges roll off, they are no brick wall), 8 kHz, 8-bit mu-law (G.711)."""
+    from scipy.signal import butter, resample_poly, sosfilt
+
+    low, high = TELEPHONE_BAND_HZ
+    sections = butter(6, [low, high], btype="band", fs=RATE, output="sos")
+    band = resample_poly(sosfilt(sections, samples.astype(np.float64)), TELEPHONE_RATE, RATE)
+    clipped = np.clip(band, -1.0, 1.0)
+    compressed = np.sign(clipped) * np.log1p(MU_LAW * np.abs(clipped)) / np.log1p(MU_LAW)
+    quantised = np.round(compressed * 127.0) / 127.0
+    return (np.sign(quantised) * np.expm1(np.abs(quantised) * np.log1p(MU_LAW)) / MU_LAW).astype(np.float32)
+
+
+def load_noises(testdata: Path) -> list[np.ndarray]:
+    """ESC-10's clips of the :data:`NOISE_LABELS` classes, 16 kHz mono, in manifest order."""
+    manifest = testdata / "esc10" / "manifest.csv"
+    if not manifest.is_file():
+        raise FileNotFoundError(f"the noise condition needs ESC-10: {manifest} is missing")
+    with manifest.open(encoding="utf-8") as handle:
+        rows = [row for row in csv.DictReader(handle) if row["label"] in NOISE_LABELS]
+    return [decode_mono(manifest.parent / row["path"]) for row in rows]
+
+
+def with_noise(
+    samples: np.ndarray, noises: Sequence[np.ndarray], rng: random.Random, snr_db: float = NOISE_SNR_DB
+) -> np.ndarray:
+    """``samples`` with noise clips (shuffled, one after another, repeated as needed) behind them, at
+    ``snr_db`` below the speech's level (RMS of the samples that are not silence)."""
+    order = list(noises)
+    rng.shuffle(order)
+    background = np.concatenate(order)
+    repeats = -(-samples.shape[0] // background.shape[0])
+    background = np.tile(background, repeats)[: samples.shape[0]].astype(np.float64)
+    speech = samples[np.abs(samples) > 1e-3].astype(np.float64)
+    speech_rms = float(np.sqrt(np.mean(speech**2))) if speech.size else 0.0
+    noise_rms = float(np.sqrt(np.mean(background**2))) or 1.0
+    mixed = samples + background * (speech_rms / noise_rms) / 10 ** (snr_db / 20)
+    return (mixed / max(1.0, float(np.abs(mixed).max()))).astype(np.float32)
+
+
+def degrade_recordings(
+    recordings: Sequence[Recording], condition: str, testdata: Path, out_dir: Path, seed: int
+) -> list[Recording]:
+    """Copies of ``recordings`` heard under ``condition`` (one of :data:`CONDITIONS`), written to
+    ``out_dir/<condition>/``; the sentences and their times are those of the originals."""
+    if condition not in CONDITIONS:
+        raise ValueError(f"unknown condition {condition!r}; one of {', '.join(CONDITIONS)}")
+    if condition == "clean":
+        return list(recordings)
+    from tingyin.audio import encode_wav
+
+    target = out_dir / condition
+    target.mkdir(parents=True, exist_ok=True)
+    noises = load_noises(testdata) if condition == "noise" else []
+    degraded = []
+    for recording in recordings:
+        assert recording.path is not None
+        samples = decode_mono(recording.path)
+        path = target / f"{recording.name}.wav"
+        if condition == "telephone":
+            path.write_bytes(encode_wav(telephone_band(samples), TELEPHONE_RATE))
+        else:
+            rng = random.Random(f"{seed}:{recording.name}:noise")
+            path.write_bytes(encode_wav(with_noise(samples, noises, rng)))
+        degraded.append(replace(recording, path=path))
+    return degraded
 
 
 # ---------------------------------------------------------------- scoring

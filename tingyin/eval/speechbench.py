@@ -2,7 +2,7 @@
 
 - ``drops``: the 10 recordings of ``tingyin.eval.recordings`` through the Volcano AUC API
   (``with_speaker_info``) and through faster-whisper's ``BatchedInferencePipeline``: dropped sentences and
-  whole-text error.
+  whole-text error; clean, or under a harder ``condition`` (telephone line, background noise).
 - ``speed``: the ~10 minute Mandarin recording, wall time (submit → done for ours) and RTF of both, and CER.
 - ``latency``: warm 5 s zh_dev clips through Baidu ``/server_api`` (dev_pid 1537): p50, p90.
 - ``load``: concurrent SAMI requests with ~11 MB WAVs and concurrent ``/pro_api`` requests: 5xx, slowest
@@ -40,6 +40,7 @@ from tingyin.eval.recordings import (
     RecordingScore,
     build_recordings,
     decode_mono,
+    degrade_recordings,
     dropped_details,
     format_drops_table,
     load_clips,
@@ -61,6 +62,7 @@ class BenchmarkConfig:
     parts: tuple[str, ...] = ("drops", "speed", "latency", "load")
     seed: int = 11
     limit: int | None = None  # only the first N recordings of the set
+    condition: str = "clean"  # how the drops part's recordings are heard (recordings.CONDITIONS)
     long_seconds: float = LONG_SECONDS
     threads: int = 2
     url: str | None = None  # a running server instead of starting one
@@ -88,6 +90,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
         "started": time.strftime("%Y-%m-%d %H:%M:%S"),
         "parts": list(config.parts),
         "seed": config.seed,
+        "condition": config.condition,
         "threads": config.threads,
         "normalisation": normaliser.source,
         "load_average_start": load_average(),
@@ -126,7 +129,13 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
     try:
         server.start()
         report["server"] = server.describe()
-        scored = [r for r in recordings if r.kind != "zh-long"]
+        scored = degrade_recordings(
+            [r for r in recordings if r.kind != "zh-long"],
+            config.condition,
+            config.testdata,
+            config.work_dir / "recordings",
+            config.seed,
+        )
         long = [r for r in recordings if r.kind == "zh-long"]
         reference: BatchedReference | None = None
         if config.batched and ("drops" in config.parts or "speed" in config.parts):
