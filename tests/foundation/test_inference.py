@@ -17,7 +17,7 @@ import numpy as np
 
 from tests.conftest import FIXTURES, Server
 from tingyin.audio import decode
-from tingyin.inference import InferenceExecutor, ServerBusy
+from tingyin.inference import TRIM_AFTER_IDLE_S, InferenceExecutor, ServerBusy
 
 T = TypeVar("T")
 
@@ -63,6 +63,24 @@ def test_a_full_queue_and_a_long_wait_are_refused_as_busy() -> None:
     assert outcomes[0] is None
     assert all(isinstance(o, ServerBusy) for o in outcomes[1:])
     assert time.monotonic() - started < 2.0
+
+
+def test_freed_memory_is_handed_back_once_after_a_burst_not_after_each_request() -> None:
+    executor = InferenceExecutor(concurrency=1, queue_size=10, admission_timeout_s=5)
+    trims: list[float] = []
+    executor._trim = lambda: trims.append(time.monotonic())  # the real one is glibc's malloc_trim
+
+    async def main() -> tuple[int, float]:
+        for _ in range(5):  # back to back, as a client sends them: never idle for TRIM_AFTER_IDLE_S
+            await executor.run(time.sleep, 0.05)
+        during = len(trims)
+        ended = time.monotonic()
+        await asyncio.sleep(TRIM_AFTER_IDLE_S + 0.5)
+        return during, ended
+
+    during, ended = run_loop(main())
+    assert during == 0
+    assert len(trims) == 1 and trims[0] - ended >= TRIM_AFTER_IDLE_S - 0.1
 
 
 def test_over_capacity_baidu_answers_3303_quickly_and_never_a_5xx(tmp_path: Path) -> None:
