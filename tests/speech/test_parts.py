@@ -22,6 +22,7 @@ from tingyin.speech.decoding import (
     skipped_islands,
     sparse_regions,
     speech_inside,
+    spoken_units,
     uncovered,
 )
 from tingyin.speech.hotwords import plan
@@ -265,6 +266,19 @@ def test_speech_no_character_covers_is_found() -> None:
     silent = SpeechMap(np.zeros(frames, dtype=np.float32), frames * 512)
     item = DecodedChunk(chunk, "zh", "一二三四五六七八", _chars("一二三四五六七八", 0.5, 0.5))
     assert uncovered(item, silent) == []
+
+
+def test_an_english_word_stretched_over_skipped_speech_is_uncovered() -> None:
+    # Each letter of "the" holds 0.8 s, under the 1 s a unit may take, but the word holds 2.4 s: Whisper
+    # skipped the words spoken there (a telephone-band clip came back as "In the 18th, printing ...").
+    frames = int(6 * S / 512)
+    speech = SpeechMap(np.full(frames, 0.9, dtype=np.float32), frames * 512)
+    chunk = Chunk(0, 6 * S, [(0, 6 * S)])
+    chars = [*_chars("In ", 0.2, 0.1), *_chars("the", 0.5, 0.8), *_chars(" 18th, printing", 2.9, 0.2)]
+    item = DecodedChunk(chunk, "en", "In the 18th, printing", chars)
+    assert [u.char for u in spoken_units(chars)] == ["In", "the", "1", "8", "th", "printing"]
+    [(start, end)] = uncovered(item, speech)
+    assert start == pytest.approx(1.5) and end == pytest.approx(2.9)
 
 
 def test_a_patch_is_merged_in_time_order() -> None:

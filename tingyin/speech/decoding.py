@@ -489,12 +489,28 @@ def decoding_stats(
     )
 
 
+def spoken_units(chars: Sequence[TimedChar]) -> list[TimedChar]:
+    """What was said, one unit per Chinese character, digit or Latin word: a word's letters are timed one by
+    one, so only the word as a whole can show that the alignment stretched it over skipped speech."""
+    units: list[TimedChar] = []
+    in_word = False
+    for char in chars:
+        letter = char.char.isascii() and (char.char.isalpha() or char.char == "'")
+        if letter and in_word:
+            last = units[-1]
+            units[-1] = last._replace(char=last.char + char.char, end=max(last.end, char.end))
+        elif letter or not (char.char.isspace() or textnorm.is_punctuation(char.char)):
+            units.append(char)
+        in_word = letter
+    return units
+
+
 def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]]:
     """Stretches (seconds) of the chunk holding at least ``MIN_UNCOVERED_S`` of VAD speech that no character
-    accounts for: before the first character, after the last, or inside a character stretched far beyond
-    any real character's length (the alignment puts skipped audio on a neighbouring token)."""
+    accounts for: before the first character, after the last, or inside a character or word stretched far
+    beyond any real one's length (the alignment puts skipped audio on a neighbouring token)."""
     chunk_lo, chunk_hi = item.chunk.start / SAMPLE_RATE, item.chunk.end / SAMPLE_RATE
-    timed = spoken(item.chars)
+    timed = spoken_units(item.chars)
     if not timed:
         if textnorm.strip_punctuation(item.text):
             return []  # text without alignment: nothing to judge coverage by
@@ -577,7 +593,7 @@ def sparse_regions(item: DecodedChunk) -> list[tuple[float, float]]:
     ``SPARSE_UNITS_PER_S`` aligned characters or words a second, each counted where its first
     ``LONGEST_CHAR_S`` lies: Whisper skipped the sentence spoken there, and its neighbours' characters were
     stretched over it in pieces too short for ``uncovered`` to see."""
-    timed = spoken(item.chars)
+    timed = spoken_units(item.chars)
     if not timed:
         return []  # ``uncovered`` takes a chunk without characters whole
     marks = [own_time(c) for c in timed]
