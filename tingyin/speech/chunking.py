@@ -11,6 +11,7 @@ longer than ``MAX_CHUNK_S`` (no pause found by the VAD) is split at its least sp
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections.abc import Sequence
 from typing import NamedTuple
 
@@ -71,11 +72,15 @@ class SpeechMap:
         """Speech regions in samples, none longer than ``MAX_CHUNK_S``: those found at ``VAD_THRESHOLD``,
         and those found at ``WEAK_VAD_THRESHOLD`` that overlap none of them."""
         strong = self._regions_ms(VAD_THRESHOLD)
-        weak = [
-            (start, end)
-            for start, end in self._regions_ms(WEAK_VAD_THRESHOLD)
-            if not any(start < other_end and other_start < end for other_start, other_end in strong)
-        ]
+        strong_ends = [end for _, end in strong]  # sorted: the regions are in order and do not overlap
+
+        def apart(start: float, end: float) -> bool:
+            # Only the first clear region ending after ``start`` can overlap (a bisection, not a scan of
+            # every region for each weak one: hours of audio hold thousands of each).
+            k = bisect_right(strong_ends, start)
+            return k == len(strong) or strong[k][0] >= end
+
+        weak = [(start, end) for start, end in self._regions_ms(WEAK_VAD_THRESHOLD) if apart(start, end)]
         regions = []
         for start_ms, end_ms in sorted(strong + weak):
             start = min(self.samples, round(start_ms * SAMPLE_RATE / 1000))
