@@ -438,7 +438,7 @@ def degrade_recordings(
     ``out_dir/<condition>/``; the sentences and their times are those of the originals."""
     if condition not in CONDITIONS:
         raise ValueError(f"unknown condition {condition!r}; one of {', '.join(CONDITIONS)}")
-    if condition == "clean":
+    if condition == "clean" or not recordings:
         return list(recordings)
     from tingyin.audio import encode_wav
 
