@@ -238,6 +238,25 @@ def test_accurate_mode_fixes_homophones_the_default_mode_keeps(
     assert said in fixed and misheard not in fixed
 
 
+@needs_model
+def test_doubtful_chunks_get_the_full_window_candidates(accurate: Recognizer, shared_testdata: Path) -> None:
+    # zh_dev BAC009S0252W0061, "打开Because Of You": the short window's pool holds no 打开; the full window's
+    # n-best does, and the accurate mode then chooses it.
+    samples = decode(shared_testdata / "zh_dev" / "audio" / "BAC009S0252W0061.flac").samples
+    options = DecodeOptions(language="zh", accuracy="accurate", itn=False, punctuation=False)
+    accurate_pass = accurate.decoder.accurate_pass
+    assert accurate_pass is not None and accurate_pass.wide_window_below is not None
+    widened = accurate.transcribe(samples, options).text
+    assert widened.startswith("打开") and "because of you" in widened.lower()
+    below = accurate_pass.wide_window_below
+    accurate_pass.wide_window_below = None
+    try:
+        narrow = accurate.transcribe(samples, options).text
+    finally:
+        accurate_pass.wide_window_below = below
+    assert not narrow.startswith("打开")
+
+
 def test_native_api_takes_the_mode_per_request(server: Server, demo_app: dict[str, str]) -> None:
     url = f"{server.url}/v1/recognize?language=zh&itn=false"
     audio = (FIXTURES / "BAC009S0252W0179.flac").read_bytes()

@@ -435,3 +435,39 @@ def test_models_are_built_in_a_thread_that_has_ended_and_their_errors_reach_the_
 
     with pytest.raises(InvalidRequest, match="no such model"):
         built_in_passing_thread(broken)
+
+
+# ------------------------------------------------------------------------------ the widened pool
+
+
+def test_digit_strings_count_arabic_and_chinese_digits_in_runs() -> None:
+    from tingyin.speech.rescoring import digit_string_length
+
+    assert digit_string_length("13473821368") == 11
+    assert digit_string_length("一三四七三八二幺三六八") == 11
+    assert digit_string_length("拨打13473 82368") == 10  # a space inside a number does not end it
+    assert digit_string_length("968 785次") == 6
+    assert digit_string_length("把面向全国的3D打印") == 0  # shorter than a digit string
+    assert digit_string_length("而一向对新政") == 0
+
+
+def test_widened_pool_adds_new_text_after_the_pool_but_no_shorter_digit_string() -> None:
+    from tingyin.speech.rescoring import SecondPass
+
+    pool = [Hypothesis([1], "打can because of you", -3.0), Hypothesis([2], "打看because of you", -4.0)]
+    wide = [
+        Hypothesis([3], "打can, because of you.", -2.0),  # the same text but for punctuation
+        Hypothesis([4], "打开because of you", -2.5),
+        Hypothesis([5], "", -1.0),
+        Hypothesis([6], "哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈哈", -1.0),  # a loop
+    ]
+    assert [h.text for h in SecondPass.widened(pool, wide)] == [
+        "打can because of you",
+        "打看because of you",
+        "打开because of you",
+    ]
+    assert len(pool) == 2  # the pool itself is left as it was
+
+    numbers = [Hypothesis([1], "13473821368", -3.0)]
+    wide = [Hypothesis([2], "1347382138", -2.0), Hypothesis([3], "一三四七三八二一三六八", -2.5)]
+    assert [h.text for h in SecondPass.widened(numbers, wide)] == ["13473821368", "一三四七三八二一三六八"]

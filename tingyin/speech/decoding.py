@@ -32,6 +32,7 @@ from tingyin.speech.rescoring import SecondPass, UnigramChooser, biased_choice
 from tingyin.speech.timing import TimedChar, spoken, timed_chars
 from tingyin.speech.types import DecodingStats
 from tingyin.speech.whisper import (
+    FULL_WINDOW_FRAMES,
     SAMPLES_PER_FRAME,
     Generated,
     Hypothesis,
@@ -183,7 +184,9 @@ class ChunkDecoder:
             for i, result in zip(indices, results, strict=True):
                 generated[i] = result
         done = [g for g in generated if g is not None]
-        chosen, rescored = self._choose(encoded, frames, chunks, languages, tokenizers, done, bias, options)
+        chosen, rescored = self._choose(
+            audio, encoded, frames, chunks, languages, tokenizers, prompts, done, bias, options
+        )
         return Pass(list(chunks), encoded, frames, languages, tokenizers, chosen, done, rescored)
 
     def _fill_languages(
@@ -209,11 +212,13 @@ class ChunkDecoder:
 
     def _choose(
         self,
+        audio: np.ndarray,
         encoded: np.ndarray,
         frames: int,
         chunks: Sequence[Chunk],
         languages: list[str],
         tokenizers: list[Tokenizer],
+        prompts: list[list[int]],
         generated: list[Generated],
         bias: hotwords.BiasPlan,
         options: DecodeOptions,
@@ -234,6 +239,8 @@ class ChunkDecoder:
                 if languages[i] == "zh" and any(textnorm.has_cjk(h.text) for h in result.hypotheses)
             }
             pools = {i: pool for i, pool in pools.items() if pool}
+            if pools and second_pass.wide_window_below is not None and frames < FULL_WINDOW_FRAMES:
+                self._widen(audio, chunks, tokenizers, prompts, generated, pools, second_pass, options)
             if pools:
                 start = list(tokenizers[next(iter(pools))].sot_sequence)  # every pool is a Mandarin chunk
                 for i, choice in second_pass.choose(encoded, frames, chunks, pools, start, bias).items():
@@ -251,6 +258,45 @@ class ChunkDecoder:
             else:
                 chosen.append(biased_choice(result.hypotheses, bias))
         return chosen, rescored
+
+    def _widen(
+        self,
+        audio: np.ndarray,
+        chunks: Sequence[Chunk],
+        tokenizers: list[Tokenizer],
+        prompts: list[list[int]],
+        generated: list[Generated],
+        pools: dict[int, list[Hypothesis]],
+        second_pass: SecondPass,
+        options: DecodeOptions,
+    ) -> None:
+        """Add to the pool of each doubtful chunk (the beam's average log-probability per token below the
+        second pass's ``wide_window_below``) the n-best of the chunk decoded on Whisper's full 30 s window.
+        The two windows err differently: on zh_dev the union's best candidates hold 22% fewer errors than
+        the short window's alone (262 against 336 characters), the padding Whisper was trained with
+        often hearing a syllable right that the short window does not. The candidates are scored like the
+        others, against the short window's encoding."""
+        assert second_pass.wide_window_below is not None
+        doubtful = [i for i in pools if generated[i].average_logprob < second_pass.wide_window_below]
+        if not doubtful:
+            return
+        runner = self.runner
+        encoded = runner.encode(runner.features(audio, [chunks[i] for i in doubtful], FULL_WINDOW_FRAMES))
+        groups: dict[int, list[int]] = {}  # rows of ``encoded`` by prompt length, as in ``run_pass``
+        for row, i in enumerate(doubtful):
+            groups.setdefault(len(prompts[i]), []).append(row)
+        for rows in groups.values():
+            indices = [doubtful[row] for row in rows]
+            results = runner.generate(
+                encoded[rows],
+                [prompts[i] for i in indices],
+                beam_size=options.beam_size,
+                max_tokens=[max_tokens(chunks[i]) for i in indices],
+                suppress=[-1, *runner.traditional_tokens()],
+                tokenizers=[tokenizers[i] for i in indices],
+            )
+            for i, result in zip(indices, results, strict=True):
+                pools[i] = second_pass.widened(pools[i], result.hypotheses)
 
     # --------------------------------------------------------------------------------------- the batch
 
