@@ -46,7 +46,7 @@ ACCURATE_LENGTH_REWARD = 2.0  # nats per character: offsets both models' prefere
 ACCURATE_POOLS = {"second_pass_nbest": 5, "second_pass_rewrites": 6}  # unless the request sets them
 # The accurate mode's doubtful chunks (the beam averaged under this log-probability per token: about half of
 # zh_dev's) also get the full-window decode's n-best in their pools (``ChunkDecoder._widen``). On zh_dev:
-# 445 -> 431 errors for RTF 0.205 -> ~0.27; every chunk: 428 at RTF 0.375.
+# 445 -> 428 errors for RTF 0.205 -> 0.273; every chunk: 428 at RTF 0.375 (docs/speech.md).
 ACCURATE_WIDE_WINDOW_BELOW = -0.3
 
 
