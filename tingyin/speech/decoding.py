@@ -163,31 +163,45 @@ class ChunkDecoder:
             for tok, style in zip(tokenizers, styles, strict=True)
         ]
         limits = [max_tokens(c) for c in chunks]
-        # One generate call per prompt length (the start token must sit at one position in a batch).
+        done = self._generate(encoded, prompts, tokenizers, limits, languages, options, options.temperature)
+        chosen, rescored = self._choose(
+            audio, encoded, frames, chunks, languages, tokenizers, prompts, done, bias, options
+        )
+        return Pass(list(chunks), encoded, frames, languages, tokenizers, chosen, done, rescored)
+
+    def _generate(
+        self,
+        encoded: np.ndarray,
+        prompts: list[list[int]],
+        tokenizers: list[Tokenizer],
+        limits: list[int],
+        languages: list[str],
+        options: DecodeOptions,
+        temperature: float,
+    ) -> list[Generated]:
+        """Beam search (or sampling, at ``temperature`` > 0) for each row of ``encoded``: one generate call
+        per prompt length (the start token must sit at one position in a batch); Traditional characters
+        suppressed where every chunk of a call is Mandarin written as such."""
         groups: dict[int, list[int]] = {}
         for i, prompt in enumerate(prompts):
             groups.setdefault(len(prompt), []).append(i)
-        generated: list[Generated | None] = [None] * len(chunks)
+        generated: list[Generated | None] = [None] * len(prompts)
         for indices in groups.values():
             suppress = [-1]
             if not options.translating and all(languages[i] == "zh" for i in indices):
-                suppress += runner.traditional_tokens()
-            results = runner.generate(
+                suppress += self.runner.traditional_tokens()
+            results = self.runner.generate(
                 encoded[indices],
                 [prompts[i] for i in indices],
                 beam_size=options.beam_size,
                 max_tokens=[limits[i] for i in indices],
                 suppress=suppress,
                 tokenizers=[tokenizers[i] for i in indices],
-                temperature=options.temperature,
+                temperature=temperature,
             )
             for i, result in zip(indices, results, strict=True):
                 generated[i] = result
-        done = [g for g in generated if g is not None]
-        chosen, rescored = self._choose(
-            audio, encoded, frames, chunks, languages, tokenizers, prompts, done, bias, options
-        )
-        return Pass(list(chunks), encoded, frames, languages, tokenizers, chosen, done, rescored)
+        return [g for g in generated if g is not None]
 
     def _fill_languages(
         self, encoded: np.ndarray, language: str, known: Sequence[str | None] | None
@@ -282,21 +296,18 @@ class ChunkDecoder:
             return
         runner = self.runner
         encoded = runner.encode(runner.features(audio, [chunks[i] for i in doubtful], FULL_WINDOW_FRAMES))
-        groups: dict[int, list[int]] = {}  # rows of ``encoded`` by prompt length, as in ``run_pass``
-        for row, i in enumerate(doubtful):
-            groups.setdefault(len(prompts[i]), []).append(row)
-        for rows in groups.values():
-            indices = [doubtful[row] for row in rows]
-            results = runner.generate(
-                encoded[rows],
-                [prompts[i] for i in indices],
-                beam_size=options.beam_size,
-                max_tokens=[max_tokens(chunks[i]) for i in indices],
-                suppress=[-1, *runner.traditional_tokens()],
-                tokenizers=[tokenizers[i] for i in indices],
-            )
-            for i, result in zip(indices, results, strict=True):
-                pools[i] = second_pass.widened(pools[i], result.hypotheses)
+        # Beam search even where the request samples: sampled candidates cost the accurate mode accuracy.
+        results = self._generate(
+            encoded,
+            [prompts[i] for i in doubtful],
+            [tokenizers[i] for i in doubtful],
+            [max_tokens(chunks[i]) for i in doubtful],
+            ["zh"] * len(doubtful),  # every pooled chunk is Mandarin
+            options,
+            temperature=0.0,
+        )
+        for i, result in zip(doubtful, results, strict=True):
+            pools[i] = second_pass.widened(pools[i], result.hypotheses)
 
     # --------------------------------------------------------------------------------------- the batch
 
