@@ -13,12 +13,13 @@ Steps (docs/sound.md has the figures behind each choice):
    accuracy is better by more than one standard error (``choose_features``). Its penalty is chosen the
    same way: the closed form has no iterations, and leave-one-out over the penalty path is what early
    stopping on a validation split approximates for an iterative head.
-4. Augmentation, while the plan with it still fits the budget: one audio variant per clip of each kind
+4. Augmentation, while the plan with it still fits the budget: audio variants of each kind
    (``VARIANT_KINDS``: "mix", a time shift, gain and another clip of the dataset mixed in 15-25 dB down
-   as background; then "speed", the clip played up to 7 semitones faster or slower, with shift, gain and
+   as background; then "speed", the clip played 2-7 semitones faster and 2-7 slower, with shift, gain and
    noise), embedded with the chosen features; variants join the fit, a clip's leave-one-out prediction
-   leaves out its variants too, and a kind is dropped when its variants lower the leave-one-out accuracy
-   beyond chance (``variants_agree``: they contradict the labels).
+   leaves out its variants too, and a kind is dropped when heads trained on its variants alone recognise
+   the clips clearly worse than heads trained on the mix variants (``variants_agree``: they contradict
+   the labels).
 5. Class balance: rows are weighted inversely to their class's size.
 6. Calibration: a temperature for ``softmax(logits / T)`` fitted on the leave-one-out logits.
 7. Open set: class centroids and the distribution of the training clips' typicality, each clip scored
@@ -74,13 +75,18 @@ CancelCallback = Callable[[], bool]
 DEFAULT_CLIP_SECONDS = 5.0  # for clips whose header has no duration
 
 
-# Audio variants training may add, one per clip: "mix" is a time shift, a gain and another clip of the
-# dataset mixed in as background; "speed" the clip played faster or slower by up to SPEED_SEMITONES (pitch,
-# formants and tempo together), time-shifted, with a gain and white noise at 10-30 dB SNR (no background:
-# another class's clip behind it cost the instruments task 3 points). On the dev tasks (docs/sound.md)
-# "speed" is what carries a model across a change of register and room, but it contradicts classes that
-# differ by pitch or tempo: training checks that (``variants_agree``) and falls back to "mix".
+# Audio variants training may add: "mix" is one variant per clip, a time shift, a gain and another clip of
+# the dataset mixed in as background; "speed" two, the clip played faster and the clip played slower by
+# SPEED_MIN_SEMITONES to SPEED_SEMITONES (pitch, formants and tempo together), each time-shifted, with a
+# gain and white noise at 10-30 dB SNR (no background: another class's clip behind it cost the
+# instruments task 3 points). On the dev tasks (docs/sound.md) "speed" is what carries a model across a
+# change of register and room, and one variant each way carried it further than one of either direction
+# (instruments, four generated tasks: 85.4 % against 80.3 %), but it contradicts classes that differ by
+# pitch or tempo: training checks that (``variants_agree``) and falls back to "mix".
 VARIANT_KINDS = ("mix", "speed")
+# The passes of each kind: one variant per clip each, embedded separately.
+VARIANT_PASSES = {"mix": ("mix",), "speed": ("faster", "slower")}
+SPEED_MIN_SEMITONES = 2.0
 SPEED_SEMITONES = 7.0
 
 
@@ -92,8 +98,8 @@ class TrainingConfig:
     budget_s: float | None = None
     predict_budget_ms: float | None = None
     augment: bool | None = None  # None: when the budget left allows it
-    # Kinds of audio variant to add, one variant per clip each, in this order while the budget allows
-    # (see VARIANT_KINDS); a kind is kept only where it keeps the leave-one-out accuracy (variants_agree).
+    # Kinds of audio variant to add, in this order while the budget allows (see VARIANT_KINDS); a kind is
+    # kept only where heads trained on its variants recognise the clips (variants_agree).
     variant_kinds: tuple[str, ...] = VARIANT_KINDS
     alphas: tuple[float, ...] = DEFAULT_ALPHAS
     normalize_rows: bool = True
@@ -226,7 +232,7 @@ def choose_features(specs: Sequence[FeatureSpec], accuracies: Sequence[float], c
 
 def variant_transfer_accuracy(
     originals: np.ndarray,
-    variants: np.ndarray,
+    variants: Sequence[np.ndarray],
     labels: np.ndarray,
     classes: int,
     weights: np.ndarray,
@@ -234,7 +240,8 @@ def variant_transfer_accuracy(
     folds: int = 5,
 ) -> float:
     """Accuracy on the clips (rows of ``originals``) of ridge heads fitted only on the variants of the
-    other clips (``variants``, one row per clip, same order), over ``folds`` folds stratified by class.
+    other clips (``variants``: arrays of one row per clip, same order), over ``folds`` folds stratified by
+    class.
 
     It asks whether a kind of variant keeps what the labels mean: a head that has heard only variants
     should still recognise the clips themselves."""
@@ -249,31 +256,41 @@ def variant_transfer_accuracy(
         if not held_out.any() or held_out.all():
             continue
         fit = ridge_loo(
-            variants[~held_out],
-            labels[~held_out],
+            np.concatenate([rows[~held_out] for rows in variants]),
+            np.tile(labels[~held_out], len(variants)),
             classes,
             alphas=(alpha,),
-            sample_weights=weights[~held_out],
+            sample_weights=np.tile(weights[~held_out], len(variants)),
         )
         predicted[held_out] = (originals[held_out] @ fit.weights + fit.bias).argmax(axis=1)
     return float(np.mean(predicted == labels))
 
 
+# How far heads trained on a kind's variants alone may fall behind those trained on the mix variants before
+# the kind is refused (in accuracy on the clips themselves; or two standard errors, when larger).
+VARIANT_TOLERANCE = 0.05
+
+
 def variants_agree(transfer: float, reference: float, clips: int) -> bool:
     """Whether heads trained on a kind's variants only recognise the clips (``transfer``, see
-    ``variant_transfer_accuracy``) within two standard errors (at least two clips) of ``reference``, the
-    same accuracy for the first kind of variant (mix), whose changes leave a clip what it is.
+    ``variant_transfer_accuracy``) within ``VARIANT_TOLERANCE`` (or two standard errors, when larger) of
+    ``reference``, the same accuracy for the first kind of variant (mix), whose changes leave a clip what
+    it is.
 
     Why this test: leave-one-out on clips of one recording situation cannot see the robustness a variant
     buys (the instruments task: 100 % with or without speed variants, 77 % against 82.5 % on another
     register and room), and fitting variants beside the clips hides a contradiction (the head fits both:
     tones 3 semitones apart stayed at 100 %), so a kind must show on its own that it keeps the classes
     apart. Speed variants fail where classes differ by pitch or tempo (those tones: 56 %; the speakers
-    task, whose classes are pitch-shifted voices: 77 % against 98 %). Against the leave-one-out accuracy
-    itself the test is too strict: heads on variants of 4/5 of the clips lose 2-3 points on ESC-10 for
-    any kind, mix included."""
+    task, whose classes are pitch-shifted voices: 77 % against 98 %). Why a tolerance and not only the
+    standard error: a speed change also moves an instrument's timbre a little, which is what makes it
+    useful, and the mix variants are often at 100 %, where the standard error vanishes: the instruments
+    task's speed variants scored 97.5-98.5 % against 100 % on three of four generated tasks and were
+    refused, though (as a pair, see VARIANT_PASSES) they raise its test accuracy by 7-9 points there.
+    Against the leave-one-out accuracy itself the test is too strict: heads on variants of 4/5 of the
+    clips lose 2-3 points on ESC-10 for any kind, mix included."""
     p = min(max(reference, 0.0), 1.0)
-    margin = 2.0 * max(float(np.sqrt(p * (1.0 - p) / max(clips, 1))), 1.0 / max(clips, 1))
+    margin = max(2.0 * float(np.sqrt(p * (1.0 - p) / max(clips, 1))), VARIANT_TOLERANCE)
     return transfer >= reference - margin - 1e-9
 
 
@@ -385,21 +402,35 @@ def _dataset_digest(clips: Sequence[LabeledClip]) -> str:
     return hashlib.sha256("".join(sorted(clip.content_hash for clip in clips)).encode()).hexdigest()[:12]
 
 
+def variant_passes(kind: str) -> tuple[str, ...]:
+    """The passes of a kind of audio variant (``VARIANT_PASSES``)."""
+    if kind not in VARIANT_PASSES:
+        raise InvalidRequest(f"unknown kind of audio variant {kind!r}; known: {', '.join(VARIANT_KINDS)}")
+    return VARIANT_PASSES[kind]
+
+
 def _variant_maker(
-    clips: Sequence[LabeledClip], seed: int, kind: str = "mix"
+    clips: Sequence[LabeledClip], seed: int, pass_name: str = "mix"
 ) -> Callable[[np.ndarray, int], np.ndarray]:
-    """Audio variants of ``kind`` (``VARIANT_KINDS``)."""
+    """One audio variant per clip of the pass ``pass_name`` (a value of ``VARIANT_PASSES``)."""
     from tingyin.sound.augment import change_speed, mix
     from tingyin.sound.embeddings import load_clip_audio
 
-    if kind not in VARIANT_KINDS:
-        raise InvalidRequest(f"unknown kind of audio variant {kind!r}; known: {', '.join(VARIANT_KINDS)}")
+    if pass_name in ("faster", "slower"):
+        direction = 1.0 if pass_name == "faster" else -1.0
+        stream = 1 if pass_name == "faster" else 2  # the two passes draw apart from each other and from mix
+
+        def played_at_another_speed(audio: np.ndarray, index: int) -> np.ndarray:
+            rng = np.random.default_rng([int(clips[index].content_hash[:16], 16), seed, stream])
+            semitones = direction * float(rng.uniform(SPEED_MIN_SEMITONES, SPEED_SEMITONES))
+            return random_audio_variant(change_speed(audio, semitones), rng, noise=True)
+
+        return played_at_another_speed
+    if pass_name != "mix":
+        raise InvalidRequest(f"unknown pass of audio variants {pass_name!r}")
 
     def variant(audio: np.ndarray, index: int) -> np.ndarray:
         rng = np.random.default_rng([int(clips[index].content_hash[:16], 16), seed])
-        if kind == "speed":
-            faster = change_speed(audio, float(rng.uniform(-SPEED_SEMITONES, SPEED_SEMITONES)))
-            return random_audio_variant(faster, rng, noise=True)
         shifted = random_audio_variant(audio, rng, noise=False)
         if len(clips) < 2:
             return shifted
@@ -567,37 +598,48 @@ def train_classifier(
     kept_kinds: list[str] = []
     variant_checks: dict[str, float] = {}
     kinds = list(config.variant_kinds) if augment else []
+    passes = {kind: variant_passes(kind) for kind in kinds}
+    variant_embedder = embedder if fixed is not None and embedder is not None else FeatureExtractor(features)
 
-    def augment_progress(number: int, kind: str) -> ProgressCallback:
+    def augment_progress(number: int, kind: str, step: int) -> ProgressCallback:
         return lambda f, m: report_progress(
-            0.76 + 0.19 * (number + f) / len(kinds), f"augmenting ({kind}): {m}"
+            0.76 + 0.19 * (number + (step + f) / len(passes[kind])) / len(kinds), f"augmenting ({kind}): {m}"
         )
 
     for number, kind in enumerate(kinds):
-        if number and config.augment is None and spent + one_pass > 0.8 * budget_s:
+        cost = one_pass * len(passes[kind])
+        if number and config.augment is None and spent + cost > 0.8 * budget_s:
             break  # no time for another kind of variant
-        spent += one_pass
-        variants = embed_clips(
-            chosen,
-            embedder=embedder if fixed is not None and embedder is not None else FeatureExtractor(features),
-            cache=cache,
-            augmenter=_variant_maker(chosen, seed, kind),
-            # A variant mixes in another clip of this dataset: the cache key names the dataset too.
-            variant=f"{kind}{seed}x{_dataset_digest(chosen)}",
-            progress=augment_progress(number, kind),
-            cancel=cancel,
-        )
+        spent += cost
+        variants = [
+            embed_clips(
+                chosen,
+                embedder=variant_embedder,
+                cache=cache,
+                augmenter=_variant_maker(chosen, seed, pass_name),
+                # A variant mixes in another clip of this dataset: the cache key names the dataset too.
+                variant=f"{pass_name}{seed}x{_dataset_digest(chosen)}",
+                progress=augment_progress(number, kind, step),
+                cancel=cancel,
+            )
+            for step, pass_name in enumerate(passes[kind])
+        ]
         with threadpool_limits(limits=1, user_api="blas"):
             transfer = variant_transfer_accuracy(
-                rows[: len(chosen)], standardiser(variants), labels, len(class_names), weights, fit.alpha
+                rows[: len(chosen)],
+                [standardiser(rows_of_pass) for rows_of_pass in variants],
+                labels,
+                len(class_names),
+                weights,
+                fit.alpha,
             )
         variant_checks[kind] = round(transfer, 4)
         # The first kind (mix: a shift, a gain and a quiet background leave a clip what it is) is the
-        # reference; a later kind must keep the classes apart as well as the first kind's variants do.
+        # reference; a later kind must keep the classes apart about as well as the first kind's variants do.
         reference = transfer if number == 0 else variant_checks[kinds[0]]
         if variants_agree(transfer, reference, len(chosen)):
-            fit, rows = fit_with([*kept, variants])
-            kept.append(variants)
+            fit, rows = fit_with([*kept, *variants])
+            kept.extend(variants)
             kept_kinds.append(kind)
     augment_done = time.perf_counter()
     augmented = len(rows) - len(chosen)  # variant rows in the fit
