@@ -234,6 +234,21 @@ def test_short_unit_loops_are_loops() -> None:
     assert not guards.is_loop("金融系统似乎也在加大对房地产的投资力度")
 
 
+def test_the_style_prompt_written_back_is_an_echo_also_when_mangled() -> None:
+    from tingyin.speech.decoding import STYLE_PROMPTS
+
+    mandarin, cantonese = STYLE_PROMPTS["zh"], STYLE_PROMPTS["yue"]
+    # What whisper-base wrote for a telephone-band "打开Let It Go", on two CPUs' int8 kernels.
+    assert guards.echoes_prompt("英文是中英文。", mandarin)
+    assert guards.echoes_prompt("英文是中央。", mandarin)
+    assert guards.echoes_prompt("广东话嘅话嘅", cantonese)
+    # A short answer that is one word of the prompt is speech; so is a sentence that shares a word with it.
+    for speech in ("英文。", "以下", "保持", "以下是中国队的首发名单", "他的英文单词量不大"):
+        assert not guards.echoes_prompt(speech, mandarin), speech
+    # English prompts are never judged: three words of them in a row are common speech.
+    assert not guards.echoes_prompt("This is a sentence", STYLE_PROMPTS["en"])
+
+
 def test_stopped_early_and_empty_results_are_decoded_again() -> None:
     chunk = Chunk(0, 8 * S, [(0, 8 * S)])
     assert guards.needs_redecode("你好", chunk, "zh")

@@ -107,8 +107,8 @@ def test_a_word_said_before_a_pause_is_not_lost(recognizer: Recognizer) -> None:
 
 def test_a_chunk_whose_text_the_guards_discard_is_decoded_again(recognizer: Recognizer) -> None:
     # On this telephone-band clip ("打开Let It Go") the first pass writes the Mandarin style prompt back
-    # (英文是中英文), which the guards throw away; decoded again without the prompt and with its language
-    # detected again, it reads the English.
+    # (英文是中英文, or mangled, 英文是中央, depending on the CPU's int8 kernels), which the guards throw
+    # away; decoded again without the prompt and with its language detected again, it reads the English.
     audio = _clip("BAC009S0252W0038-telephone")
     options = DecodeOptions(language="zh")
     speech = recognizer.speech_map(audio)
@@ -177,30 +177,25 @@ def test_negative_weight_never_deletes_spoken_words(recognizer: Recognizer, fina
 
 
 def test_cantonese_is_decoded_as_cantonese_and_never_as_the_prompt(recognizer: Recognizer) -> None:
-    """whisper-base has no Cantonese: ``yue`` decodes with the Chinese token and a Cantonese style prompt.
-    On espeak-ng's Cantonese it is closer to what was said than decoding as Mandarin, and where the model
-    cannot make the speech out it answers nothing rather than the style prompt (it used to write back
-    以下係廣東話嘅句子)."""
+    """whisper-base has no Cantonese: ``yue`` decodes with the Chinese token and a Cantonese style prompt,
+    and where the model cannot make the speech out it answers nothing rather than the style prompt (it
+    used to write back 以下係廣東話嘅句子). How close either decoding comes to espeak-ng's Cantonese is not
+    asserted: both get most characters wrong, and which is less wrong changed with the CPU's int8 kernels
+    (91 % against 141 % CER on one machine, 96 % against 87 % on another)."""
     from tests.audiofactory import CANTONESE_SENTENCES, cantonese_speech
     from tingyin.speech.decoding import STYLE_PROMPTS
     from tingyin.speech.guards import echoes_prompt
 
-    errors = {"yue": 0, "zh": 0}
-    total = 0
+    answered = 0
     for sentence in CANTONESE_SENTENCES:
         wav = cantonese_speech(sentence)
         if wav is None:
             pytest.skip("espeak-ng is not installed")
-        samples = decode(wav).samples
-        total += len(scoring_units(sentence, "CER"))
-        for language in errors:
-            text = recognizer.transcribe(samples, DecodeOptions(language=language)).text  # type: ignore[arg-type]
-            counts = edit_counts(scoring_units(sentence, "CER"), scoring_units(text, "CER"))
-            errors[language] += counts.errors
-            if language == "yue":
-                assert not echoes_prompt(text, STYLE_PROMPTS["yue"]), text
-                assert "广东话嘅句子" not in text and text == to_simplified(text)
-    assert errors["yue"] < errors["zh"], (errors, total)
+        text = recognizer.transcribe(decode(wav).samples, DecodeOptions(language="yue")).text
+        assert not echoes_prompt(text, STYLE_PROMPTS["yue"]), text
+        assert "广东话嘅句子" not in text and text == to_simplified(text)
+        answered += bool(scoring_units(text, "CER"))
+    assert answered >= len(CANTONESE_SENTENCES) // 2
 
 
 def test_vocabulary_phrase_comes_out_exactly_in_english(recognizer: Recognizer) -> None:

@@ -98,15 +98,20 @@ def is_hallucination(text: str) -> bool:
     return bool(flat) and len(flat) < 40 and any(_plain(phrase) in flat for phrase in HALLUCINATIONS)
 
 
-ECHO_PIECE = 3  # characters in a row copied from the style prompt that count as echoing it
+# Characters in a row copied from the style prompt that count as echoing it: two, since Whisper also
+# writes the prompt back mangled (a telephone-band "打开Let It Go" came out as 英文是中央 on one CPU's int8
+# kernels and as 英文是中英文 on another's), and at least ECHO_MIN_COPIED of them, so that a short answer
+# that is one word of the prompt (英文, 以下) still counts as speech.
+ECHO_PIECE = 2
+ECHO_MIN_COPIED = 4
 
 
 def echoes_prompt(text: str, prompt: str) -> bool:
     """Whisper writing its Chinese style prompt back instead of what was said, as it does on speech it
     cannot make out (whisper-base on Cantonese: 以下係廣東話嘅句子 → "广东话嘅话嘅"): at least half of the
-    text's characters lie in runs of ``ECHO_PIECE`` or more characters that the prompt holds. Only Chinese
-    prompts are judged (three English words in a row are common speech). On zh_dev no transcript holds
-    even one such run of the Mandarin prompt."""
+    text's characters, and at least ``ECHO_MIN_COPIED``, lie in runs of ``ECHO_PIECE`` or more characters
+    that the prompt holds. Only Chinese prompts are judged (three English words in a row are common
+    speech). On zh_dev neither a reference nor a transcript is judged an echo of the Mandarin prompt."""
     style = _plain(prompt)
     flat = _plain(text)
     if not flat or not textnorm.has_cjk(style):
@@ -115,7 +120,7 @@ def echoes_prompt(text: str, prompt: str) -> bool:
     for start in range(len(flat) - ECHO_PIECE + 1):
         if flat[start : start + ECHO_PIECE] in style:
             copied.update(range(start, start + ECHO_PIECE))
-    return 2 * len(copied) >= len(flat)
+    return len(copied) >= ECHO_MIN_COPIED and 2 * len(copied) >= len(flat)
 
 
 def needs_redecode(text: str, chunk: Chunk, language: str) -> bool:
