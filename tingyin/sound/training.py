@@ -600,6 +600,8 @@ def train_classifier(
     kinds = list(config.variant_kinds) if augment else []
     passes = {kind: variant_passes(kind) for kind in kinds}
     variant_embedder = embedder if fixed is not None and embedder is not None else FeatureExtractor(features)
+    # A variant mixes in another clip of this dataset: the cache keys of variants name the dataset too.
+    dataset = _dataset_digest(chosen)
 
     def augment_progress(number: int, kind: str, step: int) -> ProgressCallback:
         return lambda f, m: report_progress(
@@ -617,8 +619,7 @@ def train_classifier(
                 embedder=variant_embedder,
                 cache=cache,
                 augmenter=_variant_maker(chosen, seed, pass_name),
-                # A variant mixes in another clip of this dataset: the cache key names the dataset too.
-                variant=f"{pass_name}{seed}x{_dataset_digest(chosen)}",
+                variant=f"{pass_name}{seed}x{dataset}",
                 progress=augment_progress(number, kind, step),
                 cancel=cancel,
             )
