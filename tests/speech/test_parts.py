@@ -234,6 +234,17 @@ def test_short_unit_loops_are_loops() -> None:
     assert not guards.is_loop("金融系统似乎也在加大对房地产的投资力度")
 
 
+def test_a_phrase_or_digit_string_said_twice_in_a_row_repeats_itself() -> None:
+    assert guards.repeats_itself("可穿戴设备可穿戴设备")
+    assert guards.repeats_itself("but not always, but not always")
+    # A phone number read once and written twice (三四九九四三二三 as 3499432334994323).
+    assert guards.repeats_itself("3499432334994323。")
+    assert guards.repeats_itself("拨打3499 4323 3499 4323")
+    assert not guards.repeats_itself("88888888")  # one digit again and again is a number, not a repeat
+    assert not guards.repeats_itself("1919102029")
+    assert not guards.repeats_itself("2013年10月")
+
+
 def test_the_style_prompt_written_back_is_an_echo_also_when_mangled() -> None:
     from tingyin.speech.decoding import STYLE_PROMPTS
 
@@ -486,3 +497,26 @@ def test_widened_pool_adds_new_text_after_the_pool_but_no_shorter_digit_string()
     numbers = [Hypothesis([1], "13473821368", -3.0)]
     wide = [Hypothesis([2], "1347382138", -2.0), Hypothesis([3], "一三四七三八二一三六八", -2.5)]
     assert [h.text for h in SecondPass.widened(numbers, wide)] == ["13473821368", "一三四七三八二一三六八"]
+
+
+class _Unchanged:
+    def rewrites(self, text: str, limit: int = 4, keep: tuple[str, ...] = ()) -> list[str]:
+        return []
+
+
+def test_the_pool_keeps_no_runner_up_with_fewer_digits_than_the_beams_choice() -> None:
+    from tingyin.speech.rescoring import SecondPass
+
+    class Tokens:
+        def encode(self, text: str) -> list[int]:
+            return [ord(ch) for ch in text]
+
+    nbest = [
+        Hypothesis([1], "13473821368", -3.0),
+        Hypothesis([2], "一37 3821 368", -3.2),  # a digit lost
+        Hypothesis([3], "13473821368。", -3.3),  # the same text
+        Hypothesis([4], "一三四七三八二幺三六八", -3.4),
+    ]
+    second_pass = SecondPass(None, _Unchanged(), [])  # type: ignore[arg-type]
+    pool = second_pass.pool(nbest, Tokens(), plan((), ()), nbest=4, rewrites=0)  # type: ignore[arg-type]
+    assert [h.text for h in pool] == ["13473821368", "一三四七三八二幺三六八"]

@@ -31,6 +31,15 @@ def test_trigram_prefers_the_sensible_sound_alike(lm: ZhLanguageModel) -> None:
     assert lm.score("二零一五年，NBD的3D打印。") < 0
 
 
+def test_a_latin_word_inside_chinese_is_a_word_of_the_sentence(lm: ZhLanguageModel) -> None:
+    # Each Chinese run beside a Latin word used to be scored as a sentence of its own: 3D打印 paid for two
+    # sentence boundaries and a rare word, so the trigram took the sound-alike 三地打印 every time. Now it
+    # hardly takes sides, and the audio decides.
+    latin, alike = "当3D打印技术已经不那么神秘的时候", "当三地打印技术已经不那么神秘的时候"
+    assert abs(lm.score(latin) - lm.score(alike)) < ESTIMATED_EXACT_COST
+    assert lm.score("打开Maps") > lm.score("打开马普斯")
+
+
 def test_rewrites_propose_the_right_words(lm: ZhLanguageModel) -> None:
     rewrites = lm.rewrites("攻击金手套房，二套房手腹分别降至二成三成。")
     assert rewrites[0] == "公积金首套房，二套房首付分别降至二成三成。"  # punctuation kept in place

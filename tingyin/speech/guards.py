@@ -30,6 +30,9 @@ HALLUCINATIONS = (
 )
 
 _REPEAT_CJK = re.compile(r"([\u3400-\u9fff]{4,}?)\1")
+# A digit string read twice (34994323 34994323 for 三四九九四三二三): Whisper's way of looping on phone
+# numbers, too short for the other patterns. A string of one digit (88888888) is not a repeat.
+_REPEAT_DIGITS = re.compile(r"(\d{4,}?)\1")
 _REPEAT_OTHER = re.compile(r"(\S.{11,}?)\1")
 
 
@@ -50,7 +53,10 @@ def repeats_itself(text: str) -> bool:
     """A phrase said twice in a row: with a short encoder window this is nearly always Whisper re-reading
     the audio, so the chunk is decoded again with the full window."""
     flat = textnorm.strip_punctuation(text)
-    return bool(_REPEAT_CJK.search(flat.replace(" ", "")) or _REPEAT_OTHER.search(flat + " "))
+    dense = flat.replace(" ", "")
+    if any(len(set(hit.group(1))) > 1 for hit in _REPEAT_DIGITS.finditer(dense)):
+        return True
+    return bool(_REPEAT_CJK.search(dense) or _REPEAT_OTHER.search(flat + " "))
 
 
 def cut_repetitions(text: str, max_repeats: int = 2) -> str:

@@ -155,14 +155,19 @@ def rewrite_cost(stretch: str, word: str, exact_cost: float, fuzzy_cost: float) 
     return cost
 
 
-def sentence_logprob(text: str, run_logprob: Callable[[str], float]) -> float:
-    """Log-probability of ``text`` under a word model that scores each Chinese run with ``run_logprob``:
-    numbers read as Chinese numerals, punctuation ignored, each Latin word or digit run a fixed cost."""
+def sentence_pieces(text: str) -> list[str]:
+    """``text`` as a language model reads it: numbers as Chinese numerals, punctuation dropped, then its
+    runs of Chinese characters and its Latin words (or digit runs), in order."""
     plain = textnorm.strip_punctuation(textnorm.numbers_to_words(textnorm.to_simplified(text), "zh"))
-    total = 0.0
-    for run in re.findall(r"[\u4e00-\u9fff]+|[A-Za-z0-9']+", plain):
-        total += run_logprob(run) if textnorm.has_cjk(run) else LATIN_WORD_LOGPROB
-    return total
+    return re.findall(r"[\u4e00-\u9fff]+|[A-Za-z0-9']+", plain)
+
+
+def sentence_logprob(text: str, run_logprob: Callable[[str], float]) -> float:
+    """Log-probability of ``text`` under a word model that scores each Chinese run with ``run_logprob``
+    (``sentence_pieces``), each Latin word or digit run a fixed cost."""
+    return sum(
+        run_logprob(run) if textnorm.has_cjk(run) else LATIN_WORD_LOGPROB for run in sentence_pieces(text)
+    )
 
 
 @lru_cache(maxsize=8192)

@@ -197,15 +197,18 @@ class SecondPass:
         nbest: int,
         rewrites: int,
     ) -> list[Hypothesis]:
-        """The distinct top n-best hypotheses (no loops) and their sound-alike rewrites; where a hypothesis
-        holds a suppressed phrase, also the hypothesis with the phrase's sound-alikes in its place."""
+        """The distinct top n-best hypotheses (no loops, none with fewer digits in digit strings than the
+        beam's choice: see ``widened``) and their sound-alike rewrites; where a hypothesis holds a suppressed
+        phrase, also the hypothesis with the phrase's sound-alikes in its place."""
         keep = tuple(w.text for w in bias.favoured)
         pool: list[Hypothesis] = []
         add = _distinct_adder(pool)
+        digits = digit_string_length(candidates[0].text) if candidates else 0
         for candidate in candidates:
             if len(pool) >= nbest:
                 break
-            add(candidate)
+            if digit_string_length(candidate.text) >= digits:
+                add(candidate)
         # A rewrite's logprob holds its estimate (``estimated_logprob``) until it is scored.
         for candidate in list(pool):
             text = textnorm.to_simplified(textnorm.clean(candidate.text))
@@ -223,9 +226,9 @@ class SecondPass:
     @staticmethod
     def widened(pool: list[Hypothesis], candidates: Sequence[Hypothesis]) -> list[Hypothesis]:
         """``pool`` and, after it, those of ``candidates`` (another decode's n-best) it does not hold yet,
-        except any with fewer digits in digit strings than the pool's first: the full window drops digits
-        from long digit strings (phone numbers read one digit at a time), and no text scorer can tell how
-        many were said (on zh_dev, 4 of the widened pools' 5 losses)."""
+        except any with fewer digits in digit strings than the pool's first: the full window and the beam's
+        runners-up drop digits from long digit strings (phone numbers read one digit at a time), and no text
+        scorer can tell how many were said (on zh_dev, 4 of the widened pools' 5 losses)."""
         out = list(pool)
         add = _distinct_adder(out)
         digits = digit_string_length(pool[0].text) if pool else 0
