@@ -45,6 +45,11 @@ def test_numbers_to_english_words_and_back() -> None:
     assert numbers_to_digits("被罚款五万元", "zh") == "被罚款50000元"
     assert numbers_to_digits("人民币五百元和五万美元", "zh") == "人民币500元和50000美元"
     assert numbers_to_digits("元旦前的三百七十万元", "zh") == "元旦前的370万元"
+    # A number read digit by digit is written whole (wetext alone: 7565 6008, 93575 653).
+    assert numbers_to_digits("七五六五六零零八", "zh") == "75656008"
+    assert numbers_to_digits("拨打九三五七五六五三", "zh") == "拨打93575653"
+    assert numbers_to_digits("一三四七三八二幺三六八", "zh") == "13473821368"
+    assert numbers_to_digits("号码是1347 3821", "zh") == "号码是1347 3821"  # groups the text had stay
 
 
 def test_english_itn_keeps_units_as_spoken() -> None:

@@ -41,6 +41,7 @@ _EN_UNIT = re.compile(
 _ZH_CURRENCY = re.compile("美元|欧元|英镑|日元|港元|港币|元")
 _UNIT_MARK = "\u2063"  # INVISIBLE SEPARATOR: never in recognised text, a word character to no grammar
 _SPACED_PERCENT = re.compile(r"(?<=[0-9]) %")
+_ZH_DIGIT_GAP = re.compile(r"(?<=[0-9]) (?=[0-9])")
 _CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK = re.compile(f"[{_CJK_RANGES}]")
 # A Chinese character, or a word of another script.
@@ -147,7 +148,11 @@ def numbers_to_digits(text: str, language: str) -> str:
     words = _ZH_CURRENCY if lang == "zh" else _EN_UNIT
     shielded = words.sub(lambda match: _UNIT_MARK + match.group(), text.replace(_UNIT_MARK, ""))
     digits = _normalize(shielded, lang, "itn").replace(_UNIT_MARK, "")
-    return digits if lang == "zh" else _SPACED_PERCENT.sub("%", digits)
+    if lang == "zh":
+        # wetext splits a number read digit by digit into groups at places no speaker paused (七五六五六零零八
+        # -> 7565 6008, 九三五七五六五三 -> 93575 653); Chinese transcripts write it whole, as the vendors do.
+        return _ZH_DIGIT_GAP.sub("", digits) if not _ZH_DIGIT_GAP.search(text) else digits
+    return _SPACED_PERCENT.sub("%", digits)
 
 
 def is_punctuation(ch: str) -> bool:
