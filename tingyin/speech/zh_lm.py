@@ -166,25 +166,30 @@ class ZhLanguageModel:
         longest = MAX_REWRITE_WORD if rewrite else MAX_SEGMENT_WORD
         for i in range(len(run)):
             beams[i] = sorted(beams[i], key=lambda p: -p.total)[:BEAM]
+            # The words that may stand at position i do not depend on the path that reaches it.
+            choices: list[tuple[int, list[tuple[str, float]]]] = []
+            for size in range(1, min(longest, len(run) - i) + 1):
+                stretch = run[i : i + size]
+                options: list[tuple[str, float]] = []
+                if size == 1 or stretch in model:
+                    options.append((stretch, 0.0))
+                if rewrite and not keep.intersection(range(i, i + size)):
+                    options.extend(self._alikes(stretch))
+                if options:
+                    choices.append((i + size, options))
             for path in beams[i]:
-                for size in range(1, min(longest, len(run) - i) + 1):
-                    stretch = run[i : i + size]
-                    options: list[tuple[str, float]] = []
-                    if size == 1 or stretch in model:
-                        options.append((stretch, 0.0))
-                    if rewrite and not keep.intersection(range(i, i + size)):
-                        options.extend(self._alikes(stretch))
+                for end, options in choices:
                     for word, cost in options:
                         logprob, after = model.score(path.state, word)
                         logprob *= LN10
-                        beams[i + size].append(
+                        beams[end].append(
                             _Path(path.total + logprob - cost, path.lm + logprob, after, path.text + word)
                         )
         finished: dict[str, _Path] = {}
         for path in beams[len(run)]:
-            end, after = model.score(path.state, "</s>") if closes else (0.0, path.state)
-            end *= LN10
-            done = _Path(path.total + end, path.lm + end, after, path.text)
+            last, after = model.score(path.state, "</s>") if closes else (0.0, path.state)
+            last *= LN10
+            done = _Path(path.total + last, path.lm + last, after, path.text)
             if done.text not in finished or done.total > finished[done.text].total:
                 finished[done.text] = done
         return sorted(finished.values(), key=lambda p: -p.total)
