@@ -23,6 +23,7 @@ from tingyin.speech.decoding import (
     sparse_regions,
     speech_inside,
     spoken_units,
+    swallowed,
     uncovered,
 )
 from tingyin.speech.hotwords import plan
@@ -326,6 +327,33 @@ def test_a_patch_s_leading_space_does_not_land_inside_the_chunk_s_last_word() ->
     patch_own = [TimedChar(" ", 26.27, 26.27), *_chars("In the", 26.73, 0.1)]
     patch = DecodedChunk(Chunk(int(26.27 * S), int(36.7 * S), []), "en", " In the", patch_own)
     assert merge_patch(item, patch).text == "嘴巴。 In the"
+
+
+def test_a_patch_s_words_are_not_woven_into_the_chunk_s_words() -> None:
+    # The patch starts (its margin) before the chunk's last word ends: sorted letter by letter this gave
+    # "knee An loled d,are"; a word moves with its letters, punctuation with the word before it.
+    own = [*_chars(" continues", 49.8, 0.06), *_chars(" kneeled", 50.41, 0.09), TimedChar(",", 51.13, 51.13)]
+    item = DecodedChunk(Chunk(int(47 * S), int(58 * S), []), "en", " continues kneeled,", own)
+    patch_own = [*_chars(" An old", 50.9, 0.1), *_chars(" are a watch house", 51.6, 0.1)]
+    patch_chunk = Chunk(int(50.9 * S), int(53.9 * S), [])
+    patch = DecodedChunk(patch_chunk, "en", " An old are a watch house", patch_own)
+    assert merge_patch(item, patch).text == " continues kneeled, An old are a watch house"
+
+
+def test_speech_swallowed_by_a_pause_and_a_stretched_word_is_found() -> None:
+    frames = int(4.1 * S / 512)
+    speech = SpeechMap(np.full(frames, 0.9, dtype=np.float32), frames * 512)
+    chunk = Chunk(0, int(4.1 * S), [(0, int(4.1 * S))])
+    # "We" holds 1.4 s after a 0.7 s pause: neither alone holds a second of uncovered speech, both do.
+    chars = [*_chars("kneeled", 0.5, 0.09), *_chars(" We", 1.15, 0.7), *_chars(" are two", 3.3, 0.1)]
+    item = DecodedChunk(chunk, "en", "kneeled We are two", chars)
+    assert uncovered(item, speech) == []
+    [(start, end)] = swallowed(item, speech)
+    assert start == pytest.approx(1.13) and end == pytest.approx(3.25)
+    # The same words with no speech in the pause: nothing was swallowed.
+    quiet = np.full(frames, 0.9, dtype=np.float32)
+    quiet[int(1.13 * S / 512) : int(1.85 * S / 512) + 1] = 0.0
+    assert swallowed(item, SpeechMap(quiet, frames * 512)) == []
 
 
 def test_pauses_inside_a_latin_word_or_number_get_no_comma_and_no_split() -> None:

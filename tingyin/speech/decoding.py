@@ -52,6 +52,9 @@ MANDARIN_PAD_S = 2.0
 NO_SPEECH_LIMIT = 0.6
 LOW_SCORE_LIMIT = -1.0
 TOKENS_PER_S = 12  # output length cap: 10 + 12 tokens per second of audio
+# Coverage is checked on the chunks and once more on the patches that fill their gaps: a patch can skip
+# speech as its chunk did (zh-en3-1's "are a watch-house and a sentry-box, where" inside a patched tail).
+COVER_DEPTH = 2
 MIN_UNCOVERED_S = 1.0  # speech without any aligned character for this long is decoded again on its own
 UNCOVERED_MARGIN_S = 0.25  # context kept on either side of an uncovered stretch
 MIN_ISLAND_S = 0.25  # speech this long or longer, set apart by pauses, that characters barely cover
@@ -364,8 +367,8 @@ class ChunkDecoder:
             stats = decoding_stats(chunk, hypothesis, text, temperature, run.generated[k].no_speech_prob)
             decoded.append(DecodedChunk(chunk, run.languages[k], text, [], rescored, stats))
         decoded = self._align(decoded, token_lists, where)
-        if depth == 0:
-            decoded = self._cover(audio, decoded, language, bias, options, speech)
+        if depth < COVER_DEPTH:
+            decoded = self._cover(audio, decoded, language, bias, options, speech, depth)
         return decoded
 
     @staticmethod
@@ -471,28 +474,40 @@ class ChunkDecoder:
         bias: hotwords.BiasPlan,
         options: DecodeOptions,
         speech: SpeechMap,
+        depth: int = 0,
     ) -> list[DecodedChunk]:
-        """Decode the speech no character covers (a sentence Whisper skipped) and merge it in."""
+        """Decode the speech no character covers (a sentence Whisper skipped) and merge it in. A patch
+        (``depth`` 1) is only searched for speech swallowed inside it: its edges are the margins around its
+        gap, where the chunk's own neighbouring words lie (checking them too put 司法, a misreading of the
+        end of 嘴巴, inside 嘴巴)."""
         gaps: list[tuple[int, Chunk, Chunk | None]] = []
         sparse: set[int] = set()  # gaps that are a whole sparse speech region (see ``sparse_regions``)
+        whole = depth == 0
         for index, item in enumerate(decoded):
-            stretches = uncovered(item, speech)
+            stretches = uncovered(item, speech) if whole else []
             for start_s, end_s in stretches:
                 gap = with_margins(item.chunk, start_s, end_s)
                 if gap.end > gap.start:
                     gaps.append((index, gap, speech_inside(item.chunk, start_s, end_s, gap)))
-            for start_s, end_s in sparse_regions(item):
+            for start_s, end_s in sparse_regions(item) if whole else []:
                 if not overlaps(start_s, end_s, stretches):
                     lo, hi = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
                     sparse.add(len(gaps))
                     gaps.append((index, Chunk(lo, hi, [(lo, hi)]), None))
                     stretches.append((start_s, end_s))
-            for start_s, end_s in skipped_islands(item, speech):
+            for start_s, end_s in swallowed(item, speech):
+                if not overlaps(start_s, end_s, stretches):
+                    sparse.add(len(gaps))  # merged like a sparse region: the stretched word moves after it
+                    gaps.append((index, with_margins(item.chunk, start_s, end_s), None))
+                    stretches.append((start_s, end_s))
+            for start_s, end_s in skipped_islands(item, speech) if whole else []:
                 if not overlaps(start_s, end_s, stretches):
                     gaps.append((index, with_margins(item.chunk, start_s, end_s), None))
         if not gaps:
             return decoded
-        patches = self.decode(audio, [gap for _, gap, _ in gaps], language, bias, options, speech, depth=1)
+        patches = self.decode(
+            audio, [gap for _, gap, _ in gaps], language, bias, options, speech, depth=depth + 1
+        )
         # A patch that only repeats the chunk's own words had a sentence with text in its window, and Whisper
         # wrote that one again and skipped the rest (a phone number followed by "打开去大连" came back as
         # "打开" twice, no digits). Those are decoded once more without it: the speech regions lying mostly
@@ -505,7 +520,13 @@ class ChunkDecoder:
         if retry:
             narrowed = [gaps[k][2] for k in retry]
             again = self.decode(
-                audio, [c for c in narrowed if c is not None], language, bias, options, speech, depth=1
+                audio,
+                [c for c in narrowed if c is not None],
+                language,
+                bias,
+                options,
+                speech,
+                depth=depth + 1,
             )
             for k, patch in zip(retry, again, strict=True):
                 patches[k] = patch
@@ -581,6 +602,27 @@ def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]
         for lo, hi in candidates
         if hi - lo >= MIN_UNCOVERED_S and speech.speech_seconds(lo, hi) >= MIN_UNCOVERED_S
     ]
+
+
+def swallowed(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]]:
+    """Stretches (seconds) from the end of a unit (or the chunk's start) to the end of the next one where
+    that one is stretched (longer than ``LONGEST_CHAR_S``) and neither the speech in the pause before it
+    nor the speech beyond a unit's length in it holds ``MIN_UNCOVERED_S`` (then ``uncovered`` finds it),
+    but both together do: the alignment parked skipped speech partly in a pause and partly on the next
+    word (a patch of zh-en3-1 came back as "We are two or more guards" for "are a watch-house and a
+    sentry-box, where two or more guards", "We" aligned over 1.9 s after a 0.7 s pause). The stretch holds
+    the stretched unit itself, since whose sound lies where in it is unknown: its patch is merged like a
+    sparse region's (``merge_patch`` with ``reseat``)."""
+    found = []
+    previous_end = item.chunk.start / SAMPLE_RATE
+    for unit in spoken_units(item.chars):
+        if unit.end - unit.start > LONGEST_CHAR_S and unit.start > previous_end:
+            pause = speech.speech_seconds(previous_end, unit.start)
+            beyond = speech.speech_seconds(unit.start + LONGEST_CHAR_S, unit.end)
+            if max(pause, beyond) < MIN_UNCOVERED_S <= pause + beyond:
+                found.append((previous_end, unit.end))
+        previous_end = unit.end
+    return found
 
 
 def with_margins(chunk: Chunk, start_s: float, end_s: float) -> Chunk:
@@ -663,30 +705,34 @@ def sparse_regions(item: DecodedChunk) -> list[tuple[float, float]]:
 
 
 def merge_patch(item: DecodedChunk, patch: DecodedChunk, *, reseat: bool = False) -> DecodedChunk:
-    """The chunk's text and characters with a re-decoded stretch inserted in time order. With ``reseat``
-    (a patch of skipped speech regions: see ``speech_inside`` and ``sparse_regions``), the chunk's
-    characters stretched over the patch (the alignment parked the skipped speech on them: their first
-    ``LONGEST_CHAR_S`` lies inside it) move to the chunk's next speech after it, where their own sound is;
-    moved characters that the patch says again are dropped."""
+    """The chunk's text and characters with a re-decoded stretch inserted in time order, a Latin word's
+    letters always together (sorting letter by letter wove a patch's words into the chunk's: "knee An
+    loled d"). With ``reseat`` (a patch of skipped speech regions: see ``speech_inside`` and
+    ``sparse_regions``), the chunk's characters or words stretched over the patch (the alignment parked
+    the skipped speech on them: their first ``LONGEST_CHAR_S`` lies inside it) move to the chunk's next
+    speech after it, where their own sound is; moved ones that the patch says again are dropped."""
     added = patch_chars(patch)
     spoken = [c for c in added if not c.char.isspace()]
-    own = list(item.chars)
+    own = _word_groups(item.chars)
     if reseat and spoken:
         first, last = spoken[0].start, spoken[-1].end
 
-        def stretched_over(c: TimedChar) -> bool:
-            return c.end - c.start > LONGEST_CHAR_S and first <= own_time(c) <= last
+        def stretched_over(group: list[TimedChar]) -> bool:
+            unit = _as_unit(group)
+            return unit.end - unit.start > LONGEST_CHAR_S and first <= own_time(unit) <= last
 
-        moved = [c for c in own if stretched_over(c)]
-        repeated = len(moved) >= 1 and "".join(c.char for c in moved) in "".join(c.char for c in spoken)
+        moved = [g for g in own if stretched_over(g)]
+        said = "".join(c.char for c in spoken)
+        repeated = len(moved) >= 1 and "".join(c.char for g in moved for c in g) in said
         # Their sound starts with the chunk's next speech region after the patch.
         after = min((s / SAMPLE_RATE for s, _ in item.chunk.speech if s / SAMPLE_RATE >= last), default=last)
         own = [
-            c._replace(start=after, end=max(c.end, after)) if stretched_over(c) else c
-            for c in own
-            if not (repeated and stretched_over(c))
+            [c._replace(start=after, end=max(c.end, after)) for c in g] if stretched_over(g) else g
+            for g in own
+            if not (repeated and stretched_over(g))
         ]
-    chars = sorted([*own, *added], key=lambda c: c.start)
+    groups = sorted([*own, *_word_groups(added)], key=_group_time)
+    chars = [c for g in groups for c in g]
     if item.chars and patch.chars:
         text = "".join(c.char for c in chars)
     else:
@@ -700,6 +746,42 @@ def merge_patch(item: DecodedChunk, patch: DecodedChunk, *, reseat: bool = False
         item.decoding._replace(compression_ratio=guards.compression_ratio(text)) if item.decoding else None
     )
     return item._replace(text=text, chars=chars, rescored=item.rescored and patch.rescored, decoding=stats)
+
+
+def _word_groups(chars: Sequence[TimedChar]) -> list[list[TimedChar]]:
+    """``chars`` in groups that move together: a Latin word's letters with the spaces before them, a
+    Chinese character with any space before it, punctuation with what it follows."""
+    groups: list[list[TimedChar]] = []
+    in_word = False
+    for char in chars:
+        mark = char.char
+        letter = mark.isascii() and (mark.isalpha() or mark == "'")
+        joins = (
+            bool(groups)
+            and not mark.isspace()
+            and (
+                (letter and in_word)
+                or textnorm.is_punctuation(mark)
+                or all(c.char.isspace() for c in groups[-1])
+            )
+        )
+        if joins:
+            groups[-1].append(char)
+        else:
+            groups.append([char])
+        in_word = letter
+    return groups
+
+
+def _group_time(group: list[TimedChar]) -> float:
+    """When a group is said: its first character that is not a space (Whisper times a word's leading space
+    apart from the word, at the chunk's start for its first word)."""
+    return next((c.start for c in group if not c.char.isspace()), group[0].start)
+
+
+def _as_unit(group: list[TimedChar]) -> TimedChar:
+    """A group as one timed unit (its characters joined, from its first start to its last end)."""
+    return TimedChar("".join(c.char for c in group), group[0].start, max(c.end for c in group))
 
 
 def patch_chars(patch: DecodedChunk) -> list[TimedChar]:
