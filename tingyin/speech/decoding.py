@@ -780,8 +780,10 @@ def _group_time(group: list[TimedChar]) -> float:
 
 
 def _as_unit(group: list[TimedChar]) -> TimedChar:
-    """A group as one timed unit (its characters joined, from its first start to its last end)."""
-    return TimedChar("".join(c.char for c in group), group[0].start, max(c.end for c in group))
+    """A group as one timed unit: its characters joined, timed from its first one that is not a space to
+    its last end (a leading space is timed apart from its word, see ``_group_time``)."""
+    said = [c for c in group if not c.char.isspace()] or group
+    return TimedChar("".join(c.char for c in group), said[0].start, max(c.end for c in said))
 
 
 def patch_chars(patch: DecodedChunk) -> list[TimedChar]:
