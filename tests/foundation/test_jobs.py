@@ -150,3 +150,31 @@ def test_broker_down_is_503_and_writes_nothing(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert MODEL_CACHE.exists()
+
+
+def test_embedded_broker_polls_five_times_a_second_on_its_sqlite_file(home: Path) -> None:
+    """The embedded SQLite broker: kombu's SQLAlchemy transport polling 5 times a second (its default,
+    once a second, kept an idle worker up to 1-2 s from a submitted job), on the same database file."""
+    from tingyin.jobs.celery_app import PromptSqlTransport, make_celery
+
+    app = make_celery()
+    with app.connection_for_write() as connection:
+        assert connection.transport_cls is PromptSqlTransport
+        assert connection.transport.polling_interval <= 0.2
+        assert connection.hostname == f"sqlite:///{home / 'broker.db'}"
+        queue = connection.SimpleQueue("probe")
+        queue.put({"job": "x"})
+        assert queue.get(timeout=5).payload == {"job": "x"}
+        queue.close()
+    assert (home / "broker.db").exists()
+
+
+def test_other_brokers_keep_their_own_transport(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tingyin.config import reset_settings
+    from tingyin.jobs.celery_app import make_celery
+
+    monkeypatch.setenv("TINGYIN_BROKER_URL", "redis://127.0.0.1:6399/0")
+    reset_settings()
+    app = make_celery()
+    assert app.conf.broker_transport is None
+    assert app.connection_for_write().transport_cls == "redis"
