@@ -571,15 +571,14 @@ def spoken_units(chars: Sequence[TimedChar]) -> list[TimedChar]:
     """What was said, one unit per Chinese character, digit or Latin word: a word's letters are timed one by
     one, so only the word as a whole can show that the alignment stretched it over skipped speech."""
     units: list[TimedChar] = []
-    in_word = False
-    for char in chars:
-        letter = char.char.isascii() and (char.char.isalpha() or char.char == "'")
-        if letter and in_word:
-            last = units[-1]
-            units[-1] = last._replace(char=last.char + char.char, end=max(last.end, char.end))
-        elif letter or not (char.char.isspace() or textnorm.is_punctuation(char.char)):
-            units.append(char)
-        in_word = letter
+    for group in _word_groups(chars):
+        said = [
+            c
+            for c in group
+            if _is_letter(c.char) or not (c.char.isspace() or textnorm.is_punctuation(c.char))
+        ]
+        if said:
+            units.append(TimedChar("".join(c.char for c in said), said[0].start, max(c.end for c in said)))
     return units
 
 
@@ -750,18 +749,19 @@ def merge_patch(item: DecodedChunk, patch: DecodedChunk, *, reseat: bool = False
 
 def _word_groups(chars: Sequence[TimedChar]) -> list[list[TimedChar]]:
     """``chars`` in groups that move together: a Latin word's letters with the spaces before them, a
-    Chinese character with any space before it, punctuation with what it follows."""
+    Chinese character with any space before it, punctuation with what it follows (an apostrophe is a
+    letter: it opens a word)."""
     groups: list[list[TimedChar]] = []
     in_word = False
     for char in chars:
         mark = char.char
-        letter = mark.isascii() and (mark.isalpha() or mark == "'")
+        letter = _is_letter(mark)
         joins = (
             bool(groups)
             and not mark.isspace()
             and (
                 (letter and in_word)
-                or textnorm.is_punctuation(mark)
+                or (textnorm.is_punctuation(mark) and not letter)
                 or all(c.char.isspace() for c in groups[-1])
             )
         )
@@ -771,6 +771,11 @@ def _word_groups(chars: Sequence[TimedChar]) -> list[list[TimedChar]]:
             groups.append([char])
         in_word = letter
     return groups
+
+
+def _is_letter(mark: str) -> bool:
+    """A letter of a Latin word (an apostrophe too: "don't" is one word)."""
+    return mark.isascii() and (mark.isalpha() or mark == "'")
 
 
 def _group_time(group: list[TimedChar]) -> float:

@@ -15,7 +15,7 @@ model instead.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import numpy as np
@@ -164,6 +164,14 @@ def digit_string_length(text: str) -> int:
     return total
 
 
+def keeping_digits(reference: str, candidates: Iterable[Hypothesis]) -> Iterator[Hypothesis]:
+    """The ``candidates`` whose digit strings hold at least as many digits as ``reference``'s: a runner-up
+    that dropped digits from a number read one digit at a time (a phone number) is never better, and no
+    text scorer can tell how many digits were said."""
+    digits = digit_string_length(reference)
+    return (candidate for candidate in candidates if digit_string_length(candidate.text) >= digits)
+
+
 class SecondPass:
     """Rescoring of Mandarin chunks: n-best + sound-alike rewrites, by Whisper's teacher-forced score plus
     the weighted text scorers."""
@@ -198,17 +206,15 @@ class SecondPass:
         rewrites: int,
     ) -> list[Hypothesis]:
         """The distinct top n-best hypotheses (no loops, none with fewer digits in digit strings than the
-        beam's choice: see ``widened``) and their sound-alike rewrites; where a hypothesis holds a suppressed
-        phrase, also the hypothesis with the phrase's sound-alikes in its place."""
+        beam's choice: ``keeping_digits``) and their sound-alike rewrites; where a hypothesis holds a
+        suppressed phrase, also the hypothesis with the phrase's sound-alikes in its place."""
         keep = tuple(w.text for w in bias.favoured)
         pool: list[Hypothesis] = []
         add = _distinct_adder(pool)
-        digits = digit_string_length(candidates[0].text) if candidates else 0
-        for candidate in candidates:
+        for candidate in keeping_digits(candidates[0].text if candidates else "", candidates):
             if len(pool) >= nbest:
                 break
-            if digit_string_length(candidate.text) >= digits:
-                add(candidate)
+            add(candidate)
         # A rewrite's logprob holds its estimate (``estimated_logprob``) until it is scored.
         for candidate in list(pool):
             text = textnorm.to_simplified(textnorm.clean(candidate.text))
@@ -226,15 +232,12 @@ class SecondPass:
     @staticmethod
     def widened(pool: list[Hypothesis], candidates: Sequence[Hypothesis]) -> list[Hypothesis]:
         """``pool`` and, after it, those of ``candidates`` (another decode's n-best) it does not hold yet,
-        except any with fewer digits in digit strings than the pool's first: the full window and the beam's
-        runners-up drop digits from long digit strings (phone numbers read one digit at a time), and no text
-        scorer can tell how many were said (on zh_dev, 4 of the widened pools' 5 losses)."""
+        except any with fewer digits in digit strings than the pool's first (``keeping_digits``: the full
+        window dropped digits of phone numbers in 4 of the widened pools' 5 losses on zh_dev)."""
         out = list(pool)
         add = _distinct_adder(out)
-        digits = digit_string_length(pool[0].text) if pool else 0
-        for candidate in candidates:
-            if digit_string_length(candidate.text) >= digits:
-                add(candidate)
+        for candidate in keeping_digits(pool[0].text if pool else "", candidates):
+            add(candidate)
         return out
 
     def _rewrite_keeping(self, text: str, keep: tuple[str, ...]) -> list[str]:
