@@ -13,7 +13,7 @@ from tingyin.audio import decode, encode_wav
 from tingyin.sound.classifier import UNKNOWN, TrainedClassifier
 from tingyin.sound.embeddings import get_embedder
 from tingyin.sound.evaluation import SMALL_CLASS_CAUTION_ZH
-from tingyin.sound.features import DEFAULT_FEATURES, FeatureSpec, superset, whisper_columns
+from tingyin.sound.features import CANDIDATES, DEFAULT_FEATURES, FeatureSpec, superset, whisper_columns
 from tingyin.sound.training import (
     LabeledClip,
     TrainingCancelled,
@@ -322,3 +322,29 @@ def test_export_of_every_feature_kind_matches_serving(tmp_path: Path, music: str
         served = classifier.classify(audio)
         np.testing.assert_allclose(scores[0], served.scores, atol=1e-4)
         assert familiarity[0] == pytest.approx(served.familiarity, abs=1.5 / 40)
+
+
+def test_features_with_a_musicnn_part_train_with_audio_variants(cache_dir: Path) -> None:
+    """The combined candidate (Whisper layers and musicnn, chosen where the prediction budget affords
+    it) caches its variants' embeddings under its own name: a '+' in it was refused as a file name."""
+    combined = next(spec for spec in CANDIDATES if spec.music is not None and spec.whisper is not None)
+    result = train_classifier(
+        fixture_clips(CLASSES[:2]),
+        cache_dir=cache_dir,
+        config=TrainingConfig(candidates=(combined,), augment=True, predict_budget_ms=1000.0),
+    )
+    assert result.classifier.features == combined and "+" in combined.key
+    assert result.augmented_count > 0 and result.report.details["variants"][0] == "mix"
+    rain = decode(sorted((FIXTURES / "rain").glob("*.flac"))[0]).samples
+    assert result.classifier.predict(rain, 1)[0][0] == "rain"
+
+
+def test_embedding_cache_names_files_only_from_plain_names(tmp_path: Path) -> None:
+    from tingyin.sound.embeddings import EmbeddingCache
+
+    cache = EmbeddingCache(tmp_path)
+    key = "ab" * 32
+    assert cache.path(key, "whisper-base-L1-2-3-int8+musicnn-mtt").parent.parent.parent == tmp_path
+    for encoder, content in (("../escape", key), ("a/b", key), ("whisper", "../" + key), ("x y", key)):
+        with pytest.raises(ValueError):
+            cache.path(content, encoder)

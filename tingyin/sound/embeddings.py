@@ -11,6 +11,7 @@ Embeddings of training clips are cached as ``.npy`` keyed by the clip's sha256 a
 from __future__ import annotations
 
 import os
+import re
 import tempfile
 import threading
 from collections import defaultdict
@@ -139,7 +140,8 @@ class EmbeddingCache:
         self.directory = directory
 
     def path(self, content_hash: str, encoder: str, variant: str = "") -> Path:
-        if not content_hash.isalnum() or not encoder.replace("-", "").replace("_", "").isalnum():
+        # An encoder's name joins its parts with "+" (Whisper layers + musicnn): plain, never a path.
+        if not content_hash.isalnum() or not all(part.isalnum() for part in re.split(r"[-_+]", encoder)):
             raise ValueError("content hash and encoder name must be plain names")
         suffix = f".{variant}" if variant else ""
         return self.directory / encoder / content_hash[:2] / f"{content_hash}{suffix}.npy"
