@@ -886,6 +886,14 @@ def eval_recordings(
         ),
     ] = "clean",
     long_seconds: Annotated[float, typer.Option(help="Length of the throughput recording.")] = 600.0,
+    speed_rounds: Annotated[
+        int,
+        typer.Option(
+            min=1,
+            help="Throughput rounds: each one after the first times ours without speakers (on a fresh "
+            "server) and the batched pipeline again, back to back; the report gives the median ratio.",
+        ),
+    ] = 1,
     threads: Annotated[
         int | None,
         typer.Option(help="CPU threads of the server and the reference (default $TINGYIN_CPU_THREADS or 2)."),
@@ -931,6 +939,7 @@ def eval_recordings(
         limit=limit,
         condition=condition,
         long_seconds=long_seconds,
+        speed_rounds=speed_rounds,
         threads=threads or int(os.environ.get("TINGYIN_CPU_THREADS") or 2),
         url=url,
         credentials=credentials,

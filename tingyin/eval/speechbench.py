@@ -27,6 +27,7 @@ from tingyin.eval.live import (
     RemoteServer,
     RssSampler,
     ServerClient,
+    Transcription,
     concurrent,
     load_average,
     looped_wav,
@@ -64,6 +65,10 @@ class BenchmarkConfig:
     limit: int | None = None  # only the first N recordings of the set
     condition: str = "clean"  # how the drops part's recordings are heard (recordings.CONDITIONS)
     long_seconds: float = LONG_SECONDS
+    # Throughput rounds: the first times ours with and without speakers and the batched pipeline; each
+    # further one times ours without speakers (on a fresh server) and the batched pipeline again, back to
+    # back, because this kind of machine drifts by 10-15% within the hour (docs/speech.md).
+    speed_rounds: int = 1
     threads: int = 2
     url: str | None = None  # a running server instead of starting one
     credentials: Path | None = None  # its app (JSON as `tingyin apps create` prints)
@@ -147,7 +152,7 @@ def run_benchmark(config: BenchmarkConfig) -> dict[str, Any]:
             report["drops"] = _drops(scored, server, reference, normaliser, log)
             save()
         if "speed" in config.parts and long:
-            report["speed"] = _speed(long[0], server, reference, normaliser, log)
+            report["speed"] = _speed(long[0], server, reference, normaliser, log, config.speed_rounds)
             save()
         if "latency" in config.parts:
             report["latency"] = _latency(config, server, log)
@@ -221,6 +226,7 @@ def _speed(
     reference: BatchedReference | None,
     normaliser: Normaliser,
     log: Callable[..., None],
+    rounds: int = 1,
 ) -> dict[str, Any]:
     result: dict[str, Any] = {"recording": recording.as_dict(), "audio_s": round(recording.duration_s, 2)}
     log(f"throughput: {recording.name}, {recording.duration_s:.1f} s, {len(recording.sentences)} sentences")
@@ -229,26 +235,38 @@ def _speed(
         assert recording.path is not None
         warm_up = recording.path.with_name("warm-up.wav")
         warm_up.write_bytes(encode_wav(decode_mono(recording.path)[: 20 * RATE]))
+
+        def transcribe_on_fresh_server(speakers: bool) -> Transcription | None:
+            """Ours without the caches of an earlier request of the same recording (15% faster on this
+            one): on a server started again here and warmed the same way; None where it cannot be."""
+            if not server.restart():
+                return None
+            server.transcribe_volcano(files.url_of(warm_up), recording.language)
+            return server.transcribe_volcano(files.url_of(recording), recording.language, speakers=speakers)
+
         server.transcribe_volcano(files.url_of(warm_up), recording.language)
         run = server.transcribe_volcano(files.url_of(recording), recording.language)
         # The batched pipeline finds no speakers: the same request without them is the like-for-like time.
-        # On the same server it would find the first request's Mandarin rewrites in the recognizer's caches
-        # (15% faster on this recording); a server started here starts again for it, warmed the same way.
-        fresh = server.restart()
-        if fresh:
-            server.transcribe_volcano(files.url_of(warm_up), recording.language)
-        else:
+        fresh = transcribe_on_fresh_server(speakers=False)
+        if fresh is None:
             log("  (a server started elsewhere: the request without speakers reuses the first one's caches)")
-        bare = server.transcribe_volcano(files.url_of(recording), recording.language, speakers=False)
-    result["fresh_server_without_speakers"] = fresh
-    ours: dict[str, RecordingScore] = {}
-    for key, system, done in (("ours", "ours", run), ("ours_no_speakers", "ours, no speakers", bare)):
-        ours[key] = score_recording(
-            system, recording, done.segments, done.text, normaliser, wall_s=done.wall_s, failure=done.failure
-        )
-        result[key] = _speed_entry(ours[key], recording)
-        log(_speed_line(ours[key], recording))
-    if reference is not None:
+        bare = fresh or server.transcribe_volcano(files.url_of(recording), recording.language, speakers=False)
+        result["fresh_server_without_speakers"] = fresh is not None
+        ours: dict[str, RecordingScore] = {}
+        for key, system, done in (("ours", "ours", run), ("ours_no_speakers", "ours, no speakers", bare)):
+            ours[key] = score_recording(
+                system,
+                recording,
+                done.segments,
+                done.text,
+                normaliser,
+                wall_s=done.wall_s,
+                failure=done.failure,
+            )
+            result[key] = _speed_entry(ours[key], recording)
+            log(_speed_line(ours[key], recording))
+        if reference is None:
+            return result
         reference_run = reference.transcribe(recording)
         batched = score_recording(
             "batched",
@@ -265,6 +283,22 @@ def _speed(
             if wall and batched.wall_s:
                 result[ratio] = round(batched.wall_s / wall, 3)
                 log(f"  {ours[key].system} runs at {result[ratio]:.2f}x the batched pipeline's speed")
+        walls = [(bare.wall_s, reference_run.wall_s)]
+        for number in range(2, rounds + 1):
+            again = transcribe_on_fresh_server(speakers=False)
+            if again is None or again.failure:
+                log(f"  round {number}: {'no fresh server' if again is None else again.failure}; stopped")
+                break
+            walls.append((again.wall_s, reference.transcribe(recording).wall_s))
+            log(f"  round {number}: ours, no speakers {walls[-1][0]:.1f} s, batched {walls[-1][1]:.1f} s")
+    if len(walls) > 1:
+        ratios = sorted(theirs / mine for mine, theirs in walls if mine)
+        result["rounds_no_speakers"] = [{"ours_s": round(m, 2), "batched_s": round(t, 2)} for m, t in walls]
+        result["speed_ratio_no_speakers_median"] = round(float(np.median(ratios)), 3)
+        log(
+            f"  ours, no speakers, over {len(walls)} rounds: {', '.join(f'{r:.2f}x' for r in ratios)}; "
+            f"median {result['speed_ratio_no_speakers_median']:.2f}x the batched pipeline's speed"
+        )
     return result
 
 
