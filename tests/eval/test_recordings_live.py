@@ -10,6 +10,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -35,6 +36,25 @@ def auc(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Server, dict
     server = Server(tmp_path_factory.mktemp("bench") / "home", env=env).wait_ready()
     yield server, server.create_app("bench")
     server.stop()
+
+
+def eval_recordings(
+    args: list[str], testdata: Path, tmp_path: Path, *, env: dict[str, str]
+) -> tuple[subprocess.CompletedProcess[str], dict[str, Any]]:
+    """`tingyin eval recordings ARGS` on ``testdata``, its work and report under ``tmp_path``: the finished
+    process and the report (empty where the command wrote none)."""
+    out = tmp_path / "report.json"
+    where = ["--testdata", str(testdata), "--work-dir", str(tmp_path / "work"), "--out", str(out)]
+    done = subprocess.run(
+        [sys.executable, "-m", "tingyin.cli", "eval", "recordings", *args, *where],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=540,  # the first /server_api request loads the models into the API process
+    )
+    report = json.loads(out.read_text(encoding="utf-8")) if out.exists() else {}
+    return done, report
 
 
 def test_recordings_through_volcano_and_the_batched_pipeline(
@@ -82,37 +102,14 @@ def test_cli_latency_part_against_a_running_server(
     server, app = auc
     credentials = tmp_path / "app.json"
     credentials.write_text(json.dumps(app))
-    out = tmp_path / "report.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tingyin.cli",
-            "eval",
-            "recordings",
-            "--latency",
-            "--latency-clips",
-            "3",
-            "--url",
-            server.url,
-            "--credentials",
-            str(credentials),
-            "--testdata",
-            str(shared_testdata),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
+    done, report = eval_recordings(
+        ["--latency", "--latency-clips", "3", "--url", server.url, "--credentials", str(credentials)],
+        shared_testdata,
+        tmp_path,
         env=server.env,
-        capture_output=True,
-        text=True,
-        timeout=540,  # the first /server_api request loads the models into the API process
     )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "latency (/server_api dev_pid 1537, 3 warm 5 s clips)" in done.stdout
-    report = json.loads(out.read_text(encoding="utf-8"))
     latency = report["latency"]
     assert latency["clips"] == 3 and latency["failures"] == []
     assert 0 < latency["p50_s"] <= latency["p90_s"] <= latency["max_s"]
@@ -142,36 +139,14 @@ def test_a_server_the_benchmark_started_starts_again_afresh(tmp_path: Path) -> N
 def test_cli_speed_part_in_rounds_on_fresh_servers(shared_testdata: Path, tmp_path: Path) -> None:
     # Every round after the first times ours without speakers on a server started again (no caches of the
     # earlier requests) and the batched pipeline right after it; the report keeps each round's times.
-    out = tmp_path / "report.json"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "tingyin.cli",
-            "eval",
-            "recordings",
-            "--speed",
-            "--long-seconds",
-            "30",
-            "--speed-rounds",
-            "2",
-            "--threads",
-            "2",
-            "--testdata",
-            str(shared_testdata),
-            "--work-dir",
-            str(tmp_path / "work"),
-            "--out",
-            str(out),
-        ],
-        cwd=REPO,
+    done, report = eval_recordings(
+        ["--speed", "--long-seconds", "30", "--speed-rounds", "2", "--threads", "2"],
+        shared_testdata,
+        tmp_path,
         env={**os.environ, "TINGYIN_MODELS_DIR": str(MODEL_CACHE)},
-        capture_output=True,
-        text=True,
-        timeout=540,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    speed = json.loads(out.read_text(encoding="utf-8"))["speed"]
+    speed = report["speed"]
     assert speed["fresh_server_without_speakers"] is True
     assert speed["ours_no_speakers"]["failure"] is None and speed["ours_no_speakers"]["lost"] == []
     rounds = speed["rounds_no_speakers"]

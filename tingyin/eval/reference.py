@@ -5,18 +5,11 @@ whisper-base directory), int8, with the server's thread count and the recording'
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tingyin.eval.live import Transcription
 from tingyin.eval.recordings import Recording, Segment
-
-
-@dataclass(frozen=True)
-class ReferenceRun:
-    text: str
-    segments: list[Segment]
-    wall_s: float
 
 
 class BatchedReference:
@@ -68,7 +61,7 @@ class BatchedReference:
             "batch_size": self.batch_size,
         }
 
-    def transcribe(self, recording: Recording) -> ReferenceRun:
+    def transcribe(self, recording: Recording) -> Transcription:
         from tingyin.audio import decode
 
         assert recording.path is not None
@@ -80,7 +73,7 @@ class BatchedReference:
         segments = self._run(samples, recording.language)
         wall = time.perf_counter() - started
         joiner = " " if recording.language == "en" else ""
-        return ReferenceRun(joiner.join(s.text.strip() for s in segments).strip(), segments, wall)
+        return Transcription(joiner.join(s.text.strip() for s in segments).strip(), segments, wall)
 
     def _run(self, samples: Any, language: str) -> list[Segment]:
         from threadpoolctl import threadpool_limits

@@ -180,20 +180,11 @@ def _drops(
     with server.files(recordings) as files:
         for recording in recordings:
             result = server.transcribe_volcano(files.url_of(recording), recording.language)
-            ours[recording.name] = score_recording(
-                "ours",
-                recording,
-                result.segments,
-                result.text,
-                normaliser,
-                wall_s=result.wall_s,
-                failure=result.failure,
-            )
+            ours[recording.name] = _scored("ours", recording, result, normaliser)
             log(_one_line(ours[recording.name]))
             if reference is not None:
-                run = reference.transcribe(recording)
-                batched[recording.name] = score_recording(
-                    "batched", recording, run.segments, run.text, normaliser, wall_s=run.wall_s
+                batched[recording.name] = _scored(
+                    "batched", recording, reference.transcribe(recording), normaliser
                 )
                 log(_one_line(batched[recording.name]))
     log("")
@@ -208,6 +199,13 @@ def _drops(
         "ours": [s.as_dict() for s in ours.values()],
         "batched": [s.as_dict() for s in batched.values()],
     }
+
+
+def _scored(system: str, recording: Recording, run: Transcription, normaliser: Normaliser) -> RecordingScore:
+    """``run`` (ours through the API, or the batched pipeline's) scored against the recording."""
+    return score_recording(
+        system, recording, run.segments, run.text, normaliser, wall_s=run.wall_s, failure=run.failure
+    )
 
 
 def _one_line(score: RecordingScore) -> str:
@@ -254,28 +252,13 @@ def _speed(
         result["fresh_server_without_speakers"] = fresh is not None
         ours: dict[str, RecordingScore] = {}
         for key, system, done in (("ours", "ours", run), ("ours_no_speakers", "ours, no speakers", bare)):
-            ours[key] = score_recording(
-                system,
-                recording,
-                done.segments,
-                done.text,
-                normaliser,
-                wall_s=done.wall_s,
-                failure=done.failure,
-            )
+            ours[key] = _scored(system, recording, done, normaliser)
             result[key] = _speed_entry(ours[key], recording)
             log(_speed_line(ours[key], recording))
         if reference is None:
             return result
         reference_run = reference.transcribe(recording)
-        batched = score_recording(
-            "batched",
-            recording,
-            reference_run.segments,
-            reference_run.text,
-            normaliser,
-            wall_s=reference_run.wall_s,
-        )
+        batched = _scored("batched", recording, reference_run, normaliser)
         result["batched"] = _speed_entry(batched, recording)
         log(_speed_line(batched, recording))
         for key, ratio in (("ours", "speed_ratio"), ("ours_no_speakers", "speed_ratio_no_speakers")):
