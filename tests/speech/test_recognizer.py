@@ -323,3 +323,46 @@ def test_sampling_temperature_and_caller_prompt(recognizer: Recognizer) -> None:
     assert "Jenson's" in prompted.text
     sampled = recognizer.transcribe(_clip("LJ002-0114"), DecodeOptions(language="en", temperature=0.3))
     assert sampled.text and all(u.decoding and u.decoding.temperature == 0.3 for u in sampled.utterances)
+
+
+class _ScoringCalls:
+    """The runner of the second pass, recording the calls its teacher-forced scoring makes."""
+
+    def __init__(self, runner: object) -> None:
+        self.runner = runner
+        self.calls: list[tuple[np.ndarray, list[int]]] = []
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.runner, name)
+
+    def align(
+        self, encoded: np.ndarray, start: list[int], tokens: list[list[int]], num_frames: list[int]
+    ) -> list[object]:
+        self.calls.append((encoded, num_frames))
+        return self.runner.align(encoded, start, tokens, num_frames)  # type: ignore[attr-defined, no-any-return]
+
+
+def test_each_chunk_s_candidates_are_scored_over_its_own_speech_and_margin(
+    recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tingyin.speech.rescoring import SCORING_MARGIN_FRAMES
+
+    second_pass = recognizer.decoder.second_pass
+    assert second_pass is not None
+    calls = _ScoringCalls(second_pass.runner)
+    monkeypatch.setattr(second_pass, "runner", calls)
+    # Two Mandarin sentences of 2.4 s and 6.6 s apart by a 2 s pause: two chunks decoded in one batch,
+    # whose encoder window is the longer one's.
+    pause = np.zeros(16000 * 2, dtype=np.float32)
+    audio = np.concatenate([_clip("BAC009S0150W0016"), pause, _clip("BAC009S0252W0396")])
+    transcript = recognizer.transcribe(audio, DecodeOptions(language="zh"))
+    assert len(transcript.utterances) >= 2
+    assert calls.calls, "the second pass scored no candidate"
+    window_frames = {encoded.shape[1] for encoded, _ in calls.calls}
+    for encoded, num_frames in calls.calls:
+        # One chunk per call: every row is the same chunk's encoder output, over its speech and the margin.
+        assert len(set(num_frames)) == 1
+        assert all(np.array_equal(encoded[0], row) for row in encoded[1:])
+        assert encoded.shape[1] <= num_frames[0] // 2 + SCORING_MARGIN_FRAMES
+    # The shorter chunk is not padded to the longer one's frames.
+    assert len(window_frames) == 2
