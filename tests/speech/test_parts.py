@@ -154,10 +154,23 @@ def test_recording_options_and_job_params_are_checked_at_submit() -> None:
 
 
 def test_chunks_merge_close_regions_up_to_the_target() -> None:
-    regions = [(0, 3 * S), (int(3.5 * S), 6 * S), (int(7.5 * S), 10 * S), (int(10.1 * S), 13 * S)]
+    from tingyin.speech.chunking import CHUNK_GAP_S, TARGET_CHUNK_S, TINY_GAP_S
+
+    assert (TARGET_CHUNK_S, CHUNK_GAP_S, TINY_GAP_S) == (4.0, 1.0, 0.3)  # the figures below assume these
+
+    def at(seconds: float) -> int:
+        return int(seconds * S)
+
+    regions = [
+        (0, at(1.5)),
+        (at(2.0), at(3.5)),  # a pause under 1 s and 3.5 s in all: merged
+        (at(5.0), at(7.5)),  # a pause of 1.5 s: a chunk of its own
+        (at(7.6), at(10.5)),  # a pause the VAD's padding nearly closes: merged past the target
+        (at(11.0), at(12.0)),  # a short pause, but 7 s in all is past the target
+    ]
     chunks = make_chunks(regions)
-    assert [(c.start, c.end) for c in chunks] == [(0, 6 * S), (int(7.5 * S), 13 * S)]
-    assert chunks[0].speech == [(0, 3 * S), (int(3.5 * S), 6 * S)]
+    assert [(c.start, c.end) for c in chunks] == [(0, at(3.5)), (at(5.0), at(10.5)), (at(11.0), at(12.0))]
+    assert chunks[0].speech == [(0, at(1.5)), (at(2.0), at(3.5))]
     assert all(c.end - c.start <= 12 * S for c in make_chunks([(0, 30 * S)]))
 
 

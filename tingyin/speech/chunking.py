@@ -21,7 +21,7 @@ from tingyin.speech.vad import FRAME_SAMPLES, SileroVad, regions_from_probabilit
 
 SAMPLE_RATE = 16000
 MAX_CHUNK_S = 12.0
-TARGET_CHUNK_S = 8.0
+TARGET_CHUNK_S = 4.0  # short chunks: Whisper skips less inside them (docs/speech.md, speech map and chunks)
 CHUNK_GAP_S = 1.0  # regions this close merge up to TARGET_CHUNK_S ...
 TINY_GAP_S = 0.3  # ... and regions this close always merge (up to MAX_CHUNK_S): no real pause
 MIN_AUDIO_S = 0.1

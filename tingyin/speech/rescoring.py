@@ -294,10 +294,10 @@ class SecondPass:
             return {}
         acoustic: list[float] = []
         alignments: list[Any] = []
-        # One call per chunk, over its speech and the margin after it: a row's cost grows with the encoder frames
-        # it attends to (CTranslate2 projects the frames for every row), so rows of a shorter chunk padded
-        # to a longer one's frames cost time (0.8 s of 4 on the 601 s benchmark recording), and a chunk's
-        # scores no longer depend on which chunks share its call.
+        # One call per chunk, over its speech and the margin after it: a row's cost grows with the encoder
+        # frames it attends to (CTranslate2 projects the frames for every row), so rows of a shorter chunk
+        # padded to a longer one's frames cost time (0.8 s of 4 on the 601 s benchmark recording), and a
+        # chunk's scores no longer depend on which chunks share its call.
         for i, group in itertools.groupby(rows, key=lambda row: row[0]):
             candidates = [c for _, c in group]
             num_frames = speech_frames(chunks[i], frames)
