@@ -234,18 +234,18 @@ def _speed(
         warm_up = recording.path.with_name("warm-up.wav")
         warm_up.write_bytes(encode_wav(decode_mono(recording.path)[: 20 * RATE]))
 
-        def transcribe_on_fresh_server(speakers: bool) -> Transcription | None:
+        def without_speakers_on_fresh_server() -> Transcription | None:
             """Ours without the caches of an earlier request of the same recording (15% faster on this
             one): on a server started again here and warmed the same way; None where it cannot be."""
             if not server.restart():
                 return None
             server.transcribe_volcano(files.url_of(warm_up), recording.language)
-            return server.transcribe_volcano(files.url_of(recording), recording.language, speakers=speakers)
+            return server.transcribe_volcano(files.url_of(recording), recording.language, speakers=False)
 
         server.transcribe_volcano(files.url_of(warm_up), recording.language)
         run = server.transcribe_volcano(files.url_of(recording), recording.language)
         # The batched pipeline finds no speakers: the same request without them is the like-for-like time.
-        fresh = transcribe_on_fresh_server(speakers=False)
+        fresh = without_speakers_on_fresh_server()
         if fresh is None:
             log("  (a server started elsewhere: the request without speakers reuses the first one's caches)")
         bare = fresh or server.transcribe_volcano(files.url_of(recording), recording.language, speakers=False)
@@ -268,7 +268,7 @@ def _speed(
                 log(f"  {ours[key].system} runs at {result[ratio]:.2f}x the batched pipeline's speed")
         walls = [(bare.wall_s, reference_run.wall_s)]
         for number in range(2, rounds + 1):
-            again = transcribe_on_fresh_server(speakers=False)
+            again = without_speakers_on_fresh_server()
             if again is None or again.failure:
                 log(f"  round {number}: {'no fresh server' if again is None else again.failure}; stopped")
                 break

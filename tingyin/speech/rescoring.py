@@ -15,7 +15,6 @@ model instead.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -266,7 +265,8 @@ class SecondPass:
         own log-probability; for a rewrite, its source's less the cost of the change) are scored, unless hot
         words are in play (then all are: they are the caller's explicit wish). A chunk left with the beam's
         choice alone is not rescored."""
-        rows: list[tuple[int, Hypothesis]] = []
+        # Per chunk, the candidates that earn a teacher-forced score, each with its text score.
+        to_score: dict[int, list[tuple[Hypothesis, float]]] = {}
         # Every chunk's candidates in one call per scorer (the neural model batches them).
         every_text = [c.text for pool in pools.values() for c in pool]
         text_scores = np.zeros(len(every_text), dtype=np.float64)
@@ -288,38 +288,32 @@ class SecondPass:
                 others = sorted(kept[1:], key=lambda pair: -(pair[1] + pair[0].logprob))
                 kept = [kept[0], *others[: limit - 1]]
             if len(kept) > 1:
-                # A candidate's logprob carries its text score until the acoustic score is known.
-                rows.extend((i, c._replace(logprob=value)) for c, value in kept)
-        if not rows:
-            return {}
-        acoustic: list[float] = []
-        alignments: list[Any] = []
+                to_score[i] = kept
+        chosen: dict[int, Choice] = {}
         # One call per chunk, over its speech and the margin after it: a row's cost grows with the encoder
         # frames it attends to (CTranslate2 projects the frames for every row), so rows of a shorter chunk
         # padded to a longer one's frames cost time (0.8 s of 4 on the 601 s benchmark recording), and a
         # chunk's scores no longer depend on which chunks share its call.
-        for i, group in itertools.groupby(rows, key=lambda row: row[0]):
-            candidates = [c for _, c in group]
+        for i, kept in to_score.items():
             num_frames = speech_frames(chunks[i], frames)
             keep_frames = min(encoded.shape[1], num_frames // 2 + SCORING_MARGIN_FRAMES)
             # Teacher-forced scoring after the bare start sequence: without the style prompt it is about
             # twice as fast, and it ranked candidates slightly better on zh_dev.
             results = self.runner.align(
-                encoded[[i] * len(candidates), :keep_frames],
+                encoded[[i] * len(kept), :keep_frames],
                 start_sequence,
-                [c.tokens for c in candidates],
-                [num_frames] * len(candidates),
+                [c.tokens for c, _ in kept],
+                [num_frames] * len(kept),
             )
-            alignments.extend(results)
-            for result in results:
-                probs = np.maximum(np.asarray(result.text_token_probs, dtype=np.float64), 1e-10)
-                acoustic.append(float(np.log(probs).sum()))
-        best: dict[int, tuple[float, Choice]] = {}
-        for (i, candidate), sound, alignment in zip(rows, acoustic, alignments, strict=True):
-            value = sound + candidate.logprob  # logprob holds the text score here
-            if i not in best or value > best[i][0]:
-                best[i] = (value, Choice(candidate._replace(logprob=sound), alignment))
-        return {i: choice for i, (_, choice) in best.items()}
+            best: tuple[float, Choice] | None = None
+            for (candidate, sense_value), alignment in zip(kept, results, strict=True):
+                probs = np.maximum(np.asarray(alignment.text_token_probs, dtype=np.float64), 1e-10)
+                sound = float(np.log(probs).sum())
+                if best is None or sound + sense_value > best[0]:
+                    best = (sound + sense_value, Choice(candidate._replace(logprob=sound), alignment))
+            assert best is not None  # every chunk here has at least two candidates
+            chosen[i] = best[1]
+        return chosen
 
 
 __all__ = [
