@@ -133,3 +133,15 @@ def test_headerless_stream_too_long_stops_while_decoding() -> None:
     mp3 = encode(tone(8.0), 16000, "mp3")
     with pytest.raises(audio.AudioTooLong):
         audio.decode(mp3, max_seconds=3)
+
+
+def test_wav_encoding_inverts_16_bit_decoding() -> None:
+    """Audio decoded from 16-bit PCM encodes back to the same integers (the evaluation clients send the
+    dataset's clips through the APIs this way; a one-step change moved the words Whisper heard)."""
+    integers = np.array([-32768, -32767, -12345, -1, 0, 1, 2, 12345, 32766, 32767], dtype="<i2")
+    decoded = audio.decode(integers.tobytes(), format="pcm")
+    again = audio.decode(audio.encode_wav(decoded.samples))
+    assert np.array_equal(again.samples, decoded.samples)
+    assert np.array_equal(audio.to_pcm16(decoded.samples), integers)
+    # Out of range is clipped, not wrapped; in between rounds to the nearest step.
+    assert audio.to_pcm16(np.array([1.5, -1.5, 0.4 / 32768, 0.6 / 32768])).tolist() == [32767, -32768, 0, 1]

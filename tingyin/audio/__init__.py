@@ -19,6 +19,7 @@ from tingyin.audio.decode import (
     iter_chunks,
     probe,
     resample,
+    to_pcm16,
 )
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "iter_chunks",
     "probe",
     "resample",
+    "to_pcm16",
 ]

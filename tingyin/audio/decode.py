@@ -20,6 +20,7 @@ import numpy as np
 from tingyin.errors import InvalidRequest
 
 TARGET_RATE = 16000
+PCM16_SCALE = 32768.0  # 16-bit PCM decodes as integer / 32768 (and ``to_pcm16`` inverts it exactly)
 
 AudioSource = bytes | bytearray | memoryview | str | Path | BinaryIO
 
@@ -201,7 +202,7 @@ def _pcm_to_float(data: bytes, channels: int, bits: int = 16) -> np.ndarray:
     if bits == 8:
         ints = (np.frombuffer(raw, dtype=np.uint8).astype(np.float32) - 128.0) / 128.0
     elif bits == 16:
-        ints = np.frombuffer(raw, dtype="<i2").astype(np.float32) / 32768.0
+        ints = np.frombuffer(raw, dtype="<i2").astype(np.float32) / PCM16_SCALE
     elif bits == 24:
         triples = np.frombuffer(raw, dtype=np.uint8).reshape(-1, 3).astype(np.int32)
         values = triples[:, 0] | (triples[:, 1] << 8) | (triples[:, 2] << 16)
@@ -384,7 +385,7 @@ def _frame_to_float(frame: av.AudioFrame) -> np.ndarray:
     if not fmt.is_planar:
         array = array.reshape(-1, channels).T
     if array.dtype == np.int16:
-        return array.astype(np.float32) / 32768.0
+        return array.astype(np.float32) / PCM16_SCALE
     if array.dtype == np.int32:
         return array.astype(np.float32) / 2147483648.0
     if array.dtype == np.uint8:
@@ -399,17 +400,26 @@ def iter_chunks(samples: np.ndarray, chunk_s: float, rate: int = TARGET_RATE) ->
         yield samples[..., start : start + step]
 
 
+def to_pcm16(samples: np.ndarray) -> np.ndarray:
+    """Float samples as little-endian 16-bit integers: the inverse of decoding (integer / 32768), so audio
+    decoded from 16-bit PCM goes back to the very integers it came from. Rounded to the nearest step and
+    clipped to the range. (Scaling by 32767 and truncating, as this did before, moved almost every sample
+    of such audio one step towards zero: zh_dev clips sent that way through the Baidu API came back with
+    other words on 27 of the 300.)"""
+    scaled = np.rint(np.asarray(samples, dtype=np.float64) * PCM16_SCALE)
+    return np.clip(scaled, -PCM16_SCALE, PCM16_SCALE - 1).astype("<i2")
+
+
 def encode_wav(samples: np.ndarray, rate: int = TARGET_RATE) -> bytes:
-    """16-bit PCM WAV bytes of mono or (channels, n) float samples."""
+    """16-bit PCM WAV bytes of mono or (channels, n) float samples (``to_pcm16``)."""
     import wave
 
-    data = np.clip(samples, -1.0, 1.0)
-    channels = 1 if data.ndim == 1 else data.shape[0]
-    interleaved = data if data.ndim == 1 else data.T.reshape(-1)
+    channels = 1 if samples.ndim == 1 else samples.shape[0]
+    interleaved = samples if samples.ndim == 1 else samples.T.reshape(-1)
     buffer = io.BytesIO()
     with wave.open(buffer, "wb") as wav:
         wav.setnchannels(channels)
         wav.setsampwidth(2)
         wav.setframerate(rate)
-        wav.writeframes((interleaved * 32767.0).astype("<i2").tobytes())
+        wav.writeframes(to_pcm16(interleaved).tobytes())
     return buffer.getvalue()

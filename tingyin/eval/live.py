@@ -193,7 +193,9 @@ def concurrent(call: Callable[[Any], Answer], items: Iterable[Any]) -> Burst:
 
 
 def pcm16(samples: np.ndarray) -> bytes:
-    return bytes((np.clip(samples, -1.0, 1.0) * 32767).astype("<i2").tobytes())
+    from tingyin.audio import to_pcm16
+
+    return bytes(to_pcm16(samples).tobytes())
 
 
 def looped_wav(samples: np.ndarray, size_bytes: int) -> bytes:
