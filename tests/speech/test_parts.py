@@ -25,6 +25,7 @@ from tingyin.speech.decoding import (
     spoken_units,
     swallowed,
     uncovered,
+    without_stretched_end,
 )
 from tingyin.speech.hotwords import plan
 from tingyin.speech.options import DecodeOptions, HotWord
@@ -367,6 +368,22 @@ def test_speech_swallowed_by_a_pause_and_a_stretched_word_is_found() -> None:
     quiet = np.full(frames, 0.9, dtype=np.float32)
     quiet[int(1.13 * S / 512) : int(1.85 * S / 512) + 1] = 0.0
     assert swallowed(item, SpeechMap(quiet, frames * 512)) == []
+
+
+def test_a_word_stretched_over_a_second_of_skipped_speech_is_swallowed_too() -> None:
+    # Inside a patch only `swallowed` searches (zh-en3-1: the patch's first word "We're", the said "where",
+    # aligned over 2.4 s after 0.8 s of speech in the pause; "are a watch-house and a sentry-box" lay there).
+    frames = int(5 * S / 512)
+    speech = SpeechMap(np.full(frames, 0.9, dtype=np.float32), frames * 512)
+    chunk = Chunk(0, 5 * S, [(0, 5 * S)])
+    chars = [*_chars(" We're", 0.32, 0.48), *_chars(" two or more", 3.3, 0.1)]
+    item = DecodedChunk(chunk, "en", "We're two or more", chars)
+    [(start, end)] = swallowed(item, speech)
+    assert start == 0.0 and end == pytest.approx(3.2)
+    # Its second try leaves out the end of the stretched word, where the word itself was said.
+    narrowed = without_stretched_end(chunk, start, end)
+    assert narrowed is not None and narrowed.start == 0 and narrowed.end == pytest.approx(2.7 * S, abs=1)
+    assert without_stretched_end(chunk, 2.0, 3.2) is None  # too little left
 
 
 def test_pauses_inside_a_latin_word_or_number_get_no_comma_and_no_split() -> None:

@@ -60,6 +60,7 @@ UNCOVERED_MARGIN_S = 0.25  # context kept on either side of an uncovered stretch
 MIN_ISLAND_S = 0.25  # speech this long or longer, set apart by pauses, that characters barely cover
 ISLAND_COVERED = 0.3  # ... ("barely": less than this share of it) is decoded again
 LONGEST_CHAR_S = 1.0  # an aligned character (or English word) longer than this has swallowed other speech
+STRETCHED_UNIT_TAIL_S = 0.5  # where a stretched unit's own sound lies: the end of its span
 # A VAD region this long with fewer aligned characters or words a second than this had a sentence skipped
 # (the alignment stretched the next sentence's first characters over it).
 SPARSE_REGION_S = 2.0
@@ -498,7 +499,8 @@ class ChunkDecoder:
             for start_s, end_s in swallowed(item, speech):
                 if not overlaps(start_s, end_s, stretches):
                     sparse.add(len(gaps))  # merged like a sparse region: the stretched word moves after it
-                    gaps.append((index, with_margins(item.chunk, start_s, end_s), None))
+                    second_try = without_stretched_end(item.chunk, start_s, end_s)
+                    gaps.append((index, with_margins(item.chunk, start_s, end_s), second_try))
                     stretches.append((start_s, end_s))
             for start_s, end_s in skipped_islands(item, speech) if whole else []:
                 if not overlaps(start_s, end_s, stretches):
@@ -511,7 +513,8 @@ class ChunkDecoder:
         # A patch that only repeats the chunk's own words had a sentence with text in its window, and Whisper
         # wrote that one again and skipped the rest (a phone number followed by "打开去大连" came back as
         # "打开" twice, no digits). Those are decoded once more without it: the speech regions lying mostly
-        # inside the uncovered stretch alone. Doing that for every patch lost an English clause elsewhere.
+        # inside the uncovered stretch alone (a swallowed stretch: ``without_stretched_end``). Doing that for
+        # every patch lost an English clause elsewhere.
         retry = [
             k
             for k, ((index, _, narrow), patch) in enumerate(zip(gaps, patches, strict=True))
@@ -605,23 +608,39 @@ def uncovered(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]
 
 def swallowed(item: DecodedChunk, speech: SpeechMap) -> list[tuple[float, float]]:
     """Stretches (seconds) from the end of a unit (or the chunk's start) to the end of the next one where
-    that one is stretched (longer than ``LONGEST_CHAR_S``) and neither the speech in the pause before it
-    nor the speech beyond a unit's length in it holds ``MIN_UNCOVERED_S`` (then ``uncovered`` finds it),
-    but both together do: the alignment parked skipped speech partly in a pause and partly on the next
-    word (a patch of zh-en3-1 came back as "We are two or more guards" for "are a watch-house and a
-    sentry-box, where two or more guards", "We" aligned over 1.9 s after a 0.7 s pause). The stretch holds
-    the stretched unit itself, since whose sound lies where in it is unknown: its patch is merged like a
-    sparse region's (``merge_patch`` with ``reseat``)."""
+    that one is stretched (longer than ``LONGEST_CHAR_S``) and the speech in the pause before it and the
+    speech beyond a unit's length in it hold ``MIN_UNCOVERED_S`` together: the alignment parked skipped
+    speech in the pause, on the next word, or both (a patch of zh-en3-1 came back as "We are two or more
+    guards" for "are a watch-house and a sentry-box, where two or more guards", "We" aligned over 1.9 s
+    after a 0.7 s pause). The stretch holds the stretched unit itself, since whose sound lies where in it
+    is unknown: its patch is merged like a sparse region's (``merge_patch`` with ``reseat``). In a whole
+    chunk ``uncovered`` finds a unit whose own excess holds that much speech, and its stretch is kept; in
+    a patch this is the only search, so it must find that case too (the same recording, its samples one
+    16-bit step apart, lost the clause again: "We're" over 2.4 s, 1.1 s of speech beyond a unit's length,
+    0.8 s in the pause before it)."""
     found = []
     previous_end = item.chunk.start / SAMPLE_RATE
     for unit in spoken_units(item.chars):
         if unit.end - unit.start > LONGEST_CHAR_S and unit.start > previous_end:
             pause = speech.speech_seconds(previous_end, unit.start)
             beyond = speech.speech_seconds(unit.start + LONGEST_CHAR_S, unit.end)
-            if max(pause, beyond) < MIN_UNCOVERED_S <= pause + beyond:
+            if pause + beyond >= MIN_UNCOVERED_S:
                 found.append((previous_end, unit.end))
         previous_end = unit.end
     return found
+
+
+def without_stretched_end(chunk: Chunk, start_s: float, end_s: float) -> Chunk | None:
+    """A swallowed stretch (``swallowed``) for a second try, when its patch only repeated the chunk's words:
+    no margins, and without the last ``STRETCHED_UNIT_TAIL_S`` of the stretched unit, where its own sound
+    lies, so that Whisper cannot start from that word again (zh-en3-1: the stretch 50.88-54.20 s with its
+    margins came back as "We're two", the said "where two"; 50.88-53.70 s as "An old are a watch house and a
+    century box"). None when too little is left."""
+    lo = max(chunk.start, int(start_s * SAMPLE_RATE))
+    hi = min(chunk.end, int((end_s - STRETCHED_UNIT_TAIL_S) * SAMPLE_RATE))
+    if hi - lo < MIN_UNCOVERED_S * SAMPLE_RATE:
+        return None
+    return Chunk(lo, hi, [(lo, hi)])
 
 
 def with_margins(chunk: Chunk, start_s: float, end_s: float) -> Chunk:
