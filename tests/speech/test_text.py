@@ -16,6 +16,7 @@ from tingyin.speech.textnorm import (
     to_simplified,
 )
 from tingyin.speech.types import HotWord
+from tingyin.speech.zh_numerals import cardinal, written_span
 
 
 def test_traditional_becomes_simplified() -> None:
@@ -63,7 +64,55 @@ def test_english_itn_keeps_units_as_spoken() -> None:
     )
     assert numbers_to_digits("wait one second, twenty seconds", "en") == "wait one second, 20 seconds"
     assert numbers_to_digits("twenty five percent of fifteen thousand", "en") == "25% of 15000"
-    assert numbers_to_digits("the second time in eighteen forty four", "en") == "the 2nd time in 1844"
+    assert numbers_to_digits("the second time in eighteen forty four", "en") == "the second time in 1844"
+
+
+def test_english_itn_writes_prose_as_english_is_written() -> None:
+    """wetext alone: "wait a 2nd , please", "the 1st time", "forty-nine" left in words beside "16",
+    "at 05:00"."""
+    assert numbers_to_digits("Wait a second, please. The first time.", "en") == (
+        "Wait a second, please. The first time."
+    )
+    # A day of a month, and ordinals from the tenth on, in figures.
+    assert numbers_to_digits("on May first and the third of October", "en") == (
+        "on May 1st and the 3rd of October"
+    )
+    assert numbers_to_digits("the twenty first of May in the nineteenth century", "en") == (
+        "the 21st of May in the 19th century"
+    )
+    assert numbers_to_digits("a yard forty-nine feet by thirty-one,", "en") == "a yard 49 feet by 31,"
+    assert numbers_to_digits("It costs five dollars, ok?", "en") == "It costs $5, ok?"
+    assert numbers_to_digits("at five o'clock", "en") == "at 5:00"
+    # Two numbers side by side stay words ("one thirty six" would be the time 1:36).
+    assert numbers_to_digits("one thirty-six feet, six twenty-three feet", "en") == (
+        "one thirty-six feet, six twenty-three feet"
+    )
+
+
+def test_mandarin_itn_writes_digits_and_keeps_the_words() -> None:
+    """As Chinese transcripts (and the vendors' Mandarin models) write them; wetext alone: 2024/03/15,
+    3:15p.m., 48h, 3.5kg, 3.1刻 (for a quarter past three), 32°, 117:116, 二3~4线."""
+    assert numbers_to_digits("二零二四年三月十五号，我们去了北京。", "zh") == "2024年3月15号，我们去了北京。"
+    assert numbers_to_digits("今天下午三点十五分开会", "zh") == "今天下午3点15分开会"
+    assert numbers_to_digits("凌晨三点零五分到十二点半", "zh") == "凌晨3点05分到12点半"
+    assert numbers_to_digits("三点一刻", "zh") == "3点一刻"
+    assert numbers_to_digits("四十八小时跑了三点五公里", "zh") == "48小时跑了3.5公里"
+    assert numbers_to_digits("设定三十二度", "zh") == "设定32度"
+    assert numbers_to_digits("马龙以一百一十七比一百一十六收获", "zh") == "马龙以117比116收获"
+    assert numbers_to_digits("三百七十万平方米", "zh") == "370万平方米"
+    # Approximate ranges stay as said; percentages and fractions keep wetext's form.
+    assert numbers_to_digits("很多二三四线城市，三五个人", "zh") == "很多二三四线城市，三五个人"
+    assert numbers_to_digits("涨了百分之七点五，占三分之一", "zh") == "涨了7.5%，占1/3"
+
+
+def test_chinese_numerals_read_as_one_number() -> None:
+    said = ("十五", "二十", "一百零五", "一百五", "三千二", "两千零五", "三万零五百")
+    assert [cardinal(t) for t in said] == [15, 20, 105, 150, 3200, 2005, 30500]
+    assert cardinal("三亿五千万") == 350_000_000
+    assert cardinal("三五") is None  # a range: two numbers
+    assert cardinal("十十") is None
+    assert written_span("二零二四年三月", "date") == "2024年3月"
+    assert written_span("三四线", "measure") is None  # a range: no digit form
 
 
 def test_punctuation_helpers() -> None:

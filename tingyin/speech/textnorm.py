@@ -14,6 +14,8 @@ import unicodedata
 from functools import lru_cache
 from typing import Any
 
+from tingyin.speech.zh_numerals import written_form
+
 _lock = threading.Lock()
 
 # Chinese digit names when a number is read digit by digit (phone numbers, IDs, codes).
@@ -39,6 +41,30 @@ _EN_UNIT = re.compile(
 # Chinese currency words likewise: wetext writes 五万元 as ¥50000 and 人民币五百元 as 人民币¥500; Chinese
 # transcripts (and the vendors' ITN) keep the word after the digits: 50000元, 人民币500元, 50000美元.
 _ZH_CURRENCY = re.compile("美元|欧元|英镑|日元|港元|港币|元")
+# English ordinals below ten stay words ("the first time", "wait a second"), as English prose writes them,
+# except for a day of a month ("May first" -> "May 1st", "the third of October" -> "the 3rd of October");
+# wetext alone writes every ordinal in figures ("wait a 2nd"). After a tens word they are part of a larger
+# ordinal ("twenty first" -> "21st").
+_EN_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
+_EN_SMALL_ORDINAL = re.compile(
+    r"(?<![\w-])(?<!ty )(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b", re.IGNORECASE
+)
+_EN_MONTH_BEFORE = re.compile(rf"\b(?:{_EN_MONTHS}) (?:the )?$", re.IGNORECASE)
+_EN_MONTH_AFTER = re.compile(rf" of (?:{_EN_MONTHS})\b", re.IGNORECASE)
+# wetext reads "twenty five" but not "twenty-five" (Whisper writes both).
+_EN_TENS_HYPHEN = re.compile(
+    r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)-(?=(?:one|two|three|four|five|six|seven|eight"
+    r"|nine|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b)",
+    re.IGNORECASE,
+)
+_EN_SMALL_NUMBER_BEFORE = re.compile(
+    r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve) $", re.IGNORECASE
+)
+_SPACE_BEFORE_MARK = re.compile(r"(?<=\S) +(?=[,.;:?!])")
+_ZERO_PADDED_HOUR = re.compile(r"(?<![\d:])0(\d:\d\d)")  # wetext writes "five o'clock" as 05:00
+# wetext's tagged text: ``kind { key: "value" ... }`` per token.
+_TAG = re.compile(r'(\w+) \{((?:\s*\w+: "(?:[^"\\]|\\.)*")*)\s*\}')
+_TAG_FIELD = re.compile(r'(\w+): "((?:[^"\\]|\\.)*)"')
 _UNIT_MARK = "\u2063"  # INVISIBLE SEPARATOR: never in recognised text, a word character to no grammar
 _SPACED_PERCENT = re.compile(r"(?<=[0-9]) %")
 _ZH_DIGIT_GAP = re.compile(r"(?<=[0-9]) (?=[0-9])")
@@ -126,6 +152,35 @@ def _normalize(text: str, lang: str, operator: str) -> str:
         return text
 
 
+@lru_cache(maxsize=1024)
+def _zh_itn(text: str) -> str:
+    """wetext's Mandarin ITN, token by token, each token written as Chinese transcripts write it
+    (:func:`tingyin.speech.zh_numerals.written_form`: 2024年3月15号, 下午3点15分, 48小时 where wetext alone
+    writes 2024/03/15, 3:15p.m., 48h)."""
+    try:
+        with _lock:
+            from wetext import utils as wetext
+
+            tagged = wetext.tag(text.strip(), "zh", "itn")
+            tokens = [(m.group(1), m.group(0), _TAG_FIELD.findall(m.group(2))) for m in _TAG.finditer(tagged)]
+            said = [
+                "".join(value for key, value in fields if key != "preserve_order") for _, _, fields in tokens
+            ]
+            if "".join(said) != text.strip():
+                # Tokens that do not spell the text (a form this parser does not know): wetext's own output.
+                return str(_normalizer("zh", "itn").normalize(text))
+            out: list[str] = []
+            for (kind, token, _), spoken in zip(tokens, said, strict=True):
+                if kind == "char":
+                    out.append(spoken)
+                    continue
+                wetext_form = wetext.verbalize(wetext.reorder(token, "zh", "itn"), "zh", "itn")
+                out.append(written_form(kind, spoken, wetext_form))
+            return "".join(out)
+    except Exception:  # a normalisation failure must not lose the transcript
+        return text
+
+
 def numbers_to_words(text: str, language: str) -> str:
     """ITN off: numbers written as words (Chinese numerals for zh/yue, English words for en)."""
     text = text.translate(_FULL_WIDTH)
@@ -145,14 +200,39 @@ def numbers_to_digits(text: str, language: str) -> str:
     """ITN on: numbers, dates, money, percentages as digits and symbols; units and currencies stay words
     ("19 feet", "15 minutes", "50000元"), a percentage is "25%"."""
     lang = "zh" if language in ("zh", "yue", "zh-en") or has_cjk(text) else "en"
-    words = _ZH_CURRENCY if lang == "zh" else _EN_UNIT
-    shielded = words.sub(lambda match: _UNIT_MARK + match.group(), text.replace(_UNIT_MARK, ""))
-    digits = _normalize(shielded, lang, "itn").replace(_UNIT_MARK, "")
+    text = text.replace(_UNIT_MARK, "")
     if lang == "zh":
+        shielded = _ZH_CURRENCY.sub(lambda match: _UNIT_MARK + match.group(), text)
+        digits = _zh_itn(shielded).replace(_UNIT_MARK, "")
         # wetext splits a number read digit by digit into groups at places no speaker paused (七五六五六零零八
         # -> 7565 6008, 九三五七五六五三 -> 93575 653); Chinese transcripts write it whole, as the vendors do.
         return _ZH_DIGIT_GAP.sub("", digits) if not _ZH_DIGIT_GAP.search(text) else digits
+    shielded = _EN_TENS_HYPHEN.sub(_unhyphenated, text)
+    shielded = _EN_UNIT.sub(lambda match: _UNIT_MARK + match.group(), shielded)
+    shielded = _EN_SMALL_ORDINAL.sub(_shield_unless_date, shielded)
+    digits = _normalize(shielded, lang, "itn").replace(_UNIT_MARK, "")
+    if not _SPACE_BEFORE_MARK.search(text):
+        digits = _SPACE_BEFORE_MARK.sub("", digits)  # wetext leaves a space before the mark after a number
+    digits = _ZERO_PADDED_HOUR.sub(r"\1", digits)
     return _SPACED_PERCENT.sub("%", digits)
+
+
+def _unhyphenated(match: re.Match[str]) -> str:
+    """ "twenty-five" as "twenty five", which wetext reads; not after a number up to twelve ("one
+    thirty-six feet" is two numbers, which wetext would take for the time 1:36)."""
+    if _EN_SMALL_NUMBER_BEFORE.search(match.string[: match.start()]):
+        return match.group()
+    return match.group(1) + " "
+
+
+def _shield_unless_date(match: re.Match[str]) -> str:
+    """A small ordinal, hidden from wetext unless it is a day of a month ("May first", "the third of
+    October")."""
+    before = match.string[: match.start()]
+    after = match.string[match.end() :]
+    if _EN_MONTH_BEFORE.search(before) or _EN_MONTH_AFTER.match(after):
+        return match.group()
+    return _UNIT_MARK + match.group()
 
 
 def is_punctuation(ch: str) -> bool:
