@@ -73,10 +73,6 @@ def _written_number(run: str, *, digit_strings: bool) -> str | None:
     digit (a year, the minutes of 三点零五分); else it is a range (三四线) and has no digit form."""
     if len(run) > 1 and all(ch in DIGIT_VALUES for ch in run):
         return _digit_string(run) if digit_strings else None
-    if run[-1] in "万亿" and len(run) > 1:
-        # 三百七十万 → 370万, as the transcripts (and wetext's money) write large round numbers.
-        head = cardinal(run[:-1])
-        return None if head is None else f"{head}{run[-1]}"
     value = cardinal(run)
     return None if value is None else str(value)
 
