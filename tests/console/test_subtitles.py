@@ -64,6 +64,46 @@ def test_long_utterance_is_cut_at_words() -> None:
     assert [c.start_ms for c in cues] == sorted(c.start_ms for c in cues)
 
 
+def one_utterance(language: str, text: str, timed: list[dict[str, Any]]) -> dict[str, Any]:
+    utterance = {
+        "text": text,
+        "start_ms": timed[0]["start_ms"],
+        "end_ms": timed[-1]["end_ms"],
+        "words": timed,
+    }
+    return {"language": language, "text": text, "utterances": [{**utterance, "speaker": None}]}
+
+
+def test_a_long_utterance_is_cut_into_even_cues_after_punctuation() -> None:
+    """A greedy cut filled the first cue to the limit and left "can go" (or one character) on its own."""
+    text = "Of Jenson it must be said that he carried the development of Roman type as far as it can go"
+    cues = subtitles.cues(one_utterance("en", text, words(text, 0, 250)))  # 92 characters over 5 s
+    assert [c.text for c in cues] == [
+        "Of Jenson it must be said that he carried the",
+        "development of Roman type as far as it can go",
+    ]
+    text = "The paper that is used for ordinary books is exceedingly bad, even in this country, and beaten"
+    cues = subtitles.cues(one_utterance("en", text, words(text, 0, 250)))
+    assert [c.text for c in cues] == [
+        "The paper that is used for ordinary books is exceedingly bad,",
+        "even in this country, and beaten",
+    ]
+
+
+def test_a_long_chinese_utterance_is_cut_at_its_pause() -> None:
+    said = "看来三星的支付业务虽未能抢占先机但是它在国内的合作银行已经超过二十家之多"  # 36 characters
+    timed = [{"text": ch, "start_ms": i * 200, "end_ms": i * 200 + 180} for i, ch in enumerate(said)]
+    for char in timed[16:]:  # a pause of 0.4 s before 但是
+        char["start_ms"] += 400
+        char["end_ms"] += 400
+    cues = subtitles.cues(one_utterance("zh", said, timed))
+    assert [c.text for c in cues] == [
+        "看来三星的支付业务虽未能抢占先机",
+        "但是它在国内的合作银行已经超过二十家之多",
+    ]
+    assert all(len(c.text) <= subtitles.MAX_CUE_CHARS_CJK for c in cues)
+
+
 def test_chinese_words_join_without_spaces() -> None:
     chars = [
         {"text": ch, "start_ms": i * 400, "end_ms": (i + 1) * 400}

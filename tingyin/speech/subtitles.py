@@ -1,21 +1,35 @@
 """Transcripts as files: plain text, SubRip (SRT), WebVTT and RTTM, from the native job result's utterances
 (``{text, start_ms, end_ms, speaker, role, words[{text, start_ms, end_ms}]}``).
 
-One cue per utterance; an utterance longer than ``MAX_CUE_MS`` or ``MAX_CUE_CHARS`` is cut at word
-boundaries so a subtitle stays readable. Cues name the speaker ("Speaker 1: ...", WebVTT's ``<v>`` tag)
-when the transcript has more than one. RTTM (NIST's diarization format) has one ``SPEAKER`` line per
-utterance or speaker turn, speakers named ``SPEAKER_00``, ``SPEAKER_01``... (speaker 1, 2...).
+One cue per utterance; an utterance longer than ``MAX_CUE_MS`` or its language's character limit is cut
+at word boundaries into as few cues as fit, of even length, cut after punctuation or at pauses where it can
+(``split_words``), so a subtitle stays readable and no cue is left with a word or two. Cues name the
+speaker ("Speaker 1: ...", WebVTT's ``<v>`` tag) when the transcript has more than one. RTTM (NIST's
+diarization format) has one ``SPEAKER`` line per utterance or speaker turn, speakers named
+``SPEAKER_00``, ``SPEAKER_01``... (speaker 1, 2...).
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 MAX_CUE_MS = 7000
-MAX_CUE_CHARS = 84
+MAX_CUE_CHARS = 84  # two lines of 42 characters
+MAX_CUE_CHARS_CJK = 32  # two lines of 16 characters: a Chinese character is about two Latin ones wide
 CJK_LANGUAGES = ("zh", "yue", "ja", "ko")
+# Costs of a way to cut an utterance into cues (``split_words``): every cue costs CUE_COST, so the fewest
+# cues that fit win; then even lengths (BALANCE_COST x the square of a cue's share of the limit: 84 + 1
+# characters cost more than 43 + 42); then cuts after punctuation, or at a pause (CUT_COST less a point per
+# 10 ms of pause), over cuts inside a phrase.
+CUE_COST = 100.0
+BALANCE_COST = 100.0
+CUT_COST = 30.0
+COMMA_CUT_COST = 5.0
+SENTENCE_ENDS = tuple("。？！.?!")
+CLAUSE_ENDS = tuple("，、；：,;:")
 
 
 @dataclass(frozen=True)
@@ -53,21 +67,50 @@ def cues(result: Mapping[str, Any]) -> list[Cue]:
         start, end = int(utterance["start_ms"]), int(utterance["end_ms"])
         if not text:
             continue
-        if not words or (end - start <= MAX_CUE_MS and len(text) <= MAX_CUE_CHARS):
+        max_chars = MAX_CUE_CHARS if joiner else MAX_CUE_CHARS_CJK
+        if not words or (end - start <= MAX_CUE_MS and len(text) <= max_chars):
             out.append(Cue(start, end, text, speaker))
             continue
-        group: list[Mapping[str, Any]] = []
-        for word in words:
-            if group:
-                span = int(word["end_ms"]) - int(group[0]["start_ms"])
-                length = len(joiner.join(str(w["text"]).strip() for w in [*group, word]))
-                if span > MAX_CUE_MS or length > MAX_CUE_CHARS:
-                    out.append(_cue_of(group, joiner, speaker))
-                    group = []
-            group.append(word)
-        if group:
-            out.append(_cue_of(group, joiner, speaker))
+        out += [_cue_of(group, joiner, speaker) for group in split_words(words, joiner, max_chars)]
     return out
+
+
+def split_words(
+    words: Sequence[Mapping[str, Any]], joiner: str, max_chars: int
+) -> list[Sequence[Mapping[str, Any]]]:
+    """``words`` cut into cues of at most ``MAX_CUE_MS`` and ``max_chars`` (a single word longer than that
+    is a cue of its own) at the least cost (see ``CUE_COST``): a shortest path over the cut positions."""
+    texts = [str(w["text"]).strip() for w in words]
+    count = len(words)
+    best = [0.0] + [math.inf] * count  # best[k]: the cheapest cues of words[:k]
+    back = [0] * (count + 1)
+    for stop in range(1, count + 1):
+        cut = _cut_cost(words, texts, stop)
+        for begin in range(stop - 1, -1, -1):
+            length = len(joiner.join(texts[begin:stop]))
+            span = int(words[stop - 1]["end_ms"]) - int(words[begin]["start_ms"])
+            if stop - begin > 1 and (length > max_chars or span > MAX_CUE_MS):
+                break  # a cue starting earlier is longer still
+            cost = best[begin] + CUE_COST + BALANCE_COST * (length / max_chars) ** 2 + cut
+            if cost < best[stop]:
+                best[stop], back[stop] = cost, begin
+    groups: list[Sequence[Mapping[str, Any]]] = []
+    stop = count
+    while stop > 0:
+        groups.append(words[back[stop] : stop])
+        stop = back[stop]
+    return groups[::-1]
+
+
+def _cut_cost(words: Sequence[Mapping[str, Any]], texts: Sequence[str], stop: int) -> float:
+    """The cost of ending a cue after ``words[stop - 1]``: none at the end of the utterance or a sentence,
+    little after a clause, else ``CUT_COST`` less a point per 10 ms of pause before the next word."""
+    if stop == len(words) or texts[stop - 1].endswith(SENTENCE_ENDS):
+        return 0.0
+    if texts[stop - 1].endswith(CLAUSE_ENDS):
+        return COMMA_CUT_COST
+    pause_ms = int(words[stop]["start_ms"]) - int(words[stop - 1]["end_ms"])
+    return max(0.0, CUT_COST - max(0, pause_ms) / 10)
 
 
 def _cue_of(words: Sequence[Mapping[str, Any]], joiner: str, speaker: str | None) -> Cue:
