@@ -119,6 +119,11 @@ def test_punctuation_helpers() -> None:
     assert strip_punctuation("你好，世界！我用 iPhone 手机。") == "你好世界我用iPhone手机"
     assert strip_punctuation("Don't stop, it's 3.5 well-known.") == "Don't stop it's 3.5 well known"
     assert to_chinese_punctuation("你好,世界.") == "你好，世界。"
+    # A Chinese transcript's marks after numbers and Latin words too, and no space between characters.
+    assert to_chinese_punctuation("拨打42589945.") == "拨打42589945。"
+    assert to_chinese_punctuation("增长了3.5%, 达到A&M, U&J") == "增长了3.5%，达到A&M，U&J"
+    assert to_chinese_punctuation("美国U.S.的3.5倍, 1,000元") == "美国U.S.的3.5倍，1,000元"
+    assert to_chinese_punctuation("火鸟 爱 概念车") == "火鸟爱概念车"
 
 
 def test_repetition_loops_are_cut() -> None:

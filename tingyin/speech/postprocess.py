@@ -131,7 +131,10 @@ def utterances_of(
         utterance_text = "".join(c.char for c in piece).strip()
         if options.punctuation:
             if zh_like:
-                utterance_text = textnorm.end_with(utterance_text, "。")
+                # A Mandarin utterance ends with 。 also after a number or a Latin word (42589945。), as the
+                # vendors' Mandarin models write it; a Chinese phrase in another language's turn too.
+                chinese = item.language in ("zh", "yue") or textnorm.has_cjk(utterance_text[-1:])
+                utterance_text = textnorm.end_with(utterance_text, "。" if chinese else ".")
         else:
             utterance_text = textnorm.strip_punctuation(utterance_text)
         if not utterance_text:

@@ -72,6 +72,7 @@ _CJK_RANGES = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff"
 _CJK = re.compile(f"[{_CJK_RANGES}]")
 # A Chinese character, or a word of another script.
 _COMPARED_UNIT = re.compile(f"[{_CJK_RANGES}]|[^\\W_{_CJK_RANGES}]+")
+_CJK_GAP = re.compile(f"(?<=[{_CJK_RANGES}])\\s+(?=[{_CJK_RANGES}])")
 _ASCII_PUNCT_TO_ZH = {",": "，", "?": "？", "!": "！", ";": "；", ":": "："}
 SENTENCE_END = "。？！.?!"
 
@@ -276,17 +277,24 @@ def join_tokens(tokens: list[str]) -> str:
 
 
 def to_chinese_punctuation(text: str) -> str:
-    """ASCII punctuation after Chinese characters becomes its full-width form; '.' after CJK becomes '。'."""
+    """Chinese text's punctuation: ASCII marks after Chinese characters become full-width ('.' becomes '。'),
+    and so do those ending a number or Latin word when Chinese, a space or the end follows (42589945. →
+    42589945。, 3.5%, 达到 → 3.5%，达到; a '.' only after a digit: U.S. keeps its points); no space stays
+    between two Chinese characters (Whisper writes 火鸟 爱 概念车 for 火鸟II概念车)."""
+    text = _CJK_GAP.sub("", text)
     out = []
     for i, ch in enumerate(text):
         prev = text[i - 1] if i else ""
-        if prev and _CJK.match(prev):
-            if ch == ".":
-                out.append("。")
-                continue
-            if ch in _ASCII_PUNCT_TO_ZH:
-                out.append(_ASCII_PUNCT_TO_ZH[ch])
-                continue
+        nxt = text[i + 1] if i + 1 < len(text) else ""
+        after_chinese = bool(prev) and bool(_CJK.match(prev))
+        ends_latin = prev.isascii() and (prev.isalnum() or prev in "%)]")
+        closes_latin = ends_latin and (not nxt or nxt.isspace() or bool(_CJK.match(nxt)))
+        if ch == "." and (after_chinese or (closes_latin and prev.isdigit())):
+            out.append("。")
+            continue
+        if ch in _ASCII_PUNCT_TO_ZH and (after_chinese or closes_latin):
+            out.append(_ASCII_PUNCT_TO_ZH[ch])
+            continue
         out.append(ch)
     return "".join(out).replace("。 ", "。").replace("， ", "，").replace("？ ", "？").replace("！ ", "！")
 
@@ -300,6 +308,4 @@ def end_with(text: str, mark: str) -> str:
     stripped = text.rstrip()
     if not stripped or is_punctuation(stripped[-1]):
         return stripped
-    if not has_cjk(stripped[-1]):
-        mark = {"。": ".", "，": ","}.get(mark, mark)
     return stripped + mark
