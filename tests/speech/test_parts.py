@@ -557,6 +557,34 @@ def test_widened_pool_adds_new_text_after_the_pool_but_no_shorter_digit_string()
     assert [h.text for h in SecondPass.widened(numbers, wide)] == ["13473821368", "一三四七三八二一三六八"]
 
 
+def test_a_runner_up_that_only_leaves_out_said_characters_is_no_candidate() -> None:
+    from tingyin.speech.rescoring import SecondPass, leaves_out_speech
+
+    assert leaves_out_speech("设定31度。", "设定31。")
+    assert leaves_out_speech("她似乎不满足网友只发现到自己", "他似乎不满足网友只发现自己")  # and a change
+    assert not leaves_out_speech("打开maps打开maps", "打开maps")  # a loop cut
+    assert not leaves_out_speech("好的好的好的", "好的")
+    assert not leaves_out_speech("设定31度", "设定32度")  # changed, none left out
+    assert not leaves_out_speech("记者现场看到", "记者在现场就看到")  # longer
+    assert not leaves_out_speech("记者在现场看到了", "记者再现场就看到")  # one out, another in
+    assert not leaves_out_speech("你好。", "你好")  # punctuation only
+
+    class Tokens:
+        def encode(self, text: str) -> list[int]:
+            return [ord(ch) for ch in text]
+
+    nbest = [
+        Hypothesis([1], "记者在楼盘现场就看到", -3.0),
+        Hypothesis([2], "记者在楼盘现场看到", -2.8),
+        Hypothesis([3], "记者在楼盘现场就看到了", -3.4),
+    ]
+    second_pass = SecondPass(None, _Unchanged(), [])  # type: ignore[arg-type]
+    pool = second_pass.pool(nbest, Tokens(), plan((), ()), nbest=3, rewrites=0)  # type: ignore[arg-type]
+    assert [h.text for h in pool] == ["记者在楼盘现场就看到", "记者在楼盘现场就看到了"]
+    wide = [Hypothesis([4], "记者楼盘现场就看到", -2.0), Hypothesis([5], "记者在楼盘现场就看到。", -2.5)]
+    assert [h.text for h in SecondPass.widened(pool, wide)] == [h.text for h in pool]
+
+
 class _Unchanged:
     def rewrites(self, text: str, limit: int = 4, keep: tuple[str, ...] = ()) -> list[str]:
         return []
