@@ -155,7 +155,7 @@ class Recognizer:
         )
         return cls(
             runner,
-            SileroVad(str(vad_model), threads=cpu_threads),
+            SileroVad(str(vad_model)),
             language_model=language_model,
             neural_lm=neural_lm,
             default_accuracy=default_accuracy,

@@ -75,6 +75,10 @@ class ZhLanguageModel:
             if 1 <= len(word) <= MAX_REWRITE_WORD and word in self.model:
                 for key in sound_keys(word, limit=4):
                     self.index.setdefault(key, []).append(word)
+        # The rewrite searches of one chunk's n-best ask the same word after the same context again and
+        # again: on a 601 s recording 540,000 lookups, 107,000 distinct (0.15 s of 1.5 s saved; the entries
+        # are small, 16,384 hold as many hits as 262,144 there).
+        self._ngram_score = lru_cache(maxsize=16384)(self.model.score)
         self._alikes = lru_cache(maxsize=65536)(self._sound_alikes)
         self._run_score = lru_cache(maxsize=65536)(self._score_run)
         # n-best hypotheses share most of their runs: each run is searched once.
@@ -160,6 +164,7 @@ class ZhLanguageModel:
         its words); finished paths, best first, one per distinct text. ``opens``/``closes``: the run
         begins/ends the sentence (else it follows/precedes a word the trigram does not know)."""
         model = self.model
+        score = self._ngram_score
         beams: list[list[_Path]] = [[] for _ in range(len(run) + 1)]
         start = model.begin_sentence() if opens else model.null_context()
         beams[0] = [_Path(0.0, 0.0, start, "")]
@@ -180,14 +185,14 @@ class ZhLanguageModel:
             for path in beams[i]:
                 for end, options in choices:
                     for word, cost in options:
-                        logprob, after = model.score(path.state, word)
+                        logprob, after = score(path.state, word)
                         logprob *= LN10
                         beams[end].append(
                             _Path(path.total + logprob - cost, path.lm + logprob, after, path.text + word)
                         )
         finished: dict[str, _Path] = {}
         for path in beams[len(run)]:
-            last, after = model.score(path.state, "</s>") if closes else (0.0, path.state)
+            last, after = score(path.state, "</s>") if closes else (0.0, path.state)
             last *= LN10
             done = _Path(path.total + last, path.lm + last, after, path.text)
             if done.text not in finished or done.total > finished[done.text].total:
