@@ -83,6 +83,12 @@ def test_english_itn_writes_prose_as_english_is_written() -> None:
     assert numbers_to_digits("a yard forty-nine feet by thirty-one,", "en") == "a yard 49 feet by 31,"
     assert numbers_to_digits("It costs five dollars, ok?", "en") == "It costs $5, ok?"
     assert numbers_to_digits("at five o'clock", "en") == "at 5:00"
+    # Quotes: wetext failed on the whole text (every number stayed a word) and escaped them in Chinese.
+    assert (
+        numbers_to_digits('a "chummage" ticket, twenty-five of them', "en")
+        == 'a "chummage" ticket, 25 of them'
+    )
+    assert numbers_to_digits('他说"二零二四年三月"', "zh") == '他说"2024年3月"'
     # Two numbers side by side stay words ("one thirty six" would be the time 1:36).
     assert numbers_to_digits("one thirty-six feet, six twenty-three feet", "en") == (
         "one thirty-six feet, six twenty-three feet"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import threading
 import unicodedata
+from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
 
@@ -144,8 +145,23 @@ def _read_digit_runs(text: str) -> str:
     return _LONG_DIGITS.sub(replace, text)
 
 
+def _between_quotes(text: str, normalize: Callable[[str], str]) -> str:
+    """``normalize`` applied to the pieces of ``text`` between ASCII double quotes, each with the spaces
+    around it kept. wetext cannot take the quote itself: its English grammar then fails on the whole text
+    (a transcript with "chummage" in quotes kept every number in words) and its Mandarin one writes it
+    escaped (他说\\"你好\\")."""
+    pieces = []
+    for piece in text.split('"'):
+        core = piece.strip()
+        start = piece.find(core) if core else len(piece)
+        pieces.append(piece[:start] + (normalize(core) if core else "") + piece[start + len(core) :])
+    return '"'.join(pieces)
+
+
 def _normalize(text: str, lang: str, operator: str) -> str:
     """wetext TN/ITN; on text its grammar cannot parse (it asserts on some inputs) the text stays as is."""
+    if '"' in text:
+        return _between_quotes(text, lambda piece: _normalize(piece, lang, operator))
     try:
         with _lock:
             return str(_normalizer(lang, operator).normalize(text))
@@ -158,6 +174,8 @@ def _zh_itn(text: str) -> str:
     """wetext's Mandarin ITN, token by token, each token written as Chinese transcripts write it
     (:func:`tingyin.speech.zh_numerals.written_form`: 2024年3月15号, 下午3点15分, 48小时 where wetext alone
     writes 2024/03/15, 3:15p.m., 48h)."""
+    if '"' in text:
+        return _between_quotes(text, _zh_itn)
     try:
         with _lock:
             from wetext import utils as wetext
