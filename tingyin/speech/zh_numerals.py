@@ -2,9 +2,10 @@
 
 wetext's Mandarin ITN finds dates, times and measures well but writes them in a form no Chinese transcript
 uses: 二零二四年三月十五号 → 2024/03/15, 下午三点十五分 → 3:15p.m., 四十八小时 → 48h, 三点五公斤 → 3.5kg, and
-三点一刻 (a quarter past three) → 3.1刻. The vendors' Mandarin models write the digits and keep the words
-(2024年3月15号, 下午3点15分, 48小时, 3.5公斤, 3点一刻). :func:`written_span` rewrites one such span that way:
-each run of numerals becomes digits, everything else stays as said.
+三点一刻 (a quarter past three) → 3.1刻, a score 一百一十七比一百一十六 → 117:116. The vendors' models
+write the digits and keep the words (2024年3月15号, 下午3点15分, 48小时, 3.5公斤, 3点一刻, 117比116).
+:func:`written_span` rewrites one such span that way: each run of numerals becomes digits, everything
+else stays as said; :func:`written_form` decides per token which form a transcript uses.
 """
 
 from __future__ import annotations
@@ -90,8 +91,9 @@ def written_form(kind: str, spoken: str, wetext_form: str) -> str:
 
 
 def written_span(span: str, kind: str) -> str | None:
-    """``span`` (a date, time or measure as wetext tags it) with its numerals as digits and its words kept;
-    None when a run of numerals in it has no digit form (then the caller keeps what wetext wrote)."""
+    """``span`` (a date, time, measure or score as wetext tags it) with its numerals as digits and its
+    words kept; None when a run of numerals in it has no digit form (``written_form`` then keeps the span
+    as said)."""
     digit_strings = kind in ("date", "time")
     out: list[str] = []
     position = 0
