@@ -636,18 +636,20 @@ def without_stretched_end(chunk: Chunk, start_s: float, end_s: float) -> Chunk |
     lies, so that Whisper cannot start from that word again (zh-en3-1: the stretch 50.88-54.20 s with its
     margins came back as "We're two", the said "where two"; 50.88-53.70 s as "An old are a watch house and a
     century box"). None when too little is left."""
-    lo = max(chunk.start, int(start_s * SAMPLE_RATE))
-    hi = min(chunk.end, int((end_s - STRETCHED_UNIT_TAIL_S) * SAMPLE_RATE))
-    if hi - lo < MIN_UNCOVERED_S * SAMPLE_RATE:
-        return None
-    return Chunk(lo, hi, [(lo, hi)])
+    stretch = stretch_of(chunk, start_s, end_s - STRETCHED_UNIT_TAIL_S)
+    return None if stretch.end - stretch.start < MIN_UNCOVERED_S * SAMPLE_RATE else stretch
 
 
 def with_margins(chunk: Chunk, start_s: float, end_s: float) -> Chunk:
     """The stretch ``start_s``-``end_s`` with ``UNCOVERED_MARGIN_S`` of context on either side, inside the
     chunk, as a chunk of its own (empty when the stretch lies outside the chunk)."""
-    lo = max(chunk.start, int((start_s - UNCOVERED_MARGIN_S) * SAMPLE_RATE))
-    hi = min(chunk.end, int((end_s + UNCOVERED_MARGIN_S) * SAMPLE_RATE))
+    return stretch_of(chunk, start_s - UNCOVERED_MARGIN_S, end_s + UNCOVERED_MARGIN_S)
+
+
+def stretch_of(chunk: Chunk, start_s: float, end_s: float) -> Chunk:
+    """The part of ``chunk`` from ``start_s`` to ``end_s`` as a chunk of its own, all of it speech."""
+    lo = max(chunk.start, int(start_s * SAMPLE_RATE))
+    hi = min(chunk.end, int(end_s * SAMPLE_RATE))
     return Chunk(lo, hi, [(lo, hi)])
 
 
