@@ -184,14 +184,17 @@ def leaves_out_speech(reference: str, text: str) -> bool:
     (房地产的投资 → 房地产投资, 就看到 → 看到, 设定31度 → 设定31, 地方呢 → 地方, 发现到 → 发现): the text
     scorers prefer shorter text, and so does the teacher-forced score, which the length reward offsets only
     on average. Without such runners-up: 490 errors instead of 495, no clip worse."""
-    said = [ch for ch in reference if not (ch.isspace() or textnorm.is_punctuation(ch))]
-    kept = [ch for ch in text if not (ch.isspace() or textnorm.is_punctuation(ch))]
+    said, kept = _spoken_chars(reference), _spoken_chars(text)
     if len(kept) >= len(said):
         return False
     blocks = difflib.SequenceMatcher(a=said, b=kept, autojunk=False).get_opcodes()
     if any(op == "insert" for op, *_ in blocks):
         return False
     return any(op == "delete" and not _repeats(said, start, end) for op, start, end, _, _ in blocks)
+
+
+def _spoken_chars(text: str) -> list[str]:
+    return [ch for ch in text if not (ch.isspace() or textnorm.is_punctuation(ch))]
 
 
 def _repeats(chars: list[str], start: int, end: int) -> bool:
@@ -211,6 +214,12 @@ def keeping_speech(reference: str, candidates: Iterable[Hypothesis]) -> Iterator
     (``leaves_out_speech``): a runner-up that drops a said word is never more right, and no text scorer
     can tell it was said."""
     return (candidate for candidate in candidates if not leaves_out_speech(reference, candidate.text))
+
+
+def keeping_what_was_said(reference: str, candidates: Iterable[Hypothesis]) -> Iterator[Hypothesis]:
+    """The ``candidates`` a pool admits beside ``reference`` (its first): none with fewer digits in its
+    digit strings (``keeping_digits``), none that only leaves out characters (``keeping_speech``)."""
+    return keeping_digits(reference, keeping_speech(reference, candidates))
 
 
 class SecondPass:
@@ -247,13 +256,13 @@ class SecondPass:
         rewrites: int,
     ) -> list[Hypothesis]:
         """The distinct top n-best hypotheses (no loops, none with fewer digits in digit strings than the
-        beam's choice: ``keeping_digits``) and their sound-alike rewrites; where a hypothesis holds a
+        beam's choice or only leaving out its characters: ``keeping_what_was_said``) and their sound-alike
+        rewrites; where a hypothesis holds a
         suppressed phrase, also the hypothesis with the phrase's sound-alikes in its place."""
         keep = tuple(w.text for w in bias.favoured)
         pool: list[Hypothesis] = []
         add = _distinct_adder(pool)
-        beams_choice = candidates[0].text if candidates else ""
-        for candidate in keeping_digits(beams_choice, keeping_speech(beams_choice, candidates)):
+        for candidate in keeping_what_was_said(candidates[0].text if candidates else "", candidates):
             if len(pool) >= nbest:
                 break
             add(candidate)
@@ -274,12 +283,12 @@ class SecondPass:
     @staticmethod
     def widened(pool: list[Hypothesis], candidates: Sequence[Hypothesis]) -> list[Hypothesis]:
         """``pool`` and, after it, those of ``candidates`` (another decode's n-best) it does not hold yet,
-        except any with fewer digits in digit strings than the pool's first (``keeping_digits``: the full
-        window dropped digits of phone numbers in 4 of the widened pools' 5 losses on zh_dev)."""
+        except any with fewer digits in digit strings than the pool's first or only leaving out its
+        characters (``keeping_what_was_said``; the full window dropped digits of phone numbers in 4 of the
+        widened pools' 5 losses on zh_dev)."""
         out = list(pool)
         add = _distinct_adder(out)
-        first = pool[0].text if pool else ""
-        for candidate in keeping_digits(first, keeping_speech(first, candidates)):
+        for candidate in keeping_what_was_said(pool[0].text if pool else "", candidates):
             add(candidate)
         return out
 
