@@ -195,7 +195,7 @@ def concurrent(call: Callable[[Any], Answer], items: Iterable[Any]) -> Burst:
 def pcm16(samples: np.ndarray) -> bytes:
     from tingyin.audio import to_pcm16
 
-    return bytes(to_pcm16(samples).tobytes())
+    return to_pcm16(samples).tobytes()
 
 
 def looped_wav(samples: np.ndarray, size_bytes: int) -> bytes:

@@ -16,6 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tingyin.speech.textnorm import SENTENCE_END
+
 MAX_CUE_MS = 7000
 MAX_CUE_CHARS = 84  # two lines of 42 characters
 MAX_CUE_CHARS_CJK = 32  # two lines of 16 characters: a Chinese character is about two Latin ones wide
@@ -28,7 +30,7 @@ CUE_COST = 100.0
 BALANCE_COST = 100.0
 CUT_COST = 30.0
 COMMA_CUT_COST = 5.0
-SENTENCE_ENDS = tuple("。？！.?!")
+SENTENCE_ENDS = tuple(SENTENCE_END)
 CLAUSE_ENDS = tuple("，、；：,;:")
 
 

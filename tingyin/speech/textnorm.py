@@ -153,7 +153,7 @@ def _between_quotes(text: str, normalize: Callable[[str], str]) -> str:
     pieces = []
     for piece in text.split('"'):
         core = piece.strip()
-        start = piece.find(core) if core else len(piece)
+        start = len(piece) - len(piece.lstrip())
         pieces.append(piece[:start] + (normalize(core) if core else "") + piece[start + len(core) :])
     return '"'.join(pieces)
 

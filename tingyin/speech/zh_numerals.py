@@ -72,8 +72,9 @@ def _digit_string(text: str) -> str | None:
 def _written_number(run: str, *, digit_strings: bool) -> str | None:
     """One run of numerals as digits. ``digit_strings``: a run of two or more bare digits is read digit by
     digit (a year, the minutes of 三点零五分); else it is a range (三四线) and has no digit form."""
-    if len(run) > 1 and all(ch in DIGIT_VALUES for ch in run):
-        return _digit_string(run) if digit_strings else None
+    digits = _digit_string(run)
+    if len(run) > 1 and digits is not None:
+        return digits if digit_strings else None
     value = cardinal(run)
     return None if value is None else str(value)
 
