@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from tingyin.errors import InvalidRequest
-from tingyin.sound.augment import change_speed
+from tingyin.sound.augment import ENVELOPE_FRAME, change_speed, keep_envelope
 from tingyin.sound.classifier import OpenSet
 from tingyin.sound.features import CANDIDATES, FeatureSpec, superset, whisper_columns
 from tingyin.sound.ridge import balanced_weights, ridge_loo
@@ -227,6 +227,31 @@ def test_speed_change_moves_pitch_and_length_together() -> None:
     assert abs(len(faster) - rate // 2) <= 2
     spectrum = np.abs(np.fft.rfft(faster))
     assert abs(np.argmax(spectrum) * rate / len(faster) - 880) < 5
+
+
+def test_kept_envelope_returns_the_resonance_and_keeps_the_new_pitch() -> None:
+    rate, f0 = 16000, 220.0
+    t = np.arange(rate) / rate
+    # A note whose harmonics are loudest around a resonance at 1 kHz (an instrument's body, a formant).
+    harmonics = np.arange(1, int(7000 / f0))
+    loudness = np.exp(-((((harmonics * f0) - 1000.0) / 300.0) ** 2)) + 0.01
+    note = sum(a * np.sin(2 * np.pi * k * f0 * t) for k, a in zip(harmonics, loudness, strict=True))
+    note = (0.3 * note / np.abs(note).max()).astype(np.float32)
+
+    def loudest_hz(audio: np.ndarray) -> float:
+        return float(np.argmax(np.abs(np.fft.rfft(audio))) * rate / len(audio))
+
+    faster = change_speed(note, 7.0)  # the note and its resonance both move up by half
+    kept = keep_envelope(faster, note)
+    new_f0 = f0 * 2 ** (7 / 12)
+    assert loudest_hz(faster) > 1400
+    assert abs(loudest_hz(kept) - 1000.0) < new_f0  # the harmonic nearest the old resonance
+    # Still a harmonic of the new pitch: the notes are not moved back.
+    harmonic = loudest_hz(kept) / new_f0
+    assert abs(harmonic - round(harmonic)) < 0.05
+    assert len(kept) == len(faster) and kept.dtype == np.float32
+    short = faster[: ENVELOPE_FRAME - 1]
+    np.testing.assert_array_equal(keep_envelope(short, note), short)
 
 
 def test_transfer_accuracy_of_heads_trained_on_variants_only() -> None:
