@@ -89,6 +89,17 @@ def test_english_itn_writes_prose_as_english_is_written() -> None:
         == 'a "chummage" ticket, 25 of them'
     )
     assert numbers_to_digits('他说"二零二四年三月"', "zh") == '他说"2024年3月"'
+    # Clock times: wetext read hour and minutes as one number (1030), kept the article before a quarter
+    # ("a 10:15") and doubled the full stop after pm.
+    assert numbers_to_digits("We meet at ten thirty.", "en") == "We meet at 10:30."
+    assert numbers_to_digits("by eleven fifteen, at nine oh five, at seven forty-five", "en") == (
+        "by 11:15, at 9:05, at 7:45"
+    )
+    assert numbers_to_digits("It is a quarter past ten.", "en") == "It is 10:15."
+    assert numbers_to_digits("We left at seven pm.", "en") == "We left at 7:00 p.m."
+    assert numbers_to_digits("at ten thirty pm.", "en") == "at 10:30 p.m."
+    # Not a clock without a word that introduces a time.
+    assert numbers_to_digits("in the year ten thirty", "en") == "in the year 1030"
     # Two numbers side by side stay words ("one thirty six" would be the time 1:36).
     assert numbers_to_digits("one thirty-six feet, six twenty-three feet", "en") == (
         "one thirty-six feet, six twenty-three feet"

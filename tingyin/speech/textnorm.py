@@ -61,6 +61,50 @@ _EN_TENS_HYPHEN = re.compile(
 _EN_SMALL_NUMBER_BEFORE = re.compile(
     r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve) $", re.IGNORECASE
 )
+# A clock time said as hour and minutes after a word that introduces one ("at ten thirty", "by eleven
+# fifteen", "at nine oh five") is written 10:30; wetext reads the pair as one number (1030, 1115, 1005). Not
+# before am/pm, which wetext reads as a time itself, nor before a unit or a count word ("at ten twenty
+# dollars" is a price).
+_EN_HOURS = (
+    "one",
+    "two",
+    "three",
+    "four",
+    "five",
+    "six",
+    "seven",
+    "eight",
+    "nine",
+    "ten",
+    "eleven",
+    "twelve",
+)
+_EN_MINUTE_ONES = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_EN_MINUTE_TEENS = (
+    "ten",
+    "eleven",
+    "twelve",
+    "thirteen",
+    "fourteen",
+    "fifteen",
+    "sixteen",
+    "seventeen",
+    "eighteen",
+    "nineteen",
+)
+_EN_MINUTE_TENS = ("twenty", "thirty", "forty", "fifty")
+_EN_CLOCK = re.compile(
+    rf"\b(at|by|until|till|around|before|after|from|since) ({'|'.join(_EN_HOURS)}) "
+    rf"(oh ({'|'.join(_EN_MINUTE_ONES)})|({'|'.join(_EN_MINUTE_TEENS)})"
+    rf"|({'|'.join(_EN_MINUTE_TENS)})(?:[ -]({'|'.join(_EN_MINUTE_ONES)}))?)\b"
+    r"(?! (?:a\.?m\b|p\.?m\b|am\b|pm\b|o'clock|hundred|thousand|million|percent|dollars?|pounds?|cents?"
+    r"|euros?|years?|times|people|feet|foot|inch|miles?|yards?|meters?|metres?|kilo|grams?))",
+    re.IGNORECASE,
+)
+# "a quarter past ten" is the time 10:15: without the article, which wetext leaves ("a 10:15").
+_EN_QUARTER_ARTICLE = re.compile(r"\ba (?=quarter (?:past|to|after) )", re.IGNORECASE)
+# wetext writes "pm" as "p.m." and keeps the full stop after it: "at seven pm." -> "7:00 p.m.."
+_DOUBLED_STOP = re.compile(r"(?<=\b[ap]\.m\.)\.", re.IGNORECASE)
 _SPACE_BEFORE_MARK = re.compile(r"(?<=\S) +(?=[,.;:?!])")
 _ZERO_PADDED_HOUR = re.compile(r"(?<![\d:])0(\d:\d\d)")  # wetext writes "five o'clock" as 05:00
 # wetext's tagged text: ``kind { key: "value" ... }`` per token.
@@ -226,14 +270,31 @@ def numbers_to_digits(text: str, language: str) -> str:
         # wetext splits a number read digit by digit into groups at places no speaker paused (七五六五六零零八
         # -> 7565 6008, 九三五七五六五三 -> 93575 653); Chinese transcripts write it whole, as the vendors do.
         return _ZH_DIGIT_GAP.sub("", digits) if not _ZH_DIGIT_GAP.search(text) else digits
-    shielded = _EN_TENS_HYPHEN.sub(_unhyphenated, text)
+    shielded = _EN_CLOCK.sub(_clock_time, _EN_QUARTER_ARTICLE.sub("", text))
+    shielded = _EN_TENS_HYPHEN.sub(_unhyphenated, shielded)
     shielded = _EN_UNIT.sub(lambda match: _UNIT_MARK + match.group(), shielded)
     shielded = _EN_SMALL_ORDINAL.sub(_shield_unless_date, shielded)
     digits = _normalize(shielded, lang, "itn").replace(_UNIT_MARK, "")
     if not _SPACE_BEFORE_MARK.search(text):
         digits = _SPACE_BEFORE_MARK.sub("", digits)  # wetext leaves a space before the mark after a number
     digits = _ZERO_PADDED_HOUR.sub(r"\1", digits)
+    if not _DOUBLED_STOP.search(text):
+        digits = _DOUBLED_STOP.sub("", digits)
     return _SPACED_PERCENT.sub("%", digits)
+
+
+def _clock_time(match: re.Match[str]) -> str:
+    """ "at ten thirty" as "at 10:30" (``_EN_CLOCK``'s groups: the word before, hour, minutes, and which
+    form the minutes took)."""
+    before, hour, _, oh_ones, teens, tens, ones = match.groups()
+    if oh_ones:
+        minutes = _EN_MINUTE_ONES.index(oh_ones.lower()) + 1
+    elif teens:
+        minutes = 10 + _EN_MINUTE_TEENS.index(teens.lower())
+    else:
+        minutes = 20 + 10 * _EN_MINUTE_TENS.index(tens.lower())
+        minutes += _EN_MINUTE_ONES.index(ones.lower()) + 1 if ones else 0
+    return f"{before} {_EN_HOURS.index(hour.lower()) + 1}:{minutes:02d}"
 
 
 def _unhyphenated(match: re.Match[str]) -> str:
