@@ -15,7 +15,7 @@ Steps (docs/sound.md has the figures behind each choice):
    stopping on a validation split approximates for an iterative head.
 4. Augmentation, while the plan with it still fits the budget: audio variants of each kind
    (``VARIANT_KINDS``: "mix", a time shift, gain and another clip of the dataset mixed in 15-25 dB down
-   as background; then "speed", the clip played 2-7 semitones faster and 2-7 slower with its spectral
+   as background; then "speed", the clip played 2-15 semitones faster and 2-15 slower with its spectral
    envelope kept, with shift, gain and noise), embedded with the chosen features; variants join the fit, a
    clip's leave-one-out prediction leaves out its variants too, and a kind is dropped when heads trained on
    its variants alone recognise the clips clearly worse than heads trained on the mix variants
@@ -89,7 +89,11 @@ VARIANT_KINDS = ("mix", "speed")
 # The passes of each kind: one variant per clip each, embedded separately.
 VARIANT_PASSES = {"mix": ("mix",), "speed": ("faster", "slower")}
 SPEED_MIN_SEMITONES = 2.0
-SPEED_SEMITONES = 7.0
+# Up to an octave and a minor third either way: with the envelope kept a larger change still sounds like the
+# instrument in another register. Instruments dev task, four generated tasks, 20 clips per class, Whisper
+# layers 1-3, mean test accuracy with the largest change at 7 / 10 / 12 / 15 / 19 semitones: 90.0 / 90.9 /
+# 91.5 / 93.6 / 93.4 % (without the kept envelope larger changes did worse: 2-12 83.0 % against 2-7 85.4 %).
+SPEED_SEMITONES = 15.0
 
 
 @dataclass(frozen=True)
