@@ -38,8 +38,8 @@ def change_speed(audio: np.ndarray, semitones: float) -> np.ndarray:
 # averaged over the clip and smoothed by keeping its first ENVELOPE_QUEFRENCIES cepstral coefficients (a
 # shape about 1.3 kHz coarse: a body's or a vocal tract's resonances, not the harmonics of a note). On the
 # instruments dev task (four generated tasks, 20 clips per class, Whisper layers 1-3) speed variants with
-# the envelope kept scored 90.0 % against 86.4 % without; 6 coefficients 88.1 %, 10 90.1 %, 14 89.6 %,
-# 20 87.9 % (docs/sound.md).
+# the envelope kept (changes up to 7 semitones) scored 90.0 % against 86.4 % without; 6 coefficients
+# 88.1 %, 10 90.1 %, 14 89.6 %, 20 87.9 % (docs/sound.md).
 ENVELOPE_FRAME = 1024
 ENVELOPE_QUEFRENCIES = 12
 MAX_ENVELOPE_GAIN_DB = 20.0

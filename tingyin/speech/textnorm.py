@@ -58,32 +58,14 @@ _EN_TENS_HYPHEN = re.compile(
     r"|nine|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b)",
     re.IGNORECASE,
 )
-_EN_SMALL_NUMBER_BEFORE = re.compile(
-    r"\b(?:one|two|three|four|five|six|seven|eight|nine|ten|eleven|twelve) $", re.IGNORECASE
-)
 # A clock time said as hour and minutes after a word that introduces one ("at ten thirty", "by eleven
 # fifteen", "at nine oh five") is written 10:30; wetext reads the pair as one number (1030, 1115, 1005). Not
 # before am/pm, which wetext reads as a time itself, nor before a unit or a count word ("at ten twenty
 # dollars" is a price).
-_EN_HOURS = (
-    "one",
-    "two",
-    "three",
-    "four",
-    "five",
-    "six",
-    "seven",
-    "eight",
-    "nine",
-    "ten",
-    "eleven",
-    "twelve",
-)
-_EN_MINUTE_ONES = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
-_EN_MINUTE_TEENS = (
-    "ten",
-    "eleven",
-    "twelve",
+_EN_ONES = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_EN_HOURS = (*_EN_ONES, "ten", "eleven", "twelve")
+_EN_TEENS = (
+    *_EN_HOURS[9:],
     "thirteen",
     "fourteen",
     "fifteen",
@@ -92,11 +74,12 @@ _EN_MINUTE_TEENS = (
     "eighteen",
     "nineteen",
 )
+_EN_SMALL_NUMBER_BEFORE = re.compile(rf"\b(?:{'|'.join(_EN_HOURS)}) $", re.IGNORECASE)
 _EN_MINUTE_TENS = ("twenty", "thirty", "forty", "fifty")
 _EN_CLOCK = re.compile(
     rf"\b(at|by|until|till|around|before|after|from|since) ({'|'.join(_EN_HOURS)}) "
-    rf"(oh ({'|'.join(_EN_MINUTE_ONES)})|({'|'.join(_EN_MINUTE_TEENS)})"
-    rf"|({'|'.join(_EN_MINUTE_TENS)})(?:[ -]({'|'.join(_EN_MINUTE_ONES)}))?)\b"
+    rf"(oh ({'|'.join(_EN_ONES)})|({'|'.join(_EN_TEENS)})"
+    rf"|({'|'.join(_EN_MINUTE_TENS)})(?:[ -]({'|'.join(_EN_ONES)}))?)\b"
     r"(?! (?:a\.?m\b|p\.?m\b|am\b|pm\b|o'clock|hundred|thousand|million|percent|dollars?|pounds?|cents?"
     r"|euros?|years?|times|people|feet|foot|inch|miles?|yards?|meters?|metres?|kilo|grams?))",
     re.IGNORECASE,
@@ -288,12 +271,12 @@ def _clock_time(match: re.Match[str]) -> str:
     form the minutes took)."""
     before, hour, _, oh_ones, teens, tens, ones = match.groups()
     if oh_ones:
-        minutes = _EN_MINUTE_ONES.index(oh_ones.lower()) + 1
+        minutes = _EN_ONES.index(oh_ones.lower()) + 1
     elif teens:
-        minutes = 10 + _EN_MINUTE_TEENS.index(teens.lower())
+        minutes = 10 + _EN_TEENS.index(teens.lower())
     else:
         minutes = 20 + 10 * _EN_MINUTE_TENS.index(tens.lower())
-        minutes += _EN_MINUTE_ONES.index(ones.lower()) + 1 if ones else 0
+        minutes += _EN_ONES.index(ones.lower()) + 1 if ones else 0
     return f"{before} {_EN_HOURS.index(hour.lower()) + 1}:{minutes:02d}"
 
 
