@@ -47,22 +47,21 @@ _ZH_CURRENCY = re.compile("美元|欧元|英镑|日元|港元|港币|元")
 # wetext alone writes every ordinal in figures ("wait a 2nd"). After a tens word they are part of a larger
 # ordinal ("twenty first" -> "21st").
 _EN_MONTHS = "January|February|March|April|May|June|July|August|September|October|November|December"
-_EN_SMALL_ORDINAL = re.compile(
-    r"(?<![\w-])(?<!ty )(?:first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b", re.IGNORECASE
-)
+_EN_ONES = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
+_EN_SMALL_ORDINALS = ("first", "second", "third", "fourth", "fifth", "sixth", "seventh", "eighth", "ninth")
+_EN_SMALL_ORDINAL = re.compile(rf"(?<![\w-])(?<!ty )(?:{'|'.join(_EN_SMALL_ORDINALS)})\b", re.IGNORECASE)
 _EN_MONTH_BEFORE = re.compile(rf"\b(?:{_EN_MONTHS}) (?:the )?$", re.IGNORECASE)
 _EN_MONTH_AFTER = re.compile(rf" of (?:{_EN_MONTHS})\b", re.IGNORECASE)
 # wetext reads "twenty five" but not "twenty-five" (Whisper writes both).
 _EN_TENS_HYPHEN = re.compile(
-    r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)-(?=(?:one|two|three|four|five|six|seven|eight"
-    r"|nine|first|second|third|fourth|fifth|sixth|seventh|eighth|ninth)\b)",
+    r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)-"
+    rf"(?=(?:{'|'.join(_EN_ONES + _EN_SMALL_ORDINALS)})\b)",
     re.IGNORECASE,
 )
 # A clock time said as hour and minutes after a word that introduces one ("at ten thirty", "by eleven
 # fifteen", "at nine oh five") is written 10:30; wetext reads the pair as one number (1030, 1115, 1005). Not
 # before am/pm, which wetext reads as a time itself, nor before a unit or a count word ("at ten twenty
 # dollars" is a price).
-_EN_ONES = ("one", "two", "three", "four", "five", "six", "seven", "eight", "nine")
 _EN_HOURS = (*_EN_ONES, "ten", "eleven", "twelve")
 _EN_TEENS = (
     *_EN_HOURS[9:],
