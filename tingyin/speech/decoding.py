@@ -492,9 +492,8 @@ class ChunkDecoder:
                     gaps.append((index, gap, speech_inside(item.chunk, start_s, end_s, gap)))
             for start_s, end_s in sparse_regions(item) if whole else []:
                 if not overlaps(start_s, end_s, stretches):
-                    lo, hi = int(start_s * SAMPLE_RATE), int(end_s * SAMPLE_RATE)
                     sparse.add(len(gaps))
-                    gaps.append((index, Chunk(lo, hi, [(lo, hi)]), None))
+                    gaps.append((index, stretch_of(item.chunk, start_s, end_s), None))
                     stretches.append((start_s, end_s))
             for start_s, end_s in swallowed(item, speech):
                 if not overlaps(start_s, end_s, stretches):
