@@ -153,18 +153,26 @@ def test_broker_down_is_503_and_writes_nothing(tmp_path: Path) -> None:
 
 
 def test_embedded_broker_polls_five_times_a_second_on_its_sqlite_file(home: Path) -> None:
-    """The embedded SQLite broker: kombu's SQLAlchemy transport polling 5 times a second (its default,
-    once a second, kept an idle worker up to 1-2 s from a submitted job), on the same database file."""
+    """The embedded SQLite broker: kombu's SQLAlchemy transport polling 5 times a second while jobs come
+    (its default, once a second, kept an idle worker up to 1-2 s from a submitted job), once a second after
+    a minute without one (5 a second kept an idle server at 5% of a core), on the same database file."""
+    import time
+
     from tingyin.jobs.celery_app import PromptSqlTransport, make_celery
 
     app = make_celery()
     with app.connection_for_write() as connection:
+        transport = connection.transport
         assert connection.transport_cls is PromptSqlTransport
-        assert connection.transport.polling_interval <= 0.2
+        assert transport.polling_interval <= 0.2
+        assert transport.interval(time.monotonic()) <= 0.2  # a new worker expects a job
+        assert transport.interval(time.monotonic() + transport.busy_window_s + 1) == 1.0
         assert connection.hostname == f"sqlite:///{home / 'broker.db'}"
+        transport.last_delivery = time.monotonic() - 2 * transport.busy_window_s  # idle for two minutes
         queue = connection.SimpleQueue("probe")
         queue.put({"job": "x"})
         assert queue.get(timeout=5).payload == {"job": "x"}
+        assert transport.interval(time.monotonic()) <= 0.2  # the delivery made it busy again
         queue.close()
     assert (home / "broker.db").exists()
 
