@@ -155,7 +155,7 @@ def test_broker_down_is_503_and_writes_nothing(tmp_path: Path) -> None:
 def test_embedded_broker_polls_five_times_a_second_on_its_sqlite_file(home: Path) -> None:
     """The embedded SQLite broker: kombu's SQLAlchemy transport polling 5 times a second while jobs come
     (its default, once a second, kept an idle worker up to 1-2 s from a submitted job), once a second after
-    a minute without one (5 a second kept an idle server at 5% of a core), on the same database file."""
+    a minute without one (5 a second kept an idle worker at 6% of a core), on the same database file."""
     import time
 
     from tingyin.jobs.celery_app import PromptSqlTransport, make_celery

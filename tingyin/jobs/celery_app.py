@@ -29,7 +29,7 @@ class PromptSqlTransport(SqlAlchemyTransport):
     times a second instead of once while jobs are coming: an idle worker took up to 1-2 s to start a job
     (measured on the 601 s recording benchmark: 1.0-1.9 s between a Volcano submit and the job's start).
     A minute after the last message it asks once a second again: each ask costs the worker about 10 ms of
-    CPU, so polling 5 times a second kept an idle server at 5% of a core. Set here, not in the transport
+    CPU, so polling 5 times a second kept an idle worker at 6% of a core. Set here, not in the transport
     options, because that transport hands every option to ``create_engine``."""
 
     busy_polling_interval = 0.2
