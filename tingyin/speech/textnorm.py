@@ -53,8 +53,9 @@ _EN_SMALL_ORDINAL = re.compile(rf"(?<![\w-])(?<!ty )(?:{'|'.join(_EN_SMALL_ORDIN
 _EN_MONTH_BEFORE = re.compile(rf"\b(?:{_EN_MONTHS}) (?:the )?$", re.IGNORECASE)
 _EN_MONTH_AFTER = re.compile(rf" of (?:{_EN_MONTHS})\b", re.IGNORECASE)
 # wetext reads "twenty five" but not "twenty-five" (Whisper writes both).
+_EN_TENS = ("twenty", "thirty", "forty", "fifty", "sixty", "seventy", "eighty", "ninety")
 _EN_TENS_HYPHEN = re.compile(
-    r"\b(twenty|thirty|forty|fifty|sixty|seventy|eighty|ninety)-"
+    rf"\b({'|'.join(_EN_TENS)})-"
     rf"(?=(?:{'|'.join(_EN_ONES + _EN_SMALL_ORDINALS)})\b)",
     re.IGNORECASE,
 )
@@ -74,7 +75,7 @@ _EN_TEENS = (
     "nineteen",
 )
 _EN_SMALL_NUMBER_BEFORE = re.compile(rf"\b(?:{'|'.join(_EN_HOURS)}) $", re.IGNORECASE)
-_EN_MINUTE_TENS = ("twenty", "thirty", "forty", "fifty")
+_EN_MINUTE_TENS = _EN_TENS[:4]  # twenty to fifty
 _EN_CLOCK = re.compile(
     rf"\b(at|by|until|till|around|before|after|from|since) ({'|'.join(_EN_HOURS)}) "
     rf"(oh ({'|'.join(_EN_ONES)})|({'|'.join(_EN_TEENS)})"
