@@ -131,6 +131,28 @@ def _all_answers(model: NgramModel, words: list[str], length: int = 3) -> list[t
     return out
 
 
+def test_no_score_exceeds_its_words_ceiling(tiny: NgramModel) -> None:
+    words = ["a", "b", "c", "d", "</s>", "zzz"]
+    for start in (tiny.begin_sentence(), tiny.null_context()):
+        frontier = [start]
+        for _ in range(3):
+            following = []
+            for state in frontier:
+                for word in words:
+                    score, after = tiny.score(state, word)
+                    assert score <= tiny.score_ceilings[tiny.index(word)]
+                    following.append(after)
+            frontier = list(dict.fromkeys(following))
+    # The best n-gram ending in the word, plus the rounding margin: c's is "a b c" (-0.05).
+    assert tiny.score_ceilings[tiny.index("c")] == pytest.approx(-0.05, abs=2e-4)
+    assert tiny.score_ceilings[tiny.index("d")] == pytest.approx(-1.9, abs=2e-4)  # no n-gram ends in d
+    # A positive backoff (not in a normalised model) can be added on top of a probability: allowed for.
+    lifted = arpa_model(TINY_ARPA.replace("-1.5\tb\t-0.2", "-1.5\tb\t0.3").splitlines())
+    after_b = lifted.score(lifted.begin_sentence(), "b")[1]
+    assert lifted.score(after_b, "d")[0] == pytest.approx(-1.9 + 0.3)
+    assert lifted.score_ceilings[lifted.index("d")] >= -1.9 + 0.3
+
+
 def test_our_format_round_trip(tiny: NgramModel, tmp_path: Path) -> None:
     path = tmp_path / "tiny.npz"
     tiny.provenance = {"source": "tiny"}

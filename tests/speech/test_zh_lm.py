@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from tingyin.audio import decode
-from tingyin.speech import DecodeOptions, Recognizer, textnorm
+from tingyin.speech import DecodeOptions, Recognizer, textnorm, zh_lm
 from tingyin.speech.rescoring import ESTIMATED_EXACT_COST, SCORED_CANDIDATES, SecondPass, estimated_logprob
 from tingyin.speech.zh_lm import PACKAGED_MODEL, ZhLanguageModel, find_language_model, load_language_model
 
@@ -51,6 +51,40 @@ def test_numerals_and_kept_phrases_are_never_rewritten(lm: ZhLanguageModel) -> N
         assert rewrite.startswith("二零一四")
     assert all("攻击金" in r for r in lm.rewrites("攻击金手套房", limit=10, keep=("攻击金",)))
     assert lm.rewrites("hello 123") == []
+
+
+def _full_search(lm: ZhLanguageModel, run: str, rewrite: bool) -> list[tuple[float, float, str]]:
+    """The lattice search without its shortcuts: every path is scored and kept until its position is
+    reached, then the best ``BEAM`` go on."""
+    longest = zh_lm.MAX_REWRITE_WORD if rewrite else zh_lm.MAX_SEGMENT_WORD
+    beams: list[list[tuple[float, float, Any, str]]] = [[] for _ in range(len(run) + 1)]
+    beams[0] = [(0.0, 0.0, lm.model.begin_sentence(), "")]
+    for i in range(len(run)):
+        for total, logprob, state, text in sorted(beams[i], key=lambda p: -p[0])[: zh_lm.BEAM]:
+            for size in range(1, min(longest, len(run) - i) + 1):
+                stretch = run[i : i + size]
+                options = [(stretch, 0.0)] if size == 1 or stretch in lm.model else []
+                if rewrite:
+                    options += [(word, cost) for word, cost, _ in lm._sound_alikes(stretch)]
+                for word, cost in options:
+                    score, after = lm.model.score(state, word)
+                    score *= math.log(10)
+                    beams[i + size].append((total + score - cost, logprob + score, after, text + word))
+    finished: dict[str, tuple[float, float]] = {}
+    for total, logprob, state, text in beams[len(run)]:
+        last = lm.model.score(state, "</s>")[0] * math.log(10)
+        if text not in finished or total + last > finished[text][0]:
+            finished[text] = (total + last, logprob + last)
+    return [(t, s, text) for text, (t, s) in sorted(finished.items(), key=lambda item: -item[1][0])]
+
+
+def test_the_search_keeps_what_a_full_search_keeps(lm: ZhLanguageModel) -> None:
+    # The search cuts each position's paths early and skips words whose best possible score cannot
+    # matter; it must keep exactly the paths (and ties) the plain search keeps.
+    for run in ("攻击金手套房二套房手腹分别降至二成三成", "可穿戴色背", "市民们走在突然下起的太阳雨中", "的"):
+        for rewrite in (True, False):
+            found = lm._search(run, rewrite=rewrite, keep=frozenset())
+            assert [(p.total, p.lm, p.text) for p in found] == _full_search(lm, run, rewrite)
 
 
 def test_second_pass_fixes_a_clip_the_plain_model_misspells(recognizer: Recognizer) -> None:

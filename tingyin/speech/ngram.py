@@ -91,6 +91,7 @@ class NgramModel:
             _view(self.unigram_next),
         )
         self._levels = [_FastLevel.of(level) for level in self.levels]
+        self.score_ceilings = self._score_ceilings()
 
     @property
     def order(self) -> int:
@@ -154,6 +155,29 @@ class NgramModel:
         if keep == len(out_words):
             return prob, (out_words, out_backoffs)
         return prob, (out_words[:keep], out_backoffs[:keep])
+
+    def _score_ceilings(self) -> np.ndarray:
+        """Per word id, a log10 value no ``score()`` of that word exceeds, whatever its context: the
+        highest probability of an n-gram ending in the word (all of them lie below its unigram in the
+        reversed trie), plus every backoff that can be added where one is positive (none is in a
+        normalised model), plus a margin for float rounding. A search can skip a word whose best possible
+        score could not matter without looking it up."""
+        below: np.ndarray | None = None  # per entry of the level: the best probability at or beneath it
+        for level in reversed(self.levels):
+            probs = np.asarray(level.prob_table, dtype=np.float64)[level.prob]
+            if below is not None:
+                assert level.next is not None  # every level but the highest has the next one's groups
+                probs = np.maximum(probs, _group_maxima(below, level.next))
+            below = probs
+        ceilings = np.asarray(self.unigram_prob, dtype=np.float64)
+        if below is not None:
+            ceilings = np.maximum(ceilings, _group_maxima(below, self.unigram_next))
+        backoffs = [float(np.max(self.unigram_backoff))] + [
+            float(np.max(level.backoff_table[level.backoff]))
+            for level in self.levels
+            if level.backoff is not None and level.backoff_table is not None and len(level.words)
+        ]
+        return ceilings + (self.order - 1) * max(0.0, *backoffs) + 1e-4
 
     # -------------------------------------------------------------------------------------------- checks
 
@@ -280,6 +304,16 @@ class _FastLevel(NamedTuple):
             extends=[has_extension(b) for b in backoff_table],
             next=None if level.next is None else _view(level.next),
         )
+
+
+def _group_maxima(values: np.ndarray, pointers: np.ndarray) -> np.ndarray:
+    """The maximum of each group ``values[pointers[g]:pointers[g + 1]]`` (-inf for an empty group)."""
+    starts, ends = np.asarray(pointers[:-1], dtype=np.int64), np.asarray(pointers[1:], dtype=np.int64)
+    out = np.full(len(starts), -np.inf)
+    filled = ends > starts
+    if np.any(filled):  # the groups are contiguous: each non-empty one runs to the next one's start
+        out[filled] = np.maximum.reduceat(values, starts[filled])
+    return out
 
 
 def _view(array: np.ndarray) -> memoryview:

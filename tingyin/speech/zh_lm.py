@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import math
+import operator
 import re
 from functools import lru_cache
 from importlib import resources
@@ -26,7 +27,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from tingyin.speech import textnorm
-from tingyin.speech.lexicon import rewrite_cost, sentence_pieces, sound_keys
+from tingyin.speech.lexicon import plain_readings, sentence_pieces, sound_keys
 from tingyin.speech.ngram import NgramModel, State, open_model
 
 log = logging.getLogger(__name__)
@@ -50,12 +51,14 @@ NUMERALS = frozenset("零一二三四五六七八九十百千万亿两幺点")
 # and digit-for-word candidates start to win).
 LATIN_WORD_NATS = -5.0
 _CJK_RUN = re.compile(r"[\u4e00-\u9fff]+")
+_TOTAL = operator.itemgetter(0)  # a partial path's total score
 
 
 class _Path(NamedTuple):
+    """A finished path of the lattice search."""
+
     total: float  # language model + rewrite costs, nats
     lm: float  # language model only, nats
-    state: State  # the language model's state after the last word
     text: str
 
 
@@ -67,17 +70,29 @@ class ZhLanguageModel:
         it cannot be read, ValueError when it is not a model."""
         self.path = path
         self.model: NgramModel = open_model(path)
-        # Candidate words: jieba's dictionary words (1-4 characters) the trigram knows, by sound.
-        self.index: dict[tuple[str, ...], list[str]] = {}
+        # Candidate words: jieba's dictionary words (1-4 characters) the trigram knows, by sound, each with
+        # its unigram log10 probability (the tie-break among equally cheap changes).
+        self.index: dict[tuple[str, ...], list[tuple[str, float]]] = {}
         text = resources.files("jieba").joinpath("dict.txt").read_text(encoding="utf-8")
         for line in text.splitlines():
             word = line.split(" ", 1)[0]
             if 1 <= len(word) <= MAX_REWRITE_WORD and word in self.model:
+                entry = (word, self.model.unigram(word))
                 for key in sound_keys(word, limit=4):
-                    self.index.setdefault(key, []).append(word)
+                    self.index.setdefault(key, []).append(entry)
+        # Which characters sound alike, for the cost of a change (a shared toneless reading is cheaper
+        # than a fuzzy match): the candidate words' characters by reading, and per character asked about
+        # the union over its readings.
+        self._reading_chars: dict[str, set[str]] = {}
+        for char in {char for entries in self.index.values() for word, _ in entries for char in word}:
+            for reading in plain_readings(char):
+                self._reading_chars.setdefault(reading, set()).add(char)
+        self._alike_chars: dict[str, frozenset[str]] = {}
+        self._score_ceilings: list[float] = (self.model.score_ceilings * LN10).tolist()  # nats
         # The rewrite searches of one chunk's n-best ask the same word after the same context again and
         # again: on a 601 s recording 540,000 lookups, 107,000 distinct (0.15 s of 1.5 s saved; the entries
-        # are small, 16,384 hold as many hits as 262,144 there).
+        # are small, 16,384 hold as many hits as 262,144 there). Since the search skips paths that cannot
+        # matter: 480,000 lookups, 96,000 distinct.
         self._ngram_score = lru_cache(maxsize=16384)(self.model.score)
         self._alikes = lru_cache(maxsize=65536)(self._sound_alikes)
         self._run_score = lru_cache(maxsize=65536)(self._score_run)
@@ -141,21 +156,40 @@ class ZhLanguageModel:
     def _rewrite_run(self, run: str, keep: frozenset[int]) -> tuple[str, ...]:
         return tuple(p.text for p in self._search(run, rewrite=True, keep=keep))
 
-    def _sound_alikes(self, stretch: str) -> tuple[tuple[str, float], ...]:
-        found: dict[str, float] = {}
+    def _sound_alikes(self, stretch: str) -> tuple[tuple[str, float, float], ...]:
+        """Up to ``MAX_ALIKES`` dictionary words that sound like ``stretch``: the cheapest changes, then the
+        most frequent words (a common syllable has dozens of single-character homophones; the search only
+        needs the likely ones). Each with the cost of the change and the most it can add to a path."""
+        same = [self._same_reading(char) for char in stretch]  # per character: those sharing a reading
+        found: dict[str, tuple[float, float]] = {}  # word: (cost of the change, -its unigram)
         for key in sound_keys(stretch):
-            for word in self.index.get(key, ()):
-                if word == stretch:
+            for word, unigram in self.index.get(key, ()):
+                if word == stretch or word in found:
                     continue
-                cost = _rewrite_cost(stretch, word)
-                if cost is not None and cost < found.get(word, math.inf):
-                    found[word] = cost
-        # A common syllable has dozens of single-character homophones; the search only needs the likely ones.
-        ranked = sorted(found.items(), key=lambda item: (item[1], -self._unigram(item[0])))
-        return tuple(ranked[:MAX_ALIKES])
+                cost = 0.0
+                for char, other, alike in zip(stretch, word, same, strict=True):
+                    if other == char:
+                        continue
+                    if other in NUMERALS or char in NUMERALS:
+                        break  # a numeral never changes
+                    cost += EXACT_COST if other in alike else FUZZY_COST
+                else:
+                    found[word] = (cost, -unigram)
+        ranked = sorted(found.items(), key=lambda item: item[1])
+        return tuple((word, cost, self._ceiling(word) - cost) for word, (cost, _) in ranked[:MAX_ALIKES])
 
-    def _unigram(self, word: str) -> float:
-        return self.model.unigram(word)
+    def _same_reading(self, char: str) -> frozenset[str]:
+        """The candidate words' characters that share a toneless reading with ``char``."""
+        alike = self._alike_chars.get(char)
+        if alike is None:
+            readings = plain_readings(char)
+            alike = frozenset().union(*(self._reading_chars.get(r, ()) for r in readings))
+            self._alike_chars[char] = alike
+        return alike
+
+    def _ceiling(self, word: str) -> float:
+        """No context scores ``word`` above this (nats)."""
+        return self._score_ceilings[self.model.index(word)]
 
     def _search(
         self, run: str, *, rewrite: bool, keep: frozenset[int], opens: bool = True, closes: bool = True
@@ -165,39 +199,57 @@ class ZhLanguageModel:
         begins/ends the sentence (else it follows/precedes a word the trigram does not know)."""
         model = self.model
         score = self._ngram_score
-        beams: list[list[_Path]] = [[] for _ in range(len(run) + 1)]
+        # Partial paths are plain (total, lm, state, text) tuples, not NamedTuples, whose constructor is a
+        # Python call: the searches of a 601 s recording make hundreds of thousands.
+        size_of_run = len(run)
+        beams: list[list[tuple[float, float, State, str]]] = [[] for _ in range(size_of_run + 1)]
         start = model.begin_sentence() if opens else model.null_context()
-        beams[0] = [_Path(0.0, 0.0, start, "")]
+        beams[0] = [(0.0, 0.0, start, "")]
         longest = MAX_REWRITE_WORD if rewrite else MAX_SEGMENT_WORD
-        for i in range(len(run)):
-            beams[i] = sorted(beams[i], key=lambda p: -p.total)[:BEAM]
-            # The words that may stand at position i do not depend on the path that reaches it.
-            choices: list[tuple[int, list[tuple[str, float]]]] = []
-            for size in range(1, min(longest, len(run) - i) + 1):
+        # A position's list is cut to its best ``BEAM`` whenever it holds twice that, and a path that
+        # would not beat the last one kept is never added, nor its word looked up when the word's best
+        # score in any context would not (its ceiling): the paths kept are the ones the full list would
+        # keep (ties go to the earlier path, as in a stable sort). The end position keeps every path: each
+        # distinct text is an answer.
+        floors = [-math.inf] * (size_of_run + 1)
+        for i in range(size_of_run):
+            # Best first, ties in the order they were reached (a stable sort), the best ``BEAM`` kept.
+            beam = sorted(beams[i], key=_TOTAL, reverse=True)[:BEAM]
+            # The words that may stand at position i do not depend on the path that reaches it: each with
+            # the cost of the change and the most it can add to a path's total.
+            choices: list[tuple[int, list[tuple[str, float, float]]]] = []
+            for size in range(1, min(longest, size_of_run - i) + 1):
                 stretch = run[i : i + size]
-                options: list[tuple[str, float]] = []
+                options: list[tuple[str, float, float]] = []
                 if size == 1 or stretch in model:
-                    options.append((stretch, 0.0))
+                    options.append((stretch, 0.0, self._ceiling(stretch)))
                 if rewrite and not keep.intersection(range(i, i + size)):
                     options.extend(self._alikes(stretch))
                 if options:
                     choices.append((i + size, options))
-            for path in beams[i]:
+            for total, lm, state, text in beam:
                 for end, options in choices:
-                    for word, cost in options:
-                        logprob, after = score(path.state, word)
+                    target, floor = beams[end], floors[end]
+                    for word, cost, ceiling in options:
+                        if total + ceiling <= floor:
+                            continue
+                        logprob, after = score(state, word)
                         logprob *= LN10
-                        beams[end].append(
-                            _Path(path.total + logprob - cost, path.lm + logprob, after, path.text + word)
-                        )
-        finished: dict[str, _Path] = {}
-        for path in beams[len(run)]:
-            last, after = score(path.state, "</s>") if closes else (0.0, path.state)
-            last *= LN10
-            done = _Path(path.total + last, path.lm + last, after, path.text)
-            if done.text not in finished or done.total > finished[done.text].total:
-                finished[done.text] = done
-        return sorted(finished.values(), key=lambda p: -p.total)
+                        value = total + logprob - cost
+                        if value <= floor:
+                            continue
+                        target.append((value, lm + logprob, after, text + word))
+                        if len(target) >= 2 * BEAM and end < size_of_run:
+                            target.sort(key=_TOTAL, reverse=True)
+                            del target[BEAM:]
+                            floor = floors[end] = target[-1][0]
+        finished: dict[str, tuple[float, float]] = {}  # text: its best (total, lm)
+        for total, lm, state, text in beams[size_of_run]:
+            last = score(state, "</s>")[0] * LN10 if closes else 0.0
+            if text not in finished or total + last > finished[text][0]:
+                finished[text] = (total + last, lm + last)
+        ranked = sorted(finished.items(), key=lambda item: -item[1][0])
+        return [_Path(total, lm, text) for text, (total, lm) in ranked]
 
 
 def _positions(run: str, phrases: tuple[str, ...]) -> frozenset[int]:
@@ -208,13 +260,6 @@ def _positions(run: str, phrases: tuple[str, ...]) -> frozenset[int]:
             for hit in re.finditer(re.escape(phrase), run):
                 covered.update(range(hit.start(), hit.end()))
     return frozenset(covered)
-
-
-def _rewrite_cost(stretch: str, word: str) -> float | None:
-    """The cost of the change, or None when it would change a numeral."""
-    if any(a != b and (a in NUMERALS or b in NUMERALS) for a, b in zip(stretch, word, strict=True)):
-        return None
-    return rewrite_cost(stretch, word, EXACT_COST, FUZZY_COST)
 
 
 def find_language_model(configured: str) -> Path | None:
