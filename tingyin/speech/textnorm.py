@@ -153,6 +153,13 @@ def to_simplified(text: str) -> str:
     """Traditional → Simplified Chinese (other scripts pass through unchanged)."""
     if not has_cjk(text):
         return text
+    return _converted_to_simplified(text)
+
+
+# The second pass asks about the same candidate texts again and again (pooling, guards, scoring): on a 601 s
+# recording 10,000 conversions of 3,400 texts, 0.16 s in the converter (pure Python) without this cache.
+@lru_cache(maxsize=8192)
+def _converted_to_simplified(text: str) -> str:
     with _lock:  # the converter keeps internal state
         return str(_opencc().convert(text))
 
