@@ -199,21 +199,21 @@ HOMOPHONE_CLIPS = [
 
 
 @needs_model
-def test_neural_scores_take_the_whisper_lock_and_loading_does_not(
+def test_neural_scores_hold_every_whisper_slot_and_loading_holds_none(
     recognizer: Recognizer, scorer: GgufScorer, clip: np.ndarray
 ) -> None:
-    # llama.cpp gets every core because it never runs beside Whisper: its scoring holds the model's lock.
-    # Loading (joining 490 MB of weights on the first request) must not hold it.
-    lock = recognizer.runner.lock
+    # llama.cpp gets every core because it never runs beside Whisper: its scoring holds every one of the
+    # model's compute slots. Loading (joining 490 MB of weights on the first request) must not hold them.
+    slots = recognizer.runner.slots
     seen: dict[str, list[bool]] = {"load": [], "score": []}
 
     class Watched:
         def score_texts(self, texts: list[str]) -> list[float]:
-            seen["score"].append(lock.locked())
+            seen["score"].append(slots.held_by_one())
             return scorer.score_texts(texts)
 
     def load() -> Watched:
-        seen["load"].append(lock.locked())
+        seen["load"].append(slots.held_by_one())
         return Watched()
 
     watched = Recognizer(
@@ -226,7 +226,7 @@ def test_neural_scores_take_the_whisper_lock_and_loading_does_not(
     assert "二套房" in transcript.text
     assert seen["load"] == [False]
     assert seen["score"] and all(seen["score"])
-    assert not lock.locked()
+    assert not slots.held_by_one()
 
 
 @needs_model

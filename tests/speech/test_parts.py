@@ -34,7 +34,13 @@ from tingyin.speech.postprocess import DecodedChunk, punctuate_and_split, rewrit
 from tingyin.speech.textnorm import strip_punctuation
 from tingyin.speech.timing import TimedChar, monotonic, snap_to_speech
 from tingyin.speech.types import DecodingStats, Utterance, UtteranceRecord, Word
-from tingyin.speech.whisper import FULL_WINDOW_FRAMES, Hypothesis, built_in_passing_thread, window_frames
+from tingyin.speech.whisper import (
+    FULL_WINDOW_FRAMES,
+    ComputeSlots,
+    Hypothesis,
+    built_in_passing_thread,
+    window_frames,
+)
 
 S = SAMPLE_RATE
 
@@ -606,3 +612,24 @@ def test_the_pool_keeps_no_runner_up_with_fewer_digits_than_the_beams_choice() -
     second_pass = SecondPass(None, _Unchanged(), [])  # type: ignore[arg-type]
     pool = second_pass.pool(nbest, Tokens(), plan((), ()), nbest=4, rewrites=0)  # type: ignore[arg-type]
     assert [h.text for h in pool] == ["13473821368", "一三四七三八二幺三六八"]
+
+
+def test_compute_slots_let_calls_share_the_cores_and_exclusive_work_wait() -> None:
+    slots = ComputeSlots(2)
+    claimed = threading.Event()
+
+    def claim_every_slot() -> None:
+        with slots.every_slot():
+            claimed.set()
+            assert slots.held_by_one()
+
+    with slots.slot(), slots.slot():  # two calls at once
+        claimer = threading.Thread(target=claim_every_slot)
+        claimer.start()
+        # Exclusive work waits for the calls that run, and only for them.
+        assert not claimed.wait(0.2)
+        assert not slots.held_by_one()
+    claimer.join(timeout=10)
+    assert claimed.is_set() and not slots.held_by_one()
+    with slots.slot():  # and the slots are free again
+        pass

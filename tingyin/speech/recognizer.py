@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -22,12 +23,12 @@ from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap, make_chunks
 from tingyin.speech.decoding import ChunkDecoder
 from tingyin.speech.errors import RecognitionTimeout
 from tingyin.speech.options import Accuracy, DecodeOptions
-from tingyin.speech.postprocess import join_texts, utterances_of
+from tingyin.speech.postprocess import DecodedChunk, join_texts, utterances_of
 from tingyin.speech.rescoring import RewriteProposer, SecondPass, TextScorer, UnigramChooser
 from tingyin.speech.timing import monotonic, snap_to_speech
 from tingyin.speech.types import Transcript, Utterance
 from tingyin.speech.vad import SileroVad
-from tingyin.speech.whisper import FULL_WINDOW_FRAMES, WhisperModelRunner
+from tingyin.speech.whisper import FULL_WINDOW_FRAMES, ComputeSlots, WhisperModelRunner
 
 if TYPE_CHECKING:
     from tingyin.speech.lexicon import Lexicon
@@ -60,20 +61,20 @@ class _TrigramScorer:
         return [self.model.score(text) for text in texts]
 
 
-class _OnComputeLock:
-    """The neural language model as a ``TextScorer`` that scores under the Whisper runner's lock: llama.cpp
-    then never runs beside Whisper in this process, so it can take every core (its threads wait for each
-    other at every layer, and on oversubscribed cores two threads scored 3x slower than one). Loading stays
-    outside the lock: joining the weights on the first request must not stall other requests' Whisper
-    calls."""
+class _OnEveryComputeSlot:
+    """The neural language model as a ``TextScorer`` that scores holding every one of the Whisper runner's
+    compute slots: llama.cpp then never runs beside Whisper in this process, so it can take every core (its
+    threads wait for each other at every layer, and on oversubscribed cores two threads scored 3x slower
+    than one). Loading holds none: joining the weights on the first request must not stall other requests'
+    Whisper calls."""
 
-    def __init__(self, model: NeuralLanguageModel, lock: threading.Lock) -> None:
+    def __init__(self, model: NeuralLanguageModel, slots: ComputeSlots) -> None:
         self.model = model
-        self.lock = lock
+        self.slots = slots
 
     def score_texts(self, texts: Sequence[str]) -> list[float]:
         scorer = self.model.require()
-        with self.lock:
+        with self.slots.every_slot():
             return list(scorer.score_texts(texts))
 
 
@@ -85,7 +86,7 @@ class _NoRewrites:
 
 
 class Recognizer:
-    """Speech to text for one model. Thread-safe: model calls are serialised by the runner's lock."""
+    """Speech to text for one model. Thread-safe: model calls take one of the runner's compute slots."""
 
     def __init__(
         self,
@@ -112,7 +113,7 @@ class Recognizer:
         if neural_lm is not None:
             proposer: RewriteProposer = language_model if language_model is not None else _NoRewrites()
             accurate_scorers: list[tuple[TextScorer, float]] = [
-                (_OnComputeLock(neural_lm, runner.lock), NEURAL_LM_WEIGHT),
+                (_OnEveryComputeSlot(neural_lm, runner.slots), NEURAL_LM_WEIGHT),
                 *extra_scorers,
             ]
             if language_model is not None:
@@ -305,32 +306,61 @@ class Recognizer:
         done = 0
         previous_end = 0
         # A stretch of chunks is decoded in batches of similar length (little padding), then yielded in order.
+        # Batches are decoded as many at once as the model runs calls at once (CONCURRENT_CALLS), in order,
+        # while the stretches already decoded are turned into utterances here.
         stretch = options.batch_size * BATCHES_PER_STRETCH
-        for first in range(0, len(chunks), stretch):
-            window = chunks[first : first + stretch]
-            by_length = sorted(window, key=lambda c: c.end - c.start)
-            decoded = {}
-            for b in range(0, len(by_length), options.batch_size):
-                if deadline is not None and time.monotonic() > deadline:
-                    raise RecognitionTimeout("recognition ran past its deadline", stage="recognize")
-                batch = by_length[b : b + options.batch_size]
-                try:
-                    items = self.decoder.decode(samples, batch, language, bias, options, speech)
-                except (RuntimeError, ValueError) as exc:
-                    raise EngineError(f"speech decoding failed: {exc}") from exc
-                for item in items:
-                    decoded[item.chunk.start] = item
-                done += sum(c.end - c.start for c in batch)
-                if progress:
-                    progress(min(1.0, done / total))
-            for chunk in window:
-                item = decoded[chunk.start]
-                item = item._replace(chars=snap_to_speech(item.chars, speech))
-                found = utterances_of(item, options, bias, duration_s, corrector)
-                utterances = monotonic(found, previous_end)
-                if utterances:
-                    previous_end = utterances[-1].end_ms
-                yield from utterances
+        with ThreadPoolExecutor(self.runner.workers, thread_name_prefix="decode") as pool:
+            try:
+                planned = []
+                for first in range(0, len(chunks), stretch):
+                    window = chunks[first : first + stretch]
+                    by_length = sorted(window, key=lambda c: c.end - c.start)
+                    batches = [
+                        by_length[b : b + options.batch_size]
+                        for b in range(0, len(by_length), options.batch_size)
+                    ]
+                    decoding = [
+                        pool.submit(
+                            self._decode_batch, samples, batch, language, bias, options, speech, deadline
+                        )
+                        for batch in batches
+                    ]
+                    planned.append((window, batches, decoding))
+                for window, batches, decoding in planned:
+                    decoded = {}
+                    for batch, batch_decoding in zip(batches, decoding, strict=True):
+                        for item in batch_decoding.result():
+                            decoded[item.chunk.start] = item
+                        done += sum(c.end - c.start for c in batch)
+                        if progress:
+                            progress(min(1.0, done / total))
+                    for chunk in window:
+                        item = decoded[chunk.start]
+                        item = item._replace(chars=snap_to_speech(item.chars, speech))
+                        found = utterances_of(item, options, bias, duration_s, corrector)
+                        utterances = monotonic(found, previous_end)
+                        if utterances:
+                            previous_end = utterances[-1].end_ms
+                        yield from utterances
+            finally:  # a failure, or a caller that stops reading: the batches not started are dropped
+                pool.shutdown(wait=True, cancel_futures=True)
+
+    def _decode_batch(
+        self,
+        samples: np.ndarray,
+        batch: Sequence[Chunk],
+        language: str,
+        bias: hotwords.BiasPlan,
+        options: DecodeOptions,
+        speech: SpeechMap,
+        deadline: float | None,
+    ) -> list[DecodedChunk]:
+        if deadline is not None and time.monotonic() > deadline:
+            raise RecognitionTimeout("recognition ran past its deadline", stage="recognize")
+        try:
+            return self.decoder.decode(samples, batch, language, bias, options, speech)
+        except (RuntimeError, ValueError) as exc:
+            raise EngineError(f"speech decoding failed: {exc}") from exc
 
     def _correct_homophones(self, text: str, keep: tuple[str, ...]) -> str:
         from tingyin.speech.lexicon import correct_homophones
