@@ -33,7 +33,8 @@ TEXT_POSITIONS = 448  # Whisper's decoder context: prompt and generated tokens t
 # two single-threaded workers decoding two batches at once transcribed the 601 s benchmark recording in
 # 15.6-16.0 s against 18.2-18.5 s for one worker on two threads (the same text): CTranslate2's threads wait
 # for each other at every small step of the decoder, and one batch's Python work (the second pass) leaves
-# a core to the other batch's model calls. A single short clip is about as fast on one thread as on two.
+# a core to the other batch's model calls. The price: a lone 5 s clip gets one thread (latency p50 through
+# the Baidu API 0.22 s -> 0.29 s).
 CONCURRENT_CALLS = 2
 
 
