@@ -24,6 +24,7 @@ import zipfile
 import zlib
 from bisect import bisect_left
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -91,7 +92,6 @@ class NgramModel:
             _view(self.unigram_next),
         )
         self._levels = [_FastLevel.of(level) for level in self.levels]
-        self.score_ceilings = self._score_ceilings()
 
     @property
     def order(self) -> int:
@@ -156,7 +156,8 @@ class NgramModel:
             return prob, (out_words, out_backoffs)
         return prob, (out_words[:keep], out_backoffs[:keep])
 
-    def _score_ceilings(self) -> np.ndarray:
+    @cached_property
+    def score_ceilings(self) -> np.ndarray:
         """Per word id, a log10 value no ``score()`` of that word exceeds, whatever its context: the
         highest probability of an n-gram ending in the word (all of them lie below its unigram in the
         reversed trie), plus every backoff that can be added where one is positive (none is in a

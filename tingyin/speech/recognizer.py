@@ -309,41 +309,39 @@ class Recognizer:
         # Batches are decoded as many at once as the model runs calls at once (CONCURRENT_CALLS), in order,
         # while the stretches already decoded are turned into utterances here.
         stretch = options.batch_size * BATCHES_PER_STRETCH
-        with ThreadPoolExecutor(self.runner.workers, thread_name_prefix="decode") as pool:
-            try:
-                planned = []
-                for first in range(0, len(chunks), stretch):
-                    window = chunks[first : first + stretch]
-                    by_length = sorted(window, key=lambda c: c.end - c.start)
-                    batches = [
-                        by_length[b : b + options.batch_size]
-                        for b in range(0, len(by_length), options.batch_size)
-                    ]
-                    decoding = [
-                        pool.submit(
-                            self._decode_batch, samples, batch, language, bias, options, speech, deadline
-                        )
-                        for batch in batches
-                    ]
-                    planned.append((window, batches, decoding))
-                for window, batches, decoding in planned:
-                    decoded = {}
-                    for batch, batch_decoding in zip(batches, decoding, strict=True):
-                        for item in batch_decoding.result():
-                            decoded[item.chunk.start] = item
-                        done += sum(c.end - c.start for c in batch)
-                        if progress:
-                            progress(min(1.0, done / total))
-                    for chunk in window:
-                        item = decoded[chunk.start]
-                        item = item._replace(chars=snap_to_speech(item.chars, speech))
-                        found = utterances_of(item, options, bias, duration_s, corrector)
-                        utterances = monotonic(found, previous_end)
-                        if utterances:
-                            previous_end = utterances[-1].end_ms
-                        yield from utterances
-            finally:  # a failure, or a caller that stops reading: the batches not started are dropped
-                pool.shutdown(wait=True, cancel_futures=True)
+        pool = ThreadPoolExecutor(self.runner.workers, thread_name_prefix="decode")
+        try:
+            planned = []
+            for first in range(0, len(chunks), stretch):
+                window = chunks[first : first + stretch]
+                by_length = sorted(window, key=lambda c: c.end - c.start)
+                batches = [
+                    by_length[b : b + options.batch_size]
+                    for b in range(0, len(by_length), options.batch_size)
+                ]
+                decoding = [
+                    pool.submit(self._decode_batch, samples, batch, language, bias, options, speech, deadline)
+                    for batch in batches
+                ]
+                planned.append((window, batches, decoding))
+            for window, batches, decoding in planned:
+                decoded = {}
+                for batch, batch_decoding in zip(batches, decoding, strict=True):
+                    for item in batch_decoding.result():
+                        decoded[item.chunk.start] = item
+                    done += sum(c.end - c.start for c in batch)
+                    if progress:
+                        progress(min(1.0, done / total))
+                for chunk in window:
+                    item = decoded[chunk.start]
+                    item = item._replace(chars=snap_to_speech(item.chars, speech))
+                    found = utterances_of(item, options, bias, duration_s, corrector)
+                    utterances = monotonic(found, previous_end)
+                    if utterances:
+                        previous_end = utterances[-1].end_ms
+                    yield from utterances
+        finally:  # a failure, or a caller that stops reading: the batches not started are dropped
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def _decode_batch(
         self,

@@ -97,11 +97,15 @@ class WhisperModelRunner:
     def __init__(self, model: WhisperModel, name: str, *, workers: int = 1) -> None:
         self.model = model
         self.name = name
-        self.workers = workers  # calls that can run at once
         self.slots = ComputeSlots(workers)
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._traditional: list[int] | None = None
         self._cache_lock = threading.Lock()
+
+    @property
+    def workers(self) -> int:
+        """Model calls that can run at once."""
+        return self.slots.size
 
     @classmethod
     def load(cls, path: Path, *, name: str, compute_type: str, cpu_threads: int) -> WhisperModelRunner:
