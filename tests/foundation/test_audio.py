@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import io
 import time
 import wave
 from pathlib import Path
 
+import av
 import numpy as np
 import pytest
 
 from tests.audiofactory import FORMATS, encode, tone
 from tingyin import audio
+from tingyin.audio.decode import PCM_BLOCK_SAMPLES, _frame_to_float
 
 
 @pytest.mark.parametrize("fmt", sorted(FORMATS))
@@ -145,3 +148,63 @@ def test_wav_encoding_inverts_16_bit_decoding() -> None:
     assert np.array_equal(audio.to_pcm16(decoded.samples), integers)
     # Out of range is clipped, not wrapped; in between rounds to the nearest step.
     assert audio.to_pcm16(np.array([1.5, -1.5, 0.4 / 32768, 0.6 / 32768])).tolist() == [32767, -32768, 0, 1]
+
+
+def _one_shot(samples: np.ndarray, rate: int) -> np.ndarray:
+    """What decoding did before it streamed: the whole (channels, n) array mixed down, then one soxr call."""
+    import soxr
+
+    return soxr.resample(samples.mean(axis=0), rate, 16000).astype(np.float32)
+
+
+@pytest.mark.parametrize("fmt", ["wav", "mp3", "m4a", "ogg"])
+def test_decoding_in_blocks_gives_the_whole_arrays_samples(fmt: str) -> None:
+    """Decoded frames are mixed down and resampled one by one; the result is bit for bit the mix-down and
+    one-shot resampling of the whole decoded array (soxr's stream and its one-shot call agree)."""
+    rate = 48000 if fmt == "ogg" else 44100
+    data = encode(tone(6.0, rate, 440.0, channels=2), rate, fmt)
+    with av.open(io.BytesIO(data)) as container:
+        stream = container.streams.audio[0]
+        frames = [_frame_to_float(frame) for frame in container.decode(stream)]
+    assert len(frames) > 10
+    expected = _one_shot(np.concatenate(frames, axis=1), rate)
+    decoded = audio.decode(data)
+    assert decoded.source_rate == rate and decoded.source_channels == 2
+    assert np.array_equal(decoded.samples, expected)
+    kept = audio.decode(data, mono=False)
+    assert kept.channels == 2 and kept.samples.shape[1] == expected.shape[0]
+
+
+def test_long_headerless_pcm_is_read_in_blocks() -> None:
+    """Raw PCM longer than a read block (several blocks and an incomplete last sample) decodes to what the
+    whole buffer did."""
+    stereo = tone(20.0, 44100, 300.0, channels=2)
+    raw = (stereo.T.reshape(-1) * 32767).astype("<i2").tobytes() + b"\x01"
+    assert len(raw) > 3 * PCM_BLOCK_SAMPLES * 4
+    decoded = audio.decode(raw, format="pcm", pcm_rate=44100, pcm_channels=2)
+    whole = np.frombuffer(raw[:-1], dtype="<i2").astype(np.float32).reshape(-1, 2).T / 32768.0
+    assert np.array_equal(decoded.samples, _one_shot(whole, 44100))
+
+
+def test_a_long_recording_is_never_held_at_its_source_rate(tmp_path: Path) -> None:
+    """Two minutes of 48 kHz stereo are 46 MB of float32 at the source rate and 7.7 MB as 16 kHz mono:
+    decoding allocates about twice the latter (the blocks, then their concatenation), never the former."""
+    import tracemalloc
+
+    path = tmp_path / "long.wav"
+    block = (tone(10.0, 48000, 440.0, channels=2).T.reshape(-1) * 32767).astype("<i2").tobytes()
+    with wave.open(str(path), "wb") as handle:
+        handle.setnchannels(2)
+        handle.setsampwidth(2)
+        handle.setframerate(48000)
+        for _ in range(12):
+            handle.writeframes(block)
+    tracemalloc.start()
+    try:
+        decoded = audio.decode(path)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert decoded.duration_s == pytest.approx(120.0, abs=0.01)
+    source_rate_array = 120 * 48000 * 2 * 4
+    assert peak < 0.5 * source_rate_array, f"peak {peak / 1e6:.1f} MB"

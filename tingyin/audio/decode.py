@@ -12,7 +12,7 @@ import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import av
 import numpy as np
@@ -314,18 +314,18 @@ def decode(
             _check_duration(size / (pcm_bits // 8 * pcm_rate * pcm_channels), max_seconds)
             if required_rate is not None and pcm_rate != required_rate:
                 raise SampleRateMismatch(f"sample rate {pcm_rate} Hz, only {required_rate} Hz is accepted")
-            samples = _pcm_to_float(stream.read(), pcm_channels, pcm_bits)
-            source_rate, source_channels, fmt_name = pcm_rate, pcm_channels, "pcm"
+            collected = _Collected(pcm_rate, target_rate, mono)
+            _read_pcm(stream, pcm_channels, pcm_bits, collected)
+            fmt_name = "pcm"
         else:
-            samples, source_rate, source_channels, fmt_name = _decode_container(
-                stream, fmt, max_seconds, required_rate
+            collected, fmt_name = _decode_container(
+                stream, fmt, max_seconds, required_rate, target_rate, mono
             )
     finally:
         if isinstance(source, str | Path):
             stream.close()
-    if samples.ndim == 2 and (mono or samples.shape[0] == 1):
-        samples = samples.mean(axis=0)
-    samples = resample(np.ascontiguousarray(samples, dtype=np.float32), source_rate, target_rate)
+    samples = collected.samples()
+    source_rate, source_channels = collected.source_rate, collected.source_channels
     if samples.shape[-1] == 0:
         raise EmptyAudio("the audio holds no samples")
     if not np.all(np.isfinite(samples)):
@@ -338,8 +338,13 @@ def decode(
 
 
 def _decode_container(
-    stream: BinaryIO, fmt: str | None, max_seconds: float | None, required_rate: int | None
-) -> tuple[np.ndarray, int, int, str]:
+    stream: BinaryIO,
+    fmt: str | None,
+    max_seconds: float | None,
+    required_rate: int | None,
+    target_rate: int,
+    mono: bool,
+) -> tuple[_Collected, str]:
     try:
         container = av.open(stream, mode="r", format=_container_hint(fmt))
     except av.error.FFmpegError as exc:
@@ -354,27 +359,99 @@ def _decode_container(
         _check_duration(_header_duration(container, audio_stream), max_seconds)
         if required_rate is not None and rate != required_rate:
             raise SampleRateMismatch(f"sample rate {rate} Hz, only {required_rate} Hz is accepted")
-        # Keep the source rate and channel layout; resampling happens once, afterwards, with soxr.
-        chunks: list[np.ndarray] = []
-        decoded_samples = 0
-        channels = int(audio_stream.codec_context.channels or 1)
+        collected = _Collected(rate, target_rate, mono)
         limit = None if max_seconds is None else math.ceil((max_seconds + 0.05) * rate)
         try:
             for frame in container.decode(audio_stream):
-                array = _frame_to_float(frame)
-                channels = array.shape[0]
-                chunks.append(array)
-                decoded_samples += array.shape[1]
-                if limit is not None and decoded_samples > limit:
+                collected.add(_frame_to_float(frame))
+                if limit is not None and collected.source_samples > limit:
                     raise AudioTooLong(f"audio is longer than the limit of {max_seconds:g} s")
         except av.error.FFmpegError as exc:
-            if not chunks:
+            if not collected.source_samples:
                 raise CorruptAudio(f"cannot decode the audio: {_reason(exc)}") from exc
             # A truncated tail still yields what came before it; keep that like FFmpeg's CLI does.
-        if not chunks:
+        if not collected.source_samples:
             raise CorruptAudio("the audio stream decoded to nothing")
-        samples = np.concatenate(chunks, axis=1) if len(chunks) > 1 else chunks[0]
-        return samples, rate, channels, container.format.name
+        return collected, container.format.name
+
+
+PCM_BLOCK_SAMPLES = 1 << 18  # per channel, per read of headerless PCM (0.5-1 MiB of 16-bit mono)
+
+
+def _read_pcm(stream: BinaryIO, channels: int, bits: int, collected: _Collected) -> None:
+    """Headerless PCM read in blocks into ``collected``; an incomplete last sample is dropped."""
+    block_bytes = PCM_BLOCK_SAMPLES * channels * (bits // 8)
+    while block := stream.read(block_bytes):
+        if len(block) < block_bytes:  # the last block: whatever whole samples it holds
+            whole = len(block) - len(block) % (channels * (bits // 8))
+            if whole == 0:
+                break
+            block = block[:whole]
+        samples = _pcm_to_float(block, channels, bits)
+        collected.add(samples if samples.ndim == 2 else samples[np.newaxis])
+    if not collected.source_samples:
+        raise EmptyAudio("pcm data holds no complete sample")
+
+
+class _Collected:
+    """Decoded audio gathered block by block, brought to mono (when asked) and to the target rate as it
+    arrives, so a long recording is never held whole at its source rate: ten minutes of 44.1 kHz stereo are
+    210 MB of float32 there, 38 MB as 16 kHz mono (before, the whole source-rate array, its concatenation
+    and its mix-down were alive at once, about 500 MB per 100 MB file). soxr's streaming resampler gives
+    the very samples its one-shot call does, and a block's mix-down is the whole array's, element by
+    element, so the result is what decoding it whole gave."""
+
+    def __init__(self, source_rate: int, target_rate: int, mono: bool) -> None:
+        self.source_rate = source_rate
+        self.target_rate = target_rate
+        self.mono = mono
+        self.source_channels = 0
+        self.source_samples = 0  # per channel
+        self._streams: list[Any] = []  # a soxr.ResampleStream per kept channel (none at the same rate)
+        self._parts: list[np.ndarray] = []  # (kept channels, n) at the target rate
+
+    def add(self, block: np.ndarray) -> None:
+        """One block of float32 (channels, n) at the source rate."""
+        if block.shape[1] == 0:
+            return
+        if not self.mono and self.source_channels and block.shape[0] != self.source_channels:
+            raise CorruptAudio("the number of channels changes within the stream")
+        self.source_channels = block.shape[0]
+        self.source_samples += block.shape[1]
+        if self.mono and block.shape[0] > 1:
+            block = block.mean(axis=0, keepdims=True)
+        self._parts.append(self._resampled(np.ascontiguousarray(block, dtype=np.float32), last=False))
+
+    def samples(self) -> np.ndarray:
+        """Everything added, at the target rate: (n,) when mono or a single channel, else (channels, n)."""
+        if self._streams:
+            self._parts.append(self._resampled(None, last=True))
+        self._streams = []
+        parts = [part for part in self._parts if part.shape[1]]
+        self._parts = []
+        if not parts:
+            return np.zeros(0, dtype=np.float32)
+        joined = parts[0] if len(parts) == 1 else np.concatenate(parts, axis=1)
+        return joined[0] if joined.shape[0] == 1 else joined
+
+    def _resampled(self, block: np.ndarray | None, *, last: bool) -> np.ndarray:
+        if self.source_rate == self.target_rate:
+            assert block is not None
+            return block
+        import soxr
+
+        if block is None:  # the end: what the resamplers still hold
+            return np.stack(
+                [s.resample_chunk(np.zeros(0, dtype=np.float32), last=True) for s in self._streams]
+            )
+        if not self._streams:
+            self._streams = [
+                soxr.ResampleStream(self.source_rate, self.target_rate, 1, dtype="float32")
+                for _ in range(block.shape[0])
+            ]
+        return np.stack(
+            [s.resample_chunk(channel, last=last) for s, channel in zip(self._streams, block, strict=True)]
+        )
 
 
 def _frame_to_float(frame: av.AudioFrame) -> np.ndarray:
