@@ -907,6 +907,15 @@ def eval_recordings(
         bool, typer.Option("--batched/--no-batched", help="Also run faster-whisper's batched pipeline.")
     ] = True,
     latency_clips: Annotated[int, typer.Option(help="Clips for the latency figure.")] = 20,
+    sami_mb: Annotated[
+        float,
+        typer.Option(
+            min=0.1,
+            max=100.0,
+            help="Size of each SAMI upload of the load part, MB: 16 kHz mono up to SAMI's 600 s (19 MB), "
+            "44.1 kHz stereo above (100 MB: 594 s).",
+        ),
+    ] = 11.0,
     settle_s: Annotated[float, typer.Option(help="Wait before the RSS after the load.")] = 60.0,
     rss_limit_mb: Annotated[
         float, typer.Option(help="Kill a server started here when its RSS passes this during the load.")
@@ -948,6 +957,7 @@ def eval_recordings(
         scorer=default_scorer(),
         batched=batched,
         latency_clips=latency_clips,
+        sami_bytes=int(sami_mb * 1024 * 1024),
         settle_s=settle_s,
         rss_limit_mb=rss_limit_mb,
         log=typer.echo,

@@ -15,8 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tingyin import audio
 from tingyin.audio import encode_wav
-from tingyin.eval.live import RssSampler, looped_wav, process_tree, rss_mb
+from tingyin.eval.live import RssSampler, looped_wav, process_tree, rss_mb, sami_wav
 from tingyin.eval.recordings import (
     DROP_THRESHOLD,
     EN_SPEAKER,
@@ -405,6 +406,18 @@ def test_percentile() -> None:
 def test_looped_wav_has_the_asked_size() -> None:
     data = looped_wav(tone(0.3), 100_044)
     assert len(data) == 100_044 and data[:4] == b"RIFF"
+
+
+def test_sami_uploads_stay_within_samis_duration() -> None:
+    """Up to 600 s of 16 kHz mono the upload is that; a larger one is CD audio, which SAMI takes up to
+    100 MB (a 100 MB file at 16 kHz mono would last 55 minutes and be refused)."""
+    small = audio.probe(sami_wav(tone(0.3), 11 * 1024 * 1024))
+    assert (small.sample_rate, small.channels) == (16000, 1)
+    big_size = 30 * 1024 * 1024
+    big = audio.probe(sami_wav(tone(0.3), big_size))
+    assert (big.sample_rate, big.channels) == (44100, 2)
+    assert big.duration_s == pytest.approx((big_size - 44) / (4 * 44100), abs=0.01)
+    assert big.duration_s < 600
 
 
 def test_process_tree_rss_includes_children() -> None:

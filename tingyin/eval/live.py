@@ -198,13 +198,24 @@ def pcm16(samples: np.ndarray) -> bytes:
     return to_pcm16(samples).tobytes()
 
 
-def looped_wav(samples: np.ndarray, size_bytes: int) -> bytes:
-    """A 16 kHz 16-bit mono WAV of ``samples`` looped to ``size_bytes`` (header included)."""
-    from tingyin.audio import encode_wav
+def looped_wav(samples: np.ndarray, size_bytes: int, *, rate: int = 16000, channels: int = 1) -> bytes:
+    """A 16-bit WAV of ``samples`` (16 kHz mono) looped to ``size_bytes`` (header included), at ``rate``
+    with ``channels`` identical channels."""
+    from tingyin.audio import encode_wav, resample
 
-    count = max(1, (size_bytes - 44) // 2)
-    repeats = -(-count // samples.shape[0])
-    return encode_wav(np.tile(samples, repeats)[:count])
+    source = resample(samples, 16000, rate) if rate != 16000 else samples
+    count = max(1, (size_bytes - 44) // (2 * channels))
+    repeats = -(-count // source.shape[0])
+    looped = np.tile(source, repeats)[:count]
+    return encode_wav(looped if channels == 1 else np.stack([looped] * channels), rate)
+
+
+def sami_wav(samples: np.ndarray, size_bytes: int) -> bytes:
+    """The load part's SAMI upload of ``size_bytes``: 16 kHz mono while that stays within SAMI's 600 s,
+    else CD audio (44.1 kHz stereo, what a 100 MB-class music file is: 100 MB last 594 s)."""
+    if (size_bytes - 44) / (2 * 16000) <= 600:
+        return looped_wav(samples, size_bytes)
+    return looped_wav(samples, size_bytes, rate=44100, channels=2)
 
 
 class _Files:

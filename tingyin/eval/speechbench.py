@@ -31,6 +31,7 @@ from tingyin.eval.live import (
     concurrent,
     load_average,
     looped_wav,
+    sami_wav,
 )
 from tingyin.eval.recordings import (
     LONG_SECONDS,
@@ -357,7 +358,7 @@ def _load(config: BenchmarkConfig, server: ServerClient, log: Callable[..., None
     if not MUSIC_FIXTURE.is_file():
         raise FileNotFoundError(f"the load part needs a checkout: {MUSIC_FIXTURE} is missing")
     music = decode_mono(MUSIC_FIXTURE)
-    wav = looped_wav(music, config.sami_bytes)
+    wav = sami_wav(music, config.sami_bytes)
     zh_clips = [c for s in ZH_SPEAKERS for c in load_clips(config.testdata)[s]]
     pro_clips = [decode_mono(c.path) for c in zh_clips[: config.pro_requests]]
     server.tag_sami(looped_wav(music, 2 * 1024 * 1024))  # warm-up: models loaded before the baseline
