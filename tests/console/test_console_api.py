@@ -14,6 +14,7 @@ import httpx
 import pytest
 
 from tests.conftest import FIXTURES, Server, bearer, fresh_redis_url
+from tests.security.helpers import head_only
 
 CLIPS = sorted((FIXTURES / "esc10").glob("*.flac"))
 
@@ -328,6 +329,22 @@ def test_music_tags_native(server: Server) -> None:
     assert refused.status_code == 400 and refused.json()["error"]["code"] == "not_music"
     empty = httpx.post(f"{server.url}/v1/music/tags", headers=bearer(app), content=b"")
     assert empty.status_code == 400 and "empty" in empty.json()["error"]["message"]
+
+
+def test_music_tags_take_a_track_of_up_to_100_mb(server: Server) -> None:
+    """A 3-minute CD-quality WAV (31 MB, above the 16 MB of routes without a limit of their own) is tagged;
+    a body over 100 MB is refused as too large, by its declared length, before it is read."""
+    from tingyin import audio
+    from tingyin.eval.live import sami_wav
+
+    app = server.create_app("console-music-large")
+    music = audio.decode(FIXTURES / "music" / "loop_garzul_16k.flac").samples
+    track = sami_wav(music, 30 * 1024 * 1024)
+    answer = httpx.post(f"{server.url}/v1/music/tags", headers=bearer(app), content=track, timeout=300)
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["duration_s"] == pytest.approx((len(track) - 44) / (4 * 44100), abs=0.01)
+    status, body = head_only(server, "POST", "/v1/music/tags", bearer(app), 100 * 1024 * 1024 + 1)
+    assert status == 413 and body["error"]["code"] == "payload_too_large", body
 
 
 def test_console_and_offline_docs_are_served(server: Server) -> None:

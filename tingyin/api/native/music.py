@@ -6,18 +6,23 @@ in the native shape; audio that is not music is a 400 with code ``not_music``.
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, Field
 
 from tingyin import audio
 from tingyin.api.deps import AuthenticatedRoute, native_app
+from tingyin.api.middleware import register_body_limit
 from tingyin.api.openapi import BINARY, raw_body
-from tingyin.errors import InvalidRequest
+from tingyin.api.spool import receive_upload, upload_chunks
 from tingyin.inference import InferenceExecutor
 from tingyin.store.apps import AppInfo
 
 router = APIRouter(prefix="/v1/music", tags=["music"], route_class=AuthenticatedRoute)
 MAX_BYTES = 100 * 1024 * 1024
+NO_TRACK = "send the track as the request body (the file is empty)"
+register_body_limit(lambda path: path == "/v1/music/tags", MAX_BYTES)
 DIMENSIONS = (
     "MusicTaggingGenre34",
     "MusicTaggingMood10",
@@ -45,12 +50,10 @@ class MusicTagsOut(BaseModel):
     embedding: list[float] | None = Field(description="with embed=true: the track's embeddings, concatenated")
 
 
-def _tag(data: bytes, task_types: list[str], top_num: int, embed: bool) -> MusicTagsOut:
+def _tag(track: Path, task_types: list[str], top_num: int, embed: bool) -> MusicTagsOut:
     from tingyin.music.service import analyse_music
 
-    if not data:
-        raise InvalidRequest("send the track as the request body (the file is empty)")
-    decoded = audio.decode(data, max_bytes=MAX_BYTES, max_seconds=600)
+    decoded = audio.decode(track, max_bytes=MAX_BYTES, max_seconds=600)
     analysis = analyse_music(decoded.mono(), task_types=task_types, top_num=top_num, enable_embed=embed)
     dimensions = []
     for result in analysis.results:
@@ -82,12 +85,16 @@ async def tag_music(
     embed: bool = Query(False, description="also return the embedding"),
     app: AppInfo = Depends(native_app),
 ) -> MusicTagsOut:
-    """Tag a track (the raw body, up to 10 minutes): genre, mood, theme, vocal, language."""
-    data = bytearray()
-    async for chunk in request.stream():
-        data.extend(chunk)
-        if len(data) > MAX_BYTES:
-            raise InvalidRequest(f"a track takes at most {MAX_BYTES // 1024**2} MB")
+    """Tag a track (the raw body, up to 100 MB and 10 minutes): genre, mood, theme, vocal, language."""
+    from tingyin.store.blobs import blob_store
+
     task_types = [t.strip() for t in tasks.split(",") if t.strip()]
     inference: InferenceExecutor = request.app.state.inference
-    return await inference.run(_tag, bytes(data), task_types, top_num, embed)
+    scratch = blob_store().scratch
+    # The body streams to a scratch file (gone once answered) rather than into memory: ten tracks of
+    # 100 MB waiting for an inference slot would otherwise hold a gigabyte or two.
+    with scratch.file() as path:
+        await receive_upload(
+            upload_chunks(request), scratch.writer(path), max_bytes=MAX_BYTES, empty_message=NO_TRACK
+        )
+        return await inference.run(_tag, path, task_types, top_num, embed)
