@@ -633,3 +633,21 @@ def test_compute_slots_let_calls_share_the_cores_and_exclusive_work_wait() -> No
     assert claimed.is_set() and not slots.held_by_one()
     with slots.slot():  # and the slots are free again
         pass
+
+
+def test_vad_frames_are_cut_per_call_as_the_whole_recording_framed_them() -> None:
+    """Each VAD call's rows (512 samples led by the previous frame's last 64) are those a framing of the
+    whole recording gives, across call boundaries and the zero-padded last frame."""
+    from tingyin.speech.vad import _BATCH_FRAMES, _CONTEXT_SAMPLES, FRAME_SAMPLES, _framed
+
+    audio = (
+        np.random.default_rng(3).standard_normal(2 * _BATCH_FRAMES * FRAME_SAMPLES + 700).astype(np.float32)
+    )
+    frames = np.pad(audio, (0, (-audio.size) % FRAME_SAMPLES)).reshape(-1, FRAME_SAMPLES)
+    context = np.roll(frames[:, -_CONTEXT_SAMPLES:], 1, axis=0)
+    context[0] = 0.0
+    whole = np.concatenate([context, frames], axis=1)
+    step = _BATCH_FRAMES * FRAME_SAMPLES
+    pieces = [_framed(audio, begin, begin + step) for begin in range(0, audio.size, step)]
+    assert [p.shape[0] for p in pieces] == [_BATCH_FRAMES, _BATCH_FRAMES, 2]
+    assert np.array_equal(np.concatenate(pieces), whole)
