@@ -185,6 +185,9 @@ def test_hot_word_weight_is_signed_and_grows_with_its_size() -> None:
     assert hotwords.weight_in("调查详细的經緯", both) == 2.0  # Traditional counts as Simplified
 
 
+ALIKES = ("经纬", "近卫", "敬畏", "精卫", "禁卫", "泾渭", "惊喂", "井卫", "径为", "静谓")
+
+
 def test_suppressed_phrase_gets_sound_alike_alternatives_in_context() -> None:
     """A negative weight adds readings with the phrase replaced (chosen by the rewriter with the rest of the
     text kept); it never removes the phrase from the text itself."""
@@ -192,16 +195,11 @@ def test_suppressed_phrase_gets_sound_alike_alternatives_in_context() -> None:
 
     def rewrite(text: str, keep: tuple[str, ...]) -> list[str]:
         seen.append((text, keep))
-        return [text.replace("警卫", alike) for alike in ("经纬", "近卫", "敬畏", "精卫", "禁卫", "泾渭")]
+        return [text.replace("警卫", alike) for alike in ALIKES]
 
     bias = hotwords.plan((HotWord(text="警卫", weight=-5),), ())
     found = hotwords.alternatives("我们在调查2个警卫的事", bias, rewrite)
-    assert found == [
-        "我们在调查2个经纬的事",
-        "我们在调查2个近卫的事",
-        "我们在调查2个敬畏的事",
-        "我们在调查2个精卫的事",
-    ]
+    assert found == [f"我们在调查2个{alike}的事" for alike in ALIKES[: hotwords.STEER_ALIKES]]
     assert seen == [("我们在调查2个警卫的事", ("我们在调查", "个", "的事"))]  # only the phrase may change
     assert hotwords.alternatives("今天天气很好", bias, rewrite) == []
     assert hotwords.correct("我们在调查2个警卫的事", bias) == "我们在调查2个警卫的事"

@@ -177,7 +177,7 @@ def correct(text: str, bias: BiasPlan) -> str:
     return text
 
 
-STEER_ALIKES = 4  # sound-alike readings tried in place of each suppressed phrase
+STEER_ALIKES = 8  # sound-alike readings tried in place of each suppressed phrase (SecondPass.pool)
 
 
 def weight_in(text: str, bias: BiasPlan) -> float:

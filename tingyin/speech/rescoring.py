@@ -272,12 +272,21 @@ class SecondPass:
             for rewrite in self.proposer.rewrites(text, limit=rewrites, keep=keep):
                 estimate = estimated_logprob(candidate.logprob, text, rewrite)
                 add(Hypothesis(tokenizer.encode(rewrite), rewrite, estimate))
-        if bias.suppressed:
-            for candidate in list(pool):
-                text = textnorm.to_simplified(textnorm.clean(candidate.text))
-                for variant in hotwords.alternatives(text, bias, self._rewrite_keeping):
-                    estimate = estimated_logprob(candidate.logprob, text, variant)
-                    add(Hypothesis(tokenizer.encode(variant), variant, estimate))
+        # A suppressed phrase's sound-alikes are proposed once, in the context of the best candidate that
+        # holds it: the other candidates differ elsewhere, and proposing in each of their contexts (4
+        # readings × 4 candidates, every one scored teacher-forced since hot words are in play) cost more
+        # than proposing ``STEER_ALIKES`` readings in one, which finds the reading that fits where the
+        # trigram ranks it low (长假 → 涨价: its 7th sound-alike in 开发商…选择了长假).
+        steered: set[str] = set()
+        for candidate in list(pool):
+            text = textnorm.to_simplified(textnorm.clean(candidate.text))
+            held = tuple(w for w in bias.suppressed if w.text in text and w.text not in steered)
+            if not held:
+                continue
+            steered.update(w.text for w in held)
+            for variant in hotwords.alternatives(text, bias._replace(suppressed=held), self._rewrite_keeping):
+                estimate = estimated_logprob(candidate.logprob, text, variant)
+                add(Hypothesis(tokenizer.encode(variant), variant, estimate))
         return pool
 
     @staticmethod
