@@ -185,6 +185,15 @@ def test_long_headerless_pcm_is_read_in_blocks() -> None:
     whole = np.frombuffer(raw[:-1], dtype="<i2").astype(np.float32).reshape(-1, 2).T / 32768.0
     assert np.array_equal(decoded.samples, _one_shot(whole, 44100))
 
+    class Trickling(io.BytesIO):
+        """A stream whose reads stop short, inside a sample (as a raw or network stream may)."""
+
+        def read(self, size: int | None = -1) -> bytes:
+            return super().read(min(size if size is not None and size >= 0 else 1 << 30, 1001))
+
+    trickled = audio.decode(Trickling(raw), format="pcm", pcm_rate=44100, pcm_channels=2)
+    assert np.array_equal(trickled.samples, decoded.samples)
+
 
 def test_a_long_recording_is_never_held_at_its_source_rate(tmp_path: Path) -> None:
     """Two minutes of 48 kHz stereo are 46 MB of float32 at the source rate and 7.7 MB as 16 kHz mono:

@@ -379,16 +379,18 @@ PCM_BLOCK_SAMPLES = 1 << 18  # per channel, per read of headerless PCM (0.5-1 Mi
 
 
 def _read_pcm(stream: BinaryIO, channels: int, bits: int, collected: _Collected) -> None:
-    """Headerless PCM read in blocks into ``collected``; an incomplete last sample is dropped."""
-    block_bytes = PCM_BLOCK_SAMPLES * channels * (bits // 8)
-    while block := stream.read(block_bytes):
-        if len(block) < block_bytes:  # the last block: whatever whole samples it holds
-            whole = len(block) - len(block) % (channels * (bits // 8))
-            if whole == 0:
-                break
-            block = block[:whole]
-        samples = _pcm_to_float(block, channels, bits)
-        collected.add(samples if samples.ndim == 2 else samples[np.newaxis])
+    """Headerless PCM read in blocks into ``collected``. A read may end inside a sample (a stream may
+    return fewer bytes than asked before its end): those bytes lead the next block; an incomplete
+    last sample is dropped."""
+    sample_bytes = channels * (bits // 8)
+    pending = b""
+    while block := stream.read(PCM_BLOCK_SAMPLES * sample_bytes):
+        data = pending + block if pending else block
+        whole = len(data) - len(data) % sample_bytes
+        pending = data[whole:]
+        if whole:
+            samples = _pcm_to_float(data[:whole], channels, bits)
+            collected.add(samples if samples.ndim == 2 else samples[np.newaxis])
     if not collected.source_samples:
         raise EmptyAudio("pcm data holds no complete sample")
 
