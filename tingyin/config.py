@@ -64,6 +64,10 @@ class Settings(BaseSettings):
     asr_accuracy: Literal["default", "accurate"] = "default"
     compute_type: str = "int8"
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    # A second copy of each loaded Whisper model on all the threads, for requests whose chunks make one
+    # batch (a short clip) while nothing else runs (speech/whisper.py): +89 MB for whisper-base; turn it
+    # off to save the memory of a large model.
+    asr_lone_request_copy: bool = True
     token_ttl_seconds: int = 30 * 24 * 3600
     # Synchronous inference (Baidu, native recognize, EasyDL, SAMI): at most this many run at once, this many
     # more wait, each for at most this long; beyond that a request is answered "busy" at once.

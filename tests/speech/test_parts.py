@@ -635,6 +635,32 @@ def test_compute_slots_let_calls_share_the_cores_and_exclusive_work_wait() -> No
         pass
 
 
+def test_every_slot_if_free_takes_them_all_or_none_without_waiting() -> None:
+    slots = ComputeSlots(2)
+    with slots.every_slot_if_free() as alone:  # nothing runs: every slot
+        assert alone and slots.held_by_one()
+        got_one = threading.Event()
+
+        def call() -> None:
+            with slots.slot():
+                got_one.set()
+
+        caller = threading.Thread(target=call)
+        caller.start()
+        assert not got_one.wait(0.2)  # a call waits while they are held
+    caller.join(timeout=10)
+    assert got_one.is_set() and not slots.held_by_one()
+    # A call runs: none, at once, and the free slot stays free.
+    with slots.slot(), slots.every_slot_if_free() as alone:
+        assert not alone and not slots.held_by_one()
+        with slots.slot():
+            pass
+    with slots.every_slot(), slots.every_slot_if_free() as alone:  # another holds them all
+        assert not alone
+    with slots.every_slot_if_free() as alone:  # and all of them came back
+        assert alone
+
+
 def test_vad_frames_are_cut_per_call_as_the_whole_recording_framed_them() -> None:
     """Each VAD call's rows (512 samples led by the previous frame's last 64) are those a framing of the
     whole recording gives, across call boundaries and the zero-padded last frame."""

@@ -400,3 +400,36 @@ def test_batches_are_decoded_two_at_once_and_come_out_in_order(
         assert inside and all(u.text for u in inside), span
         offset += len(piece) + len(pause)
     assert "房地产" in transcript.text and "disappeared" in transcript.text.lower()
+
+
+class _CallsSeen:
+    """The CTranslate2 model as it is, with the names of the calls made on it."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        self.calls.append(name)
+        return getattr(self.model, name)
+
+
+def test_a_lone_request_runs_on_every_thread_while_no_other_call_runs(
+    recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    runner = recognizer.runner
+    whole_machine = _CallsSeen(runner._whole_machine)
+    monkeypatch.setattr(runner, "_whole_machine", whole_machine)
+    clip = _clip("BAC009S0252W0131")  # 5.4 s: one chunk, one batch
+    alone = recognizer.transcribe(clip, DecodeOptions(language="zh"))
+    assert {"encode", "generate", "align"} <= set(whole_machine.calls)
+    whole_machine.calls.clear()
+    with runner.slots.slot():  # another call runs throughout: the request keeps to one worker
+        beside = recognizer.transcribe(clip, DecodeOptions(language="zh"))
+    assert whole_machine.calls == []
+    assert _cer("金融系统似乎也在加大对房地产的投资力度", beside.text) <= 0.15
+    assert _cer(alone.text, beside.text) <= 0.1
+    # A request of several batches keeps its batches on the workers side by side, never on the copy.
+    pause = np.zeros(16000 * 2, dtype=np.float32)
+    recognizer.transcribe(np.concatenate([clip, pause, clip]), DecodeOptions(language="zh", batch_size=1))
+    assert whole_machine.calls == []

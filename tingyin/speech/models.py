@@ -93,6 +93,7 @@ class SpeechModels:
                 vad_model=self.store.path("silero-vad") / "model.onnx",
                 compute_type=settings.compute_type,
                 cpu_threads=settings.cpu_threads,
+                lone_request_copy=settings.asr_lone_request_copy,
                 language_model=_language_model(settings),  # type: ignore[arg-type]
                 neural_lm=_neural_lm(settings, self.store),
                 default_accuracy=settings.asr_accuracy,

@@ -12,6 +12,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -142,17 +143,23 @@ class Recognizer:
         vad_model: Path,
         compute_type: str = "int8",
         cpu_threads: int = 2,
+        lone_request_copy: bool = True,
         language_model: ZhLanguageModel | None = None,
         neural_lm: NeuralLanguageModel | None = None,
         default_accuracy: Accuracy = "default",
     ) -> Recognizer:
         """A recognizer on a CTranslate2 Whisper directory, with Silero VAD, an optional Mandarin
         language model (without one, Mandarin n-best lists are re-ranked by a unigram lexicon) and the
-        accurate mode's neural language model (``neural_lm``, loaded on first use)."""
+        accurate mode's neural language model (``neural_lm``, loaded on first use). ``lone_request_copy``:
+        also a copy of the model on all ``cpu_threads`` for short requests (``WhisperModelRunner.load``)."""
         if cpu_threads < 1:
             raise InvalidRequest("cpu_threads must be at least 1")
         runner = WhisperModelRunner.load(
-            model_dir, name=name, compute_type=compute_type, cpu_threads=cpu_threads
+            model_dir,
+            name=name,
+            compute_type=compute_type,
+            cpu_threads=cpu_threads,
+            lone_request_copy=lone_request_copy,
         )
         return cls(
             runner,
@@ -309,6 +316,7 @@ class Recognizer:
         # Batches are decoded as many at once as the model runs calls at once (CONCURRENT_CALLS), in order,
         # while the stretches already decoded are turned into utterances here.
         stretch = options.batch_size * BATCHES_PER_STRETCH
+        lone = len(chunks) <= options.batch_size  # one batch: its calls cannot run side by side
         pool = ThreadPoolExecutor(self.runner.workers, thread_name_prefix="decode")
         try:
             planned = []
@@ -320,7 +328,9 @@ class Recognizer:
                     for b in range(0, len(by_length), options.batch_size)
                 ]
                 decoding = [
-                    pool.submit(self._decode_batch, samples, batch, language, bias, options, speech, deadline)
+                    pool.submit(
+                        self._decode_batch, samples, batch, language, bias, options, speech, deadline, lone
+                    )
                     for batch in batches
                 ]
                 planned.append((window, batches, decoding))
@@ -352,11 +362,13 @@ class Recognizer:
         options: DecodeOptions,
         speech: SpeechMap,
         deadline: float | None,
+        lone: bool,
     ) -> list[DecodedChunk]:
         if deadline is not None and time.monotonic() > deadline:
             raise RecognitionTimeout("recognition ran past its deadline", stage="recognize")
         try:
-            return self.decoder.decode(samples, batch, language, bias, options, speech)
+            with self.runner.lone_request() if lone else nullcontext():
+                return self.decoder.decode(samples, batch, language, bias, options, speech)
         except (RuntimeError, ValueError) as exc:
             raise EngineError(f"speech decoding failed: {exc}") from exc
 

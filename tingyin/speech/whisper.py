@@ -33,8 +33,10 @@ TEXT_POSITIONS = 448  # Whisper's decoder context: prompt and generated tokens t
 # two single-threaded workers decoding two batches at once transcribed the 601 s benchmark recording in
 # 15.6-16.0 s against 18.2-18.5 s for one worker on two threads (the same text): CTranslate2's threads wait
 # for each other at every small step of the decoder, and one batch's Python work (the second pass) leaves
-# a core to the other batch's model calls. The price: a lone 5 s clip gets one thread (latency p50 through
-# the Baidu API 0.22 s -> 0.29 s).
+# a core to the other batch's model calls. A request whose chunks make one batch cannot use two workers: its
+# calls run one after another. They go to a copy of the model on every thread when no other call runs
+# (``WhisperModelRunner.lone_request``): a 5 s clip's p50 through the Baidu API was 0.29 s on one thread
+# against 0.22 s on two (Intel, AMX); on the AMD box of 2026-11-29 0.48 s against 0.3x s.
 CONCURRENT_CALLS = 2
 
 
@@ -60,7 +62,7 @@ class Generated(NamedTuple):
 class ComputeSlots:
     """At most ``size`` model calls at once (as many as the model has CTranslate2 workers, so the cores are
     never oversubscribed); ``every_slot()`` waits until no call runs and keeps them all, for work that must
-    have every core to itself."""
+    have every core to itself; ``every_slot_if_free()`` takes them all only if none is taken now."""
 
     def __init__(self, size: int) -> None:
         self.size = size
@@ -86,18 +88,50 @@ class ComputeSlots:
                 for _ in range(self.size):
                     self._free.release()
 
+    @contextmanager
+    def every_slot_if_free(self) -> Iterator[bool]:
+        """Every slot kept for the block (True) if no call runs and nobody claims them all now; otherwise
+        none (False), without waiting."""
+        taken = 0
+        claimed = self._claiming_all.acquire(blocking=False)
+        try:
+            if claimed:
+                while taken < self.size and self._free.acquire(blocking=False):
+                    taken += 1
+                if taken < self.size:  # a call runs: give back what was taken, use no slot
+                    for _ in range(taken):
+                        self._free.release()
+                    taken = 0
+            if taken:
+                self._held_by_one = True
+            yield taken > 0
+        finally:
+            if taken:
+                self._held_by_one = False
+                for _ in range(taken):
+                    self._free.release()
+            if claimed:
+                self._claiming_all.release()
+
     def held_by_one(self) -> bool:
         """Whether some work holds every slot now."""
         return self._held_by_one
 
 
 class WhisperModelRunner:
-    """A faster-whisper ``WhisperModel`` whose calls take a compute slot, and per-model caches."""
+    """A faster-whisper ``WhisperModel`` whose calls take a compute slot, and per-model caches.
 
-    def __init__(self, model: WhisperModel, name: str, *, workers: int = 1) -> None:
+    ``whole_machine`` is an optional second copy of the CTranslate2 model on every thread, for the calls of a
+    lone request (``lone_request``) while no other call runs."""
+
+    def __init__(
+        self, model: WhisperModel, name: str, *, workers: int = 1, whole_machine: Any | None = None
+    ) -> None:
         self.model = model
         self.name = name
         self.slots = ComputeSlots(workers)
+        self._whole_machine = whole_machine
+        self._requests = threading.local()  # per decoding thread: whether its request is a lone one
         self._tokenizers: dict[tuple[str, str], Tokenizer] = {}
         self._traditional: list[int] | None = None
         self._cache_lock = threading.Lock()
@@ -108,9 +142,12 @@ class WhisperModelRunner:
         return self.slots.size
 
     @classmethod
-    def load(cls, path: Path, *, name: str, compute_type: str, cpu_threads: int) -> WhisperModelRunner:
+    def load(
+        cls, path: Path, *, name: str, compute_type: str, cpu_threads: int, lone_request_copy: bool = True
+    ) -> WhisperModelRunner:
         """The model on ``cpu_threads`` threads: ``CONCURRENT_CALLS`` workers sharing them (one worker when
-        there is one thread)."""
+        there is one thread), and with ``lone_request_copy`` a copy on all of them for lone requests."""
+        import ctranslate2
         from faster_whisper import WhisperModel
 
         workers = CONCURRENT_CALLS if cpu_threads >= CONCURRENT_CALLS else 1
@@ -123,7 +160,14 @@ class WhisperModelRunner:
                 num_workers=workers,
             )
         )
-        return cls(model, name, workers=workers)
+        whole_machine = None
+        if workers > 1 and lone_request_copy:
+            whole_machine = built_in_passing_thread(
+                lambda: ctranslate2.models.Whisper(
+                    str(path), device="cpu", compute_type=compute_type, intra_threads=cpu_threads
+                )
+            )
+        return cls(model, name, workers=workers, whole_machine=whole_machine)
 
     # ------------------------------------------------------------------------------------ vocabulary
 
@@ -176,6 +220,28 @@ class WhisperModelRunner:
 
     # ---------------------------------------------------------------------------------- model calls
 
+    @contextmanager
+    def lone_request(self) -> Iterator[None]:
+        """The model calls this thread makes in the block are those of a request that cannot use the
+        workers side by side (its chunks are one batch): each runs on the copy on every thread when no
+        other call runs at that moment, on one worker otherwise."""
+        self._requests.lone = True
+        try:
+            yield
+        finally:
+            self._requests.lone = False
+
+    @contextmanager
+    def _call(self) -> Iterator[Any]:
+        """The CTranslate2 model for one call, its slots held for the block."""
+        if self._whole_machine is not None and getattr(self._requests, "lone", False):
+            with self.slots.every_slot_if_free() as alone:
+                if alone:
+                    yield self._whole_machine
+                    return
+        with self.slots.slot():
+            yield self.model.model
+
     @property
     def mel_bins(self) -> int:
         return int(self.model.feature_extractor.mel_filters.shape[0])
@@ -197,13 +263,9 @@ class WhisperModelRunner:
         CTranslate2's encoder costs more per item in a batch."""
         import ctranslate2
 
-        with self.slots.slot():
+        with self._call() as model:
             parts = [
-                np.asarray(
-                    self.model.model.encode(
-                        ctranslate2.StorageView.from_array(features[i : i + 1]), to_cpu=True
-                    )
-                )
+                np.asarray(model.encode(ctranslate2.StorageView.from_array(features[i : i + 1]), to_cpu=True))
                 for i in range(features.shape[0])
             ]
         return np.ascontiguousarray(np.concatenate(parts))
@@ -218,8 +280,8 @@ class WhisperModelRunner:
         """Per batch item: every language with its probability, best first (renormalised over ``allowed``)."""
         import ctranslate2
 
-        with self.slots.slot():
-            results = self.model.model.detect_language(ctranslate2.StorageView.from_array(encoded))
+        with self._call() as model:
+            results = model.detect_language(ctranslate2.StorageView.from_array(encoded))
         rankings = []
         for ranking in results:
             options = [(token[2:-2], float(prob)) for token, prob in ranking]
@@ -249,8 +311,8 @@ class WhisperModelRunner:
         search: dict[str, Any] = {"beam_size": beam_size}
         if temperature > 0:
             search = {"beam_size": 1, "sampling_topk": 0, "sampling_temperature": temperature}
-        with self.slots.slot():
-            results = self.model.model.generate(
+        with self._call() as model:
+            results = model.generate(
                 ctranslate2.StorageView.from_array(encoded),
                 prompts,
                 num_hypotheses=beam_size,
@@ -287,8 +349,8 @@ class WhisperModelRunner:
 
         total, generated = _lengths(max_tokens, len(prompt))
         limit = min(max_tokens, generated)
-        with self.slots.slot():
-            result = self.model.model.generate(
+        with self._call() as model:
+            result = model.generate(
                 ctranslate2.StorageView.from_array(encoded),
                 [prompt],
                 beam_size=1,
@@ -311,9 +373,9 @@ class WhisperModelRunner:
         """Cross-attention alignments (and per-token probabilities) of ``token_lists`` against the audio."""
         import ctranslate2
 
-        with self.slots.slot():
+        with self._call() as model:
             return list(
-                self.model.model.align(
+                model.align(
                     ctranslate2.StorageView.from_array(np.ascontiguousarray(encoded)),
                     start_sequence,
                     token_lists,
