@@ -424,8 +424,12 @@ def test_a_lone_request_runs_on_every_thread_while_no_other_call_runs(
     alone = recognizer.transcribe(clip, DecodeOptions(language="zh"))
     assert {"encode", "generate", "align"} <= set(whole_machine.calls)
     whole_machine.calls.clear()
+    assert recognizer.detect_language(clip)[0] == "zh"  # one window: a lone request too
+    assert whole_machine.calls == ["encode", "detect_language"]
+    whole_machine.calls.clear()
     with runner.slots.slot():  # another call runs throughout: the request keeps to one worker
         beside = recognizer.transcribe(clip, DecodeOptions(language="zh"))
+        assert beside.language == recognizer.detect_language(clip)[0] == "zh"
     assert whole_machine.calls == []
     assert _cer("金融系统似乎也在加大对房地产的投资力度", beside.text) <= 0.15
     assert _cer(alone.text, beside.text) <= 0.1

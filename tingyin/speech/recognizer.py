@@ -284,7 +284,8 @@ class Recognizer:
             middle = max(0, (len(samples) - window) // 2)
             clip = samples[middle : middle + window]
         features = self.runner.features(clip, [Chunk(0, len(clip), [(0, len(clip))])], FULL_WINDOW_FRAMES)
-        ranking = self.runner.language_rankings(self.runner.encode(features))[0]
+        with self.runner.lone_request():
+            ranking = self.runner.language_rankings(self.runner.encode(features))[0]
         language, probability = ranking[0]
         return language, probability, ranking
 
