@@ -36,7 +36,8 @@ TEXT_POSITIONS = 448  # Whisper's decoder context: prompt and generated tokens t
 # a core to the other batch's model calls. A request whose chunks make one batch cannot use two workers: its
 # calls run one after another. They go to a copy of the model on every thread when no other call runs
 # (``WhisperModelRunner.lone_request``): a 5 s clip's p50 through the Baidu API was 0.29 s on one thread
-# against 0.22 s on two (Intel, AMX); on the AMD box of 2026-11-29 0.48 s against 0.3x s.
+# against 0.22 s on two (Intel, AMX); on the AMD box of 2026-11-29 0.48 s on one thread, 0.34 s with the
+# copy, and the 601 s recording as fast as before (docs/speech.md).
 CONCURRENT_CALLS = 2
 
 
