@@ -4,6 +4,7 @@ plus the VAD, the speaker encoder and assigning ASR words to speakers."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -11,10 +12,11 @@ import pytest
 from tingyin.audio import decode
 from tingyin.errors import InvalidRequest
 from tingyin.eval.diarization import diarization_error
+from tingyin.models import get_manager
 from tingyin.speech.diarization import SpeakerTurn, assign_speakers, diarize
-from tingyin.speech.speaker_embedding import cosine_similarity, speaker_embedding
+from tingyin.speech.speaker_embedding import SpeakerEncoder, cosine_similarity, speaker_embedding
 from tingyin.speech.types import Utterance, Word
-from tingyin.speech.vad import speech_probabilities, speech_regions
+from tingyin.speech.vad import SileroVad, speech_probabilities, speech_regions
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures" / "diarization"
 SPEAKER_A = ["BAC009S0150W0191", "BAC009S0150W0158", "BAC009S0150W0209"]
@@ -81,6 +83,44 @@ def test_the_recognisers_speech_map_stands_in_for_the_vad(
     assert diarize(audio, RATE, speech_probabilities=given) == diarize(audio, RATE)
     # Other scores give other regions: the given ones are what it uses.
     assert diarize(audio, RATE, speech_probabilities=np.zeros_like(given)) == []
+
+
+def test_the_shared_models_count_as_in_use_while_a_diarization_uses_them(
+    home: Path,
+    conversation: tuple[np.ndarray, list[tuple[float, float, str]]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The model manager drops only models nobody uses: the VAD and the speaker encoder are held for as
+    long as a diarization works with them (a long recording's outlasts the idle TTL), not only while it
+    looks them up."""
+    manager = get_manager()
+    users: dict[str, list[int]] = {"vad": [], "features": [], "windows": []}
+    probabilities, features, embed_windows = (
+        SileroVad.probabilities,
+        SpeakerEncoder.features,
+        SpeakerEncoder.embed_windows,
+    )
+
+    def probabilities_seen(vad: SileroVad, *args: Any) -> Any:
+        users["vad"].append(manager.users("vad:silero"))
+        return probabilities(vad, *args)
+
+    def features_seen(encoder: SpeakerEncoder, *args: Any) -> Any:
+        users["features"].append(manager.users("speaker:dvector"))
+        return features(encoder, *args)
+
+    def embed_windows_seen(encoder: SpeakerEncoder, *args: Any) -> Any:
+        users["windows"].append(manager.users("speaker:dvector"))
+        return embed_windows(encoder, *args)
+
+    monkeypatch.setattr(SileroVad, "probabilities", probabilities_seen)
+    monkeypatch.setattr(SpeakerEncoder, "features", features_seen)
+    monkeypatch.setattr(SpeakerEncoder, "embed_windows", embed_windows_seen)
+    audio, _ = conversation
+    assert {turn.speaker for turn in diarize(audio, RATE)} == {1, 2}
+    assert users["vad"] == [1] and users["features"] == [1]
+    assert users["windows"] and set(users["windows"]) == {1}
+    assert manager.users("vad:silero") == manager.users("speaker:dvector") == 0  # given back
 
 
 def test_one_speaker_gets_one_speaker(home: Path, clips: dict[str, np.ndarray]) -> None:

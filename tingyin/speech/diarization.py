@@ -23,8 +23,8 @@ from tingyin.speech.speaker_embedding import (
     SAMPLE_RATE,
     WINDOW_FRAMES,
     SpeakerEncoder,
-    get_speaker_encoder,
     l2_normalise,
+    speaker_encoder,
 )
 from tingyin.speech.types import Utterance, Word
 from tingyin.speech.vad import FRAME_SAMPLES, regions_from_probabilities
@@ -265,16 +265,16 @@ def diarize(
         pad_ms=config.vad_pad_ms,
         frame_ms=FRAME_SAMPLES * 1000 / SAMPLE_RATE,
     )
-    encoder = get_speaker_encoder()
-    features = encoder.features(audio)
-    features += _level_offset(audio, vad_ms, config.speech_rms)
-    frame_count = features.shape[0]
-    # Feature frame i starts at sample i*160; map VAD milliseconds onto frames.
-    regions = [(max(0, round(s / FRAME_MS)), min(frame_count, round(e / FRAME_MS))) for s, e in vad_ms]
-    regions = [(s, e) for s, e in regions if e > s]
-    if not regions:
-        return []
-    windows = _speech_windows(encoder, features, regions, config.window_stride_frames)
+    with speaker_encoder() as encoder:
+        features = encoder.features(audio)
+        features += _level_offset(audio, vad_ms, config.speech_rms)
+        frame_count = features.shape[0]
+        # Feature frame i starts at sample i*160; map VAD milliseconds onto frames.
+        regions = [(max(0, round(s / FRAME_MS)), min(frame_count, round(e / FRAME_MS))) for s, e in vad_ms]
+        regions = [(s, e) for s, e in regions if e > s]
+        if not regions:
+            return []
+        windows = _speech_windows(encoder, features, regions, config.window_stride_frames)
     # Long recordings get longer segments so that clustering (quadratic in segments) stays bounded.
     speech_frames = sum(end - start for start, end in regions)
     step = max(config.segment_step_frames, -(-speech_frames // _MAX_SEGMENTS))

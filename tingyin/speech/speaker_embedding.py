@@ -9,6 +9,9 @@ the mean of the L2-normalised window embeddings, normalised again.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import numpy as np
 
 from tingyin.errors import InvalidRequest
@@ -109,11 +112,14 @@ def _load_encoder() -> SpeakerEncoder:
     )
 
 
-def get_speaker_encoder() -> SpeakerEncoder:
-    """The shared encoder (loaded once through the model manager, unloaded when idle)."""
+@contextmanager
+def speaker_encoder() -> Iterator[SpeakerEncoder]:
+    """The shared encoder (loaded once through the model manager), counted in use for the ``with`` block:
+    the manager unloads it only when idle, never under a diarization that outlasts its idle TTL."""
     from tingyin.models import get_manager
 
-    return get_manager().get("speaker:dvector", _load_encoder)
+    with get_manager().use("speaker:dvector", _load_encoder) as encoder:
+        yield encoder
 
 
 def speaker_embedding(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.ndarray:
@@ -124,7 +130,8 @@ def speaker_embedding(audio: np.ndarray, sample_rate: int = SAMPLE_RATE) -> np.n
         from tingyin.audio import resample
 
         audio = resample(audio.astype(np.float32, copy=False), sample_rate, SAMPLE_RATE)
-    return get_speaker_encoder().embed(audio)
+    with speaker_encoder() as encoder:
+        return encoder.embed(audio)
 
 
 def cosine_similarity(first: np.ndarray, second: np.ndarray) -> float:

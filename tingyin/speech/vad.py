@@ -6,6 +6,8 @@ The model is loaded once through the model manager (``silero-vad``) and runs on 
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -64,11 +66,14 @@ def _load_vad() -> SileroVad:
     return SileroVad(str(model_path("silero-vad") / "model.onnx"))
 
 
-def get_vad() -> SileroVad:
-    """The shared VAD session (loaded on first use, unloaded when idle)."""
+@contextmanager
+def shared_vad() -> Iterator[SileroVad]:
+    """The shared VAD session (loaded on first use), counted in use for the ``with`` block: unloaded only
+    when idle, never under a long recording's scoring."""
     from tingyin.models import get_manager
 
-    return get_manager().get("vad:silero", _load_vad)
+    with get_manager().use("vad:silero", _load_vad) as vad:
+        yield vad
 
 
 def _to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -86,7 +91,8 @@ def _to_16k(audio: np.ndarray, sample_rate: int) -> np.ndarray:
 
 def speech_probabilities(audio: np.ndarray, sample_rate: int = 16000) -> np.ndarray:
     """Speech probability per 32 ms frame (512 samples at 16 kHz) of ``audio``."""
-    return get_vad().probabilities(_to_16k(audio, sample_rate))
+    with shared_vad() as vad:
+        return vad.probabilities(_to_16k(audio, sample_rate))
 
 
 def regions_from_probabilities(
