@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 from tingyin.audio import decode, encode_wav
+from tingyin.models import get_manager
 from tingyin.sound.classifier import UNKNOWN, TrainedClassifier
-from tingyin.sound.embeddings import get_embedder
+from tingyin.sound.embeddings import SoundEmbedder, get_embedder
 from tingyin.sound.evaluation import SMALL_CLASS_CAUTION_ZH
 from tingyin.sound.features import CANDIDATES, DEFAULT_FEATURES, FeatureSpec, superset, whisper_columns
 from tingyin.sound.training import (
@@ -176,6 +178,29 @@ def test_cancel_raises_typed_error(cache_dir: Path) -> None:
             cache_dir=cache_dir,
             config=FIXED,
         )
+
+
+def test_the_shared_embedder_counts_as_in_use_through_the_embedding_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A training's embedding pass holds the shared embedder (the model manager drops only models nobody
+    uses, and a long pass outlasts the idle TTL), and gives it back at the end."""
+    manager = get_manager()
+    users: list[int] = []
+    embed_batch = SoundEmbedder.embed_batch
+
+    def embed_batch_seen(embedder: SoundEmbedder, *args: Any) -> Any:
+        users.append(sum(manager.users(key) for key in manager.loaded() if key.startswith("sound-embedder:")))
+        return embed_batch(embedder, *args)
+
+    monkeypatch.setattr(SoundEmbedder, "embed_batch", embed_batch_seen)
+    train_classifier(
+        fixture_clips(CLASSES[:2]),
+        cache_dir=tmp_path,  # nothing cached: every clip is embedded
+        config=TrainingConfig(candidates=(DEFAULT_FEATURES,), augment=False),
+    )
+    assert users and set(users) == {1}
+    assert all(manager.users(key) == 0 for key in manager.loaded())
 
 
 def test_fewer_than_two_classes_is_refused(cache_dir: Path) -> None:

@@ -13,7 +13,8 @@ MSD alone, at half the cost of the concatenation. Other combinations stay loadab
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -93,10 +94,19 @@ class MusicEmbedder:
         return out
 
 
-def get_music_embedder(name: str = DEFAULT_MUSIC_EMBEDDER) -> MusicEmbedder:
-    """The shared music embedder called ``name`` (its musicnn sessions are shared by the model manager)."""
+@contextmanager
+def music_embedder_in_use(name: str = DEFAULT_MUSIC_EMBEDDER) -> Iterator[MusicEmbedder]:
+    """The shared music embedder called ``name`` (its musicnn sessions are shared by the model manager),
+    counted in use for the block: a training's embedding pass outlasts the idle TTL."""
     models = models_of(name)
-    return get_manager().get(f"music-embedder:{name}", lambda: MusicEmbedder(models))
+    with get_manager().use(f"music-embedder:{name}", lambda: MusicEmbedder(models)) as embedder:
+        yield embedder
+
+
+def get_music_embedder(name: str = DEFAULT_MUSIC_EMBEDDER) -> MusicEmbedder:
+    """The shared music embedder for a short call; ``music_embedder_in_use`` for longer."""
+    with music_embedder_in_use(name) as embedder:
+        return embedder
 
 
 def _dft_kernels() -> np.ndarray:

@@ -15,7 +15,8 @@ import re
 import tempfile
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Protocol
 
@@ -127,10 +128,19 @@ class SoundEmbedder:
         return out
 
 
-def get_embedder(spec: EmbedderSpec = DEFAULT_SPEC, *, quantized: bool = True) -> SoundEmbedder:
-    """The shared embedder (loaded once, unloaded when idle by the model manager)."""
+@contextmanager
+def embedder_in_use(spec: EmbedderSpec = DEFAULT_SPEC, *, quantized: bool = True) -> Iterator[SoundEmbedder]:
+    """The shared embedder (loaded once by the model manager), counted in use for the block: a training's
+    embedding pass outlasts the idle TTL, and the manager must not drop (and reload) it meanwhile."""
     key = f"sound-embedder:{spec.key}:{'int8' if quantized else 'fp32'}"
-    return get_manager().get(key, lambda: SoundEmbedder(spec, quantized=quantized))
+    with get_manager().use(key, lambda: SoundEmbedder(spec, quantized=quantized)) as embedder:
+        yield embedder
+
+
+def get_embedder(spec: EmbedderSpec = DEFAULT_SPEC, *, quantized: bool = True) -> SoundEmbedder:
+    """The shared embedder for a short call (one prediction, one batch); ``embedder_in_use`` for longer."""
+    with embedder_in_use(spec, quantized=quantized) as embedder:
+        return embedder
 
 
 class EmbeddingCache:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import re
 import zipfile
+from contextlib import ExitStack
 from pathlib import Path, PurePosixPath
 from typing import Any, NamedTuple
 
@@ -674,17 +675,18 @@ def training_job(ctx: JobContext) -> dict[str, Any]:
     init_from = _load_version(base_id) if base_id is not None else None
     embedder: Embedder | None = None  # sound_classification: features chosen per dataset
     config: TrainingConfig | None = None
+    store, files_owner = blob_store(), Owner.model_version(version_id)
+    held = ExitStack()  # the shared embedder, counted in use until the training is over
     if music:
-        from tingyin.music.embedder import get_music_embedder
+        from tingyin.music.embedder import music_embedder_in_use
 
-        embedder = get_music_embedder()
+        embedder = held.enter_context(music_embedder_in_use())
         # No audio-level variants for music: on held-out sections of five tracks they changed one window
         # in 50 (docs/music.md) at twice the embedding time.
         config = TrainingConfig(augment=False)
-    store, files_owner = blob_store(), Owner.model_version(version_id)
     try:
         # The clips are read where they are stored (a scratch copy of them when the store is remote).
-        with store.local_directory(Owner.dataset(dataset_id), [name for name, _, _ in chosen]) as clip_dir:
+        with held, store.local_directory(Owner.dataset(dataset_id), [n for n, _, _ in chosen]) as clip_dir:
             clips = [LabeledClip(clip_dir / name, label, digest) for name, label, digest in chosen]
             result = train_classifier(
                 clips,

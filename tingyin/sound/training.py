@@ -49,7 +49,7 @@ from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest
 from tingyin.sound.augment import random_audio_variant
 from tingyin.sound.classifier import OpenSet, TrainedClassifier, feature_spec_of, softmax
-from tingyin.sound.embeddings import Embedder, EmbeddingCache, embed_clips, get_embedder
+from tingyin.sound.embeddings import Embedder, EmbeddingCache, embed_clips, embedder_in_use
 from tingyin.sound.evaluation import EvaluationReport, evaluate_predictions
 from tingyin.sound.features import (
     CANDIDATES,
@@ -187,24 +187,26 @@ def _embed_candidates(
     step = 0
     full = superset(whisper_specs) if whisper_specs else None
     if full is not None:
-        parts["whisper"] = embed_clips(
-            clips,
-            embedder=get_embedder(full),
-            cache=cache,
-            progress=lambda f, m: progress(f / steps, m),
-            cancel=cancel,
-        )
+        with embedder_in_use(full) as embedder:
+            parts["whisper"] = embed_clips(
+                clips,
+                embedder=embedder,
+                cache=cache,
+                progress=lambda f, m: progress(f / steps, m),
+                cancel=cancel,
+            )
         step += 1
     for name in music_names:
-        from tingyin.music.embedder import get_music_embedder
+        from tingyin.music.embedder import music_embedder_in_use
 
-        parts[name] = embed_clips(
-            clips,
-            embedder=get_music_embedder(name),
-            cache=cache,
-            progress=_shifted(progress, step, steps),
-            cancel=cancel,
-        )
+        with music_embedder_in_use(name) as music_embedder:
+            parts[name] = embed_clips(
+                clips,
+                embedder=music_embedder,
+                cache=cache,
+                progress=_shifted(progress, step, steps),
+                cancel=cancel,
+            )
         step += 1
     out = {}
     for spec in specs:
