@@ -226,11 +226,12 @@ class WhisperModelRunner:
         """The model calls this thread makes in the block are those of a request that cannot use the
         workers side by side (its chunks are one batch): each runs on the copy on every thread when no
         other call runs at that moment, on one worker otherwise."""
+        outer = getattr(self._requests, "lone", False)  # a block inside another leaves it as it found it
         self._requests.lone = True
         try:
             yield
         finally:
-            self._requests.lone = False
+            self._requests.lone = outer
 
     @contextmanager
     def _call(self) -> Iterator[Any]:
