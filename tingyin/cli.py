@@ -251,12 +251,12 @@ def worker(
     SIGTERM or SIGINT: the running job goes back to the queue (within TINGYIN_SHUTDOWN_GRACE_S) and
     the worker exits 0."""
     from tingyin.api.middleware import configure_logging
-    from tingyin.config import get_settings
+    from tingyin.config import use_job_worker_defaults
     from tingyin.jobs.celery_app import QUEUE, celery_app
     from tingyin.metrics import MULTIPROC_ENV, prepare_multiprocess
     from tingyin.store.db import get_engine
 
-    settings = get_settings()
+    settings = use_job_worker_defaults()
     configure_logging(settings.log_level, settings.log_json)
     if settings.metrics_dir is not None or os.environ.get(MULTIPROC_ENV):
         # The embedded worker (it inherits the server's directory), or one the operator pointed at the

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     cpu_threads: int = Field(default_factory=lambda: max(1, os.cpu_count() or 1))
     # A second copy of each loaded Whisper model on all the threads, for requests whose chunks make one
     # batch (a short clip) while nothing else runs (speech/whisper.py): +89 MB for whisper-base; turn it
-    # off to save the memory of a large model.
+    # off to save the memory of a large model. Job workers leave it out unless set (use_job_worker_defaults).
     asr_lone_request_copy: bool = True
     token_ttl_seconds: int = 30 * 24 * 3600
     # Synchronous inference (Baidu, native recognize, EasyDL, SAMI): at most this many run at once, this many
@@ -202,6 +202,23 @@ def get_settings() -> Settings:
     settings = Settings()
     settings.ensure_dirs()
     return settings
+
+
+def use_job_worker_defaults() -> Settings:
+    """This process's settings as a job worker's (``tingyin worker``, also the one ``tingyin serve``
+    starts): without the lone-request copy of Whisper unless the operator set
+    ``TINGYIN_ASR_LONE_REQUEST_COPY`` (environment or .env). The copy cuts the latency of a short
+    synchronous request, which a worker never serves: its jobs are polled for, and a job's chunks
+    rarely make one batch. In a worker it would only hold the model's size again (+89 MB for
+    whisper-base)."""
+    settings = get_settings()
+    if "asr_lone_request_copy" in settings.model_fields_set:
+        return settings
+    # The environment, not an in-process override: every later ``get_settings()`` of this process
+    # (the recognizer is built inside a job, long after start-up) has to see it.
+    os.environ["TINGYIN_ASR_LONE_REQUEST_COPY"] = "false"
+    reset_settings()
+    return get_settings()
 
 
 def reset_settings() -> None:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from tests.conftest import FIXTURES, MODEL_CACHE
 
 
@@ -76,3 +78,26 @@ def test_tingyin_processes_keep_openblas_on_one_thread_unless_the_operator_says_
     if (os.cpu_count() or 1) > 1:
         assert blas_threads(through_cli=False) > 1  # what the CLI changes
         assert blas_threads(through_cli=True, setting="2") == 2
+
+
+def test_job_workers_leave_out_the_lone_request_copy_unless_the_operator_sets_it(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The copy only cuts the latency of short synchronous requests, which a worker never serves.
+    from tingyin.config import get_settings, reset_settings, use_job_worker_defaults
+
+    monkeypatch.chdir(tmp_path)  # no .env of the checkout's
+    monkeypatch.delenv("TINGYIN_ASR_LONE_REQUEST_COPY", raising=False)
+    assert get_settings().asr_lone_request_copy  # the server keeps it
+    assert not use_job_worker_defaults().asr_lone_request_copy
+    reset_settings()
+    assert not get_settings().asr_lone_request_copy  # the worker's later lookups (a job's recognizer)
+
+    for chosen in ("environment", ".env"):
+        monkeypatch.delenv("TINGYIN_ASR_LONE_REQUEST_COPY", raising=False)
+        if chosen == "environment":
+            monkeypatch.setenv("TINGYIN_ASR_LONE_REQUEST_COPY", "true")
+        else:
+            (tmp_path / ".env").write_text("TINGYIN_ASR_LONE_REQUEST_COPY=true\n")
+        reset_settings()
+        assert use_job_worker_defaults().asr_lone_request_copy, chosen
