@@ -437,3 +437,27 @@ def test_a_lone_request_runs_on_every_thread_while_no_other_call_runs(
     pause = np.zeros(16000 * 2, dtype=np.float32)
     recognizer.transcribe(np.concatenate([clip, pause, clip]), DecodeOptions(language="zh", batch_size=1))
     assert whole_machine.calls == []
+
+
+def test_the_loop_fallback_gives_the_same_text_every_time_and_never_repeats_three_tokens(
+    recognizer: Recognizer,
+) -> None:
+    # Called on a chunk that does not loop, so that no CPU's int8 kernels decide whether it runs: a beam
+    # search, not sampling at a temperature, so two requests for the same audio get the same text.
+    from tingyin.speech.chunking import Chunk
+    from tingyin.speech.decoding import LOOP_FREE_NGRAM
+
+    clip = _clip("BAC009S0252W0131")
+    options = DecodeOptions(language="zh")
+    decoder = recognizer.decoder
+    run = decoder.run_pass(
+        clip, [Chunk(0, len(clip), [(0, len(clip))])], "zh", hotwords.plan([], []), options, languages=["zh"]
+    )
+    first = decoder._break_loop(run, 0, options)
+    second = decoder._break_loop(run, 0, options)
+    assert first is not None and second is not None
+    assert (first.tokens, first.text) == (second.tokens, second.text)
+    n = LOOP_FREE_NGRAM
+    runs = [tuple(first.tokens[i : i + n]) for i in range(len(first.tokens) - n + 1)]
+    assert len(runs) == len(set(runs))
+    assert _cer("金融系统似乎也在加大对房地产的投资力度", first.text) <= 0.2

@@ -7,7 +7,8 @@
   Mandarin and English), so a mixed recording gets per-utterance languages.
 * A chunk whose first result looks wrong (a loop, a phrase read twice, much less text than speech, nothing at
   all, or the model's own doubt that it is speech) is decoded again with the full 30 s window; the better of
-  the two results stays. A loop that survives is re-sampled with rising temperature.
+  the two results stays. A loop that survives is decoded once more by a beam search that may not repeat
+  itself (``LOOP_FREE_NGRAM``).
 * Coverage: after alignment, speech (by the VAD's frame probabilities) that no character covers for longer
   than ``MIN_UNCOVERED_S`` — Whisper skipping a sentence of a chunk — is decoded as a chunk of its own and
   merged; so is a word said on its own before or after the text (speech set apart by pauses) that the
@@ -65,7 +66,7 @@ STRETCHED_UNIT_TAIL_S = 0.5  # where a stretched unit's own sound lies: the end 
 # (the alignment stretched the next sentence's first characters over it).
 SPARSE_REGION_S = 2.0
 SPARSE_UNITS_PER_S = 0.75
-LOOP_TEMPERATURES = (0.4, 0.8)
+LOOP_FREE_NGRAM = 3  # the loop fallback's beam may not write any 3 tokens twice
 ENGLISH_IN_MANDARIN = 0.9  # a chunk of a Mandarin request is decoded as English above this probability
 
 # Style prompts: the previous-text context that sets the script and punctuation Whisper writes in. Mandarin
@@ -359,7 +360,7 @@ class ChunkDecoder:
             hypothesis = run.chosen[k]
             temperature = run.generated[k].temperature
             if self._runaway(run, k):
-                hypothesis, temperature = self._resample(run, k, options) or (hypothesis, temperature)
+                hypothesis = self._break_loop(run, k, options) or hypothesis
             tokens, text = hypothesis.tokens, hypothesis.text
             if discarded(text, run.languages[k]) or i in doubted:
                 tokens, text = [], ""
@@ -413,24 +414,23 @@ class ChunkDecoder:
             return True
         return len(textnorm.strip_punctuation(new_text)) >= len(textnorm.strip_punctuation(old_text))
 
-    def _resample(self, run: Pass, k: int, options: DecodeOptions) -> tuple[Hypothesis, float] | None:
-        """Decode one looping chunk again with rising temperature; the first loop-free result wins (with
-        the temperature that gave it)."""
+    def _break_loop(self, run: Pass, k: int, options: DecodeOptions) -> Hypothesis | None:
+        """Decode one looping chunk again by a beam search that may not repeat any ``LOOP_FREE_NGRAM``
+        tokens; its result when it is complete and loop-free. Not sampling at a temperature: that gives
+        a different text on each request for the same audio, now and then a piece of the style prompt."""
         prompt = prompt_tokens(
             run.tokenizers[k], output_style(run.languages[k], run.languages[k], options), ""
         )
-        for temperature in LOOP_TEMPERATURES:
-            if temperature <= options.temperature:
-                continue  # the first pass already sampled this hot
-            samples = self.runner.sample(
-                run.encoded[k : k + 1],
-                prompt,
-                temperature=temperature,
-                max_tokens=max_tokens(run.chunks[k]),
-                tokenizer=run.tokenizers[k],
-            )
-            if samples and samples[0].complete and not guards.is_loop(samples[0].text):
-                return samples[0], temperature
+        found = self.runner.without_repeats(
+            run.encoded[k : k + 1],
+            prompt,
+            beam_size=options.beam_size,
+            ngram=LOOP_FREE_NGRAM,
+            max_tokens=max_tokens(run.chunks[k]),
+            tokenizer=run.tokenizers[k],
+        )
+        if found is not None and found.complete and not guards.is_loop(found.text):
+            return found
         return None
 
     def _align(

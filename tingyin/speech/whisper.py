@@ -337,33 +337,34 @@ class WhisperModelRunner:
             out.append(Generated(hypotheses, float(result.no_speech_prob), average, temperature, capped))
         return out
 
-    def sample(
+    def without_repeats(
         self,
         encoded: np.ndarray,
         prompt: list[int],
         *,
-        temperature: float,
+        beam_size: int,
+        ngram: int,
         max_tokens: int,
         tokenizer: Tokenizer,
-    ) -> list[Hypothesis]:
-        """Three sampled hypotheses of one chunk (the loop fallback), best average log-probability first."""
+    ) -> Hypothesis | None:
+        """Beam search over one chunk that may not write any ``ngram`` tokens twice (the loop fallback).
+        Unlike sampling at a temperature it is deterministic: the same audio gets the same text on every
+        request (CTranslate2 samples with a per-thread generator that no call can seed)."""
         import ctranslate2
 
         total, generated = _lengths(max_tokens, len(prompt))
-        limit = min(max_tokens, generated)
         with self._call() as model:
             result = model.generate(
                 ctranslate2.StorageView.from_array(encoded),
                 [prompt],
-                beam_size=1,
-                num_hypotheses=3,
-                sampling_topk=0,
-                sampling_temperature=temperature,
+                beam_size=beam_size,
+                no_repeat_ngram_size=ngram,
                 max_length=total,
                 return_scores=True,
             )[0]
-        ranked = sorted(zip(result.sequences_ids, result.scores, strict=True), key=lambda pair: -pair[1])
-        return [_hypothesis(sequence, score, limit, tokenizer) for sequence, score in ranked]
+        if not result.sequences_ids:
+            return None
+        return _hypothesis(result.sequences_ids[0], result.scores[0], min(max_tokens, generated), tokenizer)
 
     def align(
         self,
