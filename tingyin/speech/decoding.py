@@ -421,14 +421,16 @@ class ChunkDecoder:
         prompt = prompt_tokens(
             run.tokenizers[k], output_style(run.languages[k], run.languages[k], options), ""
         )
-        found = self.runner.without_repeats(
+        [result] = self.runner.generate(
             run.encoded[k : k + 1],
-            prompt,
+            [prompt],
             beam_size=options.beam_size,
-            ngram=LOOP_FREE_NGRAM,
-            max_tokens=max_tokens(run.chunks[k]),
-            tokenizer=run.tokenizers[k],
+            max_tokens=[max_tokens(run.chunks[k])],
+            suppress=[-1],
+            tokenizers=[run.tokenizers[k]],
+            no_repeat_ngram=LOOP_FREE_NGRAM,
         )
+        found = result.hypotheses[0] if result.hypotheses else None
         if found is not None and found.complete and not guards.is_loop(found.text):
             return found
         return None

@@ -304,9 +304,11 @@ class WhisperModelRunner:
         suppress: list[int],
         tokenizers: list[Tokenizer],
         temperature: float = 0.0,
+        no_repeat_ngram: int = 0,
     ) -> list[Generated]:
         """Beam search with ``num_hypotheses = beam_size`` (at ``temperature`` > 0: that many samples, best
-        first); prompts of one batch share one length."""
+        first); prompts of one batch share one length. ``no_repeat_ngram`` > 0: no hypothesis writes any
+        that many tokens twice (the loop fallback)."""
         import ctranslate2
 
         total, generated = _lengths(max(max_tokens), len(prompts[0]))
@@ -323,6 +325,7 @@ class WhisperModelRunner:
                 return_no_speech_prob=True,
                 suppress_blank=True,
                 suppress_tokens=suppress,
+                no_repeat_ngram_size=no_repeat_ngram,
                 **search,
             )
         out = []
@@ -336,35 +339,6 @@ class WhisperModelRunner:
             capped = bool(hypotheses) and not hypotheses[0].complete
             out.append(Generated(hypotheses, float(result.no_speech_prob), average, temperature, capped))
         return out
-
-    def without_repeats(
-        self,
-        encoded: np.ndarray,
-        prompt: list[int],
-        *,
-        beam_size: int,
-        ngram: int,
-        max_tokens: int,
-        tokenizer: Tokenizer,
-    ) -> Hypothesis | None:
-        """Beam search over one chunk that may not write any ``ngram`` tokens twice (the loop fallback).
-        Unlike sampling at a temperature it is deterministic: the same audio gets the same text on every
-        request (CTranslate2 samples with a per-thread generator that no call can seed)."""
-        import ctranslate2
-
-        total, generated = _lengths(max_tokens, len(prompt))
-        with self._call() as model:
-            result = model.generate(
-                ctranslate2.StorageView.from_array(encoded),
-                [prompt],
-                beam_size=beam_size,
-                no_repeat_ngram_size=ngram,
-                max_length=total,
-                return_scores=True,
-            )[0]
-        if not result.sequences_ids:
-            return None
-        return _hypothesis(result.sequences_ids[0], result.scores[0], min(max_tokens, generated), tokenizer)
 
     def align(
         self,
