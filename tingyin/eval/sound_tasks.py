@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import csv
 import shutil
-import struct
 import subprocess
 import tempfile
 import time
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from tingyin.audio import decode
+from tingyin.audio.midi import standard_midi_file
 from tingyin.errors import InvalidRequest
 
 SAMPLE_RATE = 16000
@@ -169,26 +169,15 @@ def _words_task(root: Path, rng: np.random.Generator) -> list[TaskClip]:
 # ---------------------------------------------------------------- fluidsynth
 
 
-def _varlen(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
 def midi_file(events: Sequence[tuple[float, bytes]], ticks_per_second: int = 1000) -> bytes:
     """A one-track Standard MIDI File of (time in seconds, raw channel message) events."""
-    track = bytearray(_varlen(0) + b"\xff\x51\x03" + (1_000_000).to_bytes(3, "big"))  # 1 s per quarter
-    now = 0
-    for when, message in sorted(events, key=lambda item: item[0]):
-        tick = round(when * ticks_per_second)
-        track += _varlen(tick - now) + message
-        now = tick
-    track += _varlen(0) + b"\xff\x2f\x00"
-    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, ticks_per_second)
-    return header + b"MTrk" + struct.pack(">I", len(track)) + bytes(track)
+    ordered = sorted(events, key=lambda item: item[0])
+    # One quarter note a second: a tick is then 1 / ticks_per_second s.
+    return standard_midi_file(
+        ((round(when * ticks_per_second), message) for when, message in ordered),
+        ticks_per_quarter=ticks_per_second,
+        microseconds_per_quarter=1_000_000,
+    )
 
 
 SMALL_ROOM = (

@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import shutil
-import struct
 import subprocess
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -31,6 +30,8 @@ from pathlib import Path
 from typing import Literal, cast
 
 import numpy as np
+
+from tingyin.audio.midi import standard_midi_file
 
 RATE = 16000
 SOUNDFONT_CANDIDATES = (
@@ -402,21 +403,12 @@ def arrange(
     return tracks
 
 
-def _varlen(value: int) -> bytes:
-    out = [value & 0x7F]
-    value >>= 7
-    while value:
-        out.append(0x80 | (value & 0x7F))
-        value >>= 7
-    return bytes(reversed(out))
-
-
 def midi_bytes(segments: Sequence[tuple[float, Sequence[Track]]]) -> bytes:
     """A Standard MIDI File (format 0, 120 bpm: one quarter = 0.5 s) playing each ``(offset_s, tracks)``
     segment from its offset (times in seconds); each segment sets its own programs, so segments that do
     not overlap can reuse the channels."""
     ticks_per_second = TICKS_PER_QUARTER * 2
-    events: list[tuple[int, int, bytes]] = [(0, 0, b"\xff\x51\x03" + (500000).to_bytes(3, "big"))]
+    events: list[tuple[int, int, bytes]] = []
     melodic_channels = [c for c in range(16) if c != DRUM_CHANNEL]
     for offset, tracks in segments:
         melodic = 0
@@ -433,14 +425,11 @@ def midi_bytes(segments: Sequence[tuple[float, Sequence[Track]]]) -> bytes:
                 events.append((on, 2, bytes([0x90 | channel, pitch, velocity])))
                 events.append((off, 1, bytes([0x80 | channel, pitch, 0])))
     events.sort(key=lambda e: (e[0], e[1]))
-    data = bytearray()
-    now = 0
-    for tick, _order, message in events:
-        data += _varlen(tick - now) + message
-        now = tick
-    data += b"\x00\xff\x2f\x00"
-    header = b"MThd" + struct.pack(">IHHH", 6, 0, 1, TICKS_PER_QUARTER)
-    return header + b"MTrk" + struct.pack(">I", len(data)) + bytes(data)
+    return standard_midi_file(
+        ((tick, message) for tick, _order, message in events),
+        ticks_per_quarter=TICKS_PER_QUARTER,
+        microseconds_per_quarter=500_000,
+    )
 
 
 def soundfont() -> Path:
