@@ -87,7 +87,11 @@ def test_job_workers_leave_out_the_lone_request_copy_unless_the_operator_sets_it
     from tingyin.config import get_settings, reset_settings, use_job_worker_defaults
 
     monkeypatch.chdir(tmp_path)  # no .env of the checkout's
-    monkeypatch.delenv("TINGYIN_ASR_LONE_REQUEST_COPY", raising=False)
+    # Set through monkeypatch before it is removed, so that teardown also undoes the value
+    # use_job_worker_defaults writes into os.environ itself (a delenv of an absent variable records
+    # nothing to restore, and "false" would reach every later test of the session).
+    monkeypatch.setenv("TINGYIN_ASR_LONE_REQUEST_COPY", "true")
+    monkeypatch.delenv("TINGYIN_ASR_LONE_REQUEST_COPY")
     assert get_settings().asr_lone_request_copy  # the server keeps it
     assert not use_job_worker_defaults().asr_lone_request_copy
     reset_settings()
