@@ -461,3 +461,24 @@ def test_the_loop_fallback_gives_the_same_text_every_time_and_never_repeats_thre
     runs = [tuple(first.tokens[i : i + n]) for i in range(len(first.tokens) - n + 1)]
     assert len(runs) == len(set(runs))
     assert _cer("金融系统似乎也在加大对房地产的投资力度", first.text) <= 0.2
+
+
+def test_text_from_the_loop_fallback_reports_beam_search_even_in_a_sampled_request(
+    recognizer: Recognizer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No real chunk loops reliably on every CPU, so the runaway check is told this one does; the decodes
+    # themselves are real. The stats say which search wrote the text: the fallback's beam (0), not the
+    # request's sampling temperature.
+    from tingyin.speech.chunking import Chunk
+    from tingyin.speech.decoding import ChunkDecoder
+
+    monkeypatch.setattr(ChunkDecoder, "_runaway", staticmethod(lambda run, k: True))
+    clip = _clip("BAC009S0252W0131")
+    options = DecodeOptions(language="zh", temperature=0.5)
+    chunk = Chunk(0, len(clip), [(0, len(clip))])
+    decoder = recognizer.decoder
+    [decoded] = decoder.decode(
+        clip, [chunk], "zh", hotwords.plan([], []), options, recognizer.speech_map(clip), depth=2
+    )
+    assert decoded.decoding is not None and decoded.decoding.temperature == 0.0
+    assert _cer("金融系统似乎也在加大对房地产的投资力度", decoded.text) <= 0.2

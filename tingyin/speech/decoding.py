@@ -360,7 +360,9 @@ class ChunkDecoder:
             hypothesis = run.chosen[k]
             temperature = run.generated[k].temperature
             if self._runaway(run, k):
-                hypothesis = self._break_loop(run, k, options) or hypothesis
+                unlooped = self._break_loop(run, k, options)
+                if unlooped is not None:  # a beam search's text, whatever the request sampled at
+                    hypothesis, temperature = unlooped, 0.0
             tokens, text = hypothesis.tokens, hypothesis.text
             if discarded(text, run.languages[k]) or i in doubted:
                 tokens, text = [], ""
