@@ -614,6 +614,47 @@ def test_the_pool_keeps_no_runner_up_with_fewer_digits_than_the_beams_choice() -
     assert [h.text for h in pool] == ["13473821368", "一三四七三八二幺三六八"]
 
 
+def test_the_pool_keeps_a_runner_up_that_only_leaves_out_a_repeated_piece_of_the_digits() -> None:
+    from tingyin.speech.rescoring import SecondPass
+
+    class Tokens:
+        def encode(self, text: str) -> list[int]:
+            return [ord(ch) for ch in text]
+
+    # zh_dev BAC009S0252W0096, 七九幺零二零九九 said alone: the beam's choice says 19 twice.
+    nbest = [
+        Hypothesis([1], "1919102029", -4.9),
+        Hypothesis([2], "持久102029", -5.9),  # two digits fewer, and not a repeat
+        Hypothesis([3], "19102099", -5.6),  # without the repeat, one digit read otherwise
+    ]
+    second_pass = SecondPass(None, _Unchanged(), [])  # type: ignore[arg-type]
+    pool = second_pass.pool(nbest, Tokens(), plan((), ()), nbest=4, rewrites=0)  # type: ignore[arg-type]
+    assert [h.text for h in pool] == ["1919102029", "19102099"]
+
+
+def test_a_shorter_digit_string_is_admitted_only_without_a_repeated_piece() -> None:
+    from tingyin.speech.rescoring import drops_only_repeated_digits
+
+    assert drops_only_repeated_digits("1919102029", "19102029")  # the copy of 19 left out
+    assert drops_only_repeated_digits("三七三八八六六九九", "37388699")  # 6 said twice, across scripts
+    assert drops_only_repeated_digits("1919102029", "19102099")  # one digit of eight read otherwise
+    assert not drops_only_repeated_digits("1919102029", "19107799")  # three of eight: another number
+    assert not drops_only_repeated_digits("13473821368", "1347382136")  # the last digit lost
+    assert not drops_only_repeated_digits("13473821368", "13473821368")  # nothing left out
+    assert not drops_only_repeated_digits("1919102029", "持久102029")  # 19 19 heard as a word
+    assert not drops_only_repeated_digits("1919", "")
+
+
+def test_text_scorers_see_numbers_read_out_digit_by_digit_in_arabic_digits() -> None:
+    from tingyin.speech.rescoring import digits_as_arabic
+
+    assert digits_as_arabic("九六八七七八五七") == "96877857"
+    assert digits_as_arabic("拨打一三四七三八二幺三六八吧") == "拨打13473821368吧"
+    assert digits_as_arabic("很多二三四线城市") == "很多二三四线城市"  # a word, not a number read out
+    assert digits_as_arabic("一九九零年后") == "一九九零年后"  # a year: the trigram knows these
+    assert digits_as_arabic("观察30年来") == "观察30年来"
+
+
 def test_compute_slots_let_calls_share_the_cores_and_exclusive_work_wait() -> None:
     slots = ComputeSlots(2)
     claimed = threading.Event()

@@ -16,6 +16,7 @@ model instead.
 from __future__ import annotations
 
 import difflib
+import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
@@ -154,26 +155,73 @@ def _distinct_adder(pool: list[Hypothesis]) -> Callable[[Hypothesis], None]:
 
 DIGIT_CHARS = frozenset("0123456789〇零一二三四五六七八九幺")
 DIGIT_STRING = 3  # digits in a row (Arabic or Chinese, spaces ignored) that make a digit string
+READ_OUT_DIGITS = 5  # Chinese digits in a row that read out a number (二三四线 is a word)
+REPEAT_SWAPS = 0.25  # share of digits a runner-up without a repeated piece may read otherwise
+
+
+_DIGIT_VALUE = dict(zip("0123456789〇零一二三四五六七八九幺", "0123456789001234567891", strict=True))
+
+
+def string_digits(text: str) -> list[str]:
+    """The digits of ``text``'s digit strings (runs of at least ``DIGIT_STRING``), as Arabic digits."""
+    digits: list[str] = []
+    run: list[str] = []
+    for ch in [*text.replace(" ", ""), ""]:
+        if ch in DIGIT_CHARS:
+            run.append(_DIGIT_VALUE[ch])
+            continue
+        if len(run) >= DIGIT_STRING:
+            digits += run
+        run = []
+    return digits
 
 
 def digit_string_length(text: str) -> int:
     """How many digits ``text``'s digit strings (runs of at least ``DIGIT_STRING``) hold in all."""
-    total = run = 0
-    for ch in [*text.replace(" ", ""), ""]:
-        if ch in DIGIT_CHARS:
-            run += 1
+    return len(string_digits(text))
+
+
+_SPELLED_DIGITS = re.compile(f"[〇零一二三四五六七八九幺]{{{READ_OUT_DIGITS},}}")
+
+
+def digits_as_arabic(text: str) -> str:
+    """``text`` with each number read out digit by digit (``READ_OUT_DIGITS`` or more Chinese digits in a
+    row) written in Arabic digits, as the text scorers should see it: which digits were said is the
+    audio's call (the trigram charges an Arabic digit run a fixed cost), where the trigram would rank
+    九六八七七八五四 above 九六八七七八五七 for its 五四 (May Fourth), and a spelled number above or below
+    the same number in Arabic digits."""
+    return _SPELLED_DIGITS.sub(lambda m: "".join(_DIGIT_VALUE[ch] for ch in m.group()), text)
+
+
+def drops_only_repeated_digits(reference: str, text: str) -> bool:
+    """Whether ``text``'s digit strings are ``reference``'s without a piece that ``reference`` says twice in
+    a row, and otherwise differ in at most a quarter of their digits (``REPEAT_SWAPS``): 1919102029 →
+    19102099. Whisper on a digit string said alone sometimes says a piece of it twice; a runner-up without
+    the copy lost no digit that was said."""
+    said, kept = string_digits(reference), string_digits(text)
+    cut = len(said) - len(kept)
+    if cut <= 0 or not kept:
+        return False
+    swaps = max(1, int(len(kept) * REPEAT_SWAPS))
+    for start in range(len(said) - cut + 1):
+        if not _repeats(said, start, start + cut):
             continue
-        total += run if run >= DIGIT_STRING else 0
-        run = 0
-    return total
+        rest = said[:start] + said[start + cut :]
+        if sum(a != b for a, b in zip(rest, kept, strict=True)) <= swaps:
+            return True
+    return False
 
 
 def keeping_digits(reference: str, candidates: Iterable[Hypothesis]) -> Iterator[Hypothesis]:
-    """The ``candidates`` whose digit strings hold at least as many digits as ``reference``'s: a runner-up
-    that dropped digits from a number read one digit at a time (a phone number) is never better, and no
-    text scorer can tell how many digits were said."""
+    """The ``candidates`` whose digit strings hold at least as many digits as ``reference``'s, or leave out
+    only pieces it repeats (``drops_only_repeated_digits``): a runner-up that dropped digits from a number
+    read one digit at a time (a phone number) is never better, and no text scorer can tell how many digits
+    were said."""
     digits = digit_string_length(reference)
-    return (candidate for candidate in candidates if digit_string_length(candidate.text) >= digits)
+    for candidate in candidates:
+        text = candidate.text
+        if digit_string_length(text) >= digits or drops_only_repeated_digits(reference, text):
+            yield candidate
 
 
 def leaves_out_speech(reference: str, text: str) -> bool:
@@ -326,7 +374,7 @@ class SecondPass:
         # Per chunk, the candidates that earn a teacher-forced score, each with its text score.
         to_score: dict[int, list[tuple[Hypothesis, float]]] = {}
         # Every chunk's candidates in one call per scorer (the neural model batches them).
-        every_text = [c.text for pool in pools.values() for c in pool]
+        every_text = [digits_as_arabic(c.text) for pool in pools.values() for c in pool]
         text_scores = np.zeros(len(every_text), dtype=np.float64)
         for scorer, weight in self.scorers:
             text_scores += weight * np.asarray(scorer.score_texts(every_text), dtype=np.float64)
