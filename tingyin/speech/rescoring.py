@@ -153,13 +153,12 @@ def _distinct_adder(pool: list[Hypothesis]) -> Callable[[Hypothesis], None]:
     return add
 
 
-DIGIT_CHARS = frozenset("0123456789〇零一二三四五六七八九幺")
+# Each digit character, Arabic or Chinese (幺 is 一 as phone numbers are read), and its Arabic digit.
+_DIGIT_VALUE = dict(zip("0123456789〇零一二三四五六七八九幺", "0123456789001234567891", strict=True))
+DIGIT_CHARS = frozenset(_DIGIT_VALUE)
 DIGIT_STRING = 3  # digits in a row (Arabic or Chinese, spaces ignored) that make a digit string
 READ_OUT_DIGITS = 5  # Chinese digits in a row that read out a number (二三四线 is a word)
 REPEAT_SWAPS = 0.25  # share of digits a runner-up without a repeated piece may read otherwise
-
-
-_DIGIT_VALUE = dict(zip("0123456789〇零一二三四五六七八九幺", "0123456789001234567891", strict=True))
 
 
 def string_digits(text: str) -> list[str]:
