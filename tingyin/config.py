@@ -109,7 +109,8 @@ class Settings(BaseSettings):
     fetch_allow: str = ""
     fetch_max_bytes: int = 512 * 1024 * 1024
     fetch_timeout_s: float = 300.0
-    # Finished jobs (their results) are purged after this long; their input files go when they finish.
+    # Finished jobs (their results) are purged after this long; their input files go when they finish,
+    # but a succeeded job that keeps them (a native transcription's audio, for playback) keeps them till then.
     job_retention_s: float = 7 * 24 * 3600.0
     # Where stored objects (job inputs, dataset clips, trained models, exports) live: empty = the local
     # directory home/blobs; "s3://bucket/prefix" = S3-compatible object storage (MinIO, Ceph RGW, AWS,

@@ -306,6 +306,17 @@ def test_transcription_list_audio_and_downloads(server: Server) -> None:
         "transcriptions": []
     }
 
+    # Deleting a finished transcription takes its transcript and audio at once (another app cannot).
+    url = f"{server.url}/v1/transcriptions/{job['id']}"
+    assert httpx.delete(url, headers=bearer(other)).status_code == 404
+    deleted = httpx.delete(url, headers=auth)
+    assert deleted.status_code == 200 and deleted.json()["status"] == "succeeded"
+    for path in ("", "/audio", "/transcript"):
+        assert httpx.get(f"{url}{path}", headers=auth).status_code == 404
+    assert httpx.delete(url, headers=auth).status_code == 404
+    assert httpx.get(f"{server.url}/v1/transcriptions", headers=auth).json() == {"transcriptions": []}
+    assert not [p for p in (server.home / "blobs" / "jobs" / job["id"]).rglob("*") if p.is_file()]
+
 
 def test_music_tags_native(server: Server) -> None:
     app = server.create_app("console-music")

@@ -13,7 +13,16 @@ from pathlib import Path
 import pytest
 
 from tingyin.errors import InvalidRequest, NotFound
-from tingyin.jobs.service import cancel_job, input_key, new_job_id, submit_job
+from tingyin.jobs.service import (
+    cancel_job,
+    claim_job,
+    delete_finished_job,
+    finish_job,
+    get_job,
+    input_key,
+    new_job_id,
+    submit_job,
+)
 from tingyin.store.blobs import PART_BYTES, Owner, StoredBlob, blob_store
 
 
@@ -116,6 +125,41 @@ def test_owners_release_sweep_and_check(any_store: str) -> None:
     after = store.check()
     assert after["owners"]["job"]["objects"] == 1  # the record of the missing object, until its job ends
     assert after["owners"]["dataset"]["objects"] == 0 and after["orphans"]["objects"] == 0
+
+
+def test_only_a_succeeded_job_that_keeps_its_inputs_keeps_them_until_it_is_deleted(any_store: str) -> None:
+    store = blob_store()
+
+    def job_with_upload(*, keep: bool) -> tuple[str, StoredBlob]:
+        job_id = new_job_id()
+        upload = store.put_bytes(input_key(job_id), b"audio")
+        submit_job("transcription", {}, job_id=job_id, dispatch=False, inputs=[upload], keep_inputs=keep)
+        return job_id, upload
+
+    def succeed(job_id: str) -> None:
+        assert claim_job(job_id, "worker").outcome == "claimed"
+        assert finish_job(job_id, "worker", result={"text": "hi"})
+
+    kept, kept_upload = job_with_upload(keep=True)  # a native transcription: played beside its transcript
+    succeed(kept)
+    assert store.exists(kept_upload.key)
+    once, once_upload = job_with_upload(keep=False)  # a Qiniu request's audio: nothing plays it back
+    succeed(once)
+    assert not store.exists(once_upload.key) and get_job(once).status == "succeeded"
+    cancelled, cancelled_upload = job_with_upload(keep=True)  # no transcript to play it beside
+    assert cancel_job(cancelled).status == "cancelled"
+    assert not store.exists(cancelled_upload.key)
+    assert store.sweep(list_objects=True, grace_s=0).orphans_deleted == 0  # the sweeper agrees
+    assert store.exists(kept_upload.key)
+
+    # Deleting a finished job takes what it kept at once; a queued one is cancelled instead.
+    assert delete_finished_job(kept).status == "succeeded"
+    assert not store.exists(kept_upload.key)
+    with pytest.raises(NotFound):
+        get_job(kept)
+    queued, queued_upload = job_with_upload(keep=True)
+    assert delete_finished_job(queued).status == "cancelled" and get_job(queued).status == "cancelled"
+    assert not store.exists(queued_upload.key)
 
 
 def test_a_job_that_cannot_be_created_leaves_no_upload(any_store: str) -> None:

@@ -86,6 +86,9 @@ def test_async_pull_with_words_and_repull_window(qiniu_server: Server, keys: dic
     time.sleep(3.5)
     late = call(qiniu_server, keys, "pull", {"session_id": accepted["session_id"]}).json()
     assert late["ret"] == 1013
+    # The uploaded audio went when the job ended (nothing plays it back); the result stays for re-pulls.
+    kept = qiniu_server.home / "blobs" / "jobs" / accepted["session_id"]
+    assert not [p for p in kept.rglob("*") if p.is_file()]
     assert call(qiniu_server, keys, "pull", {"session_id": "no-such-session"}).json()["ret"] == 1014
 
 

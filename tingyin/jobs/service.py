@@ -30,7 +30,7 @@ from tingyin.config import get_settings
 from tingyin.errors import InvalidRequest, NotFound, ServiceUnavailable, TingyinError
 from tingyin.store.blobs import Owner, StoredBlob, blob_store
 from tingyin.store.db import session_scope
-from tingyin.store.models import JOB_KINDS_KEEPING_INPUTS, TERMINAL_JOB_STATUSES, Job, utcnow
+from tingyin.store.models import TERMINAL_JOB_STATUSES, Job, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -209,12 +209,14 @@ def submit_job(
     job_id: str | None = None,
     dispatch: bool = True,
     inputs: Sequence[StoredBlob] = (),
+    keep_inputs: bool = False,
 ) -> str:
     """Create a job and hand it to the broker. If the broker is down, the job is not created
     (``ServiceUnavailable``): the caller is told, and nothing half-written remains.
 
     ``inputs`` are objects already stored under ``new_job_id()``'s prefix (``input_key``): the job
-    becomes their owner in the same transaction, or, if the job cannot be created, they are deleted."""
+    becomes their owner in the same transaction, or, if the job cannot be created, they are deleted.
+    They go when the job ends, or with ``keep_inputs``, once it succeeded, when it is purged."""
     try:
         handler_for(kind)  # unknown kinds fail here, not in a worker
         job_id = job_id or new_job_id()
@@ -227,6 +229,7 @@ def submit_job(
                     app_pk=app_pk,
                     status="queued",
                     dispatched_at=utcnow(),
+                    keeps_inputs=keep_inputs,
                 )
             )
             blob_store().record(session, Owner.job(job_id), inputs)
@@ -254,17 +257,17 @@ def input_key(job_id: str, name: str = "input") -> str:
 
 def _release(job_id: str, *, purged: bool = False) -> None:
     """A job has ended (or was purged): its scratch directory on this node goes, and its input objects
-    unless its kind keeps them until it is purged."""
+    unless it succeeded and keeps them until it is purged (``Job.keeps_inputs``)."""
     store = blob_store()
-    if purged or _job_kind(job_id) not in JOB_KINDS_KEEPING_INPUTS:
+    if purged or not _keeps_inputs(job_id):
         store.release_quietly(Owner.job(job_id))
     store.scratch.remove_job_dir(job_id)
 
 
-def _job_kind(job_id: str) -> str | None:
+def _keeps_inputs(job_id: str) -> bool:
     with session_scope() as session:
         row = session.get(Job, job_id)
-        return row.kind if row is not None else None
+        return row is not None and row.keeps_inputs and row.status == "succeeded"
 
 
 def get_job(job_id: str, *, app_pk: int | None = None) -> JobView:
@@ -308,6 +311,23 @@ def cancel_job(job_id: str, *, app_pk: int | None = None) -> JobView:
         view = JobView.of(row)
     if view.status in TERMINAL:
         _release(job_id)
+    return view
+
+
+def delete_finished_job(job_id: str, *, app_pk: int | None = None) -> JobView:
+    """Delete a job that has ended, with its result and anything it still owns, at once rather than
+    when its retention runs out; a job still queued or running is cancelled instead (``cancel_job``),
+    and it goes with its retention. The job as it was."""
+    with session_scope() as session:
+        row = session.get(Job, job_id)
+        if row is None or (app_pk is not None and row.app_pk != app_pk):
+            raise NotFound(f"no job {job_id}")
+        view = JobView.of(row)
+        if row.status in TERMINAL:
+            session.delete(row)
+    if view.status not in TERMINAL:
+        return cancel_job(job_id, app_pk=app_pk)
+    _release(job_id, purged=True)
     return view
 
 

@@ -73,10 +73,20 @@ def submit_transcription(
     app_pk: int | None,
     job_id: str | None = None,
     inputs: Sequence[StoredBlob] = (),
+    keep_audio: bool = False,
 ) -> str:
     """Queue a transcription job; returns its id. ``inputs`` (its uploaded audio, stored under the job's
-    prefix) become the job's in the same transaction, or are deleted when the job cannot be created."""
-    return submit_job(KIND, params.model_dump(mode="json"), app_pk=app_pk, job_id=job_id, inputs=inputs)
+    prefix) become the job's in the same transaction, or are deleted when the job cannot be created.
+    They go when the job ends, or with ``keep_audio`` (to be played beside the transcript), once the job
+    succeeded, when it is purged."""
+    return submit_job(
+        KIND,
+        params.model_dump(mode="json"),
+        app_pk=app_pk,
+        job_id=job_id,
+        inputs=inputs,
+        keep_inputs=keep_audio,
+    )
 
 
 def job_params(raw: dict[str, Any]) -> TranscriptionParams:

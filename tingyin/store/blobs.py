@@ -47,7 +47,6 @@ from tingyin.config import Settings, get_settings
 from tingyin.errors import InvalidRequest, NotFound, ServiceUnavailable
 from tingyin.store.db import session_scope
 from tingyin.store.models import (
-    JOB_KINDS_KEEPING_INPUTS,
     TERMINAL_JOB_STATUSES,
     Job,
     ModelVersion,
@@ -995,7 +994,7 @@ class BlobStore:
 
 def _alive_owner_ids(session: Session, kind: str, ids: set[str]) -> set[str]:
     """Which of ``ids`` still own their objects: existing datasets and model versions, jobs not over, and
-    jobs of a kind that keeps its inputs until it is purged."""
+    succeeded jobs that keep their inputs until they are purged."""
     alive: set[str] = set()
     ordered = sorted(ids)
     for start in range(0, len(ordered), 500):
@@ -1005,7 +1004,8 @@ def _alive_owner_ids(session: Session, kind: str, ids: set[str]) -> set[str]:
                 session.scalars(
                     select(Job.id).where(
                         Job.id.in_(chunk),
-                        Job.status.not_in(TERMINAL_JOB_STATUSES) | Job.kind.in_(JOB_KINDS_KEEPING_INPUTS),
+                        Job.status.not_in(TERMINAL_JOB_STATUSES)
+                        | (Job.keeps_inputs.is_(True) & (Job.status == "succeeded")),
                     )
                 )
             )

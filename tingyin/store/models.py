@@ -8,6 +8,7 @@ from typing import Any, ClassVar
 from sqlalchemy import (
     JSON,
     BigInteger,
+    Boolean,
     DateTime,
     Dialect,
     Float,
@@ -17,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -75,10 +77,6 @@ class UsageCounter(Base):
 
 # A job in one of these states is over: nothing runs it again and its input files are released.
 TERMINAL_JOB_STATUSES = frozenset({"succeeded", "failed", "cancelled"})
-# Job kinds whose uploaded input stays with the job until the job itself is purged (its retention), not
-# only while it runs: a transcript's audio is played beside it. Other kinds' inputs (a dataset zip) go
-# as soon as the job ends.
-JOB_KINDS_KEEPING_INPUTS = frozenset({"transcription"})
 
 
 class Job(Base):
@@ -108,6 +106,10 @@ class Job(Base):
     finished_at: Mapped[datetime | None] = mapped_column(nullable=True)
     fetched_at: Mapped[datetime | None] = mapped_column(nullable=True)
     expires_at: Mapped[datetime | None] = mapped_column(nullable=True)
+    # Whether the job's uploaded input stays with it after it succeeds, until the job is purged: a native
+    # transcript's audio is played beside it in the console. Otherwise (a dataset zip, the audio of a
+    # Qiniu request, any job that failed or was cancelled) the input goes as soon as the job ends.
+    keeps_inputs: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
     __table_args__ = (
         Index("ix_jobs_status_lease", "status", "lease_until"),

@@ -152,7 +152,10 @@ async def create_transcription(
         recording=query.options,
         vendor_fields={"filename": (filename or url or "")[:255]},
     )
-    job_id = await in_thread(submit_transcription, params, app_pk=app.pk, job_id=job_id, inputs=inputs)
+    # The console plays the upload beside its transcript until the job is purged (or deleted).
+    job_id = await in_thread(
+        submit_transcription, params, app_pk=app.pk, job_id=job_id, inputs=inputs, keep_audio=True
+    )
     return (await in_thread(get_job, job_id)).as_dict()
 
 
@@ -315,9 +318,11 @@ async def get_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -
 
 
 @router.delete("/transcriptions/{job_id}", response_model=TranscriptionJobOut)
-async def cancel_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> object:
-    """Cancel a queued or running transcription (a finished one is left as it is)."""
-    from tingyin.jobs import cancel_job
+async def delete_transcription(job_id: JobId, app: AppInfo = Depends(native_app)) -> object:
+    """Cancel a queued or running transcription; delete a finished one at once, with its transcript and
+    audio (else they are kept until the job's retention runs out). Answers the job as it was; a finished
+    one is then gone (404)."""
+    from tingyin.jobs import delete_finished_job
 
     await in_thread(_transcription_job, job_id, app.pk)
-    return (await in_thread(cancel_job, job_id, app_pk=app.pk)).as_dict()
+    return (await in_thread(delete_finished_job, job_id, app_pk=app.pk)).as_dict()
