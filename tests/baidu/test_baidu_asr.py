@@ -262,8 +262,10 @@ def test_every_input_error_code(baidu: tuple[Server, dict[str, str], str]) -> No
     # 3314: too short (len <= 4, or a few milliseconds of audio)
     assert asr_json(server, "/pro_api", token, b"\x00\x01\x00\x01")["err_no"] == 3314
     assert asr_json(server, "/pro_api", token, bytes(200))["err_no"] == 3314
-    # 3316: declared wav but mp3 inside; wav at 8 kHz; amr-nb (8 kHz)
+    # 3316: declared wav but mp3 inside; wav at 8 kHz; a stereo wav (channel must be 1); amr-nb (8 kHz)
     samples = audio.decode(ZH_CLIP).samples
+    stereo = encode(np.stack([samples, samples]), 16000, "wav")
+    assert asr_json(server, "/pro_api", token, stereo, format="wav")["err_no"] == 3316
     assert asr_json(server, "/pro_api", token, encode(samples, 16000, "mp3"), format="wav")["err_no"] == 3316
     assert (
         asr_json(server, "/pro_api", token, wav_with_header_rate(samples[::2], 8000), format="wav")["err_no"]

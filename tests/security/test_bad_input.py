@@ -162,6 +162,16 @@ CASES: dict[str, tuple[Callable[[Caller], Any], Callable[[Any], bool]]] = {
         lambda c: native(c, "PUT", "/v1/vocabulary", json={"phrases": [1, {}, None]}),
         native_4xx(400),
     ),
+    "vocabulary unknown field": (
+        lambda c: native(c, "PUT", "/v1/vocabulary", json={"phrases": ["x"], "phrase": ["y"]}),
+        lambda r: native_4xx(400)(r) and "unknown field(s): phrase" in r.json()["error"]["message"],
+    ),
+    "transcription both url and body": (
+        lambda c: native(
+            c, "POST", "/v1/transcriptions", params={"url": "http://127.0.0.1:9/a.wav"}, content=bytes(3200)
+        ),
+        lambda r: native_4xx(400)(r) and "not both" in r.json()["error"]["message"],
+    ),
     "vocabulary NUL in a phrase": (
         lambda c: native(c, "PUT", "/v1/vocabulary", content=b"a\x00b"),
         native_4xx(400),
@@ -271,6 +281,10 @@ CASES: dict[str, tuple[Callable[[Caller], Any], Callable[[Any], bool]]] = {
     ),
     # SAMI
     "sami sample_rate abc": (lambda c: sami(c, SAMPLE_RATE_ABC), sami_code(40000000)),
+    "sami wav sample_rate abc": (
+        lambda c: sami(c, {"audio_info": {"format": "wav", "sample_rate": "abc"}}),
+        sami_code(40000000),
+    ),
     "sami huge top_num": (lambda c: sami(c, {"extra": {"top_num": HUGE}}), sami_code(40000000)),
     "sami float top_num": (lambda c: sami(c, {"extra": {"top_num": 1e19}}), sami_code(40000000)),
     "sami payload as a number": (lambda c: sami(c, payload=5), sami_code(40000000)),

@@ -121,6 +121,10 @@ def test_hot_words_validation_and_parameter_errors(qiniu_server: Server, keys: d
     assert submit(qiniu_server, keys, clip, voice_id="")["ret"] == 100
     assert submit(qiniu_server, keys, clip, model_type="klingon")["ret"] == 100
     assert submit(qiniu_server, keys, clip, hot_words=[{"hot_word": "x", "factor": 11}])["ret"] == 100
+    no_factor = submit(qiniu_server, keys, clip, hot_words=[{"hot_word": "printing"}])
+    assert no_factor["ret"] == 100 and "factor is required" in no_factor["msg"]
+    not_a_string = submit(qiniu_server, keys, clip, voice_id=5)
+    assert not_a_string["ret"] == 100 and "voice_id must be a string" in not_a_string["msg"]
     assert submit(qiniu_server, keys, clip, hot_words=[{"hot_word": "长" * 14, "factor": 1}])["ret"] == 100
     too_many = [{"hot_word": f"w{i}", "factor": 1} for i in range(101)]
     assert submit(qiniu_server, keys, clip, hot_words=too_many)["ret"] == 100

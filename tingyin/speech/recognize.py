@@ -25,7 +25,8 @@ class ShortSpeech:
     """A short recording to recognise at once. ``format`` is the one the caller declared (pcm: headerless
     samples at ``rate``, ``channels``, ``bits``; a container is checked against its declared name), None
     to find it from the data. ``required_rate``: the audio's own sample rate must be this (it is resampled
-    to the model's rate either way)."""
+    to the model's rate either way); ``required_channels``: a container's channel count must be this (a
+    vendor that takes mono only), else any is mixed down or split as ``recording`` says."""
 
     data: bytes | Path
     format: str | None
@@ -36,6 +37,7 @@ class ShortSpeech:
     max_seconds: float = 60.0
     min_seconds: float = 0.05
     required_rate: int | None = 16000
+    required_channels: int | None = None
     decode_timeout_s: float = 30.0
     recognize_timeout_s: float = 60.0
 
@@ -48,6 +50,10 @@ def _decode(request: ShortSpeech) -> audio.DecodedAudio:
     if request.format not in (None, "pcm"):
         info = audio.probe(request.data)
         audio.check_declared_format(info, request.format)
+        if request.required_channels is not None and info.channels != request.required_channels:
+            raise audio.WrongEncoding(
+                f"the audio has {info.channels} channels, only {request.required_channels} is accepted"
+            )
     return audio.decode(
         request.data,
         format="pcm" if request.format == "pcm" else None,

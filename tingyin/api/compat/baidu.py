@@ -387,8 +387,8 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
         punctuation=model.punctuation,
         vocabulary=tuple(get_vocabulary(app.pk)) if model.vocabulary else (),
     )
-    # The audio must be at the declared rate (a wav or amr header that says otherwise is 3316); it is
-    # resampled to the model's 16 kHz when decoded.
+    # The audio must be at the declared rate and mono, as channel says (a wav or amr header that says
+    # otherwise is 3316: "确认wav和amr的采样率16000，单声道"); it is resampled to 16 kHz when decoded.
     return ShortSpeech(
         data=data,
         format=fmt,
@@ -396,6 +396,7 @@ def _request_of(path: str, params: dict[str, Any], app: AppInfo) -> ShortSpeech:
         recording=RecordingOptions(decode=options),
         max_seconds=60.0,
         required_rate=rate,
+        required_channels=1,
         decode_timeout_s=settings.asr_decode_timeout_s,
         recognize_timeout_s=settings.asr_recognize_timeout_s,
     )

@@ -211,7 +211,7 @@ def _job_fields(data: dict[str, Any]) -> dict[str, Any]:
     """The job's parameters but its source, from the request's fields (all checked before the audio is
     stored)."""
     voice_id = data.get("voice_id")
-    if not isinstance(voice_id, str) or not voice_id.strip():
+    if voice_id is None or (isinstance(voice_id, str) and not voice_id.strip()):
         raise QiniuError(100, "voice_id is required")
     voice_id = string(voice_id, "voice_id", max_length=MAX_VOICE_ID_CHARS)
     model_type = string(data.get("model_type", "0"), "model_type", max_length=16, numbers_ok=True)
@@ -227,7 +227,9 @@ def _job_fields(data: dict[str, Any]) -> dict[str, Any]:
         word = string(item["hot_word"].strip(), "hot_word", max_length=MAX_HOT_WORD_BYTES)
         if not word or len(word.encode()) > MAX_HOT_WORD_BYTES:
             raise QiniuError(100, f"hot word {word!r}: 1 to {MAX_HOT_WORD_BYTES} bytes")
-        factor = number(item.get("factor", 1.0), "factor", low=-10, high=10)
+        if "factor" not in item:  # required by the seed (推荐1.0), as hot_word is
+            raise QiniuError(100, f"hot word {word!r}: factor is required (from -10 to 10; 1.0 is usual)")
+        factor = number(item["factor"], "factor", low=-10, high=10)
         parsed.append({"text": word, "weight": factor})
     fmt = data.get("format")
     if fmt is not None:

@@ -164,14 +164,16 @@ def _call_of(fields: dict[str, Any]) -> _Call:
     if top_num is not None:
         top_num = integer(top_num, "extra.top_num", low=1, high=MAX_TOP_NUM, digits_ok=False)
     fmt = info.get("format")
+    # Hints for a container (its header says the same), required for headerless pcm; checked either way.
+    rate = info.get("sample_rate")
+    if rate not in (None, "", 0):  # 0 or "" as "not known" is no error for a container
+        rate = integer(rate, "audio_info.sample_rate", low=1000, high=192000)
+    channels = integer(info.get("channel") or 1, "audio_info.channel", low=1, high=8)
     pcm = None
     if fmt and string(fmt, "audio_info.format", max_length=16).lower() == "pcm":
-        if not info.get("sample_rate"):
+        if not rate:
             raise SamiError(BAD_REQUEST, "pcm audio needs audio_info.sample_rate")
-        pcm = (
-            integer(info["sample_rate"], "audio_info.sample_rate", low=1000, high=192000),
-            integer(info.get("channel") or 1, "audio_info.channel", low=1, high=8),
-        )
+        pcm = (rate, channels)
     url = payload.get("url")
     return _Call(
         task_types=task_types,

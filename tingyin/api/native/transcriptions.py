@@ -137,6 +137,8 @@ async def create_transcription(
     if url:
         from tingyin.audio.fetch import check_url
 
+        if request.headers.get("content-length", "0") != "0" or "transfer-encoding" in request.headers:
+            raise InvalidRequest("give the audio as the body or as url, not both")
         await in_thread(check_url, url)  # a bad or private address is a 400 now, not a failed job later
         source = AudioSource.parse(url=url)
     else:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tingyin.api.deps import AuthenticatedRoute, in_thread, native_app
 from tingyin.api.middleware import register_body_limit
@@ -26,6 +26,9 @@ def _phrases_from_json(raw: bytes) -> str:
         raise InvalidRequest("the body is not valid JSON") from None
     if not isinstance(payload, dict) or not isinstance(payload.get("phrases"), list):
         raise InvalidRequest('send {"phrases": ["...", ...]}')
+    unknown = sorted(set(payload) - set(VocabularyIn.model_fields))
+    if unknown:  # as every native JSON body: a misspelt field is an error, not ignored
+        raise InvalidRequest(f'unknown field(s): {", ".join(unknown)}; send {{"phrases": [...]}}')
     phrases = payload["phrases"]
     if len(phrases) > MAX_PHRASES:
         raise InvalidRequest(f"a vocabulary holds at most {MAX_PHRASES} phrases, got {len(phrases)}")
@@ -38,6 +41,8 @@ def _phrases_from_json(raw: bytes) -> str:
 
 
 class VocabularyIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
     phrases: list[str] = Field(max_length=10_000)
 
 
