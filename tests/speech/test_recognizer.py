@@ -151,6 +151,25 @@ def test_hot_word_fixes_a_misspelt_name(recognizer: Recognizer) -> None:
     assert fixed == sorted(fixed), dict(zip(HOT_WORD_WEIGHTS, fixed, strict=True))  # monotonic in the weight
 
 
+def test_hot_words_change_nothing_where_they_are_not_missed(recognizer: Recognizer) -> None:
+    """Phrases said nowhere in a clip, or already heard, leave its text as the plain model writes it: the
+    phrases go into the decoder prompt only to find one the plain decode missed, as the prompt changes
+    other words too. With every chunk decoded with them in the prompt, 六九二幺八六八八 (66218688)
+    came out 6621868888 with 退款/订单/快递/会员/客服, and 从政策实施的难易程度 with 政策 as
+    从政策实施的难以重度."""
+    five = (("退款", 1.0), ("订单", 1.0), ("快递", 1.0), ("会员", 1.0), ("客服", 1.0))
+    for name, phrases in (
+        ("BAC009S0252W0092", five),
+        ("BAC009S0150W0191", (("政策", 1.0),)),
+        ("BAC009S0252W0179", (("公积金", 1.0), ("退款", 8.0))),
+    ):
+        audio = _clip(name)
+        plain = recognizer.transcribe(audio, DecodeOptions(language="zh", punctuation=False)).text
+        hot_words = tuple(HotWord(text=text, weight=weight) for text, weight in phrases)
+        options = DecodeOptions(language="zh", punctuation=False, hot_words=hot_words)
+        assert recognizer.transcribe(audio, options).text == plain
+
+
 def test_negative_weight_steers_a_homophone_away(recognizer: Recognizer) -> None:
     """开发商并没有在新政出台后选择了涨价: the plain model writes the sound-alike 长假 (chángjià for
     zhǎngjià). −5 on 长假 lowers it, and the recogniser takes the reading that sounds alike and fits the

@@ -158,6 +158,18 @@ def test_hot_word_correction_by_sound_and_spelling() -> None:
     assert hotwords.correct("他叫李四", weak) == "他叫李四"
 
 
+def test_only_readings_that_hold_or_sound_like_a_phrase_hint_at_it() -> None:
+    """Which chunks are decoded again with the hot words in the prompt (ChunkDecoder._prompt_hot_words)."""
+    bias = hotwords.plan((HotWord(text="盛源", weight=1), HotWord(text="Jenson", weight=1)), ())
+    assert hotwords.holds_favoured("盛源生活广场", bias)
+    assert hotwords.holds_favoured("盛员生活广场", bias)  # as the correction will write it
+    assert not hotwords.holds_favoured("圣言生活广场", bias)
+    assert hotwords.hinted(["今天天气很好", "圣言生活广场"], bias)  # any reading of the chunk
+    assert hotwords.hinted(["Most of Jensen's letters"], bias)
+    assert not hotwords.hinted(["今天天气很好", "Most of the letters"], bias)
+    assert not hotwords.hinted(["圣言生活广场"], hotwords.plan((HotWord(text="盛源", weight=-5),), ()))
+
+
 def test_bias_plan_orders_and_splits_by_weight() -> None:
     bias = hotwords.plan(
         (HotWord(text="甲乙", weight=2), HotWord(text="丙丁", weight=9), HotWord(text="坏词", weight=-5)),

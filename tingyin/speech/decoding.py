@@ -153,14 +153,16 @@ class ChunkDecoder:
         full_window: bool = False,
         languages: Sequence[str | None] | None = None,
         styled: bool = True,
+        hot_word_prompt: bool = False,
     ) -> Pass:
         """Decode ``chunks`` in one batch. ``languages``: each chunk's language, None (for all, or for one
-        chunk) to detect it. ``styled``: with the style prompt of the chunk's language."""
+        chunk) to detect it. ``styled``: with the style prompt of the chunk's language.
+        ``hot_word_prompt``: with the favoured hot words in the prompt (``_prompt_hot_words``)."""
         runner = self.runner
         frames = window_frames(chunks, full_window=full_window, pad_s=pad_seconds(language))
         encoded = runner.encode(runner.features(audio, chunks, frames))
         languages = self._fill_languages(encoded, language, languages)
-        bias_text = hotwords.prompt_text(bias)
+        bias_text = hotwords.prompt_text(bias) if hot_word_prompt else ""
         tokenizers = [runner.tokenizer(lang, options.task) for lang in languages]
         styles = [output_style(language, lang, options) if styled else "" for lang in languages]
         prompts = [
@@ -354,6 +356,8 @@ class ChunkDecoder:
                     where[i] = (second, k)
                 if self._no_speech(first.generated[i]) and self._no_speech(second.generated[k]):
                     doubted.add(i)
+        if bias.favoured:
+            self._prompt_hot_words(audio, chunks, language, bias, options, where)
         decoded: list[DecodedChunk] = []
         token_lists: list[list[int]] = []
         for i, (chunk, (run, k)) in enumerate(zip(chunks, where, strict=True)):
@@ -374,6 +378,47 @@ class ChunkDecoder:
         if depth < COVER_DEPTH:
             decoded = self._cover(audio, decoded, language, bias, options, speech, depth)
         return decoded
+
+    def _prompt_hot_words(
+        self,
+        audio: np.ndarray,
+        chunks: Sequence[Chunk],
+        language: str,
+        bias: hotwords.BiasPlan,
+        options: DecodeOptions,
+        where: list[tuple[Pass, int]],
+    ) -> None:
+        """Decode again, with the favoured hot words in the prompt, the chunks whose text does not hold one
+        but whose readings hint at one (``hotwords.hinted``); take that text where it holds one. The
+        prompt is there to find a phrase the plain decode missed: it changes other words as well, so a
+        chunk that says none of the phrases, or already holds one, keeps the text decoded without them.
+        On zh_dev, five phrases said nowhere in it (weight 1) changed 101 of 300 transcripts, 483 → 496
+        errors, when every chunk was decoded with them in the prompt; now 1 (485 errors: 精神病医师恶妇 →
+        精神病一时客服, the phrase heard where the audio allows it). Where the phrase is said, the prompt
+        had also changed other words, for the better on balance: on 132 zh_dev clips, each with a word of
+        its own reference that the plain decode misses as the hot word, 104 phrases came out against 105,
+        in 252 errors against 235 (the clips without hot words: 410)."""
+        hinted = []
+        for i, (run, k) in enumerate(where):
+            if hotwords.holds_favoured(run.chosen[k].text, bias):
+                continue
+            readings = [run.chosen[k].text, *(h.text for h in run.generated[k].hypotheses)]
+            if hotwords.hinted(readings, bias):
+                hinted.append(i)
+        if not hinted:
+            return
+        prompted = self.run_pass(
+            audio,
+            [chunks[i] for i in hinted],
+            language,
+            bias,
+            options,
+            languages=[where[i][0].languages[where[i][1]] for i in hinted],
+            hot_word_prompt=True,
+        )
+        for k, i in enumerate(hinted):
+            if hotwords.holds_favoured(prompted.chosen[k].text, bias):
+                where[i] = (prompted, k)
 
     @staticmethod
     def _no_speech(result: Generated) -> bool:

@@ -367,9 +367,9 @@ class SecondPass:
         ``PRUNE_MARGIN`` of the beam's own choice: one the language model likes less can only win by
         sounding better, and the beam already judged that. Of those, the beam's choice and the
         ``scored_candidates`` - 1 others with the best text score plus estimated acoustic score (the beam's
-        own log-probability; for a rewrite, its source's less the cost of the change) are scored, unless hot
-        words are in play (then all are: they are the caller's explicit wish). A chunk left with the beam's
-        choice alone is not rescored."""
+        own log-probability; for a rewrite, its source's less the cost of the change) are scored, unless a
+        candidate of the chunk holds a hot word (then all are: they are the caller's explicit wish). A chunk
+        left with the beam's choice alone is not rescored."""
         # Per chunk, the candidates that earn a teacher-forced score, each with its text score.
         to_score: dict[int, list[tuple[Hypothesis, float]]] = {}
         # Every chunk's candidates in one call per scorer (the neural model batches them).
@@ -388,7 +388,8 @@ class SecondPass:
                 for c, value in zip(pool, sense, strict=True)
                 if value >= sense[0] - PRUNE_MARGIN
             ]
-            limit = None if bias.favoured or bias.suppressed else self.scored_candidates
+            held = any(hot_word_bonus(t, bias) for t in texts)
+            limit = None if held else self.scored_candidates
             if limit is not None and len(kept) > limit:
                 others = sorted(kept[1:], key=lambda pair: -(pair[1] + pair[0].logprob))
                 kept = [kept[0], *others[: limit - 1]]
