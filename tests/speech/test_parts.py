@@ -575,17 +575,13 @@ def test_a_runner_up_that_only_leaves_out_said_characters_is_no_candidate() -> N
     assert not leaves_out_speech("记者在现场看到了", "记者再现场就看到")  # one out, another in
     assert not leaves_out_speech("你好。", "你好")  # punctuation only
 
-    class Tokens:
-        def encode(self, text: str) -> list[int]:
-            return [ord(ch) for ch in text]
-
     nbest = [
         Hypothesis([1], "记者在楼盘现场就看到", -3.0),
         Hypothesis([2], "记者在楼盘现场看到", -2.8),
         Hypothesis([3], "记者在楼盘现场就看到了", -3.4),
     ]
     second_pass = SecondPass(None, _Unchanged(), [])  # type: ignore[arg-type]
-    pool = second_pass.pool(nbest, Tokens(), plan((), ()), nbest=3, rewrites=0)  # type: ignore[arg-type]
+    pool = second_pass.pool(nbest, _CharTokens(), plan((), ()), nbest=3, rewrites=0)  # type: ignore[arg-type]
     assert [h.text for h in pool] == ["记者在楼盘现场就看到", "记者在楼盘现场就看到了"]
     wide = [Hypothesis([4], "记者楼盘现场就看到", -2.0), Hypothesis([5], "记者在楼盘现场就看到。", -2.5)]
     assert [h.text for h in SecondPass.widened(pool, wide)] == [h.text for h in pool]
@@ -596,12 +592,13 @@ class _Unchanged:
         return []
 
 
+class _CharTokens:
+    def encode(self, text: str) -> list[int]:
+        return [ord(ch) for ch in text]
+
+
 def test_the_pool_keeps_no_runner_up_with_fewer_digits_than_the_beams_choice() -> None:
     from tingyin.speech.rescoring import SecondPass
-
-    class Tokens:
-        def encode(self, text: str) -> list[int]:
-            return [ord(ch) for ch in text]
 
     nbest = [
         Hypothesis([1], "13473821368", -3.0),
@@ -610,16 +607,12 @@ def test_the_pool_keeps_no_runner_up_with_fewer_digits_than_the_beams_choice() -
         Hypothesis([4], "一三四七三八二幺三六八", -3.4),
     ]
     second_pass = SecondPass(None, _Unchanged(), [])  # type: ignore[arg-type]
-    pool = second_pass.pool(nbest, Tokens(), plan((), ()), nbest=4, rewrites=0)  # type: ignore[arg-type]
+    pool = second_pass.pool(nbest, _CharTokens(), plan((), ()), nbest=4, rewrites=0)  # type: ignore[arg-type]
     assert [h.text for h in pool] == ["13473821368", "一三四七三八二幺三六八"]
 
 
 def test_the_pool_keeps_a_runner_up_that_only_leaves_out_a_repeated_piece_of_the_digits() -> None:
     from tingyin.speech.rescoring import SecondPass
-
-    class Tokens:
-        def encode(self, text: str) -> list[int]:
-            return [ord(ch) for ch in text]
 
     # zh_dev BAC009S0252W0096, 七九幺零二零九九 said alone: the beam's choice says 19 twice.
     nbest = [
@@ -628,7 +621,7 @@ def test_the_pool_keeps_a_runner_up_that_only_leaves_out_a_repeated_piece_of_the
         Hypothesis([3], "19102099", -5.6),  # without the repeat, one digit read otherwise
     ]
     second_pass = SecondPass(None, _Unchanged(), [])  # type: ignore[arg-type]
-    pool = second_pass.pool(nbest, Tokens(), plan((), ()), nbest=4, rewrites=0)  # type: ignore[arg-type]
+    pool = second_pass.pool(nbest, _CharTokens(), plan((), ()), nbest=4, rewrites=0)  # type: ignore[arg-type]
     assert [h.text for h in pool] == ["1919102029", "19102099"]
 
 
