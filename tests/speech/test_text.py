@@ -158,16 +158,24 @@ def test_hot_word_correction_by_sound_and_spelling() -> None:
     assert hotwords.correct("他叫李四", weak) == "他叫李四"
 
 
-def test_only_readings_that_hold_or_sound_like_a_phrase_hint_at_it() -> None:
-    """Which chunks are decoded again with the hot words in the prompt (ChunkDecoder._prompt_hot_words)."""
-    bias = hotwords.plan((HotWord(text="盛源", weight=1), HotWord(text="Jenson", weight=1)), ())
-    assert hotwords.holds_favoured("盛源生活广场", bias)
-    assert hotwords.holds_favoured("盛员生活广场", bias)  # as the correction will write it
-    assert not hotwords.holds_favoured("圣言生活广场", bias)
-    assert hotwords.hinted(["今天天气很好", "圣言生活广场"], bias)  # any reading of the chunk
-    assert hotwords.hinted(["Most of Jensen's letters"], bias)
-    assert not hotwords.hinted(["今天天气很好", "Most of the letters"], bias)
-    assert not hotwords.hinted(["圣言生活广场"], hotwords.plan((HotWord(text="盛源", weight=-5),), ()))
+def test_a_chunk_missed_only_the_phrases_its_readings_hint_at() -> None:
+    """Which phrases go into the prompt of a chunk's second decode (ChunkDecoder._prompt_hot_words)."""
+    name, author = HotWord(text="盛源", weight=1), HotWord(text="Jenson", weight=1)
+    bias = hotwords.plan((name, author, HotWord(text="退款", weight=1)), ())
+    [sheng_yuan, jenson, _] = bias.favoured
+    # Heard something like it in a reading (the beam's runner-up), but not in the chosen text.
+    assert hotwords.missed("今天天气很好", ["今天天气很好", "圣言生活广场"], bias) == (sheng_yuan,)
+    assert hotwords.missed("Most of the letters", ["Most of Jensen's letters"], bias) == (jenson,)
+    # Already said, or as the correction will write it: nothing to find.
+    assert hotwords.missed("盛源生活广场", ["圣言生活广场"], bias) == ()
+    assert hotwords.missed("盛员生活广场", ["盛员生活广场"], bias) == ()
+    assert hotwords.missed("Most of Jensen's letters", ["Most of Jensen's letters"], bias) == ()
+    # Nothing like any phrase; and a suppressed phrase is never prompted for.
+    assert hotwords.missed("今天天气很好", ["今天天气很好"], bias) == ()
+    assert hotwords.missed("圣言生活广场", ["圣言生活广场"], hotwords.plan((), ())) == ()
+    suppressed = hotwords.plan((HotWord(text="盛源", weight=-5),), ())
+    assert hotwords.missed("圣言生活广场", ["圣言生活广场"], suppressed) == ()
+    assert hotwords.holds("盛员生活广场", (sheng_yuan,)) and not hotwords.holds("圣言生活广场", (sheng_yuan,))
 
 
 def test_bias_plan_orders_and_splits_by_weight() -> None:

@@ -153,21 +153,21 @@ class ChunkDecoder:
         full_window: bool = False,
         languages: Sequence[str | None] | None = None,
         styled: bool = True,
-        hot_word_prompt: bool = False,
+        hot_word_prompts: Sequence[str] | None = None,
     ) -> Pass:
         """Decode ``chunks`` in one batch. ``languages``: each chunk's language, None (for all, or for one
         chunk) to detect it. ``styled``: with the style prompt of the chunk's language.
-        ``hot_word_prompt``: with the favoured hot words in the prompt (``_prompt_hot_words``)."""
+        ``hot_word_prompts``: each chunk's hot words for the prompt (``_prompt_hot_words``); None: none."""
         runner = self.runner
         frames = window_frames(chunks, full_window=full_window, pad_s=pad_seconds(language))
         encoded = runner.encode(runner.features(audio, chunks, frames))
         languages = self._fill_languages(encoded, language, languages)
-        bias_text = hotwords.prompt_text(bias) if hot_word_prompt else ""
+        hot = hot_word_prompts if hot_word_prompts is not None else [""] * len(chunks)
         tokenizers = [runner.tokenizer(lang, options.task) for lang in languages]
         styles = [output_style(language, lang, options) if styled else "" for lang in languages]
         prompts = [
-            prompt_tokens(tok, style, bias_text, options.prompt)
-            for tok, style in zip(tokenizers, styles, strict=True)
+            prompt_tokens(tok, style, words, options.prompt)
+            for tok, style, words in zip(tokenizers, styles, hot, strict=True)
         ]
         limits = [max_tokens(c) for c in chunks]
         done = self._generate(encoded, prompts, tokenizers, limits, languages, options, options.temperature)
@@ -388,23 +388,23 @@ class ChunkDecoder:
         options: DecodeOptions,
         where: list[tuple[Pass, int]],
     ) -> None:
-        """Decode again, with the favoured hot words in the prompt, the chunks whose text does not hold one
-        but whose readings hint at one (``hotwords.hinted``); take that text where it holds one. The
-        prompt is there to find a phrase the plain decode missed: it changes other words as well, so a
-        chunk that says none of the phrases, or already holds one, keeps the text decoded without them.
-        On zh_dev, five phrases said nowhere in it (weight 1) changed 101 of 300 transcripts, 483 → 496
-        errors, when every chunk was decoded with them in the prompt; now 1 (485 errors: 精神病医师恶妇 →
-        精神病一时客服, the phrase heard where the audio allows it). Where the phrase is said, the prompt
-        had also changed other words, for the better on balance: on 132 zh_dev clips, each with a word of
-        its own reference that the plain decode misses as the hot word, 104 phrases came out against 105,
-        in 252 errors against 235 (the clips without hot words: 410)."""
-        hinted = []
+        """Decode again, with the hot words it missed in the prompt, each chunk whose plain decode missed a
+        favoured phrase but heard something like it (``hotwords.missed``); take that text where it holds
+        one of them. The prompt is there to find a phrase the plain decode missed: it changes other
+        words as well, so a chunk that says none of the phrases, or already holds them, keeps the text
+        decoded without them, and a chunk's prompt holds only the phrases it may have missed. On zh_dev,
+        five phrases said nowhere in it (weight 1) changed 101 of 300 transcripts, 483 → 496 errors,
+        when every chunk was decoded with them all in the prompt. Where a phrase is said, the prompt had
+        also changed the other words of its chunk, for the better on balance (docs/speech.md, "Hot-word
+        weights")."""
+        hinted: list[int] = []
+        phrases: list[tuple[hotwords.Phrase, ...]] = []
         for i, (run, k) in enumerate(where):
-            if hotwords.holds_favoured(run.chosen[k].text, bias):
-                continue
             readings = [run.chosen[k].text, *(h.text for h in run.generated[k].hypotheses)]
-            if hotwords.hinted(readings, bias):
+            found = hotwords.missed(run.chosen[k].text, readings, bias)
+            if found:
                 hinted.append(i)
+                phrases.append(found)
         if not hinted:
             return
         prompted = self.run_pass(
@@ -414,10 +414,10 @@ class ChunkDecoder:
             bias,
             options,
             languages=[where[i][0].languages[where[i][1]] for i in hinted],
-            hot_word_prompt=True,
+            hot_word_prompts=[hotwords.prompt_text(hotwords.BiasPlan(found, ())) for found in phrases],
         )
-        for k, i in enumerate(hinted):
-            if hotwords.holds_favoured(prompted.chosen[k].text, bias):
+        for k, (i, found) in enumerate(zip(hinted, phrases, strict=True)):
+            if hotwords.holds(prompted.chosen[k].text, found):
                 where[i] = (prompted, k)
 
     @staticmethod

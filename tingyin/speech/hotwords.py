@@ -188,28 +188,39 @@ def _closest_spelling(text: str, target: str) -> tuple[float, int, int] | None:
 HINT_SIMILARITY = 0.58
 
 
-def holds_favoured(text: str, bias: BiasPlan) -> bool:
-    """Whether ``text``, corrected (``correct``), holds a favoured phrase."""
-    plain = _plain(correct(text, bias))
-    return any(_plain(w.text) in plain for w in bias.favoured)
+def _likeness(text: str, word: Phrase) -> float:
+    """How much the stretch of ``text`` most like ``word`` sounds (zh) or is spelt (other) like it."""
+    if has_cjk(word.text):
+        close = _closest_zh(text, word.text) if len(word.text) >= 2 else None
+        return close[0] if close is not None else 0.0
+    if word.text.lower() in text.lower():
+        return 1.0
+    near = _closest_spelling(text, word.text)
+    return near[0] + 0.05 if near is not None else 0.0  # spelling is corrected 0.05 below ``threshold``
 
 
-def hinted(texts: Iterable[str], bias: BiasPlan) -> bool:
-    """Whether any of ``texts`` (a chunk's readings without the phrases in the prompt) holds a favoured
-    phrase or a stretch that sounds (zh) or is spelt (other) somewhat like one (``HINT_SIMILARITY``).
-    Only such chunks are decoded again with the phrases in the prompt, which changes other words too."""
-    for text in texts:
-        for word in bias.favoured:
-            if _plain(word.text) in _plain(text):
-                return True
-            close: tuple[float, int] | tuple[float, int, int] | None
-            if has_cjk(word.text):
-                close = _closest_zh(text, word.text) if len(word.text) >= 2 else None
-            else:
-                close = _closest_spelling(text, word.text)
-            if close is not None and close[0] >= HINT_SIMILARITY:
-                return True
-    return False
+def missed(chosen: str, readings: Iterable[str], bias: BiasPlan) -> tuple[Phrase, ...]:
+    """The favoured phrases a chunk's plain decode (without them in the prompt) missed but hinted at,
+    strongest first: not in its ``chosen`` text, not even as the correction would write it, while one of
+    its ``readings`` (the beam's n-best) holds the phrase or a stretch somewhat like it
+    (``HINT_SIMILARITY``). Only these go into the prompt of a second decode of the chunk: the prompt
+    changes other words too."""
+    texts = [_plain(t) for t in dict.fromkeys(readings)]
+    plain_chosen = _plain(chosen)
+    found = []
+    for word in bias.favoured:
+        plain_word = _plain(word.text)
+        if plain_word in plain_chosen or _likeness(chosen, word) >= threshold(word.weight):
+            continue
+        if any(plain_word in text or _likeness(text, word) >= HINT_SIMILARITY for text in texts):
+            found.append(word)
+    return tuple(found)
+
+
+def holds(text: str, phrases: tuple[Phrase, ...]) -> bool:
+    """Whether ``text``, as the correction would write it, holds one of ``phrases``."""
+    plain = _plain(correct(text, BiasPlan(phrases, ())))
+    return any(_plain(w.text) in plain for w in phrases)
 
 
 def correct(text: str, bias: BiasPlan) -> str:
