@@ -166,6 +166,7 @@ def test_a_chunk_missed_only_the_phrases_its_readings_hint_at() -> None:
     # Heard something like it in a reading (the beam's runner-up), but not in the chosen text.
     assert hotwords.missed("今天天气很好", ["今天天气很好", "圣言生活广场"], bias) == (sheng_yuan,)
     assert hotwords.missed("Most of the letters", ["Most of Jensen's letters"], bias) == (jenson,)
+    assert hotwords.missed("Most of the letters", ["Most of these letters"], bias) == ()
     # Already said, or as the correction will write it: nothing to find.
     assert hotwords.missed("盛源生活广场", ["圣言生活广场"], bias) == ()
     assert hotwords.missed("盛员生活广场", ["盛员生活广场"], bias) == ()

@@ -205,14 +205,19 @@ def missed(chosen: str, readings: Iterable[str], bias: BiasPlan) -> tuple[Phrase
     its ``readings`` (the beam's n-best) holds the phrase or a stretch somewhat like it
     (``HINT_SIMILARITY``). Only these go into the prompt of a second decode of the chunk: the prompt
     changes other words too."""
-    texts = [_plain(t) for t in dict.fromkeys(readings)]
+    texts = [(text, _plain(text)) for text in dict.fromkeys(readings)]
     plain_chosen = _plain(chosen)
     found = []
     for word in bias.favoured:
         plain_word = _plain(word.text)
         if plain_word in plain_chosen or _likeness(chosen, word) >= threshold(word.weight):
             continue
-        if any(plain_word in text or _likeness(text, word) >= HINT_SIMILARITY for text in texts):
+        # Chinese is compared Simplified and without spaces; a spelling word by word.
+        chinese = has_cjk(word.text)
+        if any(
+            plain_word in plain or _likeness(plain if chinese else text, word) >= HINT_SIMILARITY
+            for text, plain in texts
+        ):
             found.append(word)
     return tuple(found)
 
