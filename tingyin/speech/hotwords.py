@@ -64,15 +64,21 @@ def plan(hot_words: Iterable[HotWord], vocabulary: Iterable[str]) -> BiasPlan:
     )
 
 
-def prompt_text(bias: BiasPlan) -> str:
-    """Favoured phrases for the decoder prompt, strongest first, within the prompt budget."""
-    chosen: list[str] = []
+def prompt_phrases(bias: BiasPlan) -> tuple[Phrase, ...]:
+    """The favoured phrases the decoder prompt can hold, strongest first, within the prompt budget."""
+    chosen: list[Phrase] = []
     used = 0
     for word in bias.favoured:
         if used + len(word.text) + 1 > PROMPT_CHAR_BUDGET:
             break
-        chosen.append(word.text)
+        chosen.append(word)
         used += len(word.text) + 1
+    return tuple(chosen)
+
+
+def prompt_text(bias: BiasPlan) -> str:
+    """Favoured phrases for the decoder prompt (``prompt_phrases``)."""
+    chosen = [word.text for word in prompt_phrases(bias)]
     if not chosen:
         return ""
     separator = "、" if any(has_cjk(w) for w in chosen) else ", "
@@ -204,11 +210,13 @@ def missed(chosen: str, readings: Iterable[str], bias: BiasPlan) -> tuple[Phrase
     strongest first: not in its ``chosen`` text, not even as the correction would write it, while one of
     its ``readings`` (the beam's n-best) holds the phrase or a stretch somewhat like it
     (``HINT_SIMILARITY``). Only these go into the prompt of a second decode of the chunk: the prompt
-    changes other words too."""
+    changes other words too. Only the phrases a prompt can hold are looked for (``prompt_phrases``, as
+    before 2026-11-30): each costs a sound comparison with every stretch of every reading, about 1.2 ms,
+    and a Baidu vocabulary may hold 10,000 phrases (12 s a chunk)."""
     texts = [(text, _plain(text)) for text in dict.fromkeys(readings)]
     plain_chosen = _plain(chosen)
     found = []
-    for word in bias.favoured:
+    for word in prompt_phrases(bias):
         plain_word = _plain(word.text)
         if plain_word in plain_chosen or _likeness(chosen, word) >= threshold(word.weight):
             continue
