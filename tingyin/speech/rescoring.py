@@ -382,14 +382,14 @@ class SecondPass:
             texts = [c.text for c in pool]
             sense = text_scores[offset : offset + len(pool)].copy()
             offset += len(pool)
-            sense += [self.length_reward * len(flat(t)) + hot_word_bonus(t, bias) for t in texts]
+            bonuses = [hot_word_bonus(t, bias) for t in texts]
+            sense += [self.length_reward * len(flat(t)) + b for t, b in zip(texts, bonuses, strict=True)]
             kept = [
                 (c, float(value))
                 for c, value in zip(pool, sense, strict=True)
                 if value >= sense[0] - PRUNE_MARGIN
             ]
-            held = any(hot_word_bonus(t, bias) for t in texts)
-            limit = None if held else self.scored_candidates
+            limit = None if any(bonuses) else self.scored_candidates
             if limit is not None and len(kept) > limit:
                 others = sorted(kept[1:], key=lambda pair: -(pair[1] + pair[0].logprob))
                 kept = [kept[0], *others[: limit - 1]]
