@@ -158,6 +158,32 @@ def test_hot_word_correction_by_sound_and_spelling() -> None:
     assert hotwords.correct("他叫李四", weak) == "他叫李四"
 
 
+def test_a_large_plan_corrects_as_its_phrases_would_one_by_one() -> None:
+    """From ``_INDEXED_FROM`` phrases on, the Chinese ones are compared with the text all at once; the
+    text that comes out is the one each phrase in turn would leave (a Baidu vocabulary holds 10,000)."""
+    said = "从政策实施的难易程度上来说今天天气很好我们去盛员生活广场买三星手机"
+    # Phrases that sound like stretches of it (one syllable changed), ones that are in it, mixed and
+    # English ones, single characters: every kind the correction treats differently, at several weights.
+    alike = {"政": "正", "施": "师", "度": "肚", "员": "源", "场": "厂", "机": "鸡", "天": "田", "买": "卖"}
+    phrases: list[HotWord] = []
+    for size in (2, 3, 4):
+        for start in range(0, len(said) - size + 1, 2):
+            stretch = said[start : start + size]
+            heard = "".join(alike.get(c, c) for c in stretch)
+            phrases.append(HotWord(text=heard, weight=1 + (start + size) % 10))
+    phrases += [HotWord(text=t, weight=8) for t in ("三星Pay", "A M内", "天", "Jenson", "盛源生活")]
+    bias = hotwords.plan(phrases, ())
+    assert len(bias.favoured) >= hotwords._INDEXED_FROM
+    # The first of two stretches as like the phrase is the one replaced (盛员…盛员).
+    texts = [said, "盛员生活广场的三星皮鞋", "盛员生活和盛员生活", "Most of Jensen's letters", "今天A M内"]
+    for text in texts:
+        one_by_one = text
+        for word in bias.favoured:
+            one_by_one = hotwords.correct(one_by_one, hotwords.BiasPlan((word,), ()))
+        assert hotwords.correct(text, bias) == one_by_one
+    assert hotwords.correct("盛员生活广场的三星皮鞋", bias) != "盛员生活广场的三星皮鞋"
+
+
 def test_a_chunk_missed_only_the_phrases_its_readings_hint_at() -> None:
     """Which phrases go into the prompt of a chunk's second decode (ChunkDecoder._prompt_hot_words)."""
     name, author = HotWord(text="盛源", weight=1), HotWord(text="Jenson", weight=1)

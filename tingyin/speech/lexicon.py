@@ -187,6 +187,8 @@ def correct_homophones(lexicon: Lexicon, text: str, keep: tuple[str, ...] = ()) 
         run = match.group(0)
         protected: set[int] = set()
         for phrase in keep:
+            if phrase not in run:  # cheap; a vocabulary holds up to 10,000 phrases (as ``zh_lm._positions``)
+                continue
             for hit in re.finditer(re.escape(phrase), run):
                 protected |= set(range(hit.start(), hit.end()))
         out.append(text[last : match.start()])

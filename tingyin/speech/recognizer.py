@@ -13,6 +13,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import nullcontext
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -133,6 +134,9 @@ class Recognizer:
         self._lexicon_lock = threading.Lock()
         unigram = None if second_pass is not None else UnigramChooser(lambda run: self.lexicon().score(run))
         self.decoder = ChunkDecoder(runner, second_pass, unigram, accurate_pass)
+        # A Baidu app sends its vocabulary (up to 10,000 phrases) with every request: its plan, and what the
+        # plan lays out for looking phrases up on first use (``BiasPlan``), is kept for the next request.
+        self._bias_plan = lru_cache(maxsize=8)(hotwords.plan)
 
     @classmethod
     def from_whisper(
@@ -300,7 +304,7 @@ class Recognizer:
         speech: SpeechMap,
     ) -> Iterator[Utterance]:
         duration_s = len(samples) / SAMPLE_RATE
-        bias = hotwords.plan(options.hot_words, options.vocabulary)
+        bias = self._bias_plan(options.hot_words, options.vocabulary)
         chunks = make_chunks(speech.regions())
         if not chunks:
             if progress:

@@ -15,6 +15,7 @@ model instead.
 
 from __future__ import annotations
 
+import dataclasses
 import difflib
 import re
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -331,7 +332,8 @@ class SecondPass:
             if not held:
                 continue
             steered.update(w.text for w in held)
-            for variant in hotwords.alternatives(text, bias._replace(suppressed=held), self._rewrite_keeping):
+            only_held = dataclasses.replace(bias, suppressed=held)
+            for variant in hotwords.alternatives(text, only_held, self._rewrite_keeping):
                 estimate = estimated_logprob(candidate.logprob, text, variant)
                 add(Hypothesis(tokenizer.encode(variant), variant, estimate))
         return pool

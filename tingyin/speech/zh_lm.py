@@ -256,7 +256,9 @@ def _positions(run: str, phrases: tuple[str, ...]) -> frozenset[int]:
     """Character positions of ``run`` covered by any of ``phrases``."""
     covered: set[int] = set()
     for phrase in phrases:
-        if phrase:
+        # ``in`` first: a Baidu vocabulary holds up to 10,000 phrases, and a pattern compiled for each
+        # (Python keeps 512) cost 0.2 s a rewrite.
+        if phrase and phrase in run:
             for hit in re.finditer(re.escape(phrase), run):
                 covered.update(range(hit.start(), hit.end()))
     return frozenset(covered)
