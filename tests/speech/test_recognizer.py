@@ -170,6 +170,18 @@ def test_hot_words_change_nothing_where_they_are_not_missed(recognizer: Recogniz
         assert recognizer.transcribe(audio, options).text == plain
 
 
+def test_a_vocabulary_leaves_alone_the_words_it_only_sounds_like(recognizer: Recognizer) -> None:
+    """A Baidu vocabulary holds words that sound like others said (搜狐 sōuhú / 首付 shǒufù); where the
+    clip was heard right they stay: a correction is a candidate the audio and the language model judge
+    (it was made after decoding, blindly: …二套房搜狐分别降至二成三成). Not every time: with 二层 in
+    the vocabulary, 二成三成 (èrchéng) comes out 二层三层, as Baidu warns its vocabulary may do."""
+    audio = _clip("BAC009S0252W0179")  # 公积金首套房二套房首付分别降至二成三成
+    plain = recognizer.transcribe(audio, DecodeOptions(language="zh", punctuation=False)).text
+    assert "首付" in plain
+    options = DecodeOptions(language="zh", punctuation=False, vocabulary=("搜狐",))
+    assert recognizer.transcribe(audio, options).text == plain
+
+
 def test_negative_weight_steers_a_homophone_away(recognizer: Recognizer) -> None:
     """开发商并没有在新政出台后选择了涨价: the plain model writes the sound-alike 长假 (chángjià for
     zhǎngjià). −5 on 长假 lowers it, and the recogniser takes the reading that sounds alike and fits the

@@ -158,6 +158,19 @@ def test_hot_word_correction_by_sound_and_spelling() -> None:
     assert hotwords.correct("他叫李四", weak) == "他叫李四"
 
 
+def test_each_correction_is_offered_on_its_own() -> None:
+    """``corrections``: the candidates the second pass judges, one phrase corrected in each (strongest
+    first); ``respell`` only writes a Latin phrase in its own case."""
+    bias = hotwords.plan((HotWord(text="盛源", weight=8), HotWord(text="广厂", weight=3)), ())
+    assert list(hotwords.corrections("盛员生活广场", bias)) == ["盛源生活广场", "盛员生活广厂"]
+    assert list(hotwords.corrections("今天天气很好", bias)) == []
+    assert list(hotwords.corrections("盛源生活广厂", bias)) == []  # both already there
+    english = hotwords.plan((), ("Jenson",))
+    assert list(hotwords.corrections("Most of Jensen's letters", english)) == ["Most of Jenson's letters"]
+    assert hotwords.respell("most of jenson's letters", english) == "most of Jenson's letters"
+    assert hotwords.respell("Most of Jensen's letters", english) == "Most of Jensen's letters"
+
+
 def test_a_large_plan_corrects_as_its_phrases_would_one_by_one() -> None:
     """From ``_INDEXED_FROM`` phrases on, the Chinese ones are compared with the text all at once; the
     text that comes out is the one each phrase in turn would leave (a Baidu vocabulary holds 10,000)."""
@@ -181,6 +194,8 @@ def test_a_large_plan_corrects_as_its_phrases_would_one_by_one() -> None:
         for word in bias.favoured:
             one_by_one = hotwords.correct(one_by_one, hotwords.BiasPlan((word,), ()))
         assert hotwords.correct(text, bias) == one_by_one
+        each = [hotwords.correct(text, hotwords.BiasPlan((word,), ())) for word in bias.favoured]
+        assert list(hotwords.corrections(text, bias)) == [t for t in each if t != text]
     assert hotwords.correct("盛员生活广场的三星皮鞋", bias) != "盛员生活广场的三星皮鞋"
 
 

@@ -6,10 +6,12 @@ weight never does less than a weaker one:
 
 * the choice among hypotheses (n-best, the Mandarin second pass's rewrites): a hypothesis containing the
   phrase gains ``weight`` × ``rescoring.HOT_WORD_BONUS`` nats (loses, for a negative weight);
-* positive weights: the phrase goes into the decoder prompt (strongest first, within a budget), and after
-  decoding a stretch of text that sounds like it (Chinese: toneless pinyin with the usual fuzzy pairs zh/z,
-  ch/c, sh/s, n/l, -ng/-n; other languages: spelling) is replaced by it, the match needed being looser the
-  higher the weight;
+* positive weights: a stretch of a hypothesis that sounds like the phrase (Chinese: toneless pinyin with the
+  usual fuzzy pairs zh/z, ch/c, sh/s, n/l, -ng/-n; other languages: spelling; the match needed looser the
+  higher the weight) is replaced by it (``correct``): in the Mandarin second pass as one more candidate
+  (``corrections``) that the audio and the language model judge, elsewhere in the decoded text; and where
+  a chunk's decode missed a phrase its readings hint at (``missed``), it is decoded again with the phrase
+  in its prompt;
 * negative weights: the phrase's sound-alikes (``alternatives``) join the hypotheses, so that when the audio
   says something that sounds the same the recogniser can steer to it. Words are never removed: a phrase
   that was really spoken and has no better reading stays in the text.
@@ -22,7 +24,7 @@ from __future__ import annotations
 import bisect
 import difflib
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import cached_property, lru_cache
 from typing import NamedTuple
@@ -184,12 +186,23 @@ def _correct_zh(text: str, word: Phrase) -> str:
 _WORD = re.compile(r"[A-Za-z0-9]+(?:-[A-Za-z0-9]+)*")
 
 
+def respell(text: str, bias: BiasPlan) -> str:
+    """Favoured phrases of Latin script that ``text`` holds in another case, in their own spelling."""
+    for word in bias.favoured:
+        if not has_cjk(word.text):
+            text = _respell(text, word.text)
+    return text
+
+
+def _respell(text: str, target: str) -> str:
+    index = text.lower().find(target.lower())
+    return text if index < 0 else text[:index] + target + text[index + len(target) :]
+
+
 def _correct_spelling(text: str, word: Phrase) -> str:
     target = word.text
     if target.lower() in text.lower():
-        # Right words, maybe wrong case: take the phrase's own spelling.
-        index = text.lower().index(target.lower())
-        return text[:index] + target + text[index + len(target) :]
+        return _respell(text, target)  # right words, maybe wrong case
     best = _closest_spelling(text, target)
     if best is None or best[0] < threshold(word.weight) - 0.05:
         return text
@@ -231,9 +244,12 @@ def _likeness(text: str, word: Phrase) -> float:
     return near[0] + 0.05 if near is not None else 0.0  # spelling is corrected 0.05 below ``threshold``
 
 
-def missed(chosen: str, readings: Iterable[str], bias: BiasPlan) -> tuple[Phrase, ...]:
+def missed(
+    chosen: str, readings: Iterable[str], bias: BiasPlan, *, corrected_after: bool = True
+) -> tuple[Phrase, ...]:
     """The favoured phrases a chunk's plain decode (without them in the prompt) missed but hinted at,
-    strongest first: not in its ``chosen`` text, not even as the correction would write it, while one of
+    strongest first: not in its ``chosen`` text, not even as the correction would write it (where the text
+    is ``corrected_after`` decoding: the second pass judged the corrections already), while one of
     its ``readings`` (the beam's n-best) holds the phrase or a stretch somewhat like it
     (``HINT_SIMILARITY``). Only these go into the prompt of a second decode of the chunk: the prompt
     changes other words too. Only the phrases a prompt can hold are looked for (``prompt_phrases``, as
@@ -244,7 +260,9 @@ def missed(chosen: str, readings: Iterable[str], bias: BiasPlan) -> tuple[Phrase
     found = []
     for word in prompt_phrases(bias):
         plain_word = _plain(word.text)
-        if plain_word in plain_chosen or _likeness(chosen, word) >= threshold(word.weight):
+        if plain_word in plain_chosen or (
+            corrected_after and _likeness(chosen, word) >= threshold(word.weight)
+        ):
             continue
         # Chinese is compared Simplified and without spaces; a spelling word by word.
         chinese = has_cjk(word.text)
@@ -256,9 +274,10 @@ def missed(chosen: str, readings: Iterable[str], bias: BiasPlan) -> tuple[Phrase
     return tuple(found)
 
 
-def holds(text: str, phrases: tuple[Phrase, ...]) -> bool:
-    """Whether ``text``, as the correction would write it, holds one of ``phrases``."""
-    plain = _plain(correct(text, BiasPlan(phrases, ())))
+def holds(text: str, phrases: tuple[Phrase, ...], *, corrected_after: bool = True) -> bool:
+    """Whether ``text``, as the correction would write it where it is ``corrected_after`` decoding, holds
+    one of ``phrases``."""
+    plain = _plain(correct(text, BiasPlan(phrases, ())) if corrected_after else text)
     return any(_plain(w.text) in plain for w in phrases)
 
 
@@ -274,6 +293,21 @@ def correct(text: str, bias: BiasPlan) -> str:
     while (change := index.first_change(text, start)) is not None:
         start, text = change
     return text
+
+
+def corrections(text: str, bias: BiasPlan) -> Iterator[str]:
+    """``text`` with one favoured phrase corrected in (as ``correct`` would replace its stretch), for each
+    phrase whose correction changes it, in the plan's order (strongest first)."""
+    if len(bias.favoured) < _INDEXED_FROM:
+        for word in bias.favoured:
+            changed = _correct_one(text, word)
+            if changed != text:
+                yield changed
+        return
+    start = 0
+    while (change := bias.sound_index.first_change(text, start)) is not None:
+        start, changed = change
+        yield changed
 
 
 def _correct_one(text: str, word: Phrase) -> str:

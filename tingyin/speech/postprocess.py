@@ -64,7 +64,9 @@ def rewrite_text(
         if options.itn
         else textnorm.numbers_to_words(text, language)
     )
-    text = hotwords.correct(text, bias)
+    # The second pass had each favoured phrase's correction among its candidates (``SecondPass.pool``) and
+    # judged it by the audio; only its spelling is left to do.
+    text = hotwords.respell(text, bias) if item.rescored else hotwords.correct(text, bias)
     return text.strip()
 
 
