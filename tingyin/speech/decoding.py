@@ -29,7 +29,14 @@ from tingyin.speech import guards, hotwords, textnorm
 from tingyin.speech.chunking import SAMPLE_RATE, Chunk, SpeechMap
 from tingyin.speech.options import DecodeOptions
 from tingyin.speech.postprocess import DecodedChunk
-from tingyin.speech.rescoring import SecondPass, UnigramChooser, biased_choice
+from tingyin.speech.rescoring import (
+    CORRECTED_CANDIDATES,
+    SecondPass,
+    UnigramChooser,
+    biased_choice,
+    hot_word_bonus,
+    teacher_forced,
+)
 from tingyin.speech.timing import TimedChar, spoken, timed_chars
 from tingyin.speech.types import DecodingStats
 from tingyin.speech.whisper import (
@@ -293,7 +300,51 @@ class ChunkDecoder:
                 chosen.append(self.unigram.choose(result.hypotheses, written, bias))
             else:
                 chosen.append(biased_choice(result.hypotheses, bias))
+        if bias.favoured:
+            judged = (encoded, frames, chunks, tokenizers, hot_word_prompts)
+            self._judge_corrections(*judged, chosen, rescored, bias)
         return chosen, rescored
+
+    def _judge_corrections(
+        self,
+        encoded: np.ndarray,
+        frames: int,
+        chunks: Sequence[Chunk],
+        tokenizers: list[Tokenizer],
+        hot_word_prompts: Sequence[str],
+        chosen: list[Hypothesis],
+        rescored: dict[int, object],
+        bias: hotwords.BiasPlan,
+    ) -> None:
+        """Where no second pass chose a chunk's text (English, other languages), its text with a favoured
+        phrase corrected in (``hotwords.corrections``) is scored against it by Whisper teacher-forced, each
+        with its hot-word bonus, and the best taken (in place, into ``chosen`` and ``rescored``): replaced
+        blindly after decoding, 358 hot words drawn from the words of 50 en_dev clips took the other 50
+        from 31 to 331 word errors (the paper → there paper, of our → performed)."""
+        for i, hypothesis in enumerate(chosen):
+            if i in rescored:
+                continue
+            corrections = hotwords.corrections(hypothesis.text, bias)
+            variants = list(itertools.islice(corrections, CORRECTED_CANDIDATES))
+            if not variants:
+                continue
+            candidates = [
+                hypothesis,
+                *(Hypothesis(tokenizers[i].encode(text), text, hypothesis.logprob) for text in variants),
+            ]
+            start = scoring_start(tokenizers[i], hot_word_prompts[i])
+            scored = teacher_forced(
+                self.runner,
+                encoded,
+                i,
+                chunks[i],
+                frames,
+                start,
+                [(c, hot_word_bonus(c.text, bias)) for c in candidates],
+            )
+            best = max(scored, key=lambda pair: pair[0])[1]
+            chosen[i] = best.hypothesis
+            rescored[i] = best.alignment
 
     def _widen(
         self,

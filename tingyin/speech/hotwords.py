@@ -8,8 +8,9 @@ weight never does less than a weaker one:
   phrase gains ``weight`` × ``rescoring.HOT_WORD_BONUS`` nats (loses, for a negative weight);
 * positive weights: a stretch of a hypothesis that sounds like the phrase (Chinese: toneless pinyin with the
   usual fuzzy pairs zh/z, ch/c, sh/s, n/l, -ng/-n; other languages: spelling; the match needed looser the
-  higher the weight) is replaced by it (``correct``): in the Mandarin second pass as one more candidate
-  (``corrections``) that the audio and the language model judge, elsewhere in the decoded text; and where
+  higher the weight) is replaced by it, as one more candidate (``corrections``) that the audio judges (the
+  Mandarin second pass, with its language model; elsewhere Whisper's teacher-forced score), or after
+  decoding where no pass scored the text (``correct``: Mandarin without the trigram); and where
   a chunk's decode missed a phrase its readings hint at (``missed``), it is decoded again with the phrase
   in its prompt;
 * negative weights: the phrase's sound-alikes (``alternatives``) join the hypotheses, so that when the audio

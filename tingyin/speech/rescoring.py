@@ -417,29 +417,41 @@ class SecondPass:
             if len(kept) > 1:
                 to_score[i] = kept
         chosen: dict[int, Choice] = {}
-        # One call per chunk, over its speech and the margin after it: a row's cost grows with the encoder
-        # frames it attends to (CTranslate2 projects the frames for every row), so rows of a shorter chunk
-        # padded to a longer one's frames cost time (0.8 s of 4 on the 601 s benchmark recording), and a
-        # chunk's scores no longer depend on which chunks share its call.
         for i, kept in to_score.items():
-            num_frames = speech_frames(chunks[i], frames)
-            keep_frames = min(encoded.shape[1], num_frames // 2 + SCORING_MARGIN_FRAMES)
-            # Teacher-forced scoring after the chunk's start sequence (``decoding.scoring_start``).
-            results = self.runner.align(
-                encoded[[i] * len(kept), :keep_frames],
-                start_sequences[i],
-                [c.tokens for c, _ in kept],
-                [num_frames] * len(kept),
-            )
-            best: tuple[float, Choice] | None = None
-            for (candidate, sense_value), alignment in zip(kept, results, strict=True):
-                probs = np.maximum(np.asarray(alignment.text_token_probs, dtype=np.float64), 1e-10)
-                sound = float(np.log(probs).sum())
-                if best is None or sound + sense_value > best[0]:
-                    best = (sound + sense_value, Choice(candidate._replace(logprob=sound), alignment))
-            assert best is not None  # every chunk here has at least two candidates
-            chosen[i] = best[1]
+            scored = teacher_forced(self.runner, encoded, i, chunks[i], frames, start_sequences[i], kept)
+            chosen[i] = max(scored, key=lambda pair: pair[0])[1]
         return chosen
+
+
+def teacher_forced(
+    runner: WhisperModelRunner,
+    encoded: np.ndarray,
+    i: int,
+    chunk: Chunk,
+    frames: int,
+    start_sequence: list[int],
+    candidates: Sequence[tuple[Hypothesis, float]],
+) -> list[tuple[float, Choice]]:
+    """Each of chunk ``i``'s ``candidates`` (with the text score it brings) scored by Whisper teacher-forced
+    after ``start_sequence`` (``decoding.scoring_start``): (its sound plus text score, the candidate with
+    its sound as log-probability and its alignment), in order. One call a chunk, over its speech and the
+    margin after it: a row's cost grows with the encoder frames it attends to (CTranslate2 projects the
+    frames for every row), so rows of a shorter chunk padded to a longer one's frames cost time (0.8 s of 4
+    on the 601 s benchmark recording), and a chunk's scores do not depend on which chunks share its call."""
+    num_frames = speech_frames(chunk, frames)
+    keep_frames = min(encoded.shape[1], num_frames // 2 + SCORING_MARGIN_FRAMES)
+    results = runner.align(
+        encoded[[i] * len(candidates), :keep_frames],
+        start_sequence,
+        [c.tokens for c, _ in candidates],
+        [num_frames] * len(candidates),
+    )
+    scored = []
+    for (candidate, text_score), alignment in zip(candidates, results, strict=True):
+        probs = np.maximum(np.asarray(alignment.text_token_probs, dtype=np.float64), 1e-10)
+        sound = float(np.log(probs).sum())
+        scored.append((sound + text_score, Choice(candidate._replace(logprob=sound), alignment)))
+    return scored
 
 
 __all__ = [
@@ -451,4 +463,5 @@ __all__ = [
     "biased_choice",
     "flat",
     "hot_word_bonus",
+    "teacher_forced",
 ]
