@@ -382,6 +382,17 @@ def test_transcription_with_speakers(console: Console, tmp_path: Path) -> None:
     assert "2" in row.inner_text()
     console.shot("09-transcriptions")
 
+    # Deleted from its page: gone from the list, and from the server (text and audio).
+    console.open(f"/transcriptions/{job_id}")
+    page.get_by_test_id("transcript").wait_for()
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_test_id("delete-transcription").click()
+    page.wait_for_url(re.compile(r".*#/transcriptions\?r=\d+$"))
+    page.get_by_test_id("audio-file").wait_for()
+    assert page.locator(f"tr[data-job='{job_id}']").count() == 0
+    assert page.request.get(f"{console.server.url}/v1/transcriptions/{job_id}").status == 404
+    assert page.request.get(f"{console.server.url}/v1/transcriptions/{job_id}/audio").status == 404
+
 
 def test_music_tags_and_not_music(console: Console) -> None:
     page = console.page

@@ -261,9 +261,9 @@ def missed(
     found = []
     for word in prompt_phrases(bias):
         plain_word = _plain(word.text)
-        if plain_word in plain_chosen or (
-            corrected_after and _likeness(chosen, word) >= threshold(word.weight)
-        ):
+        if plain_word in plain_chosen:
+            continue
+        if corrected_after and plain_word in _plain(_correct_one(chosen, word)):
             continue
         # Chinese is compared Simplified and without spaces; a spelling word by word.
         chinese = has_cjk(word.text)

@@ -158,6 +158,7 @@ const M = {
   swap_version: ["切换版本", "Swap to version"],
   swap: ["切换", "Swap"],
   unpublish: ["下线", "Unpublish"],
+  confirm_delete_transcription: ["删除该转写结果及其录音？", "Delete this transcript and its recording?"],
   confirm_unpublish: ["下线该服务？接口将不再可用。", "Take this service offline? Its URL stops answering."],
   sample_code: ["示例代码", "Sample code"],
   new_transcription: ["新建转写任务", "New transcription"],

@@ -1,5 +1,5 @@
 import { api } from "../api.js";
-import { showError } from "../app.js";
+import { go, showError } from "../app.js";
 import { bar, fmtClock, h } from "../dom.js";
 import { t } from "../i18n.js";
 
@@ -75,11 +75,34 @@ function render_transcript(main, job, id) {
     }
   });
 
-  const downloads = h("div", { class: "row", "data-testid": "downloads" }, ["txt", "srt", "vtt", "json"].map((f) => h("a", { class: "button small", href: `/v1/transcriptions/${id}/transcript?format=${f}`, download: `transcript-${id.slice(0, 8)}.${f}`, "data-format": f }, f.toUpperCase())));
+  const downloads = h(
+    "div",
+    { class: "row", "data-testid": "downloads" },
+    ["txt", "srt", "vtt", "json"].map((f) => h("a", { class: "button small", href: `/v1/transcriptions/${id}/transcript?format=${f}`, download: `transcript-${id.slice(0, 8)}.${f}`, "data-format": f }, f.toUpperCase())),
+    deleteButton(id),
+  );
   main.append(
     h("section", { class: "card sticky" }, audio, timeline, legend, downloads),
     h("section", { class: "card transcript", "data-testid": "transcript" }, lines),
   );
+}
+
+// A finished transcription (its text, its audio) is deleted at once, on the server too: nothing is kept that
+// the user asked to remove.
+function deleteButton(id) {
+  return h("button", {
+    class: "small danger",
+    "data-testid": "delete-transcription",
+    onclick: async () => {
+      if (!confirm(t("confirm_delete_transcription"))) return;
+      try {
+        await api(`/v1/transcriptions/${id}`, { method: "DELETE" });
+        go("/transcriptions?r=" + Date.now());
+      } catch (exc) {
+        showError(exc);
+      }
+    },
+  }, t("delete"));
 }
 
 export async function render(main, { job: id }, ctx) {
@@ -87,7 +110,7 @@ export async function render(main, { job: id }, ctx) {
   main.append(h("div", { class: "crumbs" }, h("a", { href: "#/transcriptions" }, t("nav_transcriptions")), ` / ${id.slice(0, 8)}`), h("h1", {}, t("transcript")));
   if (job.status === "succeeded") return render_transcript(main, job, id);
   if (job.status === "failed" || job.status === "cancelled") {
-    main.append(h("div", { class: "error", "data-testid": "error" }, job.error ? job.error.message : t(`status_${job.status}`)));
+    main.append(h("div", { class: "error", "data-testid": "error" }, job.error ? job.error.message : t(`status_${job.status}`)), deleteButton(id));
     return;
   }
   const progress = bar(job.progress, { cls: "train" });
@@ -111,7 +134,7 @@ export async function render(main, { job: id }, ctx) {
       ctx.stop(timer);
       waiting.remove();
       if (fresh.status === "succeeded") render_transcript(main, fresh, id);
-      else main.append(h("div", { class: "error", "data-testid": "error" }, fresh.error ? fresh.error.message : t(`status_${fresh.status}`)));
+      else main.append(h("div", { class: "error", "data-testid": "error" }, fresh.error ? fresh.error.message : t(`status_${fresh.status}`)), deleteButton(id));
     }
   });
 }
