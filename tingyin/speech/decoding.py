@@ -316,11 +316,12 @@ class ChunkDecoder:
         rescored: dict[int, object],
         bias: hotwords.BiasPlan,
     ) -> None:
-        """Where no second pass chose a chunk's text (English, other languages), its text with a favoured
-        phrase corrected in (``hotwords.corrections``) is scored against it by Whisper teacher-forced, each
-        with its hot-word bonus, and the best taken (in place, into ``chosen`` and ``rescored``): replaced
-        blindly after decoding, 358 hot words drawn from the words of 50 en_dev clips took the other 50
-        from 31 to 331 word errors (the paper → there paper, of our → performed)."""
+        """Where no second pass chose a chunk's text (English, other languages, Mandarin without the
+        trigram), its text with a favoured phrase corrected in (``hotwords.corrections``) is scored
+        against it by Whisper teacher-forced, each with its hot-word bonus, and the best taken (in place,
+        into ``chosen`` and ``rescored``): replaced blindly after decoding, 358 hot words drawn from the
+        words of 50 en_dev clips took the other 50 from 31 to 331 word errors (the paper → there paper,
+        of our → performed)."""
         for i, hypothesis in enumerate(chosen):
             if i in rescored:
                 continue

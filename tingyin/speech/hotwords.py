@@ -10,9 +10,8 @@ weight never does less than a weaker one:
   usual fuzzy pairs zh/z, ch/c, sh/s, n/l, -ng/-n; other languages: spelling; the match needed looser the
   higher the weight) is replaced by it, as one more candidate (``corrections``) that the audio judges (the
   Mandarin second pass, with its language model; elsewhere Whisper's teacher-forced score), or after
-  decoding where no pass scored the text (``correct``: Mandarin without the trigram); and where
-  a chunk's decode missed a phrase its readings hint at (``missed``), it is decoded again with the phrase
-  in its prompt;
+  decoding in text no pass scored (``correct``); and where a chunk's decode missed a phrase its readings
+  hint at (``missed``), it is decoded again with the phrase in its prompt;
 * negative weights: the phrase's sound-alikes (``alternatives``) join the hypotheses, so that when the audio
   says something that sounds the same the recogniser can steer to it. Words are never removed: a phrase
   that was really spoken and has no better reading stays in the text.
