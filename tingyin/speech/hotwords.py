@@ -284,13 +284,8 @@ def holds(text: str, phrases: tuple[Phrase, ...], *, corrected_after: bool = Tru
 def correct(text: str, bias: BiasPlan) -> str:
     """Replace stretches that sound (zh) or are spelt (other) like a favoured phrase by the phrase, each
     phrase in turn, strongest first, in the text as the phrases before it left it."""
-    if len(bias.favoured) < _INDEXED_FROM:
-        for word in bias.favoured:
-            text = _correct_one(text, word)
-        return text
-    index = bias.sound_index
     start = 0
-    while (change := index.first_change(text, start)) is not None:
+    while (change := _first_change(text, bias, start)) is not None:
         start, text = change
     return text
 
@@ -298,16 +293,22 @@ def correct(text: str, bias: BiasPlan) -> str:
 def corrections(text: str, bias: BiasPlan) -> Iterator[str]:
     """``text`` with one favoured phrase corrected in (as ``correct`` would replace its stretch), for each
     phrase whose correction changes it, in the plan's order (strongest first)."""
-    if len(bias.favoured) < _INDEXED_FROM:
-        for word in bias.favoured:
-            changed = _correct_one(text, word)
-            if changed != text:
-                yield changed
-        return
     start = 0
-    while (change := bias.sound_index.first_change(text, start)) is not None:
+    while (change := _first_change(text, bias, start)) is not None:
         start, changed = change
         yield changed
+
+
+def _first_change(text: str, bias: BiasPlan, start: int) -> tuple[int, str] | None:
+    """The first favoured phrase from place ``start`` on whose correction changes ``text``: (the place
+    after it, the text it leaves), or None."""
+    if len(bias.favoured) >= _INDEXED_FROM:
+        return bias.sound_index.first_change(text, start)
+    for position in range(start, len(bias.favoured)):
+        changed = _correct_one(text, bias.favoured[position])
+        if changed != text:
+            return position + 1, changed
+    return None
 
 
 def _correct_one(text: str, word: Phrase) -> str:

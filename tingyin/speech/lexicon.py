@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from functools import lru_cache
 from importlib import resources
 from typing import NamedTuple
@@ -179,20 +179,26 @@ def plain_readings(char: str) -> tuple[str, ...]:
     return tuple(to_normal(r) for r in raw.split(",")) if raw else ()
 
 
+def covered_positions(run: str, phrases: Iterable[str]) -> frozenset[int]:
+    """Character positions of ``run`` covered by any of ``phrases``."""
+    covered: set[int] = set()
+    for phrase in phrases:
+        # ``in`` first: a Baidu vocabulary holds up to 10,000 phrases, and a pattern compiled for each
+        # (Python keeps 512) cost 0.2 s a rewrite.
+        if phrase and phrase in run:
+            for hit in re.finditer(re.escape(phrase), run):
+                covered.update(range(hit.start(), hit.end()))
+    return frozenset(covered)
+
+
 def correct_homophones(lexicon: Lexicon, text: str, keep: tuple[str, ...] = ()) -> str:
     """Fix sound-alike miswritten words in the Chinese parts of ``text`` (``keep`` phrases stay)."""
     out = []
     last = 0
     for match in re.finditer(r"[\u4e00-\u9fff]{2,}", text):
         run = match.group(0)
-        protected: set[int] = set()
-        for phrase in keep:
-            if phrase not in run:  # cheap; a vocabulary holds up to 10,000 phrases (as ``zh_lm._positions``)
-                continue
-            for hit in re.finditer(re.escape(phrase), run):
-                protected |= set(range(hit.start(), hit.end()))
         out.append(text[last : match.start()])
-        out.append(lexicon.correct_run(run, protected))
+        out.append(lexicon.correct_run(run, set(covered_positions(run, keep))))
         last = match.end()
     out.append(text[last:])
     return "".join(out)

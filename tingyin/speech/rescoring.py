@@ -348,12 +348,14 @@ class SecondPass:
         if bias.favoured:
             corrected = 0
             for candidate in list(pool):
+                if corrected >= CORRECTED_CANDIDATES:
+                    break
                 text = textnorm.to_simplified(textnorm.clean(candidate.text))
                 for variant in hotwords.corrections(text, bias):
-                    if corrected >= CORRECTED_CANDIDATES:
-                        break
                     estimate = estimated_logprob(candidate.logprob, text, variant)
                     corrected += add(Hypothesis(tokenizer.encode(variant), variant, estimate))
+                    if corrected >= CORRECTED_CANDIDATES:
+                        break
         return pool
 
     @staticmethod
